@@ -1,0 +1,3 @@
+from goship.cli.main import run
+
+run()

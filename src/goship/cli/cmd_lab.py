@@ -1,0 +1,145 @@
+"""goship lab up|status|ssh|stop|start|cut|heal|down"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import click
+
+from goship.cli.common import json_option
+from goship.ui import ui
+
+
+@click.group()
+def lab() -> None:
+    """A fleet of real Linux hosts on this machine, to rehearse deploys and to test.
+
+    Each host has its own network namespace and address (10.78.0.1N), its own
+    copy-on-write root, and systemd as PID 1 running sshd and nginx. Needs root.
+
+    \b
+    Example:
+      sudo goship lab up --hosts 3
+      goship lab ssh h1 -- systemctl is-system-running
+      sudo goship lab down
+    """
+
+
+@lab.command()
+@click.option("--hosts", "count", type=int, default=3, show_default=True,
+              help="How many hosts (1 to 20).")
+@json_option
+def up(count: int, as_json: bool) -> None:
+    """Boot hosts h1..hN in parallel; returns when every sshd answers. Reuses a running lab.
+
+    \b
+    Example:
+      sudo goship lab up --hosts 3
+    """
+    from goship.lab import hosts
+
+    started = time.monotonic()
+    all_hosts, booted = hosts.up(count)
+    elapsed = time.monotonic() - started
+    if as_json:
+        ui.out(json.dumps({"hosts": [{"name": h.name, "addr": h.addr} for h in all_hosts],
+                           "booted": [h.name for h in booted], "seconds": round(elapsed, 2)}))
+        return
+    for h in all_hosts:
+        note = "booted" if h in booted else "already up"
+        ui.out(f"{h.name}  {h.addr}  {note}")
+    ui.info(f"{len(booted)} booted, {len(all_hosts) - len(booted)} reused in {elapsed:.1f}s; "
+            "use it with [env.lab] lab = N in goship.toml")
+
+
+@lab.command()
+@json_option
+def status(as_json: bool) -> None:
+    """Each host: running, network (up or cut), sshd answering.
+
+    \b
+    Example:
+      goship lab status --json
+    """
+    from goship.lab import hosts, system
+
+    system.require()
+    rows = hosts.status()
+    if as_json:
+        ui.out(json.dumps({"hosts": [r.as_dict() for r in rows]}, indent=2))
+        return
+    if not rows:
+        ui.out("no lab (start one with `goship lab up`)")
+        return
+    for r in rows:
+        state = "running" if r.running else "stopped"
+        ui.out(f"{r.name}  {r.addr}  {state}  network {r.network}  "
+               f"ssh {'ok' if r.ssh else 'no'}")
+
+
+@lab.command(context_settings={"ignore_unknown_options": True})
+@click.argument("host")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def ssh(ctx: click.Context, host: str, command: tuple[str, ...]) -> None:
+    """Log in to a host, or run COMMAND there and exit with its status.
+
+    \b
+    Example:
+      goship lab ssh h2
+      goship lab ssh h2 -- journalctl -u nginx -n 20
+    """
+    import subprocess
+
+    from goship.lab import hosts, layout, system
+
+    system.require()
+    h = hosts._known(host)
+    argv = hosts.ssh_argv(h)
+    if not command:
+        os.execvp("ssh", [*argv[:1], "-t", *argv[1:]])  # noqa: S606 (replaces goship)
+    res = subprocess.run([*argv, "--", *command], check=False)
+    _ = layout
+    ctx.exit(res.returncode)
+
+
+def _host_action(name: str, verb: str, help_text: str) -> click.Command:
+    @click.command(name=verb, help=help_text)
+    @click.argument("host")
+    def command(host: str) -> None:
+        from goship.lab import hosts
+
+        getattr(hosts, verb)(host)
+        ui.out(f"{host}: {verb} done")
+
+    return command
+
+
+lab.add_command(_host_action(
+    "stop", "stop", "Power a host off (every process ends at once; its disk stays).\n\n"
+    "\b\nExample:\n  goship lab stop h2"))
+lab.add_command(_host_action(
+    "start", "start", "Boot a stopped host again; returns when sshd answers.\n\n"
+    "\b\nExample:\n  goship lab start h2"))
+lab.add_command(_host_action(
+    "cut", "cut", "Cut a host off the network while it keeps running.\n\n"
+    "\b\nExample:\n  goship lab cut h3"))
+lab.add_command(_host_action(
+    "heal", "heal", "Reconnect a host cut off with `cut`.\n\n\b\nExample:\n  goship lab heal h3"))
+
+
+@lab.command()
+def down() -> None:
+    """Remove everything the lab made: processes, mounts, namespaces, links, bridge,
+    firewall rule, state. Works after a crash too.
+
+    \b
+    Example:
+      sudo goship lab down
+    """
+    from goship.lab import hosts
+
+    removed = hosts.down()
+    ui.out(f"lab removed ({', '.join(removed) or 'nothing was running'})")

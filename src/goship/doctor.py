@@ -1,0 +1,182 @@
+"""`goship doctor`: is this machine, and every host of an environment, ready?"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from goship.config import Environment, Project
+from goship.errors import GoshipError
+from goship.facts import HostFacts, gather
+from goship.transport import Transport
+
+Level = Literal["ok", "warn", "fail"]
+MIN_FREE_KIB = 1024 * 1024  # 1 GiB: a few releases and their logs
+
+
+@dataclass(frozen=True)
+class Check:
+    where: str
+    what: str
+    level: Level
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        tag = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}[self.level]
+        fix = f" -> {self.fix}" if self.fix and self.level != "ok" else ""
+        return f"{tag} {self.where}: {self.what}: {self.detail}{fix}"
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+GO_VERSION = re.compile(r"go(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def parse_go_version(text: str) -> tuple[int, int, int] | None:
+    m = GO_VERSION.search(text)
+    if not m:
+        return None
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+def version_tuple(text: str) -> tuple[int, int, int]:
+    parts = [int(p) for p in text.split(".")[:3] if p.isdigit()]
+    parts += [0] * (3 - len(parts))
+    return parts[0], parts[1], parts[2]
+
+
+def _tool_version(argv: list[str]) -> str | None:
+    if shutil.which(argv[0]) is None:
+        return None
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    return (res.stdout + res.stderr).strip().splitlines()[0] if (res.stdout + res.stderr) else ""
+
+
+def local_checks(project: Project | None) -> list[Check]:
+    checks: list[Check] = []
+    go = _tool_version(["go", "version"])
+    want = None
+    if project is not None:
+        gomod = project.root / project.base.app.module_dir / "go.mod"
+        if gomod.is_file():
+            m = re.search(r"^go\s+(\S+)", gomod.read_text(encoding="utf-8"), re.M)
+            want = m.group(1) if m else None
+    if go is None:
+        checks.append(Check("local", "go", "fail", "not found on PATH",
+                            "install Go from https://go.dev/dl and put it on PATH"))
+    else:
+        have = parse_go_version(go)
+        if want and have and have < version_tuple(want):
+            checks.append(Check("local", "go", "warn", f"{go}; go.mod wants go {want}",
+                                "upgrade Go, or let GOTOOLCHAIN fetch it (needs the network)"))
+        else:
+            extra = f" (go.mod wants {want})" if want else ""
+            checks.append(Check("local", "go", "ok", f"{go}{extra}"))
+    for tool, argv, fix in (
+        ("git", ["git", "--version"], "install git (versions are stamped from git describe)"),
+        ("ssh", ["ssh", "-V"], "install openssh-client to deploy to hosts"),
+    ):
+        v = _tool_version(argv)
+        checks.append(Check("local", tool, "ok", v) if v is not None
+                      else Check("local", tool, "warn", "not found on PATH", fix))
+    return checks
+
+
+def host_checks(t: Transport, env: Environment) -> list[Check]:
+    cfg = env.config
+    where = t.name
+    try:
+        facts = gather(t, cfg.deploy.base_path, cfg.service_user)
+    except GoshipError as e:
+        return [Check(where, "reachable", "fail", e.message,
+                      "check the address, the ssh key (ssh-add -l) and known_hosts")]
+    return [Check(where, "reachable", "ok", "ok"), *judge(where, facts, env)]
+
+
+def judge(where: str, f: HostFacts, env: Environment) -> list[Check]:
+    """Pure: what the facts mean for this environment."""
+    cfg = env.config
+    out: list[Check] = []
+    wanted_arch = {t.split("/")[1] for t in cfg.build.targets if t.startswith("linux/")}
+    if f.os != "linux":
+        out.append(Check(where, "os", "fail", f"{f.os or 'unknown'}; goship deploys to Linux",
+                         "deploy to Linux hosts"))
+    elif wanted_arch and f.arch not in wanted_arch:
+        out.append(Check(where, "os", "fail", f"linux/{f.arch}, but build.targets has no "
+                         f"linux/{f.arch}", f'add "linux/{f.arch}" to build.targets'))
+    else:
+        out.append(Check(where, "os", "ok", f"linux/{f.arch}"))
+    manager = cfg.run.manager
+    if f.systemd_pid1:
+        out.append(Check(where, "init", "ok", f"systemd is PID 1 ({f.systemd_state or '?'})"))
+    elif manager == "systemd":
+        out.append(Check(where, "init", "fail", f"PID 1 is {f.pid1 or 'unknown'}, not systemd",
+                         'set run.manager = "supervisord" (or "auto")'))
+    else:
+        out.append(Check(where, "init", "ok", f"PID 1 is {f.pid1 or 'unknown'}; supervisord "
+                         "will manage the service"))
+    if f.nginx_version:
+        lua = "with Lua" if f.nginx_lua else "no Lua (canary weights change by reload)"
+        out.append(Check(where, "nginx", "ok", f"{f.nginx_version}, {lua}"))
+    else:
+        out.append(Check(where, "nginx", "fail", "not installed",
+                         "apt-get install nginx (or your distribution's package)"))
+    if f.free_kib is None:
+        out.append(Check(where, "disk", "warn", f"cannot read free space at "
+                         f"{cfg.deploy.base_path}"))
+    else:
+        gib = f.free_kib / 1024 / 1024
+        level: Level = "ok" if f.free_kib >= MIN_FREE_KIB else "fail"
+        out.append(Check(where, "disk", level, f"{gib:.1f} GiB free at {f.free_path} "
+                         f"(for {cfg.deploy.base_path})", "free at least 1 GiB"))
+    user = cfg.service_user
+    out.append(Check(where, "user", "ok", f"{user} exists" if f.user_exists else
+                     f"{user} does not exist yet; goship setup creates it"))
+    if f.privilege == "none" and env.target.kind == "local":
+        out.append(Check(where, "privilege", "ok", "not root: goship runs its own nginx and "
+                         "supervisord under the deploy directory"))
+    elif f.privilege == "none":
+        out.append(Check(where, "privilege", "fail", "not root and no passwordless sudo",
+                         "log in as root or allow this user `sudo -n` (NOPASSWD)"))
+    else:
+        out.append(Check(where, "privilege", "ok", f.privilege))
+    if manager == "supervisord" and not f.supervisord and not f.systemd_pid1:
+        out.append(Check(where, "supervisord", "warn", "not installed",
+                         "goship setup installs it; or apt-get install supervisor"))
+    if manager == "docker" and not f.docker:
+        out.append(Check(where, "docker", "fail", "not installed", "install docker.io"))
+    return out
+
+
+def run_doctor(project: Project | None, env: Environment | None) -> list[Check]:
+    checks = local_checks(project)
+    if env is not None:
+        from goship.targets import transports
+
+        hosts = transports(env)
+        try:
+            with ThreadPoolExecutor(max_workers=env.config.deploy.concurrency) as pool:
+                for result in pool.map(lambda t: host_checks(t, env), hosts):
+                    checks.extend(result)
+        finally:
+            for t in hosts:
+                t.close()
+    return checks
+
+
+def project_or_none(path: Path | None) -> Project | None:
+    from goship.config import find_config, load
+
+    if path is not None:
+        return load(path)
+    try:
+        return load(find_config())
+    except GoshipError:
+        return None

@@ -1,0 +1,175 @@
+"""Machine-side primitives the lab needs: commands, mounts, namespaces, processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from goship.errors import LabError, PrerequisiteError
+
+SYSTEMD = Path("/lib/systemd/systemd")
+TOOLS = {
+    "ip": "iproute2", "unshare": "util-linux", "mount": "mount", "umount": "mount",
+    "ssh-keygen": "openssh-client", "ssh": "openssh-client", "chroot": "coreutils",
+}
+HOST_BINARIES = {
+    "/usr/sbin/sshd": "openssh-server", str(SYSTEMD): "systemd", "/usr/sbin/nginx": "nginx",
+}
+
+
+def require() -> None:
+    """Root, Linux, namespaces and the tools; otherwise one line naming what is missing."""
+    if platform.system() != "Linux":
+        raise PrerequisiteError("the lab needs Linux (network, mount and PID namespaces)")
+    if os.geteuid() != 0:
+        raise PrerequisiteError("the lab needs root (namespaces, mounts, a bridge)",
+                                hint="run it with sudo")
+    for ns in ("net", "pid", "mnt", "uts"):
+        if not Path(f"/proc/self/ns/{ns}").exists():
+            raise PrerequisiteError(f"this kernel has no {ns} namespaces; the lab needs them")
+    missing = [pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None]
+    missing += [pkg for path, pkg in HOST_BINARIES.items() if not Path(path).exists()]
+    if missing:
+        pkgs = " ".join(sorted(set(missing)))
+        raise PrerequisiteError(f"the lab needs packages that are not installed: {pkgs}",
+                                hint=f"apt-get install -y {pkgs}")
+
+
+def sh(*argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
+                         check=False)
+    if check and res.returncode != 0:
+        raise LabError(f"`{' '.join(argv)}` failed: {res.stderr.strip() or res.stdout.strip()}")
+    return res
+
+
+def mounts_under(prefix: Path) -> list[str]:
+    """Mount points at or below prefix, deepest first (the order to unmount them)."""
+    found = []
+    with open("/proc/self/mounts", encoding="utf-8") as f:
+        for line in f:
+            point = line.split()[1].replace("\\040", " ")
+            if point == str(prefix) or point.startswith(str(prefix) + "/"):
+                found.append(point)
+    return sorted(set(found), key=lambda p: p.count("/"), reverse=True)
+
+
+def is_mountpoint(path: Path) -> bool:
+    return str(path) in mounts_under(path)
+
+
+def netns_exists(name: str) -> bool:
+    return Path(f"/run/netns/{name}").exists()
+
+
+def link_exists(name: str) -> bool:
+    return Path(f"/sys/class/net/{name}").exists()
+
+
+def netns_inode(name: str) -> int | None:
+    try:
+        return os.stat(f"/run/netns/{name}").st_ino
+    except FileNotFoundError:
+        return None
+
+
+def processes_in_netns(name: str) -> list[int]:
+    inode = netns_inode(name)
+    if inode is None:
+        return []
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}/ns/net").st_ino == inode:
+                pids.append(int(entry))
+        except (FileNotFoundError, PermissionError, ProcessLookupError):
+            continue
+    return pids
+
+
+def init_pid(netns: str) -> int | None:
+    """The host's PID 1 as the machine sees it: in the netns, and PID 1 of its own PID
+    namespace (the last NSpid field)."""
+    for pid in processes_in_netns(netns):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        for line in status.splitlines():
+            if line.startswith("NSpid:"):
+                fields = line.split()[1:]
+                if len(fields) > 1 and fields[-1] == "1":
+                    return pid
+    return None
+
+
+def kill_netns_processes(netns: str, timeout: float = 10) -> None:
+    """Killing a PID namespace's init ends every process in it; the launcher follows."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = processes_in_netns(netns)
+        if not pids:
+            return
+        init = init_pid(netns)
+        for pid in [init] if init else pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    raise LabError(f"processes in {netns} survived SIGKILL: {processes_in_netns(netns)}")
+
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+GENERIC_MOUNT_OPTS = {"rw", "ro", "relatime", "noatime", "nosuid", "nodev", "noexec"}
+
+
+def cgroup_mounts() -> list[tuple[str, Path, str]]:
+    """The machine's cgroup hierarchies: (fstype, mount point, controller options)."""
+    found = []
+    with open("/proc/self/mounts", encoding="utf-8") as f:
+        for line in f:
+            _, point, fstype, opts, *_ = line.split()
+            if fstype in ("cgroup", "cgroup2") and point.startswith(str(CGROUP_ROOT) + "/"):
+                keep = [o for o in opts.split(",") if o not in GENERIC_MOUNT_OPTS]
+                found.append((fstype, Path(point), ",".join(keep)))
+    return found
+
+
+def host_cgroups(name: str) -> list[Path]:
+    """Create the host's own cgroup in every hierarchy (LXC does the same): without it, two
+    hosts' systemds share /system.slice/x.service, and stopping a unit on one host would
+    kill the other host's processes."""
+    dirs = []
+    for fstype, point, _ in cgroup_mounts():
+        parent = point / "goship-lab"
+        d = parent / name
+        d.mkdir(parents=True, exist_ok=True)
+        if fstype == "cgroup" and (point / "cpuset.cpus").exists():
+            for cg in (parent, d):  # a cpuset cgroup takes no task before cpus and mems
+                for knob in ("cpuset.cpus", "cpuset.mems"):
+                    if not (cg / knob).read_text().strip():
+                        (cg / knob).write_text((point / knob).read_text())
+        dirs.append(d)
+    return dirs
+
+
+def remove_host_cgroups(name: str) -> None:
+    for _, point, _ in cgroup_mounts():
+        d = point / "goship-lab" / name
+        if not d.exists():
+            continue
+        for sub in sorted((p for p in d.rglob("*") if p.is_dir()), key=lambda p: len(p.parts),
+                          reverse=True):
+            with contextlib.suppress(OSError):
+                sub.rmdir()
+        with contextlib.suppress(OSError):
+            d.rmdir()
+        with contextlib.suppress(OSError):
+            (point / "goship-lab").rmdir()  # only when no other host is left

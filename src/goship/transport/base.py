@@ -1,0 +1,57 @@
+"""The transport interface. Implementations: local (this machine), ssh (OpenSSH client with
+one multiplexed connection per host), fake (records calls, for unit tests)."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+from goship.command import Cmd
+from goship.errors import CommandFailed
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+
+class Transport(abc.ABC):
+    """A host goship can act on. `name` is how the host is shown to people."""
+
+    name: str
+
+    @abc.abstractmethod
+    def run(self, cmd: Cmd, *, timeout: float = 120.0) -> Result:
+        """Run a command; never raises for a non-zero exit (see `check`)."""
+
+    @abc.abstractmethod
+    def put(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
+        """Write a file atomically (temp file, then rename) with the given mode."""
+
+    @abc.abstractmethod
+    def get(self, path: str) -> bytes:
+        """Read a file."""
+
+    def check(self, cmd: Cmd, *, timeout: float = 120.0) -> Result:
+        res = self.run(cmd, timeout=timeout)
+        if not res.ok:
+            from goship.command import mask
+
+            raise CommandFailed(self.name, cmd.display(), res.code,
+                                mask(res.stderr or res.stdout, cmd.secrets))
+        return res
+
+    def close(self) -> None:  # noqa: B027 (most transports hold nothing)
+        """Release the connection, if any."""
+
+
+PUT_SCRIPT = (
+    'set -e; d=$(dirname "$1"); t=$(mktemp "$d/.goship-put.XXXXXX"); '
+    'cat > "$t"; chmod "$2" "$t"; mv -f "$t" "$1"'
+)

@@ -1,0 +1,147 @@
+"""Host facts are parsed from one probe's output; doctor judges them. Both pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from goship.command import Cmd
+from goship.config import parse
+from goship.doctor import host_checks, judge, parse_go_version, version_tuple
+from goship.facts import HostFacts, parse_df, parse_facts, parse_nginx_version, parse_uname
+from goship.transport import FakeTransport, Result
+
+PROBE_OUTPUT = """\
+@os
+Linux x86_64
+@pid1
+systemd
+@systemd
+running
+@nginx
+nginx version: nginx/1.22.1
+@lua
+1
+@disk
+/dev/vda        263112772 12001288 251095100       5% /
+@user
+uid=998(shop) gid=998(shop) groups=998(shop)
+@uid
+0
+@sudo
+root
+@supervisord
+@docker
+/usr/bin/docker
+@end
+"""
+
+
+def test_parse_probe() -> None:
+    f = parse_facts(PROBE_OUTPUT)
+    assert (f.os, f.arch) == ("linux", "amd64")
+    assert f.systemd_pid1
+    assert f.systemd_state == "running"
+    assert f.nginx_version == "1.22.1"
+    assert f.nginx_lua
+    assert f.free_kib == 251095100
+    assert f.free_path == "/"
+    assert f.user_exists
+    assert f.uid == 0
+    assert f.privilege == "root"
+    assert not f.supervisord
+    assert f.docker
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Linux aarch64", ("linux", "arm64")), ("Darwin arm64", ("darwin", "arm64")),
+    ("garbage", (None, None)),
+])
+def test_uname(text: str, expected: tuple[str | None, str | None]) -> None:
+    assert parse_uname(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("nginx version: nginx/1.25.3", "1.25.3"),
+    ("nginx version: openresty/1.21.4.1", "1.21.4"),
+    ("sh: 1: nginx: not found", None), ("", None),
+])
+def test_nginx_version(text: str, expected: str | None) -> None:
+    assert parse_nginx_version(text) == expected
+
+
+def test_df() -> None:
+    assert parse_df("tmpfs 2097152 1024 2096128 1% /run") == (2096128, "/run")
+    assert parse_df("df: /nope: No such file") == (None, None)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("go version go1.26.8 linux/amd64", (1, 26, 8)), ("go version go1.22 linux/arm64", (1, 22, 0)),
+    ("nothing", None),
+])
+def test_go_version(text: str, expected: tuple[int, int, int] | None) -> None:
+    assert parse_go_version(text) == expected
+    assert version_tuple("1.25.0") > version_tuple("1.22")
+
+
+def facts(**over: Any) -> HostFacts:
+    return HostFacts(**{**parse_facts(PROBE_OUTPUT).__dict__, **over})
+
+
+def env(**cfg: Any) -> Any:
+    return parse({"app": {"name": "shop"}, **cfg, "env": {"p": {"hosts": ["h1"]}}}).env("p")
+
+
+def levels(checks: list[Any]) -> dict[str, str]:
+    return {c.what: c.level for c in checks}
+
+
+def test_judge_a_good_host() -> None:
+    checks = judge("h1", facts(), env())
+    assert set(levels(checks).values()) == {"ok"}
+
+
+@pytest.mark.parametrize(("over", "cfg", "what", "fix"), [
+    ({"nginx_version": None}, {}, "nginx", "apt-get install nginx"),
+    ({"arch": "arm64"}, {}, "os", 'add "linux/arm64" to build.targets'),
+    ({"os": "darwin"}, {}, "os", "deploy to Linux hosts"),
+    ({"free_kib": 1000}, {}, "disk", "free at least 1 GiB"),
+    ({"privilege": "none"}, {}, "privilege", "NOPASSWD"),
+    ({"pid1": "init"}, {"run": {"manager": "systemd"}}, "init", 'run.manager = "supervisord"'),
+    ({"docker": False}, {"run": {"manager": "docker"}}, "docker", "install docker.io"),
+])
+def test_judge_problems_say_how_to_fix(over: dict[str, Any], cfg: dict[str, Any], what: str,
+                                       fix: str) -> None:
+    checks = judge("h1", facts(**over), env(**cfg))
+    bad = [c for c in checks if c.what == what]
+    assert bad
+    assert bad[0].level == "fail"
+    assert fix in bad[0].line()
+    assert bad[0].line().startswith(f"FAIL h1: {what}:")
+
+
+def test_missing_user_is_not_a_failure() -> None:
+    checks = judge("h1", facts(user_exists=False), env())
+    assert levels(checks)["user"] == "ok"
+
+
+def test_host_checks_over_a_fake_transport() -> None:
+    t = FakeTransport("h9", {"sh -c": Result(0, PROBE_OUTPUT, "")})
+    checks = host_checks(t, env())
+    assert levels(checks)["reachable"] == "ok"
+    assert len(t.calls) == 1  # one round trip
+    probe: Cmd = t.calls[0]
+    assert probe.argv[-2:] == ("/srv", "shop")  # arguments, never spliced into the script
+
+
+def test_unreachable_host_is_one_failure() -> None:
+    from goship.errors import TransportError
+
+    def refuse(_: Cmd) -> Result:
+        raise TransportError("h9: cannot connect over ssh: Connection refused")
+
+    checks = host_checks(FakeTransport("h9", {"sh -c": refuse}), env())
+    assert [c.what for c in checks] == ["reachable"]
+    assert checks[0].level == "fail"
+    assert "Connection refused" in checks[0].line()
