@@ -101,9 +101,10 @@ def write_debug_log(exc: BaseException) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="goship",
-                 standalone_mode=False)
-        return 0
+        rv = cli.main(args=list(argv) if argv is not None else None, prog_name="goship",
+                      standalone_mode=False)
+        # Without standalone mode, click returns ctx.exit(N)'s code instead of raising.
+        return rv if isinstance(rv, int) else 0
     except GoshipError as e:
         print(f"goship: {e.line()}", file=sys.stderr)
         return e.exit_code

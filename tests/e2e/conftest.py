@@ -1,0 +1,76 @@
+"""End-to-end fixtures: a lab booted once per test session, the example service built once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLE, need
+
+
+def snapshot() -> dict[str, set[str]]:
+    """What the lab could leave behind on the machine."""
+    def lines(*argv: str) -> set[str]:
+        res = subprocess.run(argv, capture_output=True, text=True, check=False)
+        return {line.strip() for line in res.stdout.splitlines() if line.strip()}
+
+    cgroups = set()
+    for root in Path("/sys/fs/cgroup").iterdir():
+        if (root / "goship-lab").exists():
+            cgroups.add(str(root / "goship-lab"))
+    return {
+        "netns": lines("ip", "netns", "list"),
+        "links": {line.split(":")[1].split("@")[0].strip()
+                  for line in lines("ip", "-o", "link", "show")},
+        "mounts": {line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()},
+        "forward": lines("iptables", "-S", "FORWARD"),
+        "processes": {line for line in lines("ps", "-eo", "args")
+                      if "goship-lab" in line or "systemd --system" in line},
+        "files": {str(p) for p in Path("/run").glob("goship-lab*")},
+        "cgroups": cgroups,
+    }
+
+
+@dataclass
+class Lab:
+    before: dict[str, set[str]]
+
+    def ssh(self, host: str, command: str, check: bool = True,
+            timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        from goship.lab import hosts, layout
+
+        argv = [*hosts.ssh_argv(layout.parse_host(host)), command]
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        if check and res.returncode != 0:
+            raise AssertionError(f"{host}: {command!r} exited {res.returncode}: {res.stderr}")
+        return res
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (CI runs as root)")
+    from goship.lab import hosts
+
+    before = snapshot()
+    hosts.up(3)
+    yield Lab(before)
+    hosts.down()
+
+
+@pytest.fixture(scope="session")
+def hello_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example service, built with version variables stamped as goship will stamp them."""
+    go = need("go")
+    out = tmp_path_factory.mktemp("bin") / "hello-gin"
+    ldflags = "-s -w -X main.version=v9.8.7-test -X main.commit=abc1234 " \
+              "-X main.buildTime=2026-01-02T03:04:05Z"
+    subprocess.run([go, "build", "-trimpath", "-mod=readonly", "-ldflags", ldflags, "-o",
+                    str(out), "."], cwd=EXAMPLE, check=True, timeout=600,
+                   env={**os.environ, "CGO_ENABLED": "0"})
+    return out
