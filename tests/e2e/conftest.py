@@ -33,6 +33,7 @@ def snapshot() -> dict[str, set[str]]:
                       if "goship-lab" in line or "systemd --system" in line},
         "files": {str(p) for p in Path("/run").glob("goship-lab*")},
         "cgroups": cgroups,
+        "sysctl": {Path("/proc/sys/fs/inotify/max_user_instances").read_text().strip()},
     }
 
 

@@ -100,6 +100,26 @@ def _ensure_network() -> None:
             sh("iptables", "-I", *rule)
 
 
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+INOTIFY_PER_HOST = 48  # systemd, journald, logind, a user manager: measured ~30 a host
+
+
+def _ensure_inotify(count: int, state: dict[str, object]) -> None:
+    """Every host's systemd shares root's inotify instance limit (128 by default); 20 hosts
+    need more. Raised only as far as needed, and `down` puts the old value back."""
+    current = int(INOTIFY_INSTANCES.read_text())
+    wanted = 128 + INOTIFY_PER_HOST * count
+    if current < wanted:
+        state.setdefault("inotify_instances_before", current)
+        INOTIFY_INSTANCES.write_text(str(wanted))
+
+
+def _restore_inotify(state: dict[str, object]) -> None:
+    before = state.get("inotify_instances_before")
+    if isinstance(before, int):
+        INOTIFY_INSTANCES.write_text(str(before))
+
+
 def _ensure_key() -> None:
     key = layout.key_path()
     if not key.exists():
@@ -233,6 +253,9 @@ def up(count: int) -> tuple[list[HostLayout], list[HostLayout]]:
     with _locked():
         _ensure_key()
         _ensure_network()
+        state = layout.read_state()
+        _ensure_inotify(count, state)
+        layout.write_state(state)
         hosts = [HostLayout(i) for i in range(1, count + 1)]
         booting = [h for h in hosts if system.init_pid(h.netns) is None]
         with ThreadPoolExecutor(max_workers=8) as pool:
@@ -247,7 +270,6 @@ def up(count: int) -> tuple[list[HostLayout], list[HostLayout]]:
             for h, exc in zip(booting, pool.map(_try_wait, booting), strict=True):
                 if exc is not None:
                     errors.append(f"{h.name}: {exc}")
-        state = layout.read_state()
         state["hosts"] = sorted({*state.get("hosts", []), *(h.index for h in hosts)})
         layout.write_state(state)
         if errors:
@@ -338,6 +360,7 @@ def down() -> list[str]:
     system.require()
     removed: list[str] = []
     with _locked():
+        state = layout.read_state()
         indexes = {h.index for h in existing_hosts()}
         for ns in _lab_netns():
             indexes.add(int(ns.rsplit("-h", 1)[1]))
@@ -358,6 +381,7 @@ def down() -> list[str]:
             rule = ["FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT"]
             while sh("iptables", "-C", *rule, check=False).returncode == 0:
                 sh("iptables", "-D", *rule)
+        _restore_inotify(state)
         left = system.mounts_under(LAB_DIR)
         if left:
             raise LabError(f"still mounted: {', '.join(left)}",

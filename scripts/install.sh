@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Creates .venv with goship installed (editable) and its dev tools. Used by the test
+# command and the quickstart; safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=""
+for c in python3.13 python3.12 python3.11 python3; do
+  if command -v "$c" >/dev/null && "$c" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    PY=$c; break
+  fi
+done
+[ -n "$PY" ] || { echo "goship needs Python 3.11 or newer" >&2; exit 2; }
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[dev]'
