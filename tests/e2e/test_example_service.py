@@ -127,7 +127,7 @@ def test_crash_knob(hello_bin: Path) -> None:
 def test_slow_start_knob(hello_bin: Path) -> None:
     with service(hello_bin, HELLO_TEST_START_DELAY="700ms") as (port, proc):
         time.sleep(0.3)
-        with pytest.raises(OSError):
+        with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
         wait_up(port, proc)
         assert get(port, "/health")[0] == 200
