@@ -27,15 +27,17 @@ class CliResult:
 
 
 @pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+def run_cli(capfd: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    # capfd, not capsys: what child processes (the Go toolchain) print is part of what a
+    # user sees.
     def run(*args: str, cwd: Path | None = None) -> CliResult:
         old = Path.cwd()
         if cwd is not None:
             os.chdir(cwd)
         try:
-            capsys.readouterr()
+            capfd.readouterr()
             code = main(list(args))
-            captured = capsys.readouterr()
+            captured = capfd.readouterr()
         finally:
             os.chdir(old)
             ui.verbosity = 0

@@ -54,7 +54,7 @@ def test_unknown_command_is_a_usage_error(run_cli: Run) -> None:
 
 
 @pytest.mark.parametrize(("argv", "issue"), [
-    (["build"], 4), (["package"], 4), (["render", "all"], 5), (["deploy", "prod"], 6),
+    (["render", "all"], 5), (["deploy", "prod"], 6),
     (["deploy", "prod", "--canary"], 7), (["rollback", "prod"], 6), (["status", "prod"], 6),
     (["logs", "prod"], 6), (["setup", "prod"], 6), (["canary", "start", "prod"], 7),
 ])

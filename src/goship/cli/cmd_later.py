@@ -14,30 +14,6 @@ def _not_yet(what: str, issue: int) -> None:
 
 
 @click.command()
-@click.option("--target", multiple=True, help="OS/ARCH to build, overrides build.targets.")
-def build(target: tuple[str, ...]) -> None:
-    """Cross-compile the service, version-stamped and reproducible. (Not built yet: #4.)
-
-    \b
-    Example:
-      goship build --target linux/amd64 --target linux/arm64
-    """
-    _not_yet("goship build", 4)
-
-
-@click.command()
-@click.option("--image", is_flag=True, help="Also write an OCI image tar.")
-def package(image: bool) -> None:
-    """Release archives with checksums and a manifest. (Not built yet: #4.)
-
-    \b
-    Example:
-      goship package --image
-    """
-    _not_yet("goship package", 4)
-
-
-@click.command()
 @click.argument("what")
 def render(what: str) -> None:
     """Render configs: systemd, nginx, Dockerfile, Kubernetes... (Not built yet: #5.)

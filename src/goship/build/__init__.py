@@ -1,0 +1,1 @@
+"""Building and packaging: reproducible, version-stamped, cross-compiled releases."""

@@ -1,0 +1,229 @@
+"""`goship build`: checks, then the target matrix in parallel, atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from goship.build.gitinfo import Stamp
+from goship.config import Config
+from goship.errors import ApplyError, ConfigError, PrerequisiteError, UsageError
+
+BUILD_FLAGS = ("-trimpath", "-mod=readonly")
+
+
+@dataclass(frozen=True)
+class Target:
+    os: str
+    arch: str
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        os_, _, arch = text.partition("/")
+        return cls(os_, arch)
+
+    def __str__(self) -> str:
+        return f"{self.os}/{self.arch}"
+
+    @property
+    def slug(self) -> str:
+        return f"{self.os}_{self.arch}"
+
+    def binary(self, name: str) -> str:
+        return f"{name}.exe" if self.os == "windows" else name
+
+
+@dataclass
+class Built:
+    target: Target
+    path: Path
+    size: int
+    sha256: str
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a build needs, computed before anything runs."""
+
+    module_dir: Path
+    main: str
+    binary: str
+    targets: tuple[Target, ...]
+    ldflags: str
+    tags: tuple[str, ...]
+    cgo: bool
+    out_dir: Path
+    stamp: Stamp
+
+
+def ldflags(stamp_vars: dict[str, str], stamp: Stamp, *, strip: bool = True) -> str:
+    """`-s -w -X pkg.Var=value ...`, variables sorted so the string is deterministic."""
+    parts = ["-s", "-w"] if strip else []
+    for var in sorted(stamp_vars):
+        value = (stamp_vars[var].replace("{version}", stamp.version)
+                 .replace("{commit}", stamp.commit).replace("{build_time}", stamp.build_time))
+        parts += ["-X", f"{var}={value}"]
+    return " ".join(parts)
+
+
+def go_argv(plan: Plan, output: Path) -> list[str]:
+    argv = ["go", "build", *BUILD_FLAGS]
+    if plan.tags:
+        argv += ["-tags", ",".join(plan.tags)]
+    package = "." if plan.main == "." else f"./{plan.main}"
+    return [*argv, "-ldflags", plan.ldflags, "-o", str(output), package]
+
+
+def go_env(plan: Plan, target: Target) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(GOOS=target.os, GOARCH=target.arch, CGO_ENABLED="1" if plan.cgo else "0")
+    env.pop("GOFLAGS", None)  # goship's flags are the build's flags: nothing added behind them
+    return env
+
+
+def require_go() -> str:
+    go = shutil.which("go")
+    if go is None:
+        raise PrerequisiteError("the Go toolchain is not installed",
+                                hint="install Go (https://go.dev/dl) and put it on PATH")
+    return go
+
+
+def known_targets() -> set[str]:
+    res = subprocess.run(["go", "tool", "dist", "list"], capture_output=True, text=True,
+                         timeout=60, check=False)
+    return set(res.stdout.split())
+
+
+def go_version() -> str:
+    res = subprocess.run(["go", "env", "GOVERSION"], capture_output=True, text=True,
+                         timeout=60, check=False)
+    return res.stdout.strip() or "unknown"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    module_dir: Path
+    targets: tuple[Target, ...]
+
+
+def check_inputs(config: Config, root: Path, targets: list[str] | None = None,
+                 file: str = "goship.toml") -> Inputs:
+    """Everything about the project that can be wrong, checked before git or the compiler
+    is asked anything."""
+    require_go()
+    module_dir = (root / config.app.module_dir).resolve()
+    if not (module_dir / "go.mod").is_file():
+        raise ConfigError(file, "app.module_dir", f"no go.mod in {module_dir}",
+                          hint="point app.module_dir at the directory holding go.mod")
+    main_dir = module_dir / config.app.main
+    if not main_dir.is_dir() or not any(main_dir.glob("*.go")):
+        raise ConfigError(file, "app.main", f"no Go package at {main_dir}",
+                          hint="set app.main to the main package, e.g. \"cmd/server\"")
+    chosen = targets or config.build.targets
+    known = known_targets()
+    for i, t in enumerate(chosen):
+        if t not in known:
+            msg = f"{t!r} is not a target this Go toolchain knows"
+            hint = "`go tool dist list` shows them"
+            if targets:
+                raise UsageError(f"--target {t}: {msg}", hint=hint)
+            raise ConfigError(file, f"build.targets[{i}]", msg, hint=hint)
+    for i, a in enumerate(config.build.assets):
+        if not (root / a).is_dir():
+            raise ConfigError(file, f"build.assets[{i}]", f"directory not found: {root / a}",
+                              hint="create it or remove it from build.assets")
+    for i, f in enumerate(config.build.files):
+        if not (root / f).is_file():
+            raise ConfigError(file, f"build.files[{i}]", f"file not found: {root / f}",
+                              hint="create it or remove it from build.files")
+    return Inputs(module_dir, tuple(Target.parse(t) for t in dict.fromkeys(chosen)))
+
+
+def make_plan(config: Config, root: Path, inputs: Inputs, stamp: Stamp) -> Plan:
+    return Plan(
+        module_dir=inputs.module_dir, main=config.app.main, binary=config.app.binary_name,
+        targets=inputs.targets,
+        ldflags=ldflags(config.app.stamp, stamp), tags=tuple(config.build.tags),
+        cgo=config.build.cgo, out_dir=root / config.build.out_dir / stamp.safe_version,
+        stamp=stamp,
+    )
+
+
+def check_module(module_dir: Path, *, fix: bool, vet: bool) -> list[str]:
+    """go.mod/go.sum tidy (the diff when not), `go mod verify`, `go vet` when asked."""
+    done = []
+    tidy = subprocess.run(["go", "mod", "tidy", "-diff"], cwd=module_dir, capture_output=True,
+                          text=True, timeout=600, check=False)
+    if tidy.returncode != 0:
+        if tidy.stdout.strip() and fix:
+            subprocess.run(["go", "mod", "tidy"], cwd=module_dir, check=True, timeout=600)
+            done.append("go mod tidy: fixed")
+        elif tidy.stdout.strip():
+            sys.stderr.write(tidy.stdout)
+            raise UsageError("go.mod/go.sum are not tidy (diff above)",
+                             hint="run `go mod tidy`, or pass --fix")
+        else:
+            sys.stderr.write(tidy.stderr)
+            raise ApplyError("go mod tidy -diff failed (output above)")
+    else:
+        done.append("go mod tidy: tidy")
+    verify = subprocess.run(["go", "mod", "verify"], cwd=module_dir, capture_output=True,
+                            text=True, timeout=600, check=False)
+    if verify.returncode != 0:
+        sys.stderr.write(verify.stdout + verify.stderr)
+        raise ApplyError("go mod verify failed: a downloaded module does not match go.sum")
+    done.append("go mod verify: all modules verified")
+    if vet:
+        res = subprocess.run(["go", "vet", "./..."], cwd=module_dir, timeout=600, check=False)
+        if res.returncode != 0:
+            raise ApplyError("go vet found problems (output above)")
+        done.append("go vet: clean")
+    return done
+
+
+def _build_one(plan: Plan, target: Target, tmp_root: Path) -> Built:
+    out = tmp_root / target.slug / target.binary(plan.binary)
+    out.parent.mkdir(parents=True)
+    started = time.monotonic()
+    # The toolchain's own error output reaches the user unchanged (stderr is not captured).
+    res = subprocess.run(go_argv(plan, out), cwd=plan.module_dir, env=go_env(plan, target),
+                         timeout=1800, check=False)
+    if res.returncode != 0:
+        raise ApplyError(f"go build failed for {target} (the compiler's output is above)")
+    data = out.read_bytes()
+    return Built(target, out, len(data), hashlib.sha256(data).hexdigest(),
+                 time.monotonic() - started)
+
+
+def build(plan: Plan) -> list[Built]:
+    """Build every target into a temporary directory, then move each into place: a failed
+    build leaves no artifact, half-written or stale."""
+    plan.out_dir.mkdir(parents=True, exist_ok=True)
+    tmp_root = Path(tempfile.mkdtemp(prefix=".build-", dir=plan.out_dir))
+    try:
+        workers = max(1, min(len(plan.targets), os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            built = list(pool.map(lambda t: _build_one(plan, t, tmp_root), plan.targets))
+        for b in built:
+            final = plan.out_dir / b.target.slug
+            if final.exists():
+                shutil.rmtree(final)
+            (tmp_root / b.target.slug).rename(final)
+            b.path = final / b.path.name
+        return built
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            plan.out_dir.rmdir()  # only if the failed build left it empty
