@@ -30,6 +30,9 @@ class Cmd:
         """A fixed POSIX sh script. Values must be passed in already quoted with `q()`."""
         return cls(("sh", "-c", script), frozenset(s for s in secrets if s), sudo)
 
+    def with_stdin(self, data: bytes) -> Cmd:
+        return Cmd(self.argv, self.secrets, self.sudo, data)
+
     def full_argv(self) -> tuple[str, ...]:
         # -n: never prompt for a password; a deploy must fail rather than hang.
         return ("sudo", "-n", "--", *self.argv) if self.sudo else self.argv
@@ -38,7 +41,13 @@ class Cmd:
         return shlex.join(self.full_argv())
 
     def display(self) -> str:
-        return mask(self.shell(), self.secrets)
+        argv = self.full_argv()
+        if len(argv) >= 4 and argv[-len(self.argv):][:2] == ("sh", "-c") and \
+                argv[-len(self.argv):][3].startswith("goship-"):
+            # goship's own scripts are shown by name with their arguments.
+            prefix = argv[:len(argv) - len(self.argv)]
+            argv = (*prefix, *self.argv[3:])
+        return mask(shlex.join(argv), self.secrets)
 
     def __str__(self) -> str:  # never leak a secret through an f-string
         return self.display()

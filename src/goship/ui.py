@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 
 @dataclass
 class Ui:
     verbosity: int = 0  # -1 quiet, 0 normal, 1+ verbose
+    started: float = field(default_factory=time.monotonic)
 
     def out(self, text: str) -> None:
         """Results: always printed (they are what the user asked for)."""
@@ -23,7 +25,8 @@ class Ui:
 
     def debug(self, text: str) -> None:
         if self.verbosity >= 1:
-            print(f"· {text}", file=sys.stderr, flush=True)
+            print(f"· {time.monotonic() - self.started:7.2f}s {text}", file=sys.stderr,
+                  flush=True)
 
 
 ui = Ui()

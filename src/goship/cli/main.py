@@ -45,12 +45,12 @@ COMMANDS = {
     "lab": "goship.cli.cmd_lab:lab",
     "build": "goship.cli.cmd_build:build",
     "package": "goship.cli.cmd_build:package",
-    "render": "goship.cli.cmd_later:render",
-    "setup": "goship.cli.cmd_later:setup",
-    "deploy": "goship.cli.cmd_later:deploy",
-    "rollback": "goship.cli.cmd_later:rollback",
-    "status": "goship.cli.cmd_later:status",
-    "logs": "goship.cli.cmd_later:logs",
+    "render": "goship.cli.cmd_render:render",
+    "setup": "goship.cli.cmd_deploy:setup",
+    "deploy": "goship.cli.cmd_deploy:deploy",
+    "rollback": "goship.cli.cmd_deploy:rollback",
+    "status": "goship.cli.cmd_deploy:status",
+    "logs": "goship.cli.cmd_deploy:logs",
     "canary": "goship.cli.cmd_later:canary",
 }
 

@@ -133,6 +133,7 @@ class Proxy(Section):
     client_max_body_size: Size = "10m"
     trusted_proxies: list[Annotated[str, AfterValidator(_cidr)]] = Field(default_factory=list)
     rate_limit: int | None = Field(default=None, ge=1, le=100000)
+    switch: Literal["auto", "lua", "reload"] = "auto"
     tls: Tls = Field(default_factory=Tls)
 
 

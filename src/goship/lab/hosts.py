@@ -51,7 +51,13 @@ mount -t tmpfs -o mode=755 tmpfs "$R/run"
 mount -t tmpfs -o mode=1777 tmpfs "$R/tmp"
 hostname lab-{name}
 export container=goship-lab
-exec chroot "$R" /lib/systemd/systemd --system
+# pivot_root, not chroot: inside a chroot the kernel refuses user namespaces, and real
+# servers run units with PrivateUsers=yes.
+mkdir -p "$R/.goship-oldroot"
+cd "$R"
+pivot_root . .goship-oldroot
+umount -l /.goship-oldroot
+exec /lib/systemd/systemd --system
 """
 
 
@@ -137,6 +143,9 @@ def _prepare_root(h: HostLayout) -> list[str]:
         (h.dir / sub).mkdir(exist_ok=True)
     fresh = not system.is_mountpoint(h.root)
     if fresh:
+        # A fresh server has an empty /srv, whatever this machine keeps in its own.
+        (h.dir / "upper" / "srv").mkdir(exist_ok=True)
+        os.setxattr(h.dir / "upper" / "srv", "trusted.overlay.opaque", b"y")
         sh("mount", "-t", "overlay", "overlay", "-o",
            f"lowerdir=/,upperdir={h.dir}/upper,workdir={h.dir}/work", str(h.root))
     r = h.root

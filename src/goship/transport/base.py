@@ -4,6 +4,7 @@ one multiplexed connection per host), fake (records calls, for unit tests)."""
 from __future__ import annotations
 
 import abc
+import subprocess
 from dataclasses import dataclass
 
 from goship.command import Cmd
@@ -46,6 +47,14 @@ class Transport(abc.ABC):
             raise CommandFailed(self.name, cmd.display(), res.code,
                                 mask(res.stderr or res.stdout, cmd.secrets))
         return res
+
+    def stream(self, cmd: Cmd) -> subprocess.Popen[bytes]:
+        """Start a long-running command (`tail -F`, `journalctl -f`); stdout is a pipe."""
+        return subprocess.Popen(self.stream_argv(cmd), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def stream_argv(self, cmd: Cmd) -> list[str]:
+        return list(cmd.full_argv())
 
     def close(self) -> None:  # noqa: B027 (most transports hold nothing)
         """Release the connection, if any."""

@@ -8,6 +8,7 @@ import os
 import shlex
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,11 +16,8 @@ from goship.command import Cmd
 from goship.config.validators import split_host
 from goship.errors import TransportError
 from goship.transport.base import PUT_SCRIPT, Result, Transport
+from goship.transport.session import Session
 from goship.ui import ui
-
-CONNECT_ERRORS = ("ssh:", "Connection ", "Permission denied", "Host key verification failed",
-                  "kex_exchange_identification", "Could not resolve", "No route to host",
-                  "Connection timed out", "Connection refused", "Connection closed")
 
 
 @dataclass(frozen=True)
@@ -46,6 +44,8 @@ class SshTransport(Transport):
         user, host, port = split_host(spec)
         self.user, self.host, self.port = user, host, port
         self.name = name or (host if user is None else f"{user}@{host}")
+        self.session: Session | None = None
+        self.lock = threading.Lock()
 
     def base_argv(self) -> list[str]:
         o = self.options
@@ -75,31 +75,28 @@ class SshTransport(Transport):
             argv = ("sudo", "-n", "--", *argv)
         return shlex.join(argv)
 
-    def _ssh(self, remote: str, stdin: bytes | None, timeout: float, shown: str) -> Result:
-        # "--" ends ssh's options; the host was validated never to start with "-" anyway.
-        argv = [*self.base_argv(), "--", self.host, remote]
-        try:
-            res = subprocess.run(argv, input=stdin if stdin is not None else b"",
-                                 capture_output=True, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired:
-            raise TransportError(f"{self.name}: `{shown}` timed out after {timeout:g}s") from None
-        except FileNotFoundError:
-            raise TransportError("the ssh client is not installed",
-                                 hint="install openssh-client") from None
-        out = Result(res.returncode, res.stdout.decode(errors="replace"),
-                     res.stderr.decode(errors="replace"))
-        if out.code == 255 and any(s in out.stderr for s in CONNECT_ERRORS):
-            reason = " ".join(out.stderr.strip().splitlines()[-1:]) or "connection failed"
-            raise TransportError(f"{self.name}: cannot connect over ssh: {reason}")
-        return out
-
     def run(self, cmd: Cmd, *, timeout: float = 120.0) -> Result:
         ui.debug(f"{self.name}: {cmd.display()}")
-        return self._ssh(self._remote(cmd.full_argv()), cmd.stdin, timeout, cmd.display())
+        with self.lock:
+            if self.session is None or not self.session.alive():
+                # With sudo, the session's shell itself runs as root.
+                shell = self._remote(("sh",))
+                self.session = Session([*self.base_argv(), "--", self.host, shell], self.name)
+            try:
+                argv = cmd.argv if self.options.sudo else cmd.full_argv()
+                return self.session.run(shlex.join(argv), cmd.stdin, timeout)
+            except TimeoutError:
+                self.session.close()
+                self.session = None
+                raise TransportError(f"{self.name}: `{cmd.display()}` timed out after "
+                                     f"{timeout:g}s") from None
+            except TransportError:
+                self.session = None
+                raise
 
     def put(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
-        remote = self._remote(("sh", "-c", PUT_SCRIPT, "sh", path, f"{mode:o}"))
-        res = self._ssh(remote, data, 300.0, f"put {path}")
+        res = self.run(Cmd.of("sh", "-c", PUT_SCRIPT, "goship-put", path, f"{mode:o}")
+                       .with_stdin(data), timeout=300)
         if not res.ok:
             raise TransportError(f"{self.name}: cannot write {path}: {res.stderr.strip()}")
 
@@ -111,6 +108,12 @@ class SshTransport(Transport):
                                  f"{res.stderr.decode(errors='replace').strip()}")
         return res.stdout
 
+    def stream_argv(self, cmd: Cmd) -> list[str]:
+        return [*self.base_argv(), "--", self.host, self._remote(cmd.full_argv())]
+
     def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
         subprocess.run([*self.base_argv(), "-O", "exit", "--", self.host],
                        capture_output=True, timeout=10, check=False)

@@ -1,0 +1,187 @@
+"""goship setup | deploy | rollback | status | logs"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from goship.cli.common import dry_run_option, json_option, load_env
+from goship.errors import EXIT_FAILED
+from goship.ui import ui
+
+
+def _report(ctx: click.Context, outcome: Any, as_json: bool) -> None:
+    from goship.deploy.engine import Outcome
+
+    if isinstance(outcome, list):  # a dry run's plan
+        if as_json:
+            ui.out(json.dumps({"plan": outcome}, indent=2))
+        else:
+            for line in outcome:
+                ui.out(line)
+            ui.info("dry run: nothing was changed")
+        return
+    assert isinstance(outcome, Outcome)  # noqa: S101 (narrowing for mypy)
+    if as_json:
+        ui.out(json.dumps(outcome.__dict__, indent=2, default=str))
+    elif outcome.ok:
+        for name, h in outcome.hosts.items():
+            notes = f" ({'; '.join(h['notes'])})" if h["notes"] else ""
+            ui.out(f"{name}: {h['release']} live on {h['color']}{notes}")
+        ui.out(f"{outcome.action} {outcome.env}: {outcome.release} on {len(outcome.hosts)} "
+               f"host(s) in {outcome.seconds:.1f}s")
+    else:
+        ui.out(f"{outcome.action} {outcome.env} FAILED: {outcome.failure}")
+        if outcome.restored:
+            ui.out(f"restored: {', '.join(outcome.restored)} (serving what they served before)")
+    if not outcome.ok:
+        ctx.exit(EXIT_FAILED)
+
+
+@click.command()
+@click.argument("env")
+@dry_run_option
+@click.option("--canary", is_flag=True, help="Release as a canary (not built yet: #7).")
+@click.option("--allow-dirty", is_flag=True, help="Deploy uncommitted changes (-dirty).")
+@click.option("--skip-checks", is_flag=True, help="Skip go mod tidy/verify before building.")
+@click.option("--force", is_flag=True, help="Break another deploy's lock.")
+@click.option("--wait", is_flag=True, help="Wait for another deploy's lock instead of failing.")
+@json_option
+@click.pass_context
+def deploy(ctx: click.Context, env: str, dry_run: bool, canary: bool, allow_dirty: bool,
+           skip_checks: bool, force: bool, wait: bool, as_json: bool) -> None:
+    """Zero-downtime release of the current commit to ENV.
+
+    Builds and packages for each host's architecture, uploads (skipped when the release is
+    already there), verifies every sha256, starts the new release on the other color's
+    ports, gates on health, switches nginx (tested first), drains and stops the old color.
+    Any failure restores every host already switched.
+
+    \b
+    Example:
+      goship deploy production
+      goship deploy lab --dry-run
+    """
+    from goship.deploy.engine import deploy as run
+    from goship.errors import NotYetError
+
+    if canary:
+        raise NotYetError("goship deploy --canary", 7)
+    project, environment = load_env(ctx, env)
+    _report(ctx, run(project, environment, allow_dirty=allow_dirty, skip_checks=skip_checks,
+                     force=force, wait=wait, dry_run=dry_run), as_json)
+
+
+@click.command()
+@click.argument("env")
+@dry_run_option
+@click.option("--to", "release", help="Release id to return to (default: the previous one).")
+@click.option("--force", is_flag=True, help="Break another deploy's lock.")
+@click.option("--wait", is_flag=True, help="Wait for another deploy's lock.")
+@json_option
+@click.pass_context
+def rollback(ctx: click.Context, env: str, dry_run: bool, release: str | None, force: bool,
+             wait: bool, as_json: bool) -> None:
+    """Return every host to the previous (or named) release, health-gated, zero downtime.
+
+    \b
+    Example:
+      goship rollback production
+      goship rollback production --to v1.4.2-3fa9c01b2e
+    """
+    from goship.deploy.engine import rollback as run
+
+    project, environment = load_env(ctx, env)
+    _report(ctx, run(project, environment, to=release, force=force, wait=wait,
+                     dry_run=dry_run), as_json)
+
+
+@click.command()
+@click.argument("env")
+@dry_run_option
+@click.pass_context
+def setup(ctx: click.Context, env: str, dry_run: bool) -> None:
+    """Prepare ENV's hosts: service user, directories, service manager files, nginx.
+    The first deploy does this too; a second run changes nothing and says so.
+
+    \b
+    Example:
+      goship setup production --dry-run
+    """
+    from goship.deploy.engine import close, connect, env_values
+
+    project, environment = load_env(ctx, env)
+    values = env_values(project, environment)
+    hosts = connect(environment)
+    try:
+        for h in hosts:
+            if dry_run:
+                ui.out(f"{h.name}: would ensure user {h.config.service_user}, "
+                       f"{h.paths.root}/, {h.services.name} files, nginx")
+                continue
+            changes = h.ensure_layout()
+            if h.write_env(values):
+                changes.append("env file")
+            target = "green" if h.live_color == "blue" else "blue"
+            if h.services.install(values, target, h.live_color or target, project.root):
+                changes.append(f"{h.services.name} files")
+            h.nginx.prepare(project.root)
+            ui.out(f"{h.name}: " + (", ".join(changes) if changes else "nothing to change"))
+    finally:
+        close(hosts)
+
+
+@click.command()
+@click.argument("env")
+@json_option
+@click.pass_context
+def status(ctx: click.Context, env: str, as_json: bool) -> None:
+    """Per host: the live release and color, each instance's health, nginx, the last
+    deploy from the journal, and drift (a host not on the release most hosts run).
+
+    \b
+    Example:
+      goship status production --json
+    """
+    from goship.deploy.status import status as run
+
+    _, environment = load_env(ctx, env)
+    data = run(environment)
+    if as_json:
+        ui.out(json.dumps(data, indent=2, default=str))
+        return
+    for name, h in data["hosts"].items():
+        if "error" in h:
+            ui.out(f"{name}: unreachable: {h['error']}")
+            continue
+        inst = ", ".join(f"{p} {i['health']}" for p, i in h["instances"].items()) or "none"
+        last = h["last"] or {}
+        drift = "  DRIFT" if h["drift"] else ""
+        ui.out(f"{name}: {h['release'] or 'nothing deployed'} on {h['color'] or '-'} "
+               f"[{inst}] nginx {h['nginx']}, previous {h['previous'] or '-'}; last "
+               f"{last.get('action', '-')} {last.get('outcome', '')} "
+               f"{last.get('time', '')}{drift}")
+
+
+@click.command()
+@click.argument("env")
+@click.option("--host", help="Only this host.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines.")
+@click.option("--since", help="Only lines since (journalctl syntax, e.g. '10 min ago').")
+@click.option("-n", "lines", type=int, default=50, show_default=True,
+              help="Lines per log to start with.")
+@click.pass_context
+def logs(ctx: click.Context, env: str, host: str | None, follow: bool, since: str | None,
+         lines: int) -> None:
+    """Application and nginx access logs of every host, each line prefixed with its host.
+
+    \b
+    Example:
+      goship logs production --follow
+    """
+    from goship.deploy.status import logs as run
+
+    _, environment = load_env(ctx, env)
+    run(environment, host=host, follow=follow, since=since, lines=lines)

@@ -1,0 +1,522 @@
+"""Deploy and rollback across hosts. Every failure restores every host already switched
+to the release it served before, and the summary says which host, which step, why."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from goship.config import Environment, Project
+from goship.deploy.host import Host, Lock, open_host
+from goship.errors import ApplyError, GoshipError, UsageError
+from goship.render.context import other
+from goship.targets import transports
+from goship.transport.base import Transport
+from goship.ui import ui
+
+
+@dataclass
+class Artifact:
+    release_id: str
+    version: str
+    data: bytes
+    sha256: str
+
+
+@dataclass
+class Move:
+    """One host's part of a release: what it serves now and what it is moving to. The
+    colors are fixed from the host's facts before anything runs, so an undo can never
+    stop what was serving."""
+
+    host: Host
+    release: str
+    artifact: Artifact | None
+    new_color: str = field(init=False)
+    old_color: str | None = field(init=False)
+    old_release: str | None = field(init=False)
+    step: str = "plan"
+    switched: bool = False
+    old_workers: set[int] = field(default_factory=set)
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.old_color, self.old_release = self.host.live_color, self.host.live_release
+        self.new_color = other(self.old_color) if self.old_color else "blue"
+
+
+class StepFailed(ApplyError):
+    def __init__(self, host: str, step: str, detail: str) -> None:
+        super().__init__(f"{host}: {step} failed: {detail}")
+        self.host, self.step, self.detail = host, step, detail
+
+
+@dataclass
+class Outcome:
+    action: str
+    env: str
+    release: str
+    hosts: dict[str, dict[str, Any]]
+    ok: bool
+    seconds: float
+    failure: str | None = None
+    restored: list[str] = field(default_factory=list)
+
+
+def _pool(n: int, limit: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=max(1, min(n, limit)))
+
+
+def parallel(items: Iterable[Any], fn: Callable[[Any], Any], limit: int) -> list[
+        tuple[Any, BaseException | None]]:
+    """Run fn on every item; return (item, error) pairs, never raising for one item."""
+    items = list(items)
+
+    def safe(x: Any) -> BaseException | None:
+        try:
+            fn(x)
+            return None
+        except BaseException as e:
+            return e
+
+    with _pool(len(items), limit) as pool:
+        return list(zip(items, pool.map(safe, items), strict=True))
+
+
+def connect(env: Environment) -> list[Host]:
+    ts = transports(env)
+    results: dict[int, Host | BaseException] = {}
+
+    def one(i_t: tuple[int, Transport]) -> None:
+        i, t = i_t
+        try:
+            results[i] = open_host(t, env)
+        except BaseException as e:
+            results[i] = e
+
+    with _pool(len(ts), env.config.deploy.concurrency) as pool:
+        list(pool.map(one, enumerate(ts)))
+    hosts: list[Host] = []
+    problems = []
+    for i, t in enumerate(ts):
+        r = results[i]
+        if isinstance(r, Host):
+            hosts.append(r)
+        elif env.config.deploy.on_unreachable == "skip" and isinstance(r, GoshipError) and \
+                "cannot connect" in r.message:
+            ui.warn(f"{t.name}: unreachable, skipped (deploy.on_unreachable = \"skip\")")
+            t.close()
+        else:
+            problems.append(r)
+    if problems:
+        for h in hosts:
+            h.t.close()
+        first = problems[0]
+        if isinstance(first, GoshipError):
+            raise first
+        raise first
+    if not hosts:
+        raise ApplyError("no host could be reached")
+    return hosts
+
+
+def close(hosts: list[Host]) -> None:
+    for h in hosts:
+        h.t.close()
+
+
+class Deployer:
+    def __init__(self, project: Project, env: Environment, *, force: bool = False,
+                 wait: bool = False, command: str = "deploy") -> None:
+        self.project, self.env = project, env
+        self.config = env.config
+        self.force, self.wait, self.command = force, wait, command
+        self.limit = self.config.deploy.concurrency
+
+    # ---- single-host steps -------------------------------------------------------------
+    def prepare(self, m: Move, env_values: dict[str, str], gate_interval: float | None) -> None:
+        h = m.host
+        started = time.monotonic()
+        m.step = "prepare host"
+        h.ensure_layout()
+        h.write_env(env_values)
+        h.services.install(env_values, m.new_color, m.old_color or m.new_color,
+                           self.project.root)
+        h.nginx.prepare(self.project.root)
+        if m.artifact is not None:
+            m.step = "upload"
+            if h.has_release(m.release, m.artifact.sha256):
+                m.notes.append("release already on the host: upload skipped")
+            else:
+                t0 = time.monotonic()
+                h.upload(m.release, m.artifact.data, m.artifact.sha256)
+                m.timings["upload"] = time.monotonic() - t0
+        elif m.release not in h.releases_on_disk():
+            raise StepFailed(h.name, "find release", f"{m.release} is not on the host")
+        m.step = f"start {m.new_color}"
+        # Whatever runs on the new color is a leftover (an aborted run): stop it first.
+        h.services.stop(m.new_color)
+        h.point_color(m.new_color, m.release)
+        h.services.start(m.new_color)
+        m.step = "health gate"
+        t0 = time.monotonic()
+        gate = h.gate(m.new_color, interval=gate_interval)
+        m.timings["gate"] = time.monotonic() - t0
+        if not gate.ok:
+            tail = h.services.log_tail(m.new_color, 8).splitlines()[-3:]
+            detail = gate.detail + (f"; log: {' | '.join(tail)}" if tail else "")
+            raise StepFailed(h.name, "health gate", detail)
+        m.timings["prepare"] = time.monotonic() - started
+        ui.info(f"{h.name}: {m.release} healthy on {m.new_color} "
+                f"({m.timings['prepare']:.1f}s)")
+
+    def switch(self, m: Move) -> None:
+        h = m.host
+        m.step = "switch nginx"
+        self.hook_remote(h, self.config.deploy.hooks.pre_deploy_remote, m)
+        t0 = time.monotonic()
+        m.old_workers = h.nginx.switch(m.new_color, m.release, self.project.root)
+        m.switched = True
+        m.timings["switch"] = time.monotonic() - t0
+        ui.info(f"{h.name}: nginx -> {m.new_color} ({m.release})")
+
+    def finish(self, m: Move) -> None:
+        h = m.host
+        m.step = "drain"
+        if m.old_color is not None:
+            if m.old_workers:
+                drained = h.nginx.drain(m.old_workers, self.config.run.drain_timeout)
+                if not drained:
+                    m.notes.append("old nginx workers still busy at the drain timeout")
+            else:
+                # Lua switched in place: requests routed just before the switch are still
+                # connecting; the service's own graceful shutdown drains the rest.
+                time.sleep(0.3)
+            h.services.stop(m.old_color)
+        m.step = "record"
+        h.services.enable(m.new_color)
+        h.link(h.paths.current, f"releases/{m.release}")
+        history = [r for r in h.state.get("history", []) if r != m.release] + [m.release]
+        previous = ({"release": m.old_release, "color": m.old_color}
+                    if m.old_release else h.state.get("previous"))
+        h.write_state(live={"release": m.release, "color": m.new_color}, previous=previous,
+                      history=history[-50:])
+        h.live_color, h.live_release = m.new_color, m.release
+        removed = h.prune(self.config.deploy.keep_releases,
+                          {m.release, *([m.old_release] if m.old_release else [])})
+        if removed:
+            m.notes.append(f"pruned {', '.join(removed)}")
+        self.hook_remote(h, self.config.deploy.hooks.post_deploy_remote, m)
+        m.step = "done"
+
+    def undo(self, m: Move) -> None:
+        """Put a host back as it was: nginx to the old color (still running until finish),
+        the new color stopped."""
+        h = m.host
+        if m.switched and m.old_color is not None:
+            h.nginx.switch(m.old_color, m.old_release or "previous", self.project.root)
+            m.switched = False
+        elif m.switched:
+            # First deploy: there was nothing before; stop serving the failed release.
+            h.t.run(_rm(h.nginx.site_path))
+            h.nginx.reload()
+        if m.new_color != m.old_color:
+            h.services.stop(m.new_color)
+
+    def hook_remote(self, h: Host, commands: list[str], m: Move) -> None:
+        from goship.command import Cmd
+
+        for c in commands:
+            script = (f"GOSHIP_RELEASE={_sq(m.release)} GOSHIP_ENV={_sq(self.env.name)} "
+                      f"GOSHIP_HOST={_sq(h.name)}; export GOSHIP_RELEASE GOSHIP_ENV "
+                      f"GOSHIP_HOST; {c}")
+            res = h.t.run(Cmd.of("sh", "-c", script), timeout=300)
+            if not res.ok:
+                raise StepFailed(h.name, f"hook `{c}`", (res.stderr or res.stdout).strip())
+
+    def hooks_local(self, commands: list[str], release: str) -> None:
+        for c in commands:
+            env = {**os.environ, "GOSHIP_RELEASE": release, "GOSHIP_ENV": self.env.name}
+            res = subprocess.run(c, shell=True, env=env, cwd=self.project.root,  # noqa: S602
+                                 check=False)
+            if res.returncode != 0:
+                raise ApplyError(f"hook `{c}` exited {res.returncode}")
+
+    # ---- the whole fleet ---------------------------------------------------------------
+    def release(self, hosts: list[Host], moves: list[Move], *, env_values: dict[str, str],
+                gate_interval: float | None, action: str) -> Outcome:
+        started = time.monotonic()
+        lock = Lock(hosts, f"goship {action} {self.env.name}", self.force)
+        self._acquire(lock)
+        for note in lock.notes:
+            ui.warn(note)
+        stop = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(lock, stop), daemon=True)
+        beat.start()
+        try:
+            strategy = self.config.deploy.strategy
+            if strategy == "rolling":
+                return self._rolling(moves, env_values, gate_interval, action, started)
+            return self._bluegreen(moves, env_values, gate_interval, action, started)
+        finally:
+            stop.set()
+            lock.release()
+
+    def _acquire(self, lock: Lock) -> None:
+        from goship.deploy.host import LockHeld
+
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                lock.acquire()
+                return
+            except LockHeld as e:
+                if not self.wait or time.monotonic() > deadline:
+                    raise
+                ui.info(f"waiting: {e.message}")
+                time.sleep(2)
+
+    def _beat(self, lock: Lock, stop: threading.Event) -> None:
+        interval = max(2.0, self.config.deploy.lock_ttl / 4)
+        while not stop.wait(interval):
+            lock.heartbeat()
+
+    def _bluegreen(self, moves: list[Move], env_values: dict[str, str],
+                   gate_interval: float | None, action: str, started: float) -> Outcome:
+        """Every host starts and gates the new release; only when all are healthy does
+        any host switch; a failed switch anywhere switches every host back."""
+        try:
+            failed, _ = self._phase(moves, lambda m: self.prepare(m, env_values,
+                                                                  gate_interval))
+            if failed is None:
+                failed, _ = self._phase(moves, self.switch)
+            if failed is not None:
+                raise failed
+        except (GoshipError, KeyboardInterrupt) as e:
+            return self._fail(action, moves, started, e, self._undo_all(moves))
+        failed, _ = self._phase(moves, self.finish)
+        if failed is not None:
+            # Traffic is on the new release everywhere; what is left is housekeeping.
+            ui.warn(f"after the switch: {failed.message}")
+        return self._outcome(action, moves, started, ok=True)
+
+    def _rolling(self, moves: list[Move], env_values: dict[str, str],
+                 gate_interval: float | None, action: str, started: float) -> Outcome:
+        size = _batch_size(self.config.deploy.batch, len(moves))
+        finished: list[Move] = []
+        failures = 0
+        for i in range(0, len(moves), size):
+            batch = moves[i:i + size]
+            ui.info(f"batch {i // size + 1}: {', '.join(m.host.name for m in batch)}")
+            try:
+                failed, bad = self._phase(batch, lambda m: self.prepare(m, env_values,
+                                                                        gate_interval))
+                if failed is None:
+                    failed, bad = self._phase(batch, self.switch)
+                if failed is None:
+                    self._phase(batch, self.finish)
+                    finished.extend(batch)
+                    continue
+                failures += len(bad)
+                if failures > self.config.deploy.max_failures:
+                    raise failed
+                restored = self._undo_all(batch)
+                ui.warn(f"{failed.message}; within deploy.max_failures ({failures} of "
+                        f"{self.config.deploy.max_failures}), going on with the next batch "
+                        f"(restored {', '.join(restored)})")
+            except (GoshipError, KeyboardInterrupt) as e:
+                restored = self._undo_all(batch)
+                restored += self._restore_finished(finished, env_values)
+                return self._fail(action, moves, started, e, restored)
+        return self._outcome(action, moves, started, ok=True)
+
+    def _phase(self, moves: list[Move], fn: Callable[[Move], None]
+               ) -> tuple[StepFailed | None, list[Move]]:
+        """Run one step on every host; the first failure (by host order) and who failed."""
+        first: StepFailed | None = None
+        bad = []
+        for m, err in parallel(moves, fn, self.limit):
+            if err is None:
+                continue
+            if isinstance(err, KeyboardInterrupt):
+                raise err
+            wrapped = err if isinstance(err, StepFailed) else StepFailed(
+                m.host.name, m.step, err.message if isinstance(err, GoshipError) else
+                f"{type(err).__name__}: {err}")
+            m.notes.append(wrapped.detail)
+            bad.append(m)
+            first = first or wrapped
+        return first, bad
+
+    def _undo_all(self, moves: list[Move]) -> list[str]:
+        restored = []
+        for m, err in parallel(moves, self.undo, self.limit):
+            if err is None:
+                restored.append(m.host.name)
+                m.host.journal({"action": self.command, "release": m.release,
+                                "outcome": "restored", "serving": m.old_release})
+            else:
+                ui.warn(f"{m.host.name}: could not restore: {err}")
+        return restored
+
+    def _restore_finished(self, finished: list[Move], env_values: dict[str, str]) -> list[str]:
+        """Hosts of earlier rolling batches already run the new release alone: bring their
+        old release back the way a rollback does."""
+        back = [Move(m.host, m.old_release, None) for m in finished if m.old_release]
+        if not back:
+            return []
+        def again(m: Move) -> None:
+            self.prepare(m, env_values, 0.1)
+            self.switch(m)
+            self.finish(m)
+
+        for m, err in parallel(back, again, self.limit):
+            if err is not None:
+                ui.warn(f"{m.host.name}: could not restore {m.release}: {err}")
+        return [m.host.name for m in back]
+
+    def _outcome(self, action: str, moves: list[Move], started: float, *, ok: bool,
+                 failure: str | None = None, restored: list[str] | None = None) -> Outcome:
+        seconds = time.monotonic() - started
+        hosts = {m.host.name: {"release": m.release, "color": m.new_color,
+                               "previous": m.old_release, "step": m.step,
+                               "timings": {k: round(v, 3) for k, v in m.timings.items()},
+                               "notes": m.notes} for m in moves}
+        release = moves[0].release if moves else ""
+        if ok:
+            for m in moves:
+                m.host.journal({"action": action, "release": m.release, "from": m.old_release,
+                                "outcome": "ok", "seconds": round(seconds, 3),
+                                "timings": hosts[m.host.name]["timings"]})
+        return Outcome(action, self.env.name, release, hosts, ok, seconds, failure,
+                       restored or [])
+
+    def _fail(self, action: str, moves: list[Move], started: float, e: BaseException,
+              restored: list[str]) -> Outcome:
+        if isinstance(e, KeyboardInterrupt):
+            failure = "interrupted (Ctrl-C)"
+        elif isinstance(e, GoshipError):
+            failure = e.message
+        else:
+            failure = str(e)
+        for m in moves:
+            m.host.journal({"action": action, "release": m.release, "outcome": "failed",
+                            "step": m.step, "error": failure, "serving": m.old_release})
+        out = self._outcome(action, moves, started, ok=False, failure=failure,
+                            restored=restored)
+        if isinstance(e, KeyboardInterrupt):
+            raise e
+        return out
+
+
+def _batch_size(batch: int | str, n: int) -> int:
+    if isinstance(batch, int):
+        return max(1, batch)
+    return max(1, round(n * int(batch.rstrip("%")) / 100))
+
+
+def _sq(v: str) -> str:
+    import shlex
+
+    return shlex.quote(v)
+
+
+def _rm(path: str) -> Any:
+    from goship.command import Cmd
+
+    return Cmd.of("rm", "-f", path)
+
+
+def build_artifacts(project: Project, env: Environment, arches: set[str], *,
+                    allow_dirty: bool, skip_checks: bool) -> dict[str, Artifact]:
+    from goship.build.pipeline import run_package
+
+    result = run_package(project, env.config, targets=[f"linux/{a}" for a in sorted(arches)],
+                         allow_dirty=allow_dirty, checks=not skip_checks)
+    out = {}
+    for p in result.packages:
+        arch = p.target.split("/")[1]
+        out[arch] = Artifact(p.release_id, result.build.plan.stamp.version, p.path.read_bytes(),
+                             p.sha256)
+    return out
+
+
+def env_values(project: Project, env: Environment) -> dict[str, str]:
+    from goship.envfile import parse_env_file
+
+    values = dict(env.config.run.env)
+    if env.config.run.env_file:
+        values.update(parse_env_file(project.root / env.config.run.env_file))
+    return values
+
+
+def deploy(project: Project, env: Environment, *, allow_dirty: bool = False,
+           skip_checks: bool = False, force: bool = False, wait: bool = False,
+           dry_run: bool = False) -> Outcome | list[str]:
+    values = env_values(project, env)
+    hosts = connect(env)
+    try:
+        arches = {h.facts.arch or "amd64" for h in hosts}
+        d = Deployer(project, env, force=force, wait=wait, command="deploy")
+        if dry_run:
+            return plan_lines(hosts, None, "deploy")
+        d.hooks_local(env.config.deploy.hooks.pre_deploy, "")
+        artifacts = build_artifacts(project, env, arches, allow_dirty=allow_dirty,
+                                    skip_checks=skip_checks)
+        moves = [Move(h, artifacts[h.facts.arch or "amd64"].release_id,
+                      artifacts[h.facts.arch or "amd64"]) for h in hosts]
+        outcome = d.release(hosts, moves, env_values=values, gate_interval=None,
+                            action="deploy")
+        if outcome.ok:
+            d.hooks_local(env.config.deploy.hooks.post_deploy, outcome.release)
+        return outcome
+    finally:
+        close(hosts)
+
+
+def rollback(project: Project, env: Environment, *, to: str | None = None,
+             force: bool = False, wait: bool = False, dry_run: bool = False
+             ) -> Outcome | list[str]:
+    values = env_values(project, env)
+    hosts = connect(env)
+    try:
+        moves = []
+        for h in hosts:
+            target = to or (h.state.get("previous") or {}).get("release")
+            if not target:
+                raise UsageError(f"{h.name}: no previous release to roll back to",
+                                 hint="name one with --to RELEASE (`goship status` lists "
+                                      "them)")
+            if target == h.live_release:
+                raise UsageError(f"{h.name}: {target} is already live")
+            if target not in h.releases_on_disk():
+                raise UsageError(f"{h.name}: release {target} is not on the host",
+                                 hint="`goship status` lists the releases on each host")
+            moves.append(Move(h, target, None))
+        if dry_run:
+            return plan_lines(hosts, moves, "rollback")
+        d = Deployer(project, env, force=force, wait=wait, command="rollback")
+        # The release served before: a quick gate is enough to prove it started.
+        return d.release(hosts, moves, env_values=values, gate_interval=0.05,
+                         action="rollback")
+    finally:
+        close(hosts)
+
+
+def plan_lines(hosts: list[Host], moves: list[Move] | None, action: str) -> list[str]:
+    lines = []
+    for i, h in enumerate(hosts):
+        live = f"{h.live_release} on {h.live_color}" if h.live_color else "nothing yet"
+        new = other(h.live_color) if h.live_color else "blue"
+        what = moves[i].release if moves else "the release built from this commit"
+        lines.append(f"{h.name}: serves {live}; would {action} to {what}: start it on {new} "
+                     f"({h.services.name}), gate {h.config.run.health.path}, switch nginx, "
+                     f"drain and stop {h.live_color or 'nothing'}")
+    return lines

@@ -1,0 +1,330 @@
+"""One host as deploy sees it: its transport, facts, service manager and nginx, and the
+operations of a release on it (design: upload, start, gate, switch, drain, record)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from goship.command import Cmd
+from goship.config import Config, Environment
+from goship.deploy import scripts
+from goship.deploy.proxy import Nginx, OwnNginx, SystemNginx
+from goship.deploy.services import Services, Supervisor, Systemd
+from goship.errors import ApplyError, GoshipError, NotYetError, TransportError
+from goship.facts import HostFacts, gather
+from goship.render.context import Paths, ports
+from goship.transport.base import Transport
+
+
+def local_base() -> str:
+    """Where a local deploy lives when goship is not root: the user's data directory."""
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(data) / "goship")
+
+
+@dataclass
+class Gate:
+    ok: bool
+    detail: str
+
+
+@dataclass
+class Host:
+    t: Transport
+    env: Environment
+    facts: HostFacts
+    paths: Paths
+    services: Services
+    nginx: Nginx
+    local: bool
+    state: dict[str, Any] = field(default_factory=dict)
+    live_color: str | None = None
+    live_release: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.t.name
+
+    @property
+    def config(self) -> Config:
+        return self.env.config
+
+    # ---- facts -------------------------------------------------------------------------
+    def refresh(self) -> None:
+        res = self.t.run(Cmd.of("cat", self.paths.state))
+        try:
+            self.state = json.loads(res.stdout) if res.ok else {}
+        except json.JSONDecodeError:
+            self.state = {}
+        self.live_color, self.live_release = self.nginx.live_color()
+
+    def releases_on_disk(self) -> list[str]:
+        res = self.t.run(Cmd.of("ls", "-1", self.paths.releases))
+        return sorted(x for x in res.stdout.split() if not x.startswith("."))
+
+    # ---- layout ------------------------------------------------------------------------
+    def ensure_layout(self) -> list[str]:
+        """The user and directories; returns what had to be created."""
+        p = self.paths
+        user = self.config.service_user
+        changes = []
+        if not self.t.run(Cmd.of("test", "-d", p.releases)).ok:
+            changes.append(f"{p.root}/")
+        if not self.local and not self.facts.user_exists:
+            changes.append(f"user {user}")
+            self.t.check(Cmd.of("useradd", "--system", "--no-create-home", "--home-dir",
+                                p.join("shared", "data"), "--shell", "/usr/sbin/nologin",
+                                user))
+            self.facts = gather(self.t, self.config.deploy.base_path, user)
+        self.t.check(Cmd.of("mkdir", "-p", p.releases, p.incoming, p.logs, p.run_dir,
+                            p.join("shared", "data")))
+        self.t.check(Cmd.of("chmod", "755", p.root, p.releases))
+        self.t.check(Cmd.of("chmod", "700", p.incoming, p.run_dir))
+        if not self.local:
+            self.t.check(Cmd.of("chown", f"{user}:{user}", p.shared, p.join("shared", "data")))
+            self.t.check(Cmd.of("chmod", "750", p.shared))
+        return changes
+
+    def write_env(self, env: dict[str, str]) -> bool:
+        text = "".join(f"{k}={_env_quote(v)}\n" for k, v in sorted(env.items()))
+        cmd = Cmd.of("sh", "-c", scripts.INSTALL_FILE, "goship-install", self.paths.env_file,
+                     "600", secrets=env.values())
+        changed = self.t.check(cmd.with_stdin(text.encode())).stdout.strip() == "changed"
+        if not self.local:
+            user = self.config.service_user
+            self.t.check(Cmd.of("chown", f"{user}:{user}", self.paths.env_file))
+        return changed
+
+    # ---- release -----------------------------------------------------------------------
+    def has_release(self, rid: str, sha: str) -> bool:
+        res = self.t.run(Cmd.of("sh", "-c", scripts.HAS_RELEASE, "goship-has-release",
+                                self.paths.release(rid), sha))
+        return res.stdout.strip() == "yes"
+
+    def upload(self, rid: str, data: bytes, sha: str) -> None:
+        incoming = f"{self.paths.incoming}/{rid}.tar.gz"
+        self.t.put(incoming, data, mode=0o600)
+        res = self.t.run(Cmd.of("sh", "-c", scripts.UNPACK, "goship-unpack", incoming, sha,
+                                self.paths.releases, rid), timeout=300)
+        if not res.ok:
+            raise ApplyError(f"{self.name}: the upload failed verification, nothing was "
+                             f"used: {res.stderr.strip().splitlines()[-1:] or res.stdout}")
+
+    def link(self, link: str, target: str) -> None:
+        self.t.check(Cmd.of("sh", "-c", scripts.LINK, "goship-link", link, target))
+
+    def point_color(self, color: str, rid: str) -> None:
+        self.link(self.paths.color_link(color), f"releases/{rid}")
+
+    # ---- health ------------------------------------------------------------------------
+    def gate(self, color: str, *, interval: float | None = None) -> Gate:
+        h = self.config.run.health
+        before = self.services.pids(color)
+        urls = [f"http://127.0.0.1:{p}{h.path}" for p in ports(self.config, color)]
+        res = self.t.run(Cmd.of("sh", "-c", scripts.HEALTH_GATE, "goship-gate",
+                                f"{h.deadline:g}", str(h.successes),
+                                f"{interval or h.interval:g}", f"{h.timeout:g}", *urls),
+                         timeout=h.deadline + 30)
+        last = (res.stdout.strip().splitlines() or ["fail ? no output"])[-1]
+        if not res.ok:
+            _, url, detail = ([*last.split(" ", 2), "", ""])[:3]
+            return Gate(False, f"{url}: {detail}")
+        after = self.services.pids(color)
+        dead = [p for p, pid in after.items() if pid is None]
+        if dead:
+            return Gate(False, f"instance on port {dead[0]} is not running after the gate")
+        restarted = [p for p in after if before.get(p) and after[p] != before[p]]
+        if restarted:
+            return Gate(False, f"instance on port {restarted[0]} restarted during the gate "
+                        f"(pid {before[restarted[0]]} -> {after[restarted[0]]})")
+        return Gate(True, f"{len(urls)} instance(s) healthy")
+
+    # ---- records -----------------------------------------------------------------------
+    def write_state(self, **changes: Any) -> None:
+        state = {**self.state, **changes, "app": self.config.app.name, "schema": 1,
+                 "updated": now(), "manager": self.services.name}
+        data = (json.dumps(state, indent=2, sort_keys=True) + "\n").encode()
+        self.t.put(self.paths.state, data, mode=0o644)
+        self.state = state
+
+    def journal(self, entry: dict[str, Any]) -> None:
+        """Append to the host's audit trail. Best effort: an unreachable host must not hide
+        the outcome it would record."""
+        line = json.dumps({"time": now(), "who": who(), "host": self.name, **entry},
+                          sort_keys=True)
+        try:
+            self.t.run(Cmd.of("sh", "-c", scripts.APPEND, "goship-journal",
+                              self.paths.journal, line), timeout=15)
+        except TransportError as e:
+            from goship.ui import ui
+
+            ui.warn(f"{self.name}: journal not written: {e.message}")
+
+    def read_journal(self, last: int = 1) -> list[dict[str, Any]]:
+        res = self.t.run(Cmd.of("tail", "-n", str(last), self.paths.journal))
+        out = []
+        for line in res.stdout.splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out
+
+    def prune(self, keep: int, protect: set[str]) -> list[str]:
+        order = [r for r in self.state.get("history", []) if r not in protect]
+        on_disk = set(self.releases_on_disk())
+        candidates = [r for r in on_disk if r not in protect]
+        # Oldest first by deploy history, then anything history does not know.
+        ranked = [r for r in order if r in on_disk] + sorted(set(candidates) - set(order))
+        excess = len(on_disk) - keep
+        doomed = [r for r in ranked if r in candidates][:max(0, excess)]
+        for rid in doomed:
+            self.t.run(Cmd.of("rm", "-rf", "--", self.paths.release(rid)))
+        return doomed
+
+
+def _env_quote(value: str) -> str:
+    # systemd EnvironmentFile: double quotes, with backslash escapes for " \ and $.
+    if value and all(c.isalnum() or c in "._-/:@+,=" for c in value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") \
+        .replace("\n", "\\n") + '"'
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def who() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def open_host(t: Transport, env: Environment, *, root_hint: bool = True) -> Host:
+    """Gather facts and choose the service manager and nginx for this host."""
+    config = env.config
+    local = env.target.kind == "local"
+    base = config.deploy.base_path
+    if local and os.geteuid() != 0:
+        base = local_base()
+    facts = gather(t, base, config.service_user)
+    paths = Paths(base, config.app.name)
+    manager = config.run.manager
+    if manager == "docker":
+        raise NotYetError("run.manager = \"docker\"", 6)
+    systemd_ok = facts.systemd_pid1 and facts.privilege != "none"
+    if manager == "auto":
+        manager = "systemd" if systemd_ok else "supervisord"
+    if manager == "systemd" and not facts.systemd_pid1:
+        raise ApplyError(f"{t.name}: run.manager is systemd but PID 1 is "
+                         f"{facts.pid1 or 'unknown'}", hint='set run.manager = "auto"')
+    if facts.nginx_version is None:
+        raise ApplyError(f"{t.name}: nginx is not installed", hint="apt-get install nginx")
+    switch = config.proxy.switch
+    if switch == "lua" and not facts.nginx_lua:
+        raise ApplyError(f"{t.name}: proxy.switch = \"lua\" but nginx has no Lua module",
+                         hint="apt-get install libnginx-mod-http-lua, or set "
+                              "proxy.switch = \"auto\"")
+    lua = switch == "lua" or (switch == "auto" and facts.nginx_lua)
+    services: Services
+    nginx: Nginx
+    if manager == "systemd":
+        services = Systemd(t, config, paths)
+        nginx = SystemNginx(t, config, paths, systemd=True, lua=lua)
+    else:
+        services = Supervisor(t, config, paths, local=local,
+                              as_user=None if local else config.service_user)
+        nginx = OwnNginx(t, config, paths, lua) if local or facts.privilege == "none" \
+            else SystemNginx(t, config, paths, systemd=facts.systemd_pid1, lua=lua)
+    if local and config.proxy.listen < 1024 and os.geteuid() != 0:
+        raise ApplyError(f"local: proxy.listen = {config.proxy.listen} needs root",
+                         hint="set [env.local.proxy] listen = 8800 (or any port >= 1024)")
+    host = Host(t, env, facts, paths, services, nginx, local)
+    host.refresh()
+    return host
+
+
+class Lock:
+    """A lock per app and environment on every host: owner, pid, start time, heartbeat
+    (the owner file's mtime). Expired after deploy.lock_ttl without a heartbeat."""
+
+    def __init__(self, hosts: list[Host], command: str, force: bool) -> None:
+        self.hosts = hosts
+        self.token = secrets.token_hex(8)
+        self.owner = json.dumps({"token": self.token, "who": who(), "pid": os.getpid(),
+                                 "started": now(), "command": command})
+        self.force = force
+        self.held: list[Host] = []
+        self.notes: list[str] = []
+
+    def acquire(self) -> None:
+        for h in self.hosts:
+            ttl = h.config.deploy.lock_ttl
+            res = h.t.run(Cmd.of("sh", "-c", scripts.LOCK, "goship-lock", h.paths.root,
+                                 self.owner, f"{ttl:g}", "1" if self.force else "0"))
+            first = res.stdout.strip().splitlines()[:1]
+            if res.ok:
+                self.held.append(h)
+                if first and first[0].startswith("expired"):
+                    self.notes.append(f"{h.name}: took over an expired lock "
+                                      f"(no heartbeat for {first[0].split()[1]}s)")
+                elif first and first[0] == "broken":
+                    self.notes.append(f"{h.name}: broke the lock (--force)")
+                continue
+            self.release()
+            holder = _holder(res.stdout)
+            raise LockHeld(f"{h.name}: another goship holds the deploy lock ({holder})",
+                           hint="wait for it (--wait), or pass --force if it is gone")
+
+    def heartbeat(self) -> None:
+        for h in self.held:
+            try:
+                h.t.run(Cmd.of("sh", "-c", scripts.HEARTBEAT, "goship-heartbeat", h.paths.root,
+                               self.token), timeout=10)
+            except GoshipError:
+                continue
+
+    def release(self) -> None:
+        for h in self.held:
+            try:
+                h.t.run(Cmd.of("sh", "-c", scripts.UNLOCK, "goship-unlock", h.paths.root,
+                               self.token), timeout=15)
+            except TransportError:
+                continue
+        self.held = []
+
+
+def _holder(text: str) -> str:
+    lines = text.strip().splitlines()
+    age = lines[0].split()[1] if lines and lines[0].startswith("held") else "?"
+    try:
+        owner = json.loads(lines[1])
+        return (f"{owner.get('who')} pid {owner.get('pid')}, `{owner.get('command')}` since "
+                f"{owner.get('started')}, heartbeat {age}s ago")
+    except (IndexError, json.JSONDecodeError):
+        return f"heartbeat {age}s ago"
+
+
+class LockHeld(ApplyError):
+    exit_code = 4
+
+
+def wait_for(predicate: Any, timeout: float, interval: float = 0.5) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False

@@ -1,0 +1,223 @@
+"""nginx on a host: the system's (systemd hosts) or goship's own (local mode). Switching
+is render, `nginx -t`, reload; a config that fails the test is never left in place."""
+
+from __future__ import annotations
+
+import abc
+import re
+import time
+from pathlib import Path
+
+from goship.command import Cmd
+from goship.config import Config
+from goship.deploy.scripts import WORKERS
+from goship.deploy.services import install_file
+from goship.errors import ApplyError
+from goship.render import kinds
+from goship.render.context import COLORS, Paths
+from goship.transport.base import Transport
+
+HEADER = re.compile(r"\(release ([A-Za-z0-9._-]+), color (blue|green)\)")
+LUA_MODULES = ("/usr/lib/nginx/modules/ndk_http_module.so",
+               "/usr/lib/nginx/modules/ngx_http_lua_module.so")
+
+
+class Nginx(abc.ABC):
+    site_path: str
+    pid_file: str
+    access_log: str
+    error_log: str
+
+    def __init__(self, t: Transport, config: Config, paths: Paths, lua: bool) -> None:
+        self.t, self.config, self.paths = t, config, paths
+        self.lua = lua
+        self.control = paths.join("run", "nginx-control.sock")
+
+    @abc.abstractmethod
+    def base(self) -> list[str]:
+        """nginx argv prefix for -t / -s reload."""
+
+    @abc.abstractmethod
+    def prepare(self, root: Path | None) -> None:
+        """Make nginx ready to take goship's site (first deploy, setup)."""
+
+    @abc.abstractmethod
+    def reload(self) -> None: ...
+
+    def read_site(self) -> str | None:
+        res = self.t.run(Cmd.of("cat", self.site_path))
+        return res.stdout if res.ok else None
+
+    def live_color(self) -> tuple[str | None, str | None]:
+        """(color, release) nginx routes to now: asked of nginx itself (Lua), else read from
+        the installed site. The truth, even if goship crashed before writing its state."""
+        text = self.read_site()
+        if not text:
+            return None, None
+        if "balancer_by_lua_block" in text:
+            answer = self._control()
+            if answer is not None:
+                return answer
+        m = HEADER.search(text)
+        return (m.group(2), m.group(1)) if m else (None, None)
+
+    def _control(self, put: tuple[str, str] | None = None) -> tuple[str, str] | None:
+        args = ["curl", "-s", "--max-time", "5", "--unix-socket", self.control,
+                "http://goship/live"]
+        if put:
+            args += ["-X", "PUT", "--data-binary", f"{put[0]} {put[1]}"]
+        res = self.t.run(Cmd.of(*args))
+        parts = res.stdout.split()
+        if res.ok and len(parts) == 2 and parts[0] in COLORS:
+            return parts[0], parts[1]
+        return None
+
+    def workers(self) -> set[int]:
+        res = self.t.run(Cmd.of("sh", "-c", WORKERS, "goship-workers", self.pid_file))
+        return {int(x) for x in res.stdout.split() if x.isdigit()}
+
+    def test(self) -> str | None:
+        res = self.t.run(Cmd.of(*self.base(), "-t"))
+        return None if res.ok else (res.stderr or res.stdout).strip()
+
+    def render(self, color: str, release: str, root: Path | None) -> str:
+        return kinds.nginx_site_conf(self.config, self.paths, color, release,
+                                     access_log=self.access_log, root=root, lua=self.lua)
+
+    def switch(self, color: str, release: str, root: Path | None) -> set[int]:
+        """Route to `color`. Returns the old workers, which finish in-flight requests (none
+        when Lua switched without a reload)."""
+        text = self.render(color, release, root)
+        old_text = self.read_site()
+        if self.lua and old_text is not None:
+            live = self._control()
+            if live is not None and self.render(live[0], live[1], root) == old_text:
+                # Same config but for the color: no reload. The file gets the new default
+                # so a restarted nginx comes back on the right color.
+                install_file(self.t, self.site_path, text)
+                if self._control(put=(color, release)) != (color, release):
+                    raise ApplyError(f"{self.t.name}: nginx's control socket did not take "
+                                     f"the switch to {color}")
+                return set()
+        old_workers = self.workers()
+        if self.lua and self._control() is None:
+            # A socket file nobody serves (left by a killed nginx) would fail the bind.
+            self.t.run(Cmd.of("rm", "-f", self.control))
+        install_file(self.t, self.site_path, text)
+        problem = self.test()
+        if problem:
+            self._put_back(old_text)
+            raise ApplyError(f"{self.t.name}: nginx -t rejected the new config, the old one is "
+                             f"back in place: {problem.splitlines()[-1] if problem else ''}")
+        try:
+            self.reload()
+            self._wait_new_workers(old_workers)
+            if self.lua and self._control(put=(color, release)) != (color, release):
+                # The shared dict outlives reloads: it must name the new color too.
+                raise ApplyError(f"{self.t.name}: nginx's control socket did not answer "
+                                 "after the reload")
+        except ApplyError as e:
+            self._put_back(old_text)
+            raise ApplyError(f"{e.message}; the old config is back in place "
+                             f"({self._error_tail()})") from None
+        return old_workers
+
+    def _put_back(self, old_text: str | None) -> None:
+        if old_text is None:
+            self.t.run(Cmd.of("rm", "-f", self.site_path))
+        else:
+            install_file(self.t, self.site_path, old_text)
+
+    def _error_tail(self) -> str:
+        res = self.t.run(Cmd.of("tail", "-n", "1", self.error_log))
+        return res.stdout.strip() or "no nginx error logged"
+
+    def _wait_new_workers(self, old: set[int], timeout: float = 10) -> None:
+        """A reload is a signal: wait until workers with the new config run."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            now = self.workers()
+            if now - old:
+                return
+            time.sleep(0.05)
+        raise ApplyError(f"{self.t.name}: nginx did not start new workers after reload")
+
+    def drain(self, old_workers: set[int], timeout: float) -> bool:
+        """Wait until the workers of the old config exited: their in-flight requests are
+        done. True when drained in time."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if not (self.workers() & old_workers):
+                return True
+            time.sleep(0.1)
+        return False
+
+
+class SystemNginx(Nginx):
+    pid_file = "/run/nginx.pid"
+
+    error_log = "/var/log/nginx/error.log"
+
+    def __init__(self, t: Transport, config: Config, paths: Paths, systemd: bool,
+                 lua: bool) -> None:
+        super().__init__(t, config, paths, lua)
+        self.systemd = systemd
+        self.site_path = f"/etc/nginx/conf.d/goship-{config.app.name}.conf"
+        self.access_log = f"/var/log/nginx/goship-{config.app.name}.access.log"
+
+    def base(self) -> list[str]:
+        return ["nginx"]
+
+    def prepare(self, root: Path | None) -> None:
+        if not self.config.proxy.server_names:
+            # Our site is the default server: a distribution's default site would collide.
+            default = "/etc/nginx/sites-enabled/default"
+            res = self.t.run(Cmd.of("grep", "-l", "default_server", default))
+            if res.ok:
+                self.t.check(Cmd.of("mv", default, self.paths.join("nginx-default-site.off")))
+
+    def reload(self) -> None:
+        if self.systemd:
+            active = self.t.run(Cmd.of("systemctl", "is-active", "--quiet", "nginx")).ok
+            self.t.check(Cmd.of("systemctl", "reload" if active else "start", "nginx"))
+        else:
+            running = self.t.run(Cmd.of("sh", "-c", 'kill -0 "$(cat "$1")"', "goship-alive",
+                                        self.pid_file)).ok
+            self.t.check(Cmd.of("nginx", *(["-s", "reload"] if running else [])))
+
+
+class OwnNginx(Nginx):
+    """nginx run by goship under the app's directory: no root, no system config touched."""
+
+    def __init__(self, t: Transport, config: Config, paths: Paths, lua: bool) -> None:
+        super().__init__(t, config, paths, lua)
+        self.conf = paths.join("run", "nginx.conf")
+        self.site_path = paths.join("run", "site.conf")
+        self.pid_file = paths.join("run", "nginx.pid")
+        self.access_log = paths.join("logs", "access.log")
+        self.error_log = paths.join("logs", "nginx.error.log")
+
+    def base(self) -> list[str]:
+        return ["nginx", "-c", self.conf, "-p", self.paths.join("run"), "-e", self.error_log]
+
+    def prepare(self, root: Path | None) -> None:
+        mime = "/etc/nginx/mime.types"
+        if not self.t.run(Cmd.of("test", "-f", mime)).ok:
+            mime = self.paths.join("run", "mime.types")
+            install_file(self.t, mime, "types {\n    text/html html;\n    text/css css;\n"
+                         "    application/javascript js;\n    application/json json;\n}\n")
+        for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            self.t.check(Cmd.of("mkdir", "-p", self.paths.join("run", "nginx-tmp", d)))
+        modules = list(LUA_MODULES) if self.lua else []
+        install_file(self.t, self.conf, kinds.nginx_main_conf(
+            self.config, self.paths, self.paths.logs, mime, modules, root))
+
+    def running(self) -> bool:
+        return self.t.run(Cmd.of("sh", "-c", 'kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null',
+                                 "goship-alive", self.pid_file)).ok
+
+    def reload(self) -> None:
+        if self.running():
+            self.t.check(Cmd.of(*self.base(), "-s", "reload"))
+        else:
+            self.t.check(Cmd.of(*self.base()))

@@ -1,0 +1,110 @@
+"""POSIX sh scripts run on hosts. Values always arrive as positional arguments ("$1"),
+never spliced into the script text."""
+
+HEALTH_GATE = r"""
+# $1 deadline (s)  $2 consecutive successes  $3 interval (s)  $4 timeout (s)  $5.. URLs
+deadline=${1%.*}; need=$2; interval=$3; tmo=$4; shift 4
+end=$(( $(date +%s) + deadline ))
+for url in "$@"; do
+  ok=0; last="no answer yet"
+  while :; do
+    if command -v curl >/dev/null 2>&1; then
+      code=$(curl -s -o /dev/null -w '%{http_code}' --max-time "$tmo" "$url" 2>/dev/null)
+    else
+      code=$(wget -q -S -O /dev/null -T "$tmo" "$url" 2>&1 | awk '/HTTP\//{c=$2} END{print c}')
+    fi
+    case "$code" in
+      2??) ok=$((ok + 1)); last="HTTP $code" ;;
+      ""|000) ok=0; last="connection refused or timed out" ;;
+      *) ok=0; last="HTTP $code" ;;
+    esac
+    if [ "$ok" -ge "$need" ]; then echo "ok $url $last"; break; fi
+    if [ "$(date +%s)" -ge "$end" ]; then echo "fail $url $last"; exit 1; fi
+    sleep "$interval"
+  done
+done
+"""
+
+LOCK = r"""
+# $1 app root  $2 owner JSON  $3 ttl (s)  $4 force (1|0)
+root=$1; owner=$2; ttl=${3%.*}; force=$4
+mkdir -p "$root"
+take() { mkdir "$root/.lock" 2>/dev/null && printf '%s\n' "$owner" > "$root/.lock/owner"; }
+if take; then echo acquired; exit 0; fi
+now=$(date +%s)
+beat=$(stat -c %Y "$root/.lock/owner" 2>/dev/null || echo 0)
+age=$((now - beat))
+if [ "$force" = 1 ] || [ "$age" -gt "$ttl" ]; then
+  rm -rf "$root/.lock"
+  if take; then
+    if [ "$force" = 1 ]; then echo broken; else echo expired "$age"; fi
+    exit 0
+  fi
+fi
+echo "held $age"
+cat "$root/.lock/owner" 2>/dev/null
+exit 3
+"""
+
+UNLOCK = r"""
+# $1 app root  $2 token: only our own lock is removed
+if grep -q -- "$2" "$1/.lock/owner" 2>/dev/null; then rm -rf "$1/.lock"; fi
+"""
+
+HEARTBEAT = r"""
+# $1 app root  $2 token
+grep -q -- "$2" "$1/.lock/owner" 2>/dev/null && touch "$1/.lock/owner"
+"""
+
+UNPACK = r"""
+# $1 archive  $2 expected sha256  $3 releases dir  $4 release id
+set -e
+got=$(sha256sum "$1" | cut -d' ' -f1)
+if [ "$got" != "$2" ]; then echo "archive sha256 mismatch: expected $2, got $got" >&2; exit 4; fi
+tmp="$3/.$4.tmp"
+rm -rf "$tmp"; mkdir -p "$tmp"
+tar -xzf "$1" -C "$tmp" --no-same-owner
+cd "$tmp"
+if ! sha256sum --quiet -c SHA256SUMS >&2; then
+  cd /; rm -rf "$tmp"; echo "a file of the release does not match its sha256" >&2; exit 4
+fi
+printf '%s\n' "$2" > .archive-sha256
+cd /
+rm -rf "$3/$4"; mv "$tmp" "$3/$4"; rm -f "$1"
+"""
+
+HAS_RELEASE = r"""
+# $1 release dir  $2 archive sha256
+[ -f "$1/.archive-sha256" ] && [ "$(cat "$1/.archive-sha256")" = "$2" ] && \
+  (cd "$1" && sha256sum --quiet -c SHA256SUMS >/dev/null 2>&1) && echo yes || echo no
+"""
+
+LINK = r"""
+# $1 link path  $2 target: atomic symlink swap
+ln -sfn "$2" "$1.goship-tmp" && mv -Tf "$1.goship-tmp" "$1"
+"""
+
+APPEND = r"""
+# $1 file  $2 line
+printf '%s\n' "$2" >> "$1"
+"""
+
+WORKERS = r"""
+# $1 pid file: the nginx master's worker pids, one per line
+[ -f "$1" ] || exit 0
+master=$(cat "$1")
+for p in /proc/[0-9]*; do
+  [ "$(awk '/^PPid:/{print $2}' "$p/status" 2>/dev/null)" = "$master" ] && echo "${p#/proc/}"
+done
+exit 0
+"""
+
+INSTALL_FILE = r"""
+# $1 path  $2 mode: write stdin there if different; print "changed" or "same"
+set -e
+dir=$(dirname "$1"); mkdir -p "$dir"
+tmp=$(mktemp "$dir/.goship.XXXXXX")
+cat > "$tmp"; chmod "$2" "$tmp"
+if [ -f "$1" ] && cmp -s "$tmp" "$1"; then rm -f "$tmp"; echo same
+else mv -f "$tmp" "$1"; echo changed; fi
+"""

@@ -1,0 +1,102 @@
+"""What runs where: per host the live release and color, instance health, nginx, the last
+journal entry, drift; and the logs of every host merged."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import Counter
+from typing import Any
+
+from goship.command import Cmd
+from goship.config import Environment
+from goship.deploy.engine import close, connect, parallel
+from goship.deploy.host import Host
+from goship.render.context import ports
+
+
+def host_status(h: Host) -> dict[str, Any]:
+    color = h.live_color
+    instances = {}
+    if color:
+        pids = h.services.pids(color)
+        path = h.config.run.health.path
+        for port in ports(h.config, color):
+            res = h.t.run(Cmd.of("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                 "--max-time", "2", f"http://127.0.0.1:{port}{path}"))
+            instances[str(port)] = {"pid": pids.get(port), "health": res.stdout.strip() or "000"}
+    nginx_up = h.t.run(Cmd.of("sh", "-c", 'kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null',
+                              "goship-alive", h.nginx.pid_file)).ok
+    last = h.read_journal(1)
+    return {
+        "release": h.live_release, "color": color, "manager": h.services.name,
+        "instances": instances, "nginx": "running" if nginx_up else "stopped",
+        "previous": (h.state.get("previous") or {}).get("release"),
+        "releases": h.releases_on_disk(), "last": last[0] if last else None,
+    }
+
+
+def status(env: Environment) -> dict[str, Any]:
+    hosts = connect(env)
+    try:
+        rows: dict[str, dict[str, Any]] = {}
+
+        def one(h: Host) -> None:
+            rows[h.name] = host_status(h)
+
+        for h, err in parallel(hosts, one, env.config.deploy.concurrency):
+            if err is not None:
+                rows[h.name] = {"error": str(err)}
+        live = Counter(r.get("release") for r in rows.values() if r.get("release"))
+        expected = live.most_common(1)[0][0] if live else None
+        for r in rows.values():
+            r["drift"] = bool(expected and r.get("release") != expected)
+        return {"env": env.name, "expected": expected,
+                "hosts": {h.name: rows[h.name] for h in hosts}}
+    finally:
+        close(hosts)
+
+
+def logs(env: Environment, *, host: str | None, follow: bool, since: str | None,
+         lines: int) -> None:
+    hosts = connect(env)
+    if host:
+        hosts = [h for h in hosts if h.name == host] or _no_host(host, hosts)
+    try:
+        procs = []
+        for h in hosts:
+            app = h.services.logs_cmd(follow, since, lines)
+            tail = ["tail", "-q", "-n", str(lines), *(["-F"] if follow else []),
+                    h.nginx.access_log]
+            procs.append((h.name, "app", h.t.stream(app)))
+            procs.append((h.name, "nginx", h.t.stream(Cmd.of(*tail))))
+        lock = threading.Lock()
+
+        def pump(name: str, kind: str, stream: Any) -> None:
+            for raw in stream:
+                line = raw.decode(errors="replace").rstrip("\n")
+                with lock:
+                    sys.stdout.write(f"[{name} {kind}] {line}\n")
+                    sys.stdout.flush()
+
+        threads = [threading.Thread(target=pump, args=(n, k, p.stdout), daemon=True)
+                   for n, k, p in procs]
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                t.join()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for _, _, p in procs:
+                p.terminate()
+    finally:
+        close(hosts)
+
+
+def _no_host(name: str, hosts: list[Host]) -> list[Host]:
+    from goship.errors import UsageError
+
+    raise UsageError(f"--host {name}: not a host of this environment",
+                     hint=f"choose one of: {', '.join(h.name for h in hosts)}")

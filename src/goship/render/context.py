@@ -1,0 +1,141 @@
+"""What templates see: plain values derived from the config, one place for the names and
+paths every renderer and deploy agree on."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from goship.config import Config
+
+COLORS = ("blue", "green")
+COLOR_OFFSET = {"blue": 0, "green": 100}
+
+
+def ports(config: Config, color: str) -> list[int]:
+    """blue: base_port .. base_port+n-1; green: base_port+100 ..: the two colors never
+    share a port, so the new release starts while the old one still serves."""
+    base = config.run.base_port + COLOR_OFFSET[color]
+    return [base + i for i in range(config.run.instances)]
+
+
+def other(color: str) -> str:
+    return "green" if color == "blue" else "blue"
+
+
+def ident(name: str) -> str:
+    """An nginx/supervisord identifier from an app name."""
+    return re.sub(r"[^a-z0-9_]", "_", name)
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where an app lives on a host (design: releases, shared, current, state, journal)."""
+
+    base: str
+    app: str
+
+    @property
+    def root(self) -> str:
+        return str(PurePosixPath(self.base) / self.app)
+
+    def join(self, *parts: str) -> str:
+        return str(PurePosixPath(self.root, *parts))
+
+    @property
+    def releases(self) -> str:
+        return self.join("releases")
+
+    def release(self, rid: str) -> str:
+        return self.join("releases", rid)
+
+    @property
+    def shared(self) -> str:
+        return self.join("shared")
+
+    @property
+    def env_file(self) -> str:
+        return self.join("shared", "env")
+
+    @property
+    def current(self) -> str:
+        return self.join("current")
+
+    def color_link(self, color: str) -> str:
+        return self.join(color)
+
+    @property
+    def state(self) -> str:
+        return self.join("state.json")
+
+    @property
+    def journal(self) -> str:
+        return self.join("journal.jsonl")
+
+    @property
+    def lock(self) -> str:
+        return self.join(".lock")
+
+    @property
+    def incoming(self) -> str:
+        return self.join("incoming")
+
+    @property
+    def logs(self) -> str:
+        return self.join("logs")
+
+    @property
+    def run_dir(self) -> str:
+        """goship's own nginx and supervisord (hosts without systemd, local mode)."""
+        return self.join("run")
+
+
+@dataclass(frozen=True)
+class NginxSite:
+    app: str
+    color: str
+    upstream_ports: list[int]
+    ports: dict[str, list[int]]
+    release: str
+    track: str
+    listen: int
+    server_names: list[str]
+    balance: str
+    client_max_body_size: str
+    trusted_proxies: list[str]
+    rate_limit: int | None
+    access_log: str
+    lua: bool = False
+    control_socket: str = ""
+
+    @property
+    def default_server(self) -> bool:
+        return not self.server_names
+
+    @property
+    def ident(self) -> str:
+        return ident(self.app)
+
+
+def nginx_site(config: Config, paths: Paths, color: str, release: str,
+               access_log: str | None = None, lua: bool = False) -> NginxSite:
+    p = config.proxy
+    return NginxSite(
+        app=config.app.name, color=color, upstream_ports=ports(config, color),
+        ports={c: ports(config, c) for c in COLORS}, release=release, lua=lua,
+        control_socket=paths.join("run", "nginx-control.sock"),
+        track="stable", listen=p.listen, server_names=list(p.server_names), balance=p.balance,
+        client_max_body_size=p.client_max_body_size, trusted_proxies=list(p.trusted_proxies),
+        rate_limit=p.rate_limit,
+        access_log=access_log or f"/var/log/nginx/goship-{config.app.name}.access.log",
+    )
+
+
+def unit_name(app: str, color: str, port: int | None = None) -> str:
+    instance = "" if port is None else str(port)
+    return f"{app}-{color}@{instance}.service"
+
+
+def program_name(app: str, color: str, port: int) -> str:
+    return f"{ident(app)}-{color}-{port}"

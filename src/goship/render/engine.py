@@ -1,0 +1,56 @@
+"""Strict template rendering. A project overrides any template by putting a file of the
+same name in goship/templates/ next to goship.toml."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from goship.errors import ConfigError
+
+OVERRIDE_DIR = Path("goship") / "templates"
+
+
+def render(name: str, project_root: Path | None = None, **context: Any) -> str:
+    from jinja2 import (
+        ChoiceLoader,
+        Environment,
+        FileSystemLoader,
+        PackageLoader,
+        StrictUndefined,
+        TemplateError,
+        TemplateSyntaxError,
+    )
+
+    loaders: list[Any] = []
+    if project_root is not None and (project_root / OVERRIDE_DIR).is_dir():
+        loaders.append(FileSystemLoader(project_root / OVERRIDE_DIR))
+    loaders.append(PackageLoader("goship", "templates/render"))
+    env = Environment(loader=ChoiceLoader(loaders), undefined=StrictUndefined,
+                      keep_trailing_newline=True, trim_blocks=False,
+                      autoescape=False)  # noqa: S701 (config files, not HTML)
+    try:
+        return env.get_template(name).render(**context)
+    except TemplateSyntaxError as e:
+        raise ConfigError(f"{e.filename or name}:{e.lineno}", "", f"template error: {e.message}",
+                          hint="fix the template override or remove it") from None
+    except TemplateError as e:
+        raise ConfigError(f"{_origin(name)}:{_line(name)}", "", f"template error: {e}",
+                          hint="a variable the template uses does not exist; see "
+                          "docs/render.md for the ones that do") from None
+
+
+def _line(name: str) -> int | str:
+    """The template line being rendered when the error happened, from the traceback."""
+    tb = sys.exc_info()[2]
+    line: int | str = "?"
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith(name):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _origin(name: str) -> str:
+    return name

@@ -1,0 +1,359 @@
+"""goship deploy, rollback, status, logs and setup on lab hosts with real systemd, sshd and
+nginx, under a steady load through nginx: zero failed requests through every release."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLE, CliResult
+from tests.e2e.conftest import Lab
+from tests.e2e.load import Load
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+Run = Callable[..., CliResult]
+H1, H2, H3 = "10.78.0.11", "10.78.0.12", "10.78.0.13"
+MIN_REQUESTS = 20_000
+
+TOML = """
+[app]
+name = "hello-gin"
+version = "git"
+
+[app.stamp]
+"main.version" = "{version}"
+"main.commit" = "{commit}"
+"main.buildTime" = "{build_time}"
+
+[build]
+assets = ["templates", "static"]
+
+[run]
+env_file = ".env.lab"
+drain_timeout = 5.0
+
+[run.env]
+GIN_MODE = "release"
+
+[run.health]
+interval = 0.2
+deadline = 15.0
+
+[env.lab]
+lab = 2
+
+[env.lab3]
+lab = 3
+[env.lab3.deploy]
+strategy = "rolling"
+batch = 1
+"""
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True, env=env).stdout.strip()
+
+
+class Project:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def release(self, tag: str, **env: str) -> None:
+        """Commit and tag a version; `env` sets run.env knobs for this version."""
+        text = TOML
+        if env:
+            lines = "".join(f'{k} = "{v}"\n' for k, v in env.items())
+            text = text.replace('GIN_MODE = "release"\n', f'GIN_MODE = "release"\n{lines}')
+        (self.root / "goship.toml").write_text(text)
+        (self.root / "templates" / "index.tmpl").write_text(
+            (EXAMPLE / "templates" / "index.tmpl").read_text() + f"<footer>{tag}</footer>\n")
+        git(self.root, "add", "-A")
+        git(self.root, "commit", "-qm", tag, "--allow-empty")
+        git(self.root, "tag", tag)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, lab: Lab) -> Project:
+    root = tmp_path_factory.mktemp("deploy") / "hello-gin"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("dist", "goship.toml"))
+    (root / ".env.lab").write_text("DB_PASSWORD=s3cr3t-lab-value\n")
+    (root / ".gitignore").write_text("dist/\n.env.lab\n")
+    git(root, "init", "-q")
+    p = Project(root)
+    p.release("v1.0.0")
+    return p
+
+
+def version(addr: str, path: str = "/version") -> str:
+    with urllib.request.urlopen(f"http://{addr}{path}", timeout=5) as r:
+        data = r.read().decode()
+    return str(json.loads(data)["version"]) if path == "/version" else data
+
+
+def deploy(run_cli: Run, project: Project, *args: str) -> CliResult:
+    return run_cli("deploy", *args, "--skip-checks", cwd=project.root)
+
+
+def test_first_deploy_then_a_new_version_loses_nothing(run_cli: Run, project: Project,
+                                                       lab: Lab) -> None:
+    r = deploy(run_cli, project, "lab")
+    assert r.code == 0, r.out + r.err
+    assert version(H1) == version(H2) == "v1.0.0"
+    # Templates and static files are read from the release directory.
+    page = version(H1, "/")
+    assert "<h1>hello-gin v1.0.0</h1>" in page
+    assert "<footer>v1.0.0</footer>" in page  # this release's own template
+    project.release("v1.1.0")
+    with Load(f"http://{H1}/api/items") as load:
+        r = deploy(run_cli, project, "lab")
+    assert r.code == 0, r.out + r.err
+    assert version(H1) == version(H2) == "v1.1.0"
+    res = load.result
+    assert res.requests >= MIN_REQUESTS, res.text
+    assert res.failed == 0, res.text
+    # the host's records
+    state = json.loads(lab.ssh("h1", "cat /srv/hello-gin/state.json").stdout)
+    assert state["live"]["release"].startswith("v1.1.0-")
+    assert state["previous"]["release"].startswith("v1.0.0-")
+    current = lab.ssh("h1", "readlink /srv/hello-gin/current").stdout.strip()
+    assert current == f"releases/{state['live']['release']}"
+    last = json.loads(lab.ssh("h1", "tail -n1 /srv/hello-gin/journal.jsonl").stdout)
+    assert (last["action"], last["outcome"]) == ("deploy", "ok")
+    assert last["release"] == state["live"]["release"]
+    # the old color is stopped, the new one enabled for boot
+    units = lab.ssh("h1", "systemctl list-units --no-legend --state=active 'hello-gin-*'")
+    assert units.stdout.count("hello-gin-") == 1
+
+
+def test_secrets_land_private_and_never_show(run_cli: Run, project: Project, lab: Lab) -> None:
+    stat = lab.ssh("h1", "stat -c '%a %U' /srv/hello-gin/shared/env").stdout.strip()
+    assert stat == "600 hello-gin"
+    assert "s3cr3t-lab-value" in lab.ssh("h1", "cat /srv/hello-gin/shared/env").stdout
+    journal = lab.ssh("h1", "cat /srv/hello-gin/journal.jsonl").stdout
+    assert "s3cr3t" not in journal
+    r = run_cli("-v", "status", "lab", cwd=project.root)
+    assert "s3cr3t" not in r.out + r.err
+    unit = lab.ssh("h1", "systemctl cat hello-gin-blue@.service").stdout
+    assert "s3cr3t" not in unit
+
+
+def test_rollback_loses_nothing(run_cli: Run, project: Project, lab: Lab) -> None:
+    with Load(f"http://{H2}/api/items") as load:
+        started = time.monotonic()
+        r = run_cli("rollback", "lab", "--json", cwd=project.root)
+        elapsed = time.monotonic() - started
+    assert r.code == 0, r.out + r.err
+    assert version(H1) == version(H2) == "v1.0.0"
+    assert load.result.failed == 0, load.result.text
+    assert load.result.requests >= MIN_REQUESTS // 2, load.result.text
+    data = json.loads(r.out)
+    assert data["ok"]
+    print(f"rollback of 2 hosts took {elapsed:.2f}s")  # measured in bench/, shown here
+
+
+def test_status_and_drift(run_cli: Run, project: Project, lab: Lab) -> None:
+    r = run_cli("status", "lab", "--json", cwd=project.root)
+    assert r.code == 0, r.err
+    data = json.loads(r.out)
+    h1 = data["hosts"]["h1"]
+    assert h1["release"].startswith("v1.0.0-")
+    assert h1["nginx"] == "running"
+    assert all(i["health"] == "200" for i in h1["instances"].values())
+    assert h1["previous"].startswith("v1.1.0-")
+    assert not h1["drift"]
+    assert h1["last"]["action"] == "rollback"
+
+
+def test_logs_are_merged_with_host_prefixes(run_cli: Run, project: Project) -> None:
+    version(H1)
+    r = run_cli("logs", "lab", "-n", "5", cwd=project.root)
+    assert r.code == 0, r.err
+    assert "[h1 app]" in r.out
+    assert "[h2 nginx]" in r.out
+
+
+def test_setup_twice_changes_nothing(run_cli: Run, project: Project) -> None:
+    r = run_cli("setup", "lab", cwd=project.root)
+    assert r.code == 0, r.err
+    assert r.out.splitlines() == ["h1: nothing to change", "h2: nothing to change"]
+
+
+def test_a_release_that_never_gets_healthy_is_refused(run_cli: Run, project: Project,
+                                                      lab: Lab) -> None:
+    project.release("v2.0.0-sick", HELLO_TEST_FAIL_HEALTH="1")
+    with Load(f"http://{H1}/api/items") as load:
+        r = deploy(run_cli, project, "lab")
+    assert r.code == 1
+    assert "health gate failed" in r.out
+    assert "HTTP 503" in r.out
+    assert version(H1) == version(H2) == "v1.0.0"
+    assert load.result.failed == 0, load.result.text
+    last = json.loads(lab.ssh("h2", "tail -n1 /srv/hello-gin/journal.jsonl").stdout)
+    assert last["outcome"] == "failed"
+    assert last["step"] == "health gate"
+
+
+def test_a_crash_looping_release_is_refused(run_cli: Run, project: Project) -> None:
+    project.release("v2.0.1-crashy", HELLO_TEST_CRASH_AFTER="300ms")
+    with Load(f"http://{H1}/api/items") as load:
+        r = deploy(run_cli, project, "lab")
+    assert r.code == 1
+    assert "health gate failed" in r.out
+    assert version(H1) == "v1.0.0"
+    assert load.result.failed == 0, load.result.text
+
+
+def test_a_broken_nginx_template_is_never_left_in_place(run_cli: Run, project: Project,
+                                                        lab: Lab) -> None:
+    project.release("v2.1.0")
+    override = project.root / "goship" / "templates"
+    override.mkdir(parents=True)
+    (override / "nginx.site.conf.j2").write_text("server { listen 80; this is broken; }\n")
+    git(project.root, "add", "-A")
+    git(project.root, "commit", "-qm", "broken template")
+    try:
+        with Load(f"http://{H1}/api/items") as load:
+            r = deploy(run_cli, project, "lab")
+        assert r.code == 1
+        assert "nginx -t rejected the new config, the old one is back in place" in r.out
+        assert lab.ssh("h1", "nginx -t", check=False).returncode == 0
+        assert version(H1) == "v1.0.0"
+        assert load.result.failed == 0, load.result.text
+    finally:
+        shutil.rmtree(project.root / "goship")
+        git(project.root, "add", "-A")
+        git(project.root, "commit", "-qm", "template fixed")
+
+
+def test_a_corrupted_upload_is_caught(run_cli: Run, project: Project,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from goship.deploy import engine
+
+    real = engine.build_artifacts
+
+    def corrupt(*a: object, **kw: object) -> dict[str, engine.Artifact]:
+        arts = real(*a, **kw)  # type: ignore[arg-type]
+        for art in arts.values():
+            art.data = art.data[:-100] + bytes(100)  # the sha256 stays the original's
+        return arts
+
+    monkeypatch.setattr(engine, "build_artifacts", corrupt)
+    project.release("v2.2.0")
+    r = deploy(run_cli, project, "lab")
+    assert r.code == 1
+    assert "upload failed verification" in r.out
+    assert version(H1) == "v1.0.0"
+
+
+def test_two_deploys_at_once(run_cli: Run, project: Project) -> None:
+    from goship.config import load
+    from goship.deploy.engine import close, connect
+    from goship.deploy.host import Lock
+
+    env = load(project.root / "goship.toml").env("lab")
+    hosts = connect(env)
+    lock = Lock(hosts, "goship deploy lab (the other one)", force=False)
+    lock.acquire()
+    try:
+        r = deploy(run_cli, project, "lab")
+        assert r.code == 4
+        assert "another goship holds the deploy lock" in r.err
+        assert "`goship deploy lab (the other one)`" in r.err
+        assert "pass --force if it is gone" in r.err
+    finally:
+        lock.release()
+        close(hosts)
+
+
+def test_killed_mid_deploy_then_rerun(project: Project, lab: Lab) -> None:
+    """kill -9 while the new release starts: the old one keeps serving; the lock names the
+    dead deploy; a rerun with --force completes."""
+    project.release("v3.0.0", HELLO_TEST_START_DELAY="4s")
+    goship = [sys.executable, "-m", "goship"]
+    with Load(f"http://{H1}/api/items") as load:
+        proc = subprocess.Popen([*goship, "deploy", "lab", "--skip-checks"], cwd=project.root,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if "hello-gin-green" in lab.ssh("h1", "systemctl list-units --no-legend "
+                                                  "'hello-gin-*'").stdout:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert version(H1) == "v1.0.0"
+        again = subprocess.run([*goship, "deploy", "lab", "--skip-checks"], cwd=project.root,
+                               capture_output=True, text=True, check=False)
+        assert again.returncode == 4, again.stdout + again.stderr
+        assert "another goship holds the deploy lock" in again.stderr
+        forced = subprocess.run([*goship, "deploy", "lab", "--skip-checks", "--force"],
+                                cwd=project.root, capture_output=True, text=True, check=False)
+        assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert version(H1) == version(H2) == "v3.0.0"
+    assert load.result.failed == 0, load.result.text
+
+
+def test_a_host_cut_mid_deploy_restores_the_others(run_cli: Run, project: Project,
+                                                   lab: Lab) -> None:
+    from goship.lab import hosts
+
+    project.release("v3.1.0", HELLO_TEST_START_DELAY="3s")
+    with Load(f"http://{H1}/api/items") as load:
+        proc = subprocess.Popen([sys.executable, "-m", "goship", "deploy", "lab",
+                                 "--skip-checks"], cwd=project.root, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        # Cut h2 once its new release is starting: mid-deploy, before any switch.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            states = lab.ssh("h2", "systemctl is-active hello-gin-blue@8080 "
+                                   "hello-gin-green@8180", check=False).stdout.split()
+            if states == ["active", "active"]:
+                break
+            time.sleep(0.1)
+        hosts.cut("h2")
+        try:
+            out, _ = proc.communicate(timeout=120)
+        finally:
+            hosts.heal("h2")
+    assert proc.returncode == 1, out
+    assert "FAILED: h2:" in out
+    assert "restored: h1" in out
+    assert version(H1) == "v3.0.0"
+    assert load.result.failed == 0, load.result.text
+    # h2 could not be told the deploy ended: its lock stays until it expires or is broken.
+    assert lab.ssh("h2", "test -d /srv/hello-gin/.lock", check=False).returncode == 0
+    lab.ssh("h2", "rm -rf /srv/hello-gin/.lock")
+
+
+def test_rolling_across_three_hosts(run_cli: Run, project: Project) -> None:
+    project.release("v4.0.0")
+    with Load(f"http://{H3}/api/items") as load:
+        r = deploy(run_cli, project, "lab3")
+    assert r.code == 0, r.out + r.err
+    assert "batch 3: h3" in r.err
+    assert version(H1) == version(H2) == version(H3) == "v4.0.0"
+    assert load.result.failed == 0, load.result.text
+    assert load.result.requests >= MIN_REQUESTS, load.result.text
+
+
+def test_dry_run_changes_nothing(run_cli: Run, project: Project, lab: Lab) -> None:
+    before = lab.ssh("h1", "cat /srv/hello-gin/state.json").stdout
+    project.release("v5.0.0")
+    r = deploy(run_cli, project, "lab", "--dry-run")
+    assert r.code == 0, r.err
+    assert "h1: serves v4.0.0-" in r.out
+    assert "would deploy" in r.out
+    assert lab.ssh("h1", "cat /srv/hello-gin/state.json").stdout == before
