@@ -1,30 +1,40 @@
 #!/usr/bin/env bash
-# The main job on the embedded default (this machine, no remote servers), as far as goship
-# goes today: install, read the example Gin service, check this machine, show the config
-# deploy will use. `goship deploy local` is not built yet (issue #6): this stops there, and
-# says so.
+# The main job on the embedded default: deploy examples/hello-gin to this machine behind
+# nginx, with no remote server. Then ship a new version the same way, to show the
+# zero-downtime switch. Run from anywhere; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
+if ! command -v nginx >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx curl >/dev/null
+fi
 bash scripts/install.sh
 G="$PWD/.venv/bin/goship"
-cd examples/hello-gin
 
-echo "== goship init --stdout (what goship reads in examples/hello-gin)"
-"$G" init --stdout | sed -n '1,20p'
-echo "== goship config check"
-"$G" config check
+# The example as a project of its own: a git repository with a tagged release, the way
+# a user's service is.
+work=.goship/quickstart/hello-gin
+rm -rf "$work"
+mkdir -p "$(dirname "$work")"
+cp -r examples/hello-gin "$work"
+rm -rf "$work/dist"
+cd "$work"
+export GIT_AUTHOR_NAME=goship GIT_AUTHOR_EMAIL=quickstart@goship.invalid
+export GIT_COMMITTER_NAME=goship GIT_COMMITTER_EMAIL=quickstart@goship.invalid
+git init -q && git add -A && git commit -qm "hello-gin v1.0.0" && git tag v1.0.0
+
 echo "== goship doctor local"
-"$G" doctor local || echo "(doctor found problems above; each line says how to fix it)"
-echo "== goship config show local"
-"$G" config show local
+"$G" doctor local
 echo "== goship deploy local"
-set +e
 "$G" deploy local
-code=$?
-set -e
-if [ "$code" = 3 ]; then
-  echo "quickstart stops here: zero-downtime deploy to this machine lands with issue #6."
-  exit 0
-fi
-exit "$code"
+curl -fsS http://127.0.0.1:8800/version; echo
+
+echo "== a new version: goship deploy local again"
+sed -i 's|<h1>hello-gin|<h1>hello-gin (new!)|' templates/index.tmpl
+git commit -qam "hello-gin v1.1.0" && git tag v1.1.0
+"$G" deploy local
+curl -fsS http://127.0.0.1:8800/version; echo
+echo "== goship status local"
+"$G" status local
+echo "open http://127.0.0.1:8800/ ; goship rollback local (in $work) goes back"

@@ -340,11 +340,14 @@ def test_a_host_cut_mid_deploy_restores_the_others(run_cli: Run, project: Projec
 
 def test_rolling_across_three_hosts(run_cli: Run, project: Project) -> None:
     project.release("v4.0.0")
-    with Load(f"http://{H3}/api/items") as load:
+    assert deploy(run_cli, project, "lab").code == 0  # h1 and h2 serve v4.0.0
+    project.release("v4.1.0")
+    # h3 joins the fleet here (its first release); h1 serves throughout.
+    with Load(f"http://{H1}/api/items") as load:
         r = deploy(run_cli, project, "lab3")
     assert r.code == 0, r.out + r.err
     assert "batch 3: h3" in r.err
-    assert version(H1) == version(H2) == version(H3) == "v4.0.0"
+    assert version(H1) == version(H2) == version(H3) == "v4.1.0"
     assert load.result.failed == 0, load.result.text
     assert load.result.requests >= MIN_REQUESTS, load.result.text
 
@@ -354,6 +357,6 @@ def test_dry_run_changes_nothing(run_cli: Run, project: Project, lab: Lab) -> No
     project.release("v5.0.0")
     r = deploy(run_cli, project, "lab", "--dry-run")
     assert r.code == 0, r.err
-    assert "h1: serves v4.0.0-" in r.out
+    assert "h1: serves v4.1.0-" in r.out
     assert "would deploy" in r.out
     assert lab.ssh("h1", "cat /srv/hello-gin/state.json").stdout == before

@@ -29,7 +29,7 @@ def _report(ctx: click.Context, outcome: Any, as_json: bool) -> None:
     elif outcome.ok:
         for name, h in outcome.hosts.items():
             notes = f" ({'; '.join(h['notes'])})" if h["notes"] else ""
-            ui.out(f"{name}: {h['release']} live on {h['color']}{notes}")
+            ui.out(f"{name}: {h['release']} live on {h['color']} at {h['url']}{notes}")
         ui.out(f"{outcome.action} {outcome.env}: {outcome.release} on {len(outcome.hosts)} "
                f"host(s) in {outcome.seconds:.1f}s")
     else:

@@ -385,7 +385,7 @@ class Deployer:
     def _outcome(self, action: str, moves: list[Move], started: float, *, ok: bool,
                  failure: str | None = None, restored: list[str] | None = None) -> Outcome:
         seconds = time.monotonic() - started
-        hosts = {m.host.name: {"release": m.release, "color": m.new_color,
+        hosts = {m.host.name: {"release": m.release, "color": m.new_color, "url": url(m.host),
                                "previous": m.old_release, "step": m.step,
                                "timings": {k: round(v, 3) for k, v in m.timings.items()},
                                "notes": m.notes} for m in moves}
@@ -414,6 +414,14 @@ class Deployer:
         if isinstance(e, KeyboardInterrupt):
             raise e
         return out
+
+
+def url(h: Host) -> str:
+    from goship.config.validators import split_host
+
+    addr = "127.0.0.1" if h.local else split_host(getattr(h.t, "spec", h.name))[1]
+    port = h.config.proxy.listen
+    return f"http://{addr}/" if port == 80 else f"http://{addr}:{port}/"
 
 
 def _batch_size(batch: int | str, n: int) -> int:
@@ -457,9 +465,21 @@ def env_values(project: Project, env: Environment) -> dict[str, str]:
     return values
 
 
+def refuse_unbuilt(env: Environment) -> None:
+    """Settings whose capability is not built yet stop the deploy before anything happens,
+    rather than being silently ignored."""
+    from goship.errors import NotYetError
+
+    if env.config.deploy.strategy == "canary":
+        raise NotYetError('deploy.strategy = "canary"', 7)
+    if env.config.proxy.tls.mode != "off":
+        raise NotYetError("proxy.tls (TLS server blocks in the nginx site)", 5)
+
+
 def deploy(project: Project, env: Environment, *, allow_dirty: bool = False,
            skip_checks: bool = False, force: bool = False, wait: bool = False,
            dry_run: bool = False) -> Outcome | list[str]:
+    refuse_unbuilt(env)
     values = env_values(project, env)
     hosts = connect(env)
     try:
@@ -484,6 +504,7 @@ def deploy(project: Project, env: Environment, *, allow_dirty: bool = False,
 def rollback(project: Project, env: Environment, *, to: str | None = None,
              force: bool = False, wait: bool = False, dry_run: bool = False
              ) -> Outcome | list[str]:
+    refuse_unbuilt(env)
     values = env_values(project, env)
     hosts = connect(env)
     try:

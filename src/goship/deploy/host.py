@@ -217,8 +217,8 @@ def open_host(t: Transport, env: Environment, *, root_hint: bool = True) -> Host
     config = env.config
     local = env.target.kind == "local"
     base = config.deploy.base_path
-    if local and os.geteuid() != 0:
-        base = local_base()
+    if local and os.geteuid() != 0 and base == "/srv":
+        base = local_base()  # the default /srv is root's; a user deploys under their home
     facts = gather(t, base, config.service_user)
     paths = Paths(base, config.app.name)
     manager = config.run.manager

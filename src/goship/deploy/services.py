@@ -152,12 +152,15 @@ class Supervisor(Services):
                 root: Path | None) -> bool:
         logs = self.paths.logs
         files = {"supervisord.conf": kinds.supervisord_main(self.config, self.paths, logs, root)}
-        files.update(kinds.supervisord_programs(self.config, self.paths, env, live=live,
+        files.update(kinds.supervisord_programs(self.config, self.paths, live=live,
                                                 user=self.as_user, log_dir=logs, root=root))
         changed = False
         for name, text in files.items():
-            # 0600: supervisord has no env file, so the program sections hold the secrets.
             changed |= install_file(self.t, self.paths.join("run", name), text, "600")
+        script = kinds.env_script(env)
+        cmd = Cmd.of("sh", "-c", INSTALL_FILE, "goship-install", self.paths.join("run", "env.sh"),
+                     "700", secrets=env.values())
+        changed |= self.t.check(cmd.with_stdin(script.encode())).stdout.strip() == "changed"
         if not self.running():
             res = self.t.run(Cmd.of(self._bin("supervisord"), "-c", self.conf))
             if not res.ok:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from goship.config import Config
@@ -30,25 +31,26 @@ def systemd_units(config: Config, paths: Paths, root: Path | None = None) -> dic
     return out
 
 
-def supervisord_escape(value: str, key: str) -> str:
-    if "\n" in value or "\r" in value:
-        raise ConfigError("goship.toml", f"run.env.{key}",
-                          "a line break cannot be passed through supervisord's environment",
-                          hint="remove the line break from the value")
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+def env_script(env: dict[str, str]) -> str:
+    """A wrapper that exports the service's environment and execs it. supervisord's own
+    environment= cannot carry every value (its parser has no escapes); a shell-quoted
+    export can."""
+    lines = ["#!/bin/sh", "# Written by goship: the service's environment (secrets: mode 0700)."]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())]
+    lines.append('exec "$@"')
+    return "\n".join(lines) + "\n"
 
 
-def supervisord_programs(config: Config, paths: Paths, env: dict[str, str], *,
-                         live: str | None, user: str | None, log_dir: str,
+def supervisord_programs(config: Config, paths: Paths, *, live: str | None,
+                         user: str | None, log_dir: str,
                          root: Path | None = None) -> dict[str, str]:
-    pairs = [(k, supervisord_escape(v, k)) for k, v in sorted(env.items())]
     out = {}
     for color in COLORS:
         out[f"programs/{config.app.name}-{color}.conf"] = render(
             "supervisord.program.j2", root, app=config.app.name, color=color,
             program_prefix=f"{ident(config.app.name)}-{color}", ports=ports(config, color),
             color_dir=paths.color_link(color), binary=config.app.binary_name,
-            port_env=config.run.port_env, env=pairs, user=user,
+            port_env=config.run.port_env, env_script=paths.join("run", "env.sh"), user=user,
             autostart=color == live, drain=int(config.run.drain_timeout + 0.999),
             log_dir=log_dir)
     return out
@@ -76,13 +78,15 @@ def nginx_main_conf(config: Config, paths: Paths, log_dir: str, mime_types: str,
 def render_kind(kind: str, config: Config, root: Path) -> dict[str, str]:
     """Files for `goship render KIND`, as deploy would install them on a host."""
     paths = Paths(config.deploy.base_path, config.app.name)
+    if kind == "nginx" and config.proxy.tls.mode != "off":
+        raise NotYetError("proxy.tls (TLS server blocks in the nginx site)", 5)
     if kind == "systemd":
         return systemd_units(config, paths, root)
     if kind == "supervisord":
         logs = paths.logs
         return {"supervisord.conf": supervisord_main(config, paths, logs, root),
-                **supervisord_programs(config, paths, {}, live="blue",
-                                       user=config.service_user, log_dir=logs, root=root)}
+                **supervisord_programs(config, paths, live="blue", user=config.service_user,
+                                       log_dir=logs, root=root)}
     if kind == "nginx":
         lua = config.proxy.switch != "reload"
         return {f"goship-{config.app.name}.conf":

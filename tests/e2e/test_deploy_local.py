@@ -1,0 +1,111 @@
+"""`local = true`: this machine, without systemd (as here): goship's own supervisord runs the
+instances and its own nginx listens on a high port. Under load: zero failed requests."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLE, CliResult, need
+from tests.e2e.load import Load
+
+pytestmark = pytest.mark.slow
+Run = Callable[..., CliResult]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def git(repo: Path, *args: str) -> None:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, env=env)
+
+
+@pytest.fixture
+def local_project(tmp_path: Path) -> Iterator[tuple[Path, int, Path]]:
+    need("nginx")
+    need("wrk")
+    root = tmp_path / "svc"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("dist", "goship.toml"))
+    base = tmp_path / "deploy"
+    listen = free_port()
+    app_port = 20000 + (listen % 20000)
+    (root / "goship.toml").write_text(f"""
+[app]
+name = "hello-local"
+[app.stamp]
+"main.version" = "{{version}}"
+[build]
+assets = ["templates", "static"]
+[run]
+base_port = {app_port}
+instances = 2
+drain_timeout = 3.0
+[run.env]
+SECRET_TOKEN = "tok-$(id)-'q'"
+[run.health]
+interval = 0.2
+[deploy]
+base_path = "{base}"
+[env.local]
+local = true
+[env.local.proxy]
+listen = {listen}
+""")
+    git(root, "init", "-q")
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "v1")
+    git(root, "tag", "v1.0.0")
+    yield root, listen, base / "hello-local"
+    run = base / "hello-local" / "run"
+    if (run / "nginx.pid").exists():
+        os.kill(int((run / "nginx.pid").read_text()), signal.SIGQUIT)
+    if (run / "supervisord.pid").exists():
+        os.kill(int((run / "supervisord.pid").read_text()), signal.SIGTERM)
+
+
+def get(port: int, path: str) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+        return str(r.read().decode())
+
+
+def test_local_deploy_switch_and_rollback(run_cli: Run,
+                                          local_project: tuple[Path, int, Path]) -> None:
+    root, listen, app_dir = local_project
+    r = run_cli("deploy", "local", "--skip-checks", cwd=root)
+    assert r.code == 0, r.out + r.err
+    assert json.loads(get(listen, "/version"))["version"] == "v1.0.0"
+    assert "hello-gin v1.0.0" in get(listen, "/")
+    (root / "static" / "style.css").write_text("body { color: red; }\n")
+    git(root, "commit", "-qam", "v2")
+    git(root, "tag", "v2.0.0")
+    with Load(f"http://127.0.0.1:{listen}/api/items") as load:
+        r = run_cli("deploy", "local", "--skip-checks", cwd=root)
+        assert r.code == 0, r.out + r.err
+        back = run_cli("rollback", "local", cwd=root)
+        assert back.code == 0, back.out + back.err
+    assert load.result.failed == 0, load.result.text
+    assert load.result.requests >= 20_000, load.result.text
+    assert json.loads(get(listen, "/version"))["version"] == "v1.0.0"
+    # secrets: in a 0700 file only, never in output
+    env_sh = app_dir / "run" / "env.sh"
+    assert env_sh.stat().st_mode & 0o777 == 0o700
+    assert "tok-$(id)" not in r.out + r.err + back.out + back.err
+    status = run_cli("status", "local", "--json", cwd=root)
+    host = json.loads(status.out)["hosts"]["local"]
+    assert host["manager"] == "supervisord"
+    assert len(host["instances"]) == 2
+    assert all(i["health"] == "200" for i in host["instances"].values())

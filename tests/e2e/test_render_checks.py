@@ -1,0 +1,178 @@
+"""Rendered configs checked by the real tools that consume them."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from goship.config import parse
+from goship.render.context import Paths
+from goship.render.kinds import (
+    env_script,
+    nginx_main_conf,
+    nginx_site_conf,
+    render_kind,
+    supervisord_main,
+    supervisord_programs,
+)
+from tests.conftest import EXAMPLE, need
+
+BASE = {"app": {"name": "shop"}, "run": {"drain_timeout": 7.0}}
+
+
+def config(**over: Any) -> Any:
+    return parse({**BASE, **over}).base
+
+
+def test_systemd_units_verify_and_score_ok(tmp_path: Path) -> None:
+    need("systemd-analyze")
+    base = tmp_path / "srv"
+    cfg = config(deploy={"base_path": str(base)})
+    units = tmp_path / "units"
+    units.mkdir()
+    for color in ("blue", "green"):  # the binaries the units start must exist to verify
+        binary = base / "shop" / color / "shop"
+        binary.parent.mkdir(parents=True)
+        binary.write_text("#!/bin/sh\n")
+        binary.chmod(0o755)
+    files = render_kind("systemd", cfg, tmp_path)
+    for color in ("blue", "green"):
+        instance = units / f"shop-{color}@8080.service"
+        instance.write_text(files[f"shop-{color}@.service"])
+        verify = subprocess.run(["systemd-analyze", "verify", "--man=no", str(instance)],
+                                capture_output=True, text=True, check=False)
+        assert verify.returncode == 0, verify.stderr
+        assert verify.stderr.strip() == "", verify.stderr
+        sec = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(instance)],
+                             capture_output=True, text=True, check=False)
+        m = re.search(r"Overall exposure level for \S+: ([\d.]+) (\w+)", sec.stdout)
+        assert m, sec.stdout + sec.stderr
+        assert float(m.group(1)) <= 2.0, sec.stdout
+        assert m.group(2) == "OK"
+
+
+def nginx_t(tmp_path: Path, site: str, modules: list[str]) -> subprocess.CompletedProcess[str]:
+    need("nginx")
+    run = tmp_path / "run"
+    (run / "nginx-tmp").mkdir(parents=True, exist_ok=True)
+    (run / "site.conf").write_text(site)
+    cfg = config()
+    paths = Paths(str(tmp_path / "srv"), "shop")
+    main = nginx_main_conf(cfg, paths, str(tmp_path), "/etc/nginx/mime.types", modules)
+    main = main.replace(paths.run_dir, str(run))
+    (run / "nginx.conf").write_text(main)
+    return subprocess.run(["nginx", "-t", "-c", str(run / "nginx.conf"), "-p", str(run), "-e",
+                           str(tmp_path / "err.log")], capture_output=True, text=True,
+                          check=False)
+
+
+LUA = ["/usr/lib/nginx/modules/ndk_http_module.so",
+       "/usr/lib/nginx/modules/ngx_http_lua_module.so"]
+
+
+@pytest.mark.parametrize(("over", "lua"), [
+    ({}, False),
+    ({}, True),
+    ({"proxy": {"server_names": ["example.com", "www.example.com"], "listen": 8081}}, False),
+    ({"proxy": {"rate_limit": 20, "trusted_proxies": ["10.0.0.0/8", "192.168.1.1"],
+                "balance": "round_robin", "client_max_body_size": "50m"}}, True),
+    ({"run": {"instances": 4}, "proxy": {"balance": "ip_hash"}}, False),
+])
+def test_nginx_site_passes_nginx_t(tmp_path: Path, over: dict[str, Any], lua: bool) -> None:
+    if lua and not all(Path(m).exists() for m in LUA):
+        pytest.skip("libnginx-mod-http-lua is not installed")
+    cfg = config(**over)
+    paths = Paths(str(tmp_path / "srv"), "shop")
+    (tmp_path / "srv" / "shop" / "run").mkdir(parents=True)
+    site = nginx_site_conf(cfg, paths, "green", "v1.2.3-0123456789",
+                           access_log=str(tmp_path / "access.log"), lua=lua)
+    res = nginx_t(tmp_path, site, LUA if lua else [])
+    assert res.returncode == 0, res.stderr
+    assert "test is successful" in res.stderr
+
+
+def test_broken_site_fails_nginx_t(tmp_path: Path) -> None:
+    res = nginx_t(tmp_path, "server { listen 80; nonsense on; }\n", [])
+    assert res.returncode != 0
+    assert "unknown directive" in res.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_supervisord_runs_the_program_and_keeps_it_running(tmp_path: Path,
+                                                           hello_bin: Path) -> None:
+    need("curl")
+    port = free_port()
+    cfg = config(run={"base_port": port, "drain_timeout": 3.0})
+    paths = Paths(str(tmp_path), "shop")
+    release = Path(paths.release("r1"))
+    shutil.copytree(EXAMPLE / "templates", release / "templates")
+    shutil.copytree(EXAMPLE / "static", release / "static")
+    shutil.copy(hello_bin, release / "shop")
+    Path(paths.color_link("blue")).symlink_to(release)
+    run = Path(paths.run_dir)
+    (run / "programs").mkdir(parents=True)
+    Path(paths.logs).mkdir()
+    (run / "supervisord.conf").write_text(supervisord_main(cfg, paths, paths.logs))
+    for name, text in supervisord_programs(cfg, paths, live="blue", user=None,
+                                           log_dir=paths.logs).items():
+        (run / name).write_text(text)
+    env_sh = run / "env.sh"
+    env_sh.write_text(env_script({"GREETING": "hi %s \"there\""}))
+    env_sh.chmod(0o700)
+    import sys
+
+    bindir = Path(sys.executable).parent
+    conf = str(run / "supervisord.conf")
+    subprocess.run([str(bindir / "supervisord"), "-c", conf], check=True)
+    try:
+        deadline = time.monotonic() + 15
+        body = b""
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                    body = r.read()
+                    break
+            except OSError:
+                time.sleep(0.2)
+        assert body == b'{"status":"ok"}'
+
+        def status() -> str:
+            return subprocess.run([str(bindir / "supervisorctl"), "-c", conf, "status"],
+                                  capture_output=True, text=True, check=False).stdout
+
+        deadline = time.monotonic() + 10
+        while "RUNNING" not in status() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        status_text = status()
+        assert re.search(rf"shop-blue-{port}\s+RUNNING", status_text), status_text
+        assert re.search(r"shop-green-\d+\s+STOPPED", status_text), status_text  # no autostart
+        # a crash is restarted (autorestart=unexpected)
+        pid = int(re.search(r"pid (\d+)", status_text).group(1))  # type: ignore[union-attr]
+        import os
+        import signal
+
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        again = status()
+        while not re.search(rf"shop-blue-{port}\s+RUNNING", again) and \
+                time.monotonic() < deadline:
+            time.sleep(0.2)
+            again = status()
+        assert re.search(rf"shop-blue-{port}\s+RUNNING", again), again
+        assert f"pid {pid}," not in again
+    finally:
+        subprocess.run([str(bindir / "supervisorctl"), "-c", conf, "shutdown"],
+                       capture_output=True, check=False)
