@@ -137,8 +137,12 @@ def judge(where: str, f: HostFacts, env: Environment) -> list[Check]:
         out.append(Check(where, "disk", level, f"{gib:.1f} GiB free at {f.free_path} "
                          f"(for {cfg.deploy.base_path})", "free at least 1 GiB"))
     user = cfg.service_user
-    out.append(Check(where, "user", "ok", f"{user} exists" if f.user_exists else
-                     f"{user} does not exist yet; goship setup creates it"))
+    if env.target.kind == "local":
+        out.append(Check(where, "user", "ok", "local mode: the service runs as the user who "
+                         "deploys"))
+    else:
+        out.append(Check(where, "user", "ok", f"{user} exists" if f.user_exists else
+                         f"{user} does not exist yet; goship setup creates it"))
     if f.privilege == "none" and env.target.kind == "local":
         out.append(Check(where, "privilege", "ok", "not root: goship runs its own nginx and "
                          "supervisord under the deploy directory"))
