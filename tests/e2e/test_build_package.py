@@ -130,7 +130,11 @@ def test_archives_verify_and_windows_gets_a_zip(run_cli: Run, release: Path,
     assert meta["go_version"].startswith("go1.")
     assert meta["release_id"] == pkgs["linux/amd64"]["release_id"]
     assert "-X main.version=v1.2.3" in meta["build"]["ldflags"]
-    assert set(meta["files"]) == {"hello-gin", "templates/index.tmpl", "static/style.css"}
+    assert {"hello-gin", "templates/index.tmpl", "static/style.css",
+            "service/systemd/hello-gin-blue@.service",
+            "service/supervisord/programs/hello-gin-green.conf"} <= set(meta["files"])
+    assert {f for f in meta["files"] if not f.startswith("service/")} == {
+        "hello-gin", "templates/index.tmpl", "static/style.css"}
     assert os.access(out / "hello-gin", os.X_OK)
     # a tampered file is caught
     (out / "templates" / "index.tmpl").write_text("<p>evil</p>")

@@ -56,8 +56,6 @@ def test_unknown_command_is_a_usage_error(run_cli: Run) -> None:
 @pytest.mark.parametrize(("argv", "what", "issue"), [
     (["render", "kubernetes"], "goship render kubernetes", 5),
     (["render", "dockerfile"], "goship render dockerfile", 5),
-    (["deploy", "lab", "--canary"], "goship deploy --canary", 7),
-    (["canary", "start", "prod"], "goship canary", 7),
 ])
 def test_unbuilt_capabilities_say_not_yet(run_cli: Run, argv: list[str], what: str,
                                           issue: int) -> None:

@@ -68,7 +68,9 @@ def test_unknown_environment_names_the_defined_ones() -> None:
     ("raw", "expected"),
     [
         ({"ap": {}}, "goship.toml: ap: unknown key; expected one of: app, build, run, proxy, "
-                     "deploy, env; did you mean 'app'?"),
+                     "deploy, canary, env; did you mean 'app'?"),
+        (with_(canary={"steps": [50, 10]}), "canary.steps: expected rising weights"),
+        (with_(canary={"id_header": "X User"}), "canary.id_header: expected an HTTP header"),
         ({}, "goship.toml: app: required key is missing"),
         (with_(app={"name": "shop", "nmae": "x"}), "app.nmae: unknown key"),
         (with_(run={"health": {"succeses": 3}}), "did you mean 'successes'?"),

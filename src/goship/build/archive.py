@@ -154,9 +154,9 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def package(app: str, root: Path, plan: Plan, built: Built, assets: list[str],
-            files: list[str], go_version: str) -> Package:
+            files: list[str], go_version: str, extra: list[Entry] | None = None) -> Package:
     content = [Entry(built.path.name, built.path.read_bytes(), 0o755),
-               *collect(root, assets, files)]
+               *collect(root, assets, files), *(extra or [])]
     rid = release_id(plan.stamp, content)
     meta = manifest(app, plan, built, content, rid, go_version)
     entries = with_metadata(content, meta)

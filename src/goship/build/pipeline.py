@@ -69,6 +69,18 @@ def _describe(p: upx.Packed) -> str:
             f"memory {rss(p.before)} -> {rss(p.after)}; upx -t ok")
 
 
+def service_files(config: Config, root: Path) -> list[archive.Entry]:
+    """The service definitions goship renders, shipped in Linux archives under service/
+    for whoever installs a release by hand (deploy renders them on the host itself)."""
+    from goship.render.kinds import render_kind
+
+    out = []
+    for kind in ("systemd", "supervisord"):
+        for name, text in render_kind(kind, config, root).items():
+            out.append(archive.Entry(f"service/{kind}/{name}", text.encode(), 0o644))
+    return out
+
+
 @dataclass
 class PackageResult:
     build: BuildResult
@@ -80,8 +92,10 @@ def run_package(project: Project, config: Config, *, image: bool = False,
                 **build_args: object) -> PackageResult:
     result = run_build(project, config, **build_args)  # type: ignore[arg-type]
     go_version = gobuild.go_version()
+    services = service_files(config, project.root)
     packages = [archive.package(config.app.name, project.root, result.plan, b,
-                                config.build.assets, config.build.files, go_version)
+                                config.build.assets, config.build.files, go_version,
+                                services if b.target.os == "linux" else [])
                 for b in result.built]
     img = None
     if image:

@@ -43,14 +43,19 @@ def _report(ctx: click.Context, outcome: Any, as_json: bool) -> None:
 @click.command()
 @click.argument("env")
 @dry_run_option
-@click.option("--canary", is_flag=True, help="Release as a canary (not built yet: #7).")
+@click.option("--canary", is_flag=True,
+              help="Release as a canary: walk the steps with analysis, promote or abort.")
+@click.option("--steps", help="Canary weights, e.g. 5,25,50,100 (default: canary.steps).")
+@click.option("--step-min-requests", type=int, help="Canary requests a step needs.")
+@click.option("--step-min-seconds", type=float, help="Seconds a step lasts at least.")
 @click.option("--allow-dirty", is_flag=True, help="Deploy uncommitted changes (-dirty).")
 @click.option("--skip-checks", is_flag=True, help="Skip go mod tidy/verify before building.")
 @click.option("--force", is_flag=True, help="Break another deploy's lock.")
 @click.option("--wait", is_flag=True, help="Wait for another deploy's lock instead of failing.")
 @json_option
 @click.pass_context
-def deploy(ctx: click.Context, env: str, dry_run: bool, canary: bool, allow_dirty: bool,
+def deploy(ctx: click.Context, env: str, dry_run: bool, canary: bool, steps: str | None,
+           step_min_requests: int | None, step_min_seconds: float | None, allow_dirty: bool,
            skip_checks: bool, force: bool, wait: bool, as_json: bool) -> None:
     """Zero-downtime release of the current commit to ENV.
 
@@ -65,10 +70,15 @@ def deploy(ctx: click.Context, env: str, dry_run: bool, canary: bool, allow_dirt
       goship deploy lab --dry-run
     """
     from goship.deploy.engine import deploy as run
-    from goship.errors import NotYetError
 
     if canary:
-        raise NotYetError("goship deploy --canary", 7)
+        from goship.cli.cmd_canary import run_canary_deploy
+
+        if dry_run:
+            raise click.UsageError("--dry-run does not go with --canary yet")
+        run_canary_deploy(ctx, env, steps, step_min_requests, step_min_seconds, allow_dirty,
+                          skip_checks, force, as_json)
+        return
     project, environment = load_env(ctx, env)
     _report(ctx, run(project, environment, allow_dirty=allow_dirty, skip_checks=skip_checks,
                      force=force, wait=wait, dry_run=dry_run), as_json)

@@ -51,7 +51,7 @@ COMMANDS = {
     "rollback": "goship.cli.cmd_deploy:rollback",
     "status": "goship.cli.cmd_deploy:status",
     "logs": "goship.cli.cmd_deploy:logs",
-    "canary": "goship.cli.cmd_later:canary",
+    "canary": "goship.cli.cmd_canary:canary",
 }
 
 

@@ -40,6 +40,15 @@ def _build_tag(value: str) -> str:
     return value
 
 
+HEADER = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+
+
+def _header(value: str) -> str:
+    if not HEADER.match(value):
+        raise ValueError(f"expected an HTTP header name like X-User-Id, found {value!r}")
+    return value
+
+
 def _cidr(value: str) -> str:
     try:
         ipaddress.ip_network(value, strict=False)
@@ -156,6 +165,29 @@ class Deploy(Section):
     hooks: Hooks = Field(default_factory=Hooks)
 
 
+def _steps(value: list[float]) -> list[float]:
+    if not value or any(not 0 < w <= 100 for w in value) or value != sorted(value):
+        raise ValueError(f"expected rising weights in (0, 100], e.g. [5, 25, 50, 100], "
+                         f"found {value!r}")
+    return value
+
+
+class Canary(Section):
+    steps: Annotated[list[float], AfterValidator(_steps)] = Field(
+        default_factory=lambda: [5.0, 25.0, 50.0, 100.0])
+    step_min_requests: int = Field(default=200, ge=1)
+    step_min_seconds: float = Field(default=30.0, ge=0)
+    step_timeout: float = Field(default=300.0, gt=0)
+    max_error_rate: float = Field(default=0.01, gt=0, le=1)
+    error_delta: float = Field(default=0.005, ge=0, le=1)
+    p99_cap_ms: float = Field(default=800.0, gt=0)
+    latency_ratio: float = Field(default=1.2, ge=1)
+    latency_floor_ms: float = Field(default=20.0, ge=0)
+    guard_interval: float = Field(default=2.0, gt=0, le=60)
+    id_cookie: Annotated[str, AfterValidator(v.env_var)] | None = None
+    id_header: Annotated[str, AfterValidator(_header)] | None = None
+
+
 class Config(Section):
     """Everything but the environments: the base that each `[env.NAME]` overrides."""
 
@@ -164,13 +196,14 @@ class Config(Section):
     run: Run = Field(default_factory=Run)
     proxy: Proxy = Field(default_factory=Proxy)
     deploy: Deploy = Field(default_factory=Deploy)
+    canary: Canary = Field(default_factory=Canary)
 
     @property
     def service_user(self) -> str:
         return self.run.user or self.app.name
 
 
-SECTIONS = ("app", "build", "run", "proxy", "deploy")
+SECTIONS = ("app", "build", "run", "proxy", "deploy", "canary")
 
 
 class Target_(Section):

@@ -471,9 +471,16 @@ def refuse_unbuilt(env: Environment) -> None:
     from goship.errors import NotYetError
 
     if env.config.deploy.strategy == "canary":
-        raise NotYetError('deploy.strategy = "canary"', 7)
+        raise NotYetError('deploy.strategy = "canary" (use `goship deploy ENV --canary`)', 7)
     if env.config.proxy.tls.mode != "off":
         raise NotYetError("proxy.tls (TLS server blocks in the nginx site)", 5)
+
+
+def refuse_during_canary(hosts: list[Host]) -> None:
+    running = [h.name for h in hosts if h.state.get("canary")]
+    if running:
+        raise UsageError(f"a canary runs on {', '.join(running)}",
+                         hint="`goship canary promote` or `goship canary abort` it first")
 
 
 def deploy(project: Project, env: Environment, *, allow_dirty: bool = False,
@@ -483,6 +490,7 @@ def deploy(project: Project, env: Environment, *, allow_dirty: bool = False,
     values = env_values(project, env)
     hosts = connect(env)
     try:
+        refuse_during_canary(hosts)
         arches = {h.facts.arch or "amd64" for h in hosts}
         d = Deployer(project, env, force=force, wait=wait, command="deploy")
         if dry_run:
@@ -508,6 +516,7 @@ def rollback(project: Project, env: Environment, *, to: str | None = None,
     values = env_values(project, env)
     hosts = connect(env)
     try:
+        refuse_during_canary(hosts)
         moves = []
         for h in hosts:
             target = to or (h.state.get("previous") or {}).get("release")

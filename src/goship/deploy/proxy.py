@@ -14,7 +14,7 @@ from goship.deploy.scripts import WORKERS
 from goship.deploy.services import install_file
 from goship.errors import ApplyError
 from goship.render import kinds
-from goship.render.context import COLORS, Paths
+from goship.render.context import COLORS, Paths, control_socket
 from goship.transport.base import Transport
 
 HEADER = re.compile(r"\(release ([A-Za-z0-9._-]+), color (blue|green)\)")
@@ -28,10 +28,12 @@ class Nginx(abc.ABC):
     access_log: str
     error_log: str
 
+    system = True
+
     def __init__(self, t: Transport, config: Config, paths: Paths, lua: bool) -> None:
         self.t, self.config, self.paths = t, config, paths
         self.lua = lua
-        self.control = paths.join("run", "nginx-control.sock")
+        self.control = control_socket(paths, self.system)
 
     @abc.abstractmethod
     def base(self) -> list[str]:
@@ -82,7 +84,8 @@ class Nginx(abc.ABC):
 
     def render(self, color: str, release: str, root: Path | None) -> str:
         return kinds.nginx_site_conf(self.config, self.paths, color, release,
-                                     access_log=self.access_log, root=root, lua=self.lua)
+                                     access_log=self.access_log, root=root, lua=self.lua,
+                                     system=self.system)
 
     def switch(self, color: str, release: str, root: Path | None) -> set[int]:
         """Route to `color`. Returns the old workers, which finish in-flight requests (none
@@ -169,6 +172,12 @@ class SystemNginx(Nginx):
         return ["nginx"]
 
     def prepare(self, root: Path | None) -> None:
+        if self.lua:
+            run_dir = str(Path(self.control).parent)
+            install_file(self.t, f"/etc/tmpfiles.d/goship-{self.config.app.name}.conf",
+                         f"# goship: nginx's control socket for {self.config.app.name}\n"
+                         f"d {run_dir} 0700 root root -\n")
+            self.t.check(Cmd.of("mkdir", "-p", "-m", "700", run_dir))
         if not self.config.proxy.server_names:
             # Our site is the default server: a distribution's default site would collide.
             default = "/etc/nginx/sites-enabled/default"
@@ -188,6 +197,8 @@ class SystemNginx(Nginx):
 
 class OwnNginx(Nginx):
     """nginx run by goship under the app's directory: no root, no system config touched."""
+
+    system = False
 
     def __init__(self, t: Transport, config: Config, paths: Paths, lua: bool) -> None:
         super().__init__(t, config, paths, lua)

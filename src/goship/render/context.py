@@ -118,13 +118,23 @@ class NginxSite:
         return ident(self.app)
 
 
+def control_socket(paths: Paths, system: bool) -> str:
+    """Where nginx listens for goship's switches. The system nginx: under /run, which a
+    reboot empties (a stale socket file left by a crash would stop nginx from starting);
+    the directory comes back at boot from tmpfiles.d. goship's own nginx: its run dir."""
+    if system:
+        return f"/run/goship/{paths.app}/nginx-control.sock"
+    return paths.join("run", "nginx-control.sock")
+
+
 def nginx_site(config: Config, paths: Paths, color: str, release: str,
-               access_log: str | None = None, lua: bool = False) -> NginxSite:
+               access_log: str | None = None, lua: bool = False,
+               system: bool = True) -> NginxSite:
     p = config.proxy
     return NginxSite(
         app=config.app.name, color=color, upstream_ports=ports(config, color),
         ports={c: ports(config, c) for c in COLORS}, release=release, lua=lua,
-        control_socket=paths.join("run", "nginx-control.sock"),
+        control_socket=control_socket(paths, system),
         track="stable", listen=p.listen, server_names=list(p.server_names), balance=p.balance,
         client_max_body_size=p.client_max_body_size, trusted_proxies=list(p.trusted_proxies),
         rate_limit=p.rate_limit,

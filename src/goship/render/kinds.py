@@ -64,9 +64,9 @@ def supervisord_main(config: Config, paths: Paths, log_dir: str,
 
 def nginx_site_conf(config: Config, paths: Paths, color: str, release: str,
                     access_log: str | None = None, root: Path | None = None,
-                    lua: bool = False) -> str:
+                    lua: bool = False, system: bool = True) -> str:
     return render("nginx.site.conf.j2", root,
-                  s=nginx_site(config, paths, color, release, access_log, lua))
+                  s=nginx_site(config, paths, color, release, access_log, lua, system))
 
 
 def nginx_main_conf(config: Config, paths: Paths, log_dir: str, mime_types: str,

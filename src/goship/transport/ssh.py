@@ -9,6 +9,7 @@ import shlex
 import subprocess
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from goship.errors import TransportError
 from goship.transport.base import PUT_SCRIPT, Result, Transport
 from goship.transport.session import Session
 from goship.ui import ui
+
+DOWN_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,9 @@ class SshTransport(Transport):
         self.name = name or (host if user is None else f"{user}@{host}")
         self.session: Session | None = None
         self.lock = threading.Lock()
+        # After a lost connection, fail fast for a while instead of waiting out a connect
+        # timeout on every later step (restoring the other hosts must not wait for this one).
+        self.down: tuple[float, TransportError] | None = None
 
     def base_argv(self) -> list[str]:
         o = self.options
@@ -78,6 +84,8 @@ class SshTransport(Transport):
     def run(self, cmd: Cmd, *, timeout: float = 120.0) -> Result:
         ui.debug(f"{self.name}: {cmd.display()}")
         with self.lock:
+            if self.down is not None and time.monotonic() - self.down[0] < DOWN_SECONDS:
+                raise self.down[1]
             if self.session is None or not self.session.alive():
                 # With sudo, the session's shell itself runs as root.
                 shell = self._remote(("sh",))
@@ -90,8 +98,10 @@ class SshTransport(Transport):
                 self.session = None
                 raise TransportError(f"{self.name}: `{cmd.display()}` timed out after "
                                      f"{timeout:g}s") from None
-            except TransportError:
+            except TransportError as e:
                 self.session = None
+                if "cannot connect" in e.message:
+                    self.down = (time.monotonic(), e)
                 raise
 
     def put(self, path: str, data: bytes, *, mode: int = 0o644) -> None:

@@ -1,0 +1,322 @@
+"""Canary releases across hosts: start beside stable, route by rules and weight, walk the
+steps with analysis, promote or abort. Stable is never scaled down during a canary, so an
+abort needs no warm-up: weight 0 on every host at once, then the canary stops."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from goship.canary import analysis, metrics
+from goship.canary.routing import Rule, Rules
+from goship.command import Cmd
+from goship.config import Environment, Project
+from goship.deploy.engine import (
+    Deployer,
+    Move,
+    build_artifacts,
+    close,
+    connect,
+    env_values,
+    parallel,
+)
+from goship.deploy.host import Host, Lock, now
+from goship.errors import ApplyError, NotYetError, UsageError
+from goship.render.context import other
+from goship.ui import ui
+
+
+@dataclass
+class Report:
+    action: str
+    ok: bool
+    release: str
+    reason: str
+    numbers: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    abort_seconds: float | None = None
+
+
+def control(h: Host, method: str, body: str | None = None) -> str:
+    args = ["curl", "-s", "-f", "--max-time", "5", "--unix-socket", h.nginx.control,
+            "-X", method, "http://goship/canary"]
+    cmd = Cmd.of(*args, *(["--data-binary", "@-"] if body is not None else []))
+    if body is not None:
+        cmd = cmd.with_stdin(body.encode())
+    res = h.t.run(cmd)
+    if not res.ok:
+        raise ApplyError(f"{h.name}: nginx's control socket refused the canary change "
+                         f"(curl exit {res.code})")
+    return res.stdout
+
+
+def current(h: Host) -> dict[str, Any] | None:
+    c = h.state.get("canary")
+    return c if isinstance(c, dict) else None
+
+
+def require_lua(hosts: list[Host]) -> None:
+    for h in hosts:
+        if not h.nginx.lua:
+            raise NotYetError(f"canary routing on {h.name} without the nginx Lua module "
+                              "(install libnginx-mod-http-lua)", 7)
+
+
+def parse_rules(headers: tuple[str, ...], header_regex: tuple[str, ...],
+                cookies: tuple[str, ...]) -> tuple[Rule, ...]:
+    out = []
+    for kind, mode, items in (("header", "exact", headers), ("header", "regex", header_regex),
+                              ("cookie", "exact", cookies)):
+        for item in items:
+            name, sep, value = item.partition("=")
+            if not sep or not name or "\t" in item or "\n" in item:
+                raise UsageError(f"--{kind}{'-regex' if mode == 'regex' else ''} {item!r}: "
+                                 "expected NAME=VALUE")
+            if mode == "regex":
+                import re
+
+                try:
+                    re.compile(value)
+                except re.error as e:
+                    raise UsageError(f"--header-regex {item!r}: {e}") from None
+            out.append(Rule(kind, name, mode, value))
+    return tuple(out)
+
+
+def parse_allow(items: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    import ipaddress
+
+    ids, cidrs = [], []
+    for group in items:
+        for item in (x.strip() for x in group.split(",")):
+            if not item:
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+                cidrs.append(item)
+            except ValueError:
+                if not item.replace("-", "").replace("_", "").isalnum():
+                    raise UsageError(f"--allow {item!r}: expected user ids or CIDRs") from None
+                ids.append(item)
+    return tuple(ids), tuple(cidrs)
+
+
+class CanaryEngine:
+    def __init__(self, project: Project, env: Environment, *, force: bool = False) -> None:
+        self.project, self.env, self.force = project, env, force
+        self.th = env.config.canary
+        self.limit = env.config.deploy.concurrency
+
+    # ---- start -------------------------------------------------------------------------
+    def start(self, hosts: list[Host], rules_args: dict[str, Any], weight: float, *,
+              allow_dirty: bool, skip_checks: bool) -> Rules:
+        require_lua(hosts)
+        running = [h.name for h in hosts if current(h)]
+        if running:
+            raise UsageError(f"a canary already runs on {', '.join(running)}",
+                             hint="`goship canary promote` or `goship canary abort` first")
+        if any(h.live_color is None for h in hosts):
+            raise UsageError("a canary needs a stable release to compare with",
+                             hint="run `goship deploy` first")
+        arts = build_artifacts(self.project, self.env, {h.facts.arch or "amd64" for h in hosts},
+                               allow_dirty=allow_dirty, skip_checks=skip_checks)
+        moves = [Move(h, arts[h.facts.arch or "amd64"].release_id, arts[h.facts.arch or "amd64"])
+                 for h in hosts]
+        if any(m.release == m.old_release for m in moves):
+            raise UsageError(f"{moves[0].release} is already the stable release",
+                             hint="commit a change to canary a new version")
+        deployer = Deployer(self.project, self.env, force=self.force, command="canary start")
+        values = env_values(self.project, self.env)
+        lock = self._lock(hosts, "goship canary start")
+        try:
+            failed, _ = deployer._phase(moves, lambda m: deployer.prepare(m, values, None))
+            if failed is not None:
+                parallel(moves, lambda m: m.host.services.stop(m.new_color), self.limit)
+                raise failed
+            rules = Rules(release=moves[0].release, color=moves[0].new_color, weight=weight,
+                          rules=rules_args["rules"], allow_ids=rules_args["allow_ids"],
+                          allow_cidrs=rules_args["allow_cidrs"],
+                          id_cookie=self.th.id_cookie or "", id_header=self.th.id_header or "")
+            offsets = {}
+            for m in moves:
+                offsets[m.host.name] = metrics.log_size(m.host)
+            self._push(hosts, rules)
+            for h in hosts:
+                h.write_state(canary={"rules": rules.as_dict(), "started": now(),
+                                      "stable": h.live_release, "stable_color": h.live_color,
+                                      "log_offset": offsets[h.name]})
+                h.journal({"action": "canary start", "release": rules.release,
+                           "stable": h.live_release, "weight": weight,
+                           "rules": [r.__dict__ for r in rules.rules]})
+            return rules
+        finally:
+            lock.release()
+
+    def _lock(self, hosts: list[Host], command: str) -> Lock:
+        lock = Lock(hosts, command, self.force)
+        lock.acquire()
+        return lock
+
+    def _push(self, hosts: list[Host], rules: Rules) -> None:
+        body = rules.control_body()
+        for _, err in parallel(hosts, lambda h: control(h, "PUT", body), self.limit):
+            if err is not None:
+                raise err
+
+    # ---- weight, status ----------------------------------------------------------------
+    def set_weight(self, hosts: list[Host], weight: float) -> Rules:
+        rules = self._rules(hosts)
+        new = Rules(**{**rules.__dict__, "weight": weight})
+        self._push(hosts, new)
+        for h in hosts:
+            c = current(h) or {}
+            h.write_state(canary={**c, "rules": new.as_dict()})
+            h.journal({"action": "canary weight", "release": new.release, "weight": weight})
+        return new
+
+    def _rules(self, hosts: list[Host]) -> Rules:
+        states = [current(h) for h in hosts]
+        if not all(states):
+            missing = [h.name for h, s in zip(hosts, states, strict=True) if not s]
+            raise UsageError(f"no canary runs on {', '.join(missing)}",
+                             hint="start one with `goship canary start`")
+        return Rules.from_dict(states[0]["rules"])  # type: ignore[index]
+
+    def tally(self, hosts: list[Host], offsets: dict[str, int]) -> metrics.Tally:
+        total = metrics.Tally()
+        results: dict[str, tuple[metrics.Tally, int]] = {}
+
+        def one(h: Host) -> None:
+            results[h.name] = metrics.read_since(h, offsets[h.name])
+
+        for _, err in parallel(hosts, one, self.limit):
+            if err is not None:
+                raise err
+        for name, (t, off) in results.items():
+            total.merge(t)
+            offsets[name] = off
+        return total
+
+    def status(self, hosts: list[Host]) -> dict[str, Any]:
+        rules = self._rules(hosts)
+        offsets = {h.name: int((current(h) or {}).get("log_offset", 0)) for h in hosts}
+        t = self.tally(hosts, offsets)
+        return {"rules": rules.as_dict(), "stable": (current(hosts[0]) or {}).get("stable"),
+                "canary": t.canary.summary(), "stable_numbers": t.stable.summary(),
+                "hosts": [h.name for h in hosts]}
+
+    # ---- end ---------------------------------------------------------------------------
+    def abort(self, hosts: list[Host], reason: str) -> float:
+        """Weight 0 everywhere at once; then stop the canary. Returns seconds to weight 0."""
+        started = time.monotonic()
+        rules = self._rules(hosts)
+        for h, err in parallel(hosts, lambda h: control(h, "DELETE"), self.limit):
+            if err is not None:
+                ui.warn(f"{h.name}: {err}")
+        to_zero = time.monotonic() - started
+        time.sleep(0.3)  # requests routed just before are still connecting
+
+        def finish(h: Host) -> None:
+            h.services.stop(rules.color)
+            c = current(h) or {}
+            h.write_state(canary=None)
+            h.journal({"action": "canary abort", "release": rules.release,
+                       "stable": c.get("stable"), "reason": reason})
+
+        for h, err in parallel(hosts, finish, self.limit):
+            if err is not None:
+                ui.warn(f"{h.name}: {err}")
+        return to_zero
+
+    def promote(self, hosts: list[Host]) -> None:
+        rules = self._rules(hosts)
+        deployer = Deployer(self.project, self.env, force=self.force, command="canary promote")
+
+        def switch(h: Host) -> None:
+            h.nginx.switch(rules.color, rules.release, self.project.root)
+            control(h, "DELETE")
+
+        lock = self._lock(hosts, "goship canary promote")
+        try:
+            for _, err in parallel(hosts, switch, self.limit):
+                if err is not None:
+                    raise err
+            time.sleep(0.3)
+            moves = []
+            for h in hosts:
+                c = current(h) or {}
+                m = Move(h, rules.release, None)
+                m.old_color, m.old_release = c.get("stable_color"), c.get("stable")
+                m.new_color = rules.color
+                h.state["canary"] = None
+                moves.append(m)
+            failed, _ = deployer._phase(moves, deployer.finish)
+            if failed is not None:
+                ui.warn(f"after the promotion: {failed.message}")
+            for m in moves:
+                m.host.journal({"action": "canary promote", "release": rules.release,
+                                "from": m.old_release, "outcome": "ok"})
+        finally:
+            lock.release()
+
+    # ---- the automatic walk ------------------------------------------------------------
+    def walk(self, hosts: list[Host], steps: list[float]) -> Report:
+        started = time.monotonic()
+        offsets = {h.name: int((current(h) or {}).get("log_offset", 0)) for h in hosts}
+        self.tally(hosts, offsets)  # skip what came before the walk
+        rules = self._rules(hosts)
+        for weight in steps:
+            if weight >= 100:
+                break
+            if weight != rules.weight:
+                rules = self.set_weight(hosts, weight)
+            ui.info(f"canary {rules.release}: weight {weight:g}%")
+            step_started = time.monotonic()
+            step = metrics.Tally()
+            while True:
+                time.sleep(self.th.guard_interval)
+                window = self.tally(hosts, offsets)
+                step.merge(window)
+                crashed = self._crashed(hosts, rules)
+                burst = analysis.guard(window.canary, window.stable)
+                if crashed or burst:
+                    reason = f"fast guard: {crashed or burst}"
+                    t0 = time.monotonic()
+                    self.abort(hosts, reason)
+                    return Report("canary", False, rules.release, reason,
+                                  {"canary": step.canary.summary(),
+                                   "stable": step.stable.summary()},
+                                  time.monotonic() - started, time.monotonic() - t0)
+                elapsed = time.monotonic() - step_started
+                verdict = analysis.analyse(step.canary, step.stable, elapsed, self.th)
+                ui.info(f"  {verdict.outcome}: {verdict.reason}")
+                if verdict.outcome == "pass":
+                    break
+                if verdict.outcome == "fail" or elapsed > self.th.step_timeout:
+                    reason = verdict.reason if verdict.outcome == "fail" else (
+                        f"step {weight:g}% timed out after {self.th.step_timeout:g}s with "
+                        f"{verdict.reason}: raise the weight, route a header to the canary, "
+                        "or add load")
+                    t0 = time.monotonic()
+                    self.abort(hosts, reason)
+                    return Report("canary", False, rules.release, reason, verdict.numbers,
+                                  time.monotonic() - started, time.monotonic() - t0)
+        self.promote(hosts)
+        return Report("canary", True, rules.release, "every step passed; promoted", {},
+                      time.monotonic() - started)
+
+    def _crashed(self, hosts: list[Host], rules: Rules) -> str | None:
+        for h in hosts:
+            dead = [p for p, pid in h.services.pids(rules.color).items() if pid is None]
+            if dead:
+                return f"{h.name}: canary instance on port {dead[0]} is not running"
+        return None
+
+
+def open_hosts(env: Environment) -> list[Host]:
+    return connect(env)
+
+
+__all__ = ["CanaryEngine", "Report", "close", "open_hosts", "other", "parse_allow",
+           "parse_rules"]

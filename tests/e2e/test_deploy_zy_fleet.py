@@ -1,0 +1,76 @@
+"""Twenty lab hosts: one deploy and one rollback across all of them, in parallel."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from goship.lab import hosts
+from tests.conftest import EXAMPLE, CliResult
+from tests.e2e.conftest import Lab
+from tests.e2e.load import Load
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+Run = Callable[..., CliResult]
+FLEET = 20
+
+
+def git(repo: Path, *args: str) -> None:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, env=env)
+
+
+def version(i: int) -> str:
+    with urllib.request.urlopen(f"http://10.78.0.{10 + i}/version", timeout=5) as r:
+        return str(json.loads(r.read())["version"])
+
+
+def test_twenty_hosts(run_cli: Run, lab: Lab, tmp_path: Path) -> None:
+    hosts.up(FLEET)
+    root = tmp_path / "fleet"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("dist", "goship.toml"))
+    (root / "goship.toml").write_text(f"""
+[app]
+name = "fleet-app"
+[app.stamp]
+"main.version" = "{{version}}"
+[build]
+assets = ["templates", "static"]
+[run]
+base_port = 9000
+[run.health]
+interval = 0.2
+[env.fleet]
+lab = {FLEET}
+""")
+    git(root, "init", "-q")
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "v1")
+    git(root, "tag", "v1.0.0")
+    started = time.monotonic()
+    r = run_cli("deploy", "fleet", "--skip-checks", cwd=root)
+    first = time.monotonic() - started
+    assert r.code == 0, r.out + r.err
+    assert f"on {FLEET} host(s)" in r.out
+    assert {version(i) for i in range(1, FLEET + 1)} == {"v1.0.0"}
+    git(root, "commit", "-qm", "v2", "--allow-empty")
+    git(root, "tag", "v2.0.0")
+    with Load("http://10.78.0.30/api/items") as load:
+        r = run_cli("deploy", "fleet", "--skip-checks", cwd=root)
+        assert r.code == 0, r.out + r.err
+        started = time.monotonic()
+        back = run_cli("rollback", "fleet", cwd=root)
+        rollback = time.monotonic() - started
+    assert back.code == 0, back.out + back.err
+    assert {version(i) for i in range(1, FLEET + 1)} == {"v1.0.0"}
+    assert load.result.failed == 0, load.result.text
+    print(f"{FLEET} hosts: first deploy {first:.1f}s, rollback {rollback:.1f}s")
