@@ -6,10 +6,11 @@ cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
 
 # Debian packages: the lab boots hosts from this machine's own root, so sshd, systemd and
-# nginx must be installed here (not running here). docker.io: the image tests start their
-# own dockerd (nothing is pulled).
+# nginx (with its Lua module, for switches and canaries without reload) must be installed
+# here, not running here. docker.io: the image tests start their own dockerd (nothing is
+# pulled). wrk: the steady load of the zero-downtime tests.
 PKGS=(nginx openssh-server openssh-client systemd iproute2 iptables util-linux procps
-      curl git sudo docker.io)
+      curl git sudo docker.io libnginx-mod-http-lua wrk)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
