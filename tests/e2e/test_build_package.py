@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tarfile
 import time
@@ -20,6 +19,8 @@ import pytest
 
 from goship.build.archive import verify_tree
 from tests.conftest import EXAMPLE, CliResult, need
+from tests.e2e.helpers import example_repo, free_port
+from tests.e2e.helpers import git as _git
 
 pytestmark = pytest.mark.slow
 Run = Callable[..., CliResult]
@@ -27,18 +28,11 @@ DATE = "2025-03-04T05:06:07Z"
 
 
 def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_DATE": DATE, "GIT_COMMITTER_DATE": DATE,
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True, env=env).stdout.strip()
+    return _git(repo, *args, date=DATE)
 
 
 def copy_example(dest: Path) -> Path:
-    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns("dist", ".goship"))
-    git(dest, "init", "-q")
-    git(dest, "add", ".")
-    git(dest, "commit", "-qm", "release")
+    example_repo(dest, tag=None, date=DATE)
     git(dest, "tag", "v1.2.3")
     return dest
 
@@ -51,12 +45,6 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_http(url: str, deadline: float = 10) -> bytes:

@@ -4,9 +4,7 @@ explain, weight changes without reload, automatic abort and promotion under load
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import urllib.request
 from collections.abc import Callable
 from http.cookies import SimpleCookie
@@ -16,6 +14,7 @@ import pytest
 
 from tests.conftest import EXAMPLE, CliResult
 from tests.e2e.conftest import Lab
+from tests.e2e.helpers import git
 from tests.e2e.load import Load
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -45,12 +44,6 @@ guard_interval = 1.0
 [env.lab]
 lab = 2
 """
-
-
-def git(repo: Path, *args: str) -> None:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, env=env)
 
 
 class Project:

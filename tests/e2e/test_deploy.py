@@ -4,7 +4,6 @@ nginx, under a steady load through nginx: zero failed requests through every rel
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -18,6 +17,7 @@ import pytest
 
 from tests.conftest import EXAMPLE, CliResult
 from tests.e2e.conftest import Lab
+from tests.e2e.helpers import git
 from tests.e2e.load import Load
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -58,13 +58,6 @@ lab = 3
 strategy = "rolling"
 batch = 1
 """
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True, env=env).stdout.strip()
 
 
 class Project:

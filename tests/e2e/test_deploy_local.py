@@ -6,43 +6,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLE, CliResult, need
+from tests.conftest import CliResult, need
+from tests.e2e.helpers import example_repo, free_port, git
 from tests.e2e.load import Load
 
 pytestmark = pytest.mark.slow
 Run = Callable[..., CliResult]
-
-
-def free_port(low: int = 10000, high: int = 30000) -> int:
-    """A free port below the kernel's ephemeral range, so no outgoing connection takes it
-    between this check and nginx's bind."""
-    import random
-
-    for _ in range(200):
-        port = random.randrange(low, high)  # noqa: S311
-        with socket.socket() as s:
-            try:
-                s.bind(("0.0.0.0", port))  # noqa: S104
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
-
-
-def git(repo: Path, *args: str) -> None:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, env=env)
 
 
 @pytest.fixture
@@ -50,11 +26,10 @@ def local_project(tmp_path: Path) -> Iterator[tuple[Path, int, Path]]:
     need("nginx")
     need("wrk")
     root = tmp_path / "svc"
-    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("dist", "goship.toml"))
     base = tmp_path / "deploy"
     listen = free_port(10000, 15000)
     app_port = free_port(15000, 29000) // 2 * 2
-    (root / "goship.toml").write_text(f"""
+    example_repo(root, toml=f"""
 [app]
 name = "hello-local"
 [app.stamp]
@@ -76,10 +51,6 @@ local = true
 [env.local.proxy]
 listen = {listen}
 """)
-    git(root, "init", "-q")
-    git(root, "add", ".")
-    git(root, "commit", "-qm", "v1")
-    git(root, "tag", "v1.0.0")
     yield root, listen, base / "hello-local"
     run = base / "hello-local" / "run"
     for pid_file, sig in (("nginx.pid", signal.SIGQUIT), ("supervisord.pid", signal.SIGTERM)):

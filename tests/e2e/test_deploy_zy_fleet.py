@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
@@ -14,19 +11,14 @@ from pathlib import Path
 import pytest
 
 from goship.lab import hosts
-from tests.conftest import EXAMPLE, CliResult
+from tests.conftest import CliResult
 from tests.e2e.conftest import Lab
+from tests.e2e.helpers import example_repo, git
 from tests.e2e.load import Load
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 Run = Callable[..., CliResult]
 FLEET = 20
-
-
-def git(repo: Path, *args: str) -> None:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, env=env)
 
 
 def version(i: int) -> str:
@@ -37,8 +29,7 @@ def version(i: int) -> str:
 def test_twenty_hosts(run_cli: Run, lab: Lab, tmp_path: Path) -> None:
     hosts.up(FLEET)
     root = tmp_path / "fleet"
-    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("dist", "goship.toml"))
-    (root / "goship.toml").write_text(f"""
+    example_repo(root, toml=f"""
 [app]
 name = "fleet-app"
 [app.stamp]
@@ -52,10 +43,6 @@ interval = 0.2
 [env.fleet]
 lab = {FLEET}
 """)
-    git(root, "init", "-q")
-    git(root, "add", ".")
-    git(root, "commit", "-qm", "v1")
-    git(root, "tag", "v1.0.0")
     started = time.monotonic()
     r = run_cli("deploy", "fleet", "--skip-checks", cwd=root)
     first = time.monotonic() - started

@@ -18,14 +18,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EXAMPLE
+from tests.e2e.helpers import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(port: int, path: str, timeout: float = 5) -> tuple[int, str]:

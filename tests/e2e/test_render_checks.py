@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -24,6 +23,7 @@ from goship.render.kinds import (
     supervisord_programs,
 )
 from tests.conftest import EXAMPLE, need
+from tests.e2e.helpers import free_port
 
 BASE = {"app": {"name": "shop"}, "run": {"drain_timeout": 7.0}}
 
@@ -93,7 +93,7 @@ def test_nginx_site_passes_nginx_t(tmp_path: Path, over: dict[str, Any], lua: bo
     paths = Paths(str(tmp_path / "srv"), "shop")
     (tmp_path / "srv" / "shop" / "run").mkdir(parents=True)
     site = nginx_site_conf(cfg, paths, "green", "v1.2.3-0123456789",
-                           access_log=str(tmp_path / "access.log"), lua=lua)
+                           access_log=str(tmp_path / "access.log"), lua=lua, system=False)
     res = nginx_t(tmp_path, site, LUA if lua else [])
     assert res.returncode == 0, res.stderr
     assert "test is successful" in res.stderr
@@ -103,12 +103,6 @@ def test_broken_site_fails_nginx_t(tmp_path: Path) -> None:
     res = nginx_t(tmp_path, "server { listen 80; nonsense on; }\n", [])
     assert res.returncode != 0
     assert "unknown directive" in res.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_supervisord_runs_the_program_and_keeps_it_running(tmp_path: Path,
