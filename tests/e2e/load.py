@@ -40,7 +40,7 @@ def parse_wrk(text: str) -> LoadResult:
 class Load:
     """`with Load(url) as load: ...` then `load.result`."""
 
-    def __init__(self, url: str, connections: int = 16, max_seconds: int = 180) -> None:
+    def __init__(self, url: str, connections: int = 16, max_seconds: int = 1800) -> None:
         self.url = url
         self.argv = ["wrk", "-t2", f"-c{connections}", f"-d{max_seconds}s", "--timeout", "5s",
                      url]

@@ -22,6 +22,15 @@ LUA_MODULES = ("/usr/lib/nginx/modules/ndk_http_module.so",
                "/usr/lib/nginx/modules/ngx_http_lua_module.so")
 
 
+def _reason(output: str) -> str:
+    """The line of `nginx -t` that says what is wrong (the last one only says it failed)."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    for line in lines:
+        if "[emerg]" in line or "[error]" in line:
+            return line.split("] ", 1)[-1] if "] " in line else line
+    return lines[-1] if lines else "no output"
+
+
 class Nginx(abc.ABC):
     site_path: str
     pid_file: str
@@ -111,7 +120,7 @@ class Nginx(abc.ABC):
         if problem:
             self._put_back(old_text)
             raise ApplyError(f"{self.t.name}: nginx -t rejected the new config, the old one is "
-                             f"back in place: {problem.splitlines()[-1] if problem else ''}")
+                             f"back in place: {_reason(problem)}")
         try:
             self.reload()
             self._wait_new_workers(old_workers)

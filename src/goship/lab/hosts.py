@@ -384,6 +384,7 @@ def down() -> list[str]:
                 sh("ip", "link", "del", h.veth, check=False)
             system.remove_host_cgroups(h.name)
             removed.append(h.name)
+        system.remove_lab_cgroups()
         if system.link_exists(BRIDGE):
             sh("ip", "link", "del", BRIDGE, check=False)
         if shutil.which("iptables"):

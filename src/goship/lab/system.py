@@ -160,16 +160,26 @@ def host_cgroups(name: str) -> list[Path]:
     return dirs
 
 
-def remove_host_cgroups(name: str) -> None:
+def remove_host_cgroups(name: str, timeout: float = 10) -> None:
+    """Remove the host's cgroups, deepest first. A cgroup whose last task is still being
+    reaped refuses rmdir (EBUSY) for a moment: retry until the deadline."""
+    deadline = time.monotonic() + timeout
     for _, point, _ in cgroup_mounts():
         d = point / "goship-lab" / name
-        if not d.exists():
-            continue
-        for sub in sorted((p for p in d.rglob("*") if p.is_dir()), key=lambda p: len(p.parts),
-                          reverse=True):
+        while d.exists():
+            for sub in sorted((p for p in d.rglob("*") if p.is_dir()),
+                              key=lambda p: len(p.parts), reverse=True):
+                with contextlib.suppress(OSError):
+                    sub.rmdir()
             with contextlib.suppress(OSError):
-                sub.rmdir()
+                d.rmdir()
+            if not d.exists() or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+
+
+def remove_lab_cgroups() -> None:
+    """The lab's parent cgroups, once no host is left in them."""
+    for _, point, _ in cgroup_mounts():
         with contextlib.suppress(OSError):
-            d.rmdir()
-        with contextlib.suppress(OSError):
-            (point / "goship-lab").rmdir()  # only when no other host is left
+            (point / "goship-lab").rmdir()

@@ -22,7 +22,7 @@ FLEET = 20
 
 
 def version(i: int) -> str:
-    with urllib.request.urlopen(f"http://10.78.0.{10 + i}/version", timeout=5) as r:
+    with urllib.request.urlopen(f"http://10.78.0.{10 + i}:8085/version", timeout=5) as r:
         return str(json.loads(r.read())["version"])
 
 
@@ -40,6 +40,8 @@ assets = ["templates", "static"]
 base_port = 9000
 [run.health]
 interval = 0.2
+[proxy]
+listen = 8085  # other apps of the test session are the hosts' default server on :80
 [env.fleet]
 lab = {FLEET}
 """)
@@ -51,7 +53,7 @@ lab = {FLEET}
     assert {version(i) for i in range(1, FLEET + 1)} == {"v1.0.0"}
     git(root, "commit", "-qm", "v2", "--allow-empty")
     git(root, "tag", "v2.0.0")
-    with Load("http://10.78.0.30/api/items") as load:
+    with Load("http://10.78.0.30:8085/api/items") as load:
         r = run_cli("deploy", "fleet", "--skip-checks", cwd=root)
         assert r.code == 0, r.out + r.err
         started = time.monotonic()

@@ -12,7 +12,9 @@ pytestmark = pytest.mark.lab
 
 def test_down_leaves_nothing_behind(lab: Lab) -> None:
     hosts.down()
-    after = snapshot()
-    for kind, before in lab.before.items():
-        assert after[kind] == before, f"{kind} left behind: {after[kind] - before}"
-    hosts.up(3)  # later tests in this session may still use the lab
+    try:
+        after = snapshot()
+        for kind, before in lab.before.items():
+            assert after[kind] == before, f"{kind} left behind: {after[kind] - before}"
+    finally:
+        hosts.up(3)  # later tests in this session may still use the lab
