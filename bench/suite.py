@@ -42,9 +42,10 @@ class Series:
         return statistics.median(self.values)
 
     def show(self, unit: str = "s", fmt: str = "{:.2f}") -> str:
+        unit = f" {unit}" if unit else ""
         if len(self.values) == 1:
-            return f"{fmt.format(self.values[0])} {unit}"
-        return (f"{fmt.format(self.median)} {unit} "
+            return f"{fmt.format(self.values[0])}{unit}"
+        return (f"{fmt.format(self.median)}{unit} "
                 f"({fmt.format(min(self.values))}-{fmt.format(max(self.values))})")
 
 
