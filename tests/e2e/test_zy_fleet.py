@@ -37,7 +37,7 @@ name = "fleet-app"
 [build]
 assets = ["templates", "static"]
 [run]
-base_port = 9000
+base_port = 9400  # clear of the other test apps (their colors use +100)
 [run.health]
 interval = 0.2
 [proxy]

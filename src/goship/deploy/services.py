@@ -101,9 +101,11 @@ class Systemd(Services):
         return self.t.run(Cmd.of(*args)).stdout.strip()
 
     def enable(self, live: str) -> None:
-        self.t.run(Cmd.of("systemctl", "disable", "--quiet",
+        # --no-reload: boot only needs the symlinks; a daemon-reload costs ~0.25 s each.
+        self.t.run(Cmd.of("systemctl", "disable", "--quiet", "--no-reload",
                           *self.units("green" if live == "blue" else "blue")))
-        self.t.check(Cmd.of("systemctl", "enable", "--quiet", *self.units(live)))
+        self.t.check(Cmd.of("systemctl", "enable", "--quiet", "--no-reload",
+                            *self.units(live)))
 
     def logs_cmd(self, follow: bool, since: str | None, lines: int) -> Cmd:
         args = ["journalctl", "--no-pager", "-o", "short-iso", "-n", str(lines),

@@ -138,7 +138,7 @@ def _prepare_root(h: HostLayout) -> list[str]:
     """The host's disk: tmpfs, overlay of /, identity. Returns its known_hosts lines."""
     h.dir.mkdir(parents=True, exist_ok=True)
     if not system.is_mountpoint(h.dir):
-        sh("mount", "-t", "tmpfs", "-o", "size=2g,mode=755", "tmpfs", str(h.dir))
+        sh("mount", "-t", "tmpfs", "-o", "size=6g,mode=755", "tmpfs", str(h.dir))
     for sub in ("upper", "work", "root"):
         (h.dir / sub).mkdir(exist_ok=True)
     fresh = not system.is_mountpoint(h.root)
