@@ -49,3 +49,27 @@ def example_repo(dest: Path, *, toml: str | None = None, tag: str | None = "v1.0
     if tag:
         git(dest, "tag", tag)
     return dest
+
+
+class Project:
+    """A copy of the example whose versions a test commits and tags one by one."""
+
+    def __init__(self, root: Path, toml: str) -> None:
+        self.root = root
+        self.toml = toml
+        ignore = shutil.ignore_patterns("dist", ".goship", "goship.toml")
+        shutil.copytree(EXAMPLE, root, ignore=ignore)
+        git(root, "init", "-q")
+
+    def release(self, tag: str, **env: str) -> None:
+        """Commit and tag a version; `env` adds run.env knobs for this version only. The
+        page template names the version, so a test sees which release rendered it."""
+        text = self.toml
+        if env:
+            text += "\n[run.env]\n" + "".join(f'{k} = "{v}"\n' for k, v in env.items())
+        (self.root / "goship.toml").write_text(text)
+        (self.root / "templates" / "index.tmpl").write_text(
+            (EXAMPLE / "templates" / "index.tmpl").read_text() + f"<footer>{tag}</footer>\n")
+        git(self.root, "add", "-A")
+        git(self.root, "commit", "-qm", tag, "--allow-empty")
+        git(self.root, "tag", tag)

@@ -4,17 +4,15 @@ explain, weight changes without reload, automatic abort and promotion under load
 from __future__ import annotations
 
 import json
-import shutil
 import urllib.request
 from collections.abc import Callable
 from http.cookies import SimpleCookie
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLE, CliResult
+from tests.conftest import CliResult
 from tests.e2e.conftest import Lab
-from tests.e2e.helpers import git
+from tests.e2e.helpers import Project
 from tests.e2e.load import Load
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -46,26 +44,9 @@ lab = 2
 """
 
 
-class Project:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def release(self, tag: str, **env: str) -> None:
-        text = TOML
-        if env:
-            text += "[run.env]\n" + "".join(f'{k} = "{v}"\n' for k, v in env.items())
-        (self.root / "goship.toml").write_text(text)
-        git(self.root, "add", "-A")
-        git(self.root, "commit", "-qm", tag, "--allow-empty")
-        git(self.root, "tag", tag)
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, lab: Lab) -> Project:
-    root = tmp_path_factory.mktemp("canary") / "app"
-    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("dist", "goship.toml"))
-    git(root, "init", "-q")
-    p = Project(root)
+    p = Project(tmp_path_factory.mktemp("canary") / "app", TOML)
     p.release("v1.0.0")
     return p
 

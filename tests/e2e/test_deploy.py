@@ -11,13 +11,12 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLE, CliResult
+from tests.conftest import CliResult
 from tests.e2e.conftest import Lab
-from tests.e2e.helpers import git
+from tests.e2e.helpers import Project, git
 from tests.e2e.load import Load
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -42,8 +41,6 @@ assets = ["templates", "static"]
 env_file = ".env.lab"
 drain_timeout = 5.0
 
-[run.env]
-GIN_MODE = "release"
 
 [run.health]
 interval = 0.2
@@ -60,32 +57,11 @@ batch = 1
 """
 
 
-class Project:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def release(self, tag: str, **env: str) -> None:
-        """Commit and tag a version; `env` sets run.env knobs for this version."""
-        text = TOML
-        if env:
-            lines = "".join(f'{k} = "{v}"\n' for k, v in env.items())
-            text = text.replace('GIN_MODE = "release"\n', f'GIN_MODE = "release"\n{lines}')
-        (self.root / "goship.toml").write_text(text)
-        (self.root / "templates" / "index.tmpl").write_text(
-            (EXAMPLE / "templates" / "index.tmpl").read_text() + f"<footer>{tag}</footer>\n")
-        git(self.root, "add", "-A")
-        git(self.root, "commit", "-qm", tag, "--allow-empty")
-        git(self.root, "tag", tag)
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, lab: Lab) -> Project:
-    root = tmp_path_factory.mktemp("deploy") / "hello-gin"
-    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("dist", "goship.toml"))
-    (root / ".env.lab").write_text("DB_PASSWORD=s3cr3t-lab-value\n")
-    (root / ".gitignore").write_text("dist/\n.env.lab\n")
-    git(root, "init", "-q")
-    p = Project(root)
+    p = Project(tmp_path_factory.mktemp("deploy") / "hello-gin", TOML)
+    (p.root / ".env.lab").write_text("DB_PASSWORD=s3cr3t-lab-value\n")
+    (p.root / ".gitignore").write_text("dist/\n.env.lab\n")
     p.release("v1.0.0")
     return p
 
