@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 MASK = "******"
@@ -66,7 +66,3 @@ def mask(text: str, secrets: Iterable[str]) -> str:
         if quoted != secret:
             text = text.replace(quoted, MASK)
     return text
-
-
-def join_display(cmds: Sequence[Cmd]) -> str:
-    return "; ".join(c.display() for c in cmds)

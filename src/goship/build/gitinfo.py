@@ -27,10 +27,6 @@ class Stamp:
         return datetime.fromtimestamp(self.epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     @property
-    def short_commit(self) -> str:
-        return self.commit[:12] if self.commit != "unknown" else self.commit
-
-    @property
     def safe_version(self) -> str:
         """The version as a file-name part."""
         return SAFE.sub("-", self.version).strip("-") or "0"

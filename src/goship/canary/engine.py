@@ -16,14 +16,11 @@ from goship.deploy.engine import (
     Deployer,
     Move,
     build_artifacts,
-    close,
-    connect,
     env_values,
     parallel,
 )
 from goship.deploy.host import Host, Lock, now
 from goship.errors import ApplyError, NotYetError, UsageError
-from goship.render.context import other
 from goship.ui import ui
 
 
@@ -313,10 +310,3 @@ class CanaryEngine:
                 return f"{h.name}: canary instance on port {dead[0]} is not running"
         return None
 
-
-def open_hosts(env: Environment) -> list[Host]:
-    return connect(env)
-
-
-__all__ = ["CanaryEngine", "Report", "close", "open_hosts", "other", "parse_allow",
-           "parse_rules"]

@@ -69,13 +69,14 @@ def start(ctx: click.Context, env: str, weight: float, headers: tuple[str, ...],
     Example:
       goship canary start production --weight 10 --header-regex User-Agent=Mobile
     """
-    from goship.canary.engine import CanaryEngine, close, open_hosts, parse_allow, parse_rules
+    from goship.canary.engine import CanaryEngine, parse_allow, parse_rules
+    from goship.deploy.engine import close, connect
 
     project, environment = load_env(ctx, env)
     ids, cidrs = parse_allow(allow)
     rules_args = {"rules": parse_rules(headers, header_regex, cookies), "allow_ids": ids,
                   "allow_cidrs": cidrs}
-    hosts = open_hosts(environment)
+    hosts = connect(environment)
     try:
         rules = CanaryEngine(project, environment, force=force).start(
             hosts, rules_args, _weight(weight), allow_dirty=allow_dirty,
@@ -97,10 +98,11 @@ def set_weight(ctx: click.Context, env: str, weight: float) -> None:
     Example:
       goship canary set-weight production 25
     """
-    from goship.canary.engine import CanaryEngine, close, open_hosts
+    from goship.canary.engine import CanaryEngine
+    from goship.deploy.engine import close, connect
 
     project, environment = load_env(ctx, env)
-    hosts = open_hosts(environment)
+    hosts = connect(environment)
     try:
         rules = CanaryEngine(project, environment).set_weight(hosts, _weight(weight))
     finally:
@@ -119,10 +121,11 @@ def status(ctx: click.Context, env: str, as_json: bool) -> None:
     Example:
       goship canary status production --json
     """
-    from goship.canary.engine import CanaryEngine, close, open_hosts
+    from goship.canary.engine import CanaryEngine
+    from goship.deploy.engine import close, connect
 
     project, environment = load_env(ctx, env)
-    hosts = open_hosts(environment)
+    hosts = connect(environment)
     try:
         data = CanaryEngine(project, environment).status(hosts)
     finally:
@@ -154,10 +157,11 @@ def promote(ctx: click.Context, env: str) -> None:
     Example:
       goship canary promote production
     """
-    from goship.canary.engine import CanaryEngine, close, open_hosts
+    from goship.canary.engine import CanaryEngine
+    from goship.deploy.engine import close, connect
 
     project, environment = load_env(ctx, env)
-    hosts = open_hosts(environment)
+    hosts = connect(environment)
     try:
         CanaryEngine(project, environment).promote(hosts)
     finally:
@@ -175,10 +179,11 @@ def abort(ctx: click.Context, env: str) -> None:
     Example:
       goship canary abort production
     """
-    from goship.canary.engine import CanaryEngine, close, open_hosts
+    from goship.canary.engine import CanaryEngine
+    from goship.deploy.engine import close, connect
 
     project, environment = load_env(ctx, env)
-    hosts = open_hosts(environment)
+    hosts = connect(environment)
     try:
         seconds = CanaryEngine(project, environment).abort(hosts, "aborted by hand")
     finally:
@@ -202,11 +207,12 @@ def explain(ctx: click.Context, env: str, headers: tuple[str, ...], cookies: tup
       goship canary explain production --header X-App-Version=beta
       goship canary explain production --cookie goship_id=3f2a... --ip 10.1.2.3
     """
-    from goship.canary.engine import CanaryEngine, close, open_hosts
+    from goship.canary.engine import CanaryEngine
     from goship.canary.routing import Request, decide
+    from goship.deploy.engine import close, connect
 
     project, environment = load_env(ctx, env)
-    hosts = open_hosts(environment)
+    hosts = connect(environment)
     try:
         rules = CanaryEngine(project, environment)._rules(hosts[:1])
     finally:
@@ -224,8 +230,9 @@ def run_canary_deploy(ctx: click.Context, env: str, steps: str | None,
                       min_requests: int | None, min_seconds: float | None, allow_dirty: bool,
                       skip_checks: bool, force: bool, as_json: bool) -> None:
     """`goship deploy ENV --canary`: start at the first step, walk, promote or abort."""
-    from goship.canary.engine import CanaryEngine, close, open_hosts
+    from goship.canary.engine import CanaryEngine
     from goship.config.model import Canary
+    from goship.deploy.engine import close, connect
 
     project, environment = load_env(ctx, env)
     th = environment.config.canary
@@ -247,7 +254,7 @@ def run_canary_deploy(ctx: click.Context, env: str, steps: str | None,
         except ValidationError as e:
             raise UsageError(f"canary options: {e.errors()[0]['msg']}") from None
         object.__setattr__(environment.config, "canary", th)
-    hosts = open_hosts(environment)
+    hosts = connect(environment)
     try:
         engine = CanaryEngine(project, environment, force=force)
         engine.start(hosts, {"rules": (), "allow_ids": (), "allow_cidrs": ()}, th.steps[0],

@@ -8,7 +8,6 @@ import json
 import os
 import secrets
 import socket
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -319,12 +318,3 @@ def _holder(text: str) -> str:
 
 class LockHeld(ApplyError):
     exit_code = 4
-
-
-def wait_for(predicate: Any, timeout: float, interval: float = 0.5) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False

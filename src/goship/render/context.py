@@ -142,10 +142,5 @@ def nginx_site(config: Config, paths: Paths, color: str, release: str,
     )
 
 
-def unit_name(app: str, color: str, port: int | None = None) -> str:
-    instance = "" if port is None else str(port)
-    return f"{app}-{color}@{instance}.service"
-
-
 def program_name(app: str, color: str, port: int) -> str:
     return f"{ident(app)}-{color}-{port}"

@@ -36,7 +36,7 @@ def render(name: str, project_root: Path | None = None, **context: Any) -> str:
         raise ConfigError(f"{e.filename or name}:{e.lineno}", "", f"template error: {e.message}",
                           hint="fix the template override or remove it") from None
     except TemplateError as e:
-        raise ConfigError(f"{_origin(name)}:{_line(name)}", "", f"template error: {e}",
+        raise ConfigError(f"{name}:{_line(name)}", "", f"template error: {e}",
                           hint="a variable the template uses does not exist; see "
                           "docs/render.md for the ones that do") from None
 
@@ -50,7 +50,3 @@ def _line(name: str) -> int | str:
             line = tb.tb_lineno
         tb = tb.tb_next
     return line
-
-
-def _origin(name: str) -> str:
-    return name
