@@ -68,7 +68,8 @@ def test_unknown_environment_names_the_defined_ones() -> None:
     ("raw", "expected"),
     [
         ({"ap": {}}, "goship.toml: ap: unknown key; expected one of: app, build, run, proxy, "
-                     "deploy, canary, env; did you mean 'app'?"),
+                     "deploy, canary, docker, kubernetes, consul, metrics, logs, ci, windows, "
+                     "env; did you mean 'app'?"),
         (with_(canary={"steps": [50, 10]}), "canary.steps: expected rising weights"),
         (with_(canary={"id_header": "X User"}), "canary.id_header: expected an HTTP header"),
         ({}, "goship.toml: app: required key is missing"),
@@ -86,7 +87,7 @@ def test_unknown_environment_names_the_defined_ones() -> None:
         (with_(build={"upx": "yes"}), "build.upx: expected true or false"),
         (with_(build={"targets": ["linux"]}), "build.targets[0]: expected OS/ARCH"),
         (with_(build={"targets": []}), "build.targets: "),
-        (with_(deploy={"batch": "150%"}), "deploy.batch: expected a host count >= 1 or a "
+        (with_(deploy={"batch": "150%"}), "deploy.batch: expected a count >= 1 or a "
                                           "percentage like '25%', found '150%'"),
         (with_(deploy={"keep_releases": 1}), "deploy.keep_releases: expected greater than "
                                              "or equal to 2"),

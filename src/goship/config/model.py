@@ -22,6 +22,10 @@ StampVar = Annotated[str, AfterValidator(v.stamp_var)]
 StampValue = Annotated[str, AfterValidator(v.stamp_value)]
 Target = Annotated[str, AfterValidator(v.target)]
 Size = Annotated[str, AfterValidator(v.size)]
+UrlPath = Annotated[str, AfterValidator(v.url_path)]
+Duration = Annotated[str, AfterValidator(v.duration)]
+Quantity = Annotated[str, AfterValidator(v.quantity)]
+LabelValue = Annotated[str, AfterValidator(v.label_value)]
 
 HEALTH_PATH = re.compile(r"^/[A-Za-z0-9._~/-]*$")
 BUILD_TAG = re.compile(r"^[A-Za-z0-9_.]+$")
@@ -57,10 +61,18 @@ def _cidr(value: str) -> str:
     return value
 
 
+def _ip(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"expected an IP address like 10.0.0.2, found {value!r}") from None
+    return value
+
+
 def _batch(value: int | str) -> int | str:
     ok = value >= 1 if isinstance(value, int) else bool(PERCENT.match(value))
     if not ok:
-        raise ValueError(f"expected a host count >= 1 or a percentage like '25%', "
+        raise ValueError(f"expected a count >= 1 or a percentage like '25%', "
                          f"found {value!r}")
     return value
 
@@ -121,10 +133,16 @@ class Run(Section):
 
 class Tls(Section):
     mode: Literal["off", "letsencrypt", "files"] = "off"
-    email: str | None = None
+    email: Annotated[str, AfterValidator(v.email)] | None = None
     cert: AbsPath | None = None
     key: AbsPath | None = None
     hsts: bool = True
+    listen: int = Field(default=443, ge=1, le=65535)
+    stapling: bool = True
+    chain: AbsPath | None = None
+    resolvers: list[Annotated[str, AfterValidator(_ip)]] = Field(
+        default_factory=lambda: ["1.1.1.1", "9.9.9.9"])
+    webroot: AbsPath = "/var/www/goship-acme"
 
     @model_validator(mode="after")
     def _consistent(self) -> Tls:
@@ -135,6 +153,32 @@ class Tls(Section):
         return self
 
 
+class Static(Section):
+    """A URL prefix nginx serves from a directory of the live release."""
+
+    url: UrlPath
+    dir: RelPath
+    expires: Duration = "7d"
+
+    @model_validator(mode="after")
+    def _prefix(self) -> Static:
+        if not self.url.endswith("/"):
+            raise ValueError(f"url must end with '/' (a prefix like /static/), "
+                             f"found {self.url!r}")
+        return self
+
+
+class Lb(Section):
+    """The load-balancer role: one nginx spreading across the environment's hosts."""
+
+    listen: int = Field(default=80, ge=1, le=65535)
+    server_names: list[ServerName] = Field(default_factory=list)
+    balance: Literal["least_conn", "round_robin", "ip_hash", "random"] = "least_conn"
+    weights: dict[str, Annotated[int, Field(ge=1, le=100)]] = Field(default_factory=dict)
+    max_fails: int = Field(default=3, ge=0, le=100)
+    fail_timeout: Duration = "10s"
+
+
 class Proxy(Section):
     server_names: list[ServerName] = Field(default_factory=list)
     listen: int = Field(default=80, ge=1, le=65535)
@@ -143,7 +187,20 @@ class Proxy(Section):
     trusted_proxies: list[Annotated[str, AfterValidator(_cidr)]] = Field(default_factory=list)
     rate_limit: int | None = Field(default=None, ge=1, le=100000)
     switch: Literal["auto", "lua", "reload"] = "auto"
+    static: list[Static] = Field(default_factory=list)
+    stream_paths: list[UrlPath] = Field(default_factory=list)
     tls: Tls = Field(default_factory=Tls)
+    lb: Lb = Field(default_factory=Lb)
+
+    @model_validator(mode="after")
+    def _tls_names(self) -> Proxy:
+        if self.tls.mode == "letsencrypt" and not self.server_names:
+            raise ValueError("tls.mode = 'letsencrypt' needs server_names (the certificate's "
+                             "names)")
+        if self.tls.mode != "off" and self.tls.listen == self.listen:
+            raise ValueError(f"tls.listen and listen are both {self.listen}: HTTPS needs its "
+                             f"own port")
+        return self
 
 
 class Hooks(Section):
@@ -188,6 +245,77 @@ class Canary(Section):
     id_header: Annotated[str, AfterValidator(_header)] | None = None
 
 
+class Docker(Section):
+    base: Literal["scratch", "distroless", "alpine"] = "scratch"
+    go_image: Annotated[str, AfterValidator(v.image)] | None = None
+    image: Annotated[str, AfterValidator(v.image)] | None = None
+
+
+class Kubernetes(Section):
+    namespace: Annotated[str, AfterValidator(v.dns_label)] = "default"
+    replicas: int = Field(default=2, ge=1, le=1000)
+    max_surge: Annotated[int | str, AfterValidator(_batch)] = "25%"
+    max_unavailable: int = Field(default=0, ge=0)
+    cpu_request: Quantity = "100m"
+    memory_request: Quantity = "64Mi"
+    cpu_limit: Quantity | None = None
+    memory_limit: Quantity = "256Mi"
+    min_replicas: int = Field(default=2, ge=1, le=1000)
+    max_replicas: int = Field(default=10, ge=1, le=1000)
+    cpu_target: int = Field(default=70, ge=1, le=100)
+    min_available: int = Field(default=1, ge=0)
+    ingress_class: Annotated[str, AfterValidator(v.dns_label)] = "nginx"
+    pre_stop_seconds: int = Field(default=5, ge=0, le=120)
+    istio: bool = False
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Kubernetes:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"max_replicas ({self.max_replicas}) is below min_replicas "
+                             f"({self.min_replicas})")
+        return self
+
+
+class Consul(Section):
+    tags: list[LabelValue] = Field(default_factory=list)
+    meta: dict[EnvVar, LabelValue] = Field(default_factory=dict)
+    check_interval: Duration = "10s"
+    check_timeout: Duration = "2s"
+    deregister_after: Duration = "1m"
+
+
+class Metrics(Section):
+    path: UrlPath = "/metrics"
+    requests_metric: EnvVar = "http_requests_total"
+    status_label: EnvVar = "code"
+    duration_metric: EnvVar = "http_request_duration_seconds"
+    error_ratio: float = Field(default=0.01, gt=0, le=1)
+    p99_ms: float = Field(default=800.0, gt=0)
+    memory_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    restarts: int = Field(default=3, ge=1)
+    file_sd: RelPath | AbsPath | None = None
+
+
+class Logs(Section):
+    elasticsearch: list[Annotated[str, AfterValidator(v.url)]] = Field(
+        default_factory=lambda: ["http://localhost:9200"])
+    forward: Annotated[str, AfterValidator(v.host_port)] | None = None
+    keep_days: int = Field(default=14, ge=1, le=3650)
+
+
+class Ci(Section):
+    go_version: Annotated[str, AfterValidator(v.label_value)] | None = None
+    branch: Annotated[str, AfterValidator(v.label_value)] = "main"
+    deploy_env: Annotated[str, AfterValidator(v.dns_label)] | None = None
+
+
+class Windows(Section):
+    service: AppName | None = None
+    dir: Annotated[str, AfterValidator(v.windows_dir)] | None = None
+    log_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    log_files: int = Field(default=8, ge=1, le=1000)
+
+
 class Config(Section):
     """Everything but the environments: the base that each `[env.NAME]` overrides."""
 
@@ -197,13 +325,21 @@ class Config(Section):
     proxy: Proxy = Field(default_factory=Proxy)
     deploy: Deploy = Field(default_factory=Deploy)
     canary: Canary = Field(default_factory=Canary)
+    docker: Docker = Field(default_factory=Docker)
+    kubernetes: Kubernetes = Field(default_factory=Kubernetes)
+    consul: Consul = Field(default_factory=Consul)
+    metrics: Metrics = Field(default_factory=Metrics)
+    logs: Logs = Field(default_factory=Logs)
+    ci: Ci = Field(default_factory=Ci)
+    windows: Windows = Field(default_factory=Windows)
 
     @property
     def service_user(self) -> str:
         return self.run.user or self.app.name
 
 
-SECTIONS = ("app", "build", "run", "proxy", "deploy", "canary")
+SECTIONS = ("app", "build", "run", "proxy", "deploy", "canary", "docker", "kubernetes",
+            "consul", "metrics", "logs", "ci", "windows")
 
 
 class Target_(Section):

@@ -67,4 +67,7 @@ def _value(v: Any) -> str:
         return json.dumps(v, ensure_ascii=False)
     if isinstance(v, list):
         return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # inside a list: [[proxy.static]] entries as inline tables
+        return "{ " + ", ".join(f"{_key(k)} = {_value(x)}" for k, x in v.items()
+                                if x is not None) + " }"
     raise TypeError(f"cannot show {type(v).__name__}")

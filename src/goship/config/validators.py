@@ -7,6 +7,7 @@ validation; remote commands quote their arguments anyway.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import PurePosixPath
 
 APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,46}[a-z0-9]$|^[a-z]$")
@@ -21,6 +22,17 @@ HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^[A-Za-z0-9]$"
 IPV6 = re.compile(r"^[0-9A-Fa-f:.%a-z]+$")
 TARGET = re.compile(r"^[a-z0-9]+/[a-z0-9]+$")
 SIZE = re.compile(r"^[0-9]+[kKmMgG]?$")
+EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+URL_PATH = re.compile(r"^/[A-Za-z0-9._~/-]*$")
+DURATION = re.compile(r"^[0-9]+(ms|s|m|h|d)$")
+IMAGE = re.compile(r"^([a-z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._/-][a-z0-9]+)*"
+                   r"(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?(@sha256:[0-9a-f]{64})?$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|Ki|Mi|Gi)?$")
+LABEL_VALUE = re.compile(r"^[A-Za-z0-9._:/=+-]{0,128}$")
+WINDOWS_DIR = re.compile(r"^[A-Za-z]:\\[A-Za-z0-9 ._\\-]*$")
+URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~/-]*)?$")
+HOST_PORT = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")
 
 
 def app_name(v: str) -> str:
@@ -142,3 +154,23 @@ def size(v: str) -> str:
     if not SIZE.match(v):
         raise ValueError(f"expected a size like 10m or 512k, found {v!r}")
     return v
+
+
+def _match(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
+    def check(v: str) -> str:
+        if not pattern.match(v):
+            raise ValueError(f"expected {what}, found {v!r}")
+        return v
+    return check
+
+
+email = _match(EMAIL, "an e-mail address like ops@example.com")
+url_path = _match(URL_PATH, "a URL path like /events (letters, digits, ._~/-)")
+duration = _match(DURATION, "a duration like 500ms, 10s, 1m, 2h or 7d")
+image = _match(IMAGE, "an image reference like registry.example.com/team/app:1.2.3")
+dns_label = _match(DNS_LABEL, "a Kubernetes name (lowercase letters, digits, '-', max 63)")
+quantity = _match(QUANTITY, "a Kubernetes quantity like 100m, 0.5, 128Mi or 1Gi")
+label_value = _match(LABEL_VALUE, "letters, digits and ._:/=+- only (max 128)")
+windows_dir = _match(WINDOWS_DIR, "a Windows directory like C:\\goship\\app (no quotes)")
+url = _match(URL, "an http(s) URL like http://es.internal:9200")
+host_port = _match(HOST_PORT, "host:port like logs.internal:514")
