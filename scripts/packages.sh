@@ -3,10 +3,13 @@
 # The lab boots hosts from this machine's own root, so sshd, systemd and nginx (with its
 # Lua module, for switches and canaries without reload) must be installed here, not
 # running here. docker.io: the image tests start their own dockerd (nothing is pulled).
-# wrk: the steady load of the zero-downtime tests.
+# wrk: the steady load of the zero-downtime tests. The checks of `goship render`:
+# prometheus (promtool), rsyslog and logrotate, openssl (throwaway TLS certificates),
+# busybox-static (the shell of the stand-in builder image of the Dockerfile test).
 set -euo pipefail
 PKGS=(nginx libnginx-mod-http-lua openssh-server openssh-client systemd iproute2 iptables
-      util-linux procps curl git sudo docker.io wrk)
+      util-linux procps curl git sudo docker.io wrk prometheus rsyslog logrotate openssl
+      busybox-static)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -29,6 +29,7 @@ MASKED_UNITS = (
     "memcached.service", "systemd-networkd.service", "systemd-resolved.service",
     "apt-daily.timer", "apt-daily-upgrade.timer", "man-db.timer", "e2scrub_all.timer",
     "fstrim.timer", "logrotate.timer", "systemd-tmpfiles-clean.timer",
+    "prometheus.service", "rsyslog.service", "syslog.socket",
 )
 HOST_KEY_TYPES = ("ed25519", "ecdsa")
 LAUNCH_SCRIPT = """#!/bin/sh
