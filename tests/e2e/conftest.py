@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,3 +77,33 @@ def hello_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     str(out), "."], cwd=EXAMPLE, check=True, timeout=600,
                    env={**os.environ, "CGO_ENABLED": "0"})
     return out
+
+
+DOCKER_SOCK = "/run/goship-test-docker.sock"
+
+
+@pytest.fixture(scope="session")
+def docker() -> Iterator[list[str]]:
+    """A Docker engine of the tests' own, started by hand (no image can be pulled here)."""
+    if shutil.which("dockerd") is None or os.geteuid() != 0:
+        pytest.skip("needs root and Debian's docker.io (dockerd)")
+    cli = ["docker", "-H", f"unix://{DOCKER_SOCK}"]
+    proc = None
+    if subprocess.run([*cli, "info"], capture_output=True, check=False).returncode != 0:
+        log = open("/tmp/goship-test-dockerd.log", "w")  # noqa: SIM115
+        proc = subprocess.Popen(
+            ["dockerd", "--iptables=false", "--ip6tables=false", "--bridge=none",
+             "-H", f"unix://{DOCKER_SOCK}", "--data-root", "/var/lib/goship-test-docker",
+             "--exec-root", "/run/goship-test-docker", "--pidfile",
+             "/run/goship-test-docker.pid"], stdout=log, stderr=subprocess.STDOUT)
+        for _ in range(100):
+            if subprocess.run([*cli, "info"], capture_output=True, check=False).returncode == 0:
+                break
+            time.sleep(0.2)
+        else:
+            proc.kill()
+            pytest.fail("dockerd did not start: see /tmp/goship-test-dockerd.log")
+    yield cli
+    if proc is not None:
+        proc.terminate()
+        proc.wait(timeout=30)

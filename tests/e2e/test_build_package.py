@@ -12,7 +12,7 @@ import tarfile
 import time
 import urllib.request
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -327,36 +327,6 @@ def test_layered_service_builds_for_linux_and_windows(run_cli: Run, layered: Pat
         proc.wait()
     with zipfile.ZipFile(pkgs["windows/amd64"]["path"]) as zf:
         assert {"layered.exe", "web/templates/page.tmpl"} <= set(zf.namelist())
-
-
-DOCKER_SOCK = "/run/goship-test-docker.sock"
-
-
-@pytest.fixture(scope="module")
-def docker() -> Iterator[list[str]]:
-    """A Docker engine of the tests' own, started by hand (no image can be pulled here)."""
-    if shutil.which("dockerd") is None or os.geteuid() != 0:
-        pytest.skip("needs root and Debian's docker.io (dockerd)")
-    cli = ["docker", "-H", f"unix://{DOCKER_SOCK}"]
-    proc = None
-    if subprocess.run([*cli, "info"], capture_output=True, check=False).returncode != 0:
-        log = open("/tmp/goship-test-dockerd.log", "w")  # noqa: SIM115
-        proc = subprocess.Popen(
-            ["dockerd", "--iptables=false", "--ip6tables=false", "--bridge=none",
-             "-H", f"unix://{DOCKER_SOCK}", "--data-root", "/var/lib/goship-test-docker",
-             "--exec-root", "/run/goship-test-docker", "--pidfile",
-             "/run/goship-test-docker.pid"], stdout=log, stderr=subprocess.STDOUT)
-        for _ in range(100):
-            if subprocess.run([*cli, "info"], capture_output=True, check=False).returncode == 0:
-                break
-            time.sleep(0.2)
-        else:
-            proc.kill()
-            pytest.fail("dockerd did not start: see /tmp/goship-test-dockerd.log")
-    yield cli
-    if proc is not None:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_image_loads_into_docker_and_serves_as_non_root(run_cli: Run, release: Path,

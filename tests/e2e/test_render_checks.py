@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 
 from goship.config import parse
 from goship.render.context import Paths
+from goship.render.inputs import RenderInput
 from goship.render.kinds import (
     env_script,
     nginx_main_conf,
@@ -43,7 +45,7 @@ def test_systemd_units_verify_and_score_ok(tmp_path: Path) -> None:
         binary.parent.mkdir(parents=True)
         binary.write_text("#!/bin/sh\n")
         binary.chmod(0o755)
-    files = render_kind("systemd", cfg, tmp_path)
+    files = render_kind("systemd", RenderInput(config=cfg, root=tmp_path))
     for color in ("blue", "green"):
         instance = units / f"shop-{color}@8080.service"
         instance.write_text(files[f"shop-{color}@.service"])
@@ -97,6 +99,61 @@ def test_nginx_site_passes_nginx_t(tmp_path: Path, over: dict[str, Any], lua: bo
     res = nginx_t(tmp_path, site, LUA if lua else [])
     assert res.returncode == 0, res.stderr
     assert "test is successful" in res.stderr
+
+
+def self_signed(tmp_path: Path, name: str = "shop.example.com") -> tuple[Path, Path]:
+    need("openssl")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+TLS_AND_MORE: list[dict[str, Any]] = [
+    {"proxy": {"static": [{"url": "/static/", "dir": "static"},
+                          {"url": "/assets/img/", "dir": "public/img", "expires": "30d"}],
+               "stream_paths": ["/events", "/api/stream"]}},
+    {"proxy": {"server_names": ["shop.example.com"], "listen": 8081,
+               "tls": {"mode": "files", "cert": "CERT", "key": "KEY", "listen": 8443}}},
+    {"proxy": {"server_names": ["shop.example.com"], "static": [{"url": "/s/", "dir": "s"}],
+               "tls": {"mode": "letsencrypt", "email": "ops@example.com", "hsts": False}}},
+    {"proxy": {"tls": {"mode": "files", "cert": "CERT", "key": "KEY", "stapling": False}}},
+]
+
+
+@pytest.mark.parametrize("over", TLS_AND_MORE)
+@pytest.mark.parametrize("lua", [False, True])
+def test_tls_static_and_stream_sites_pass_nginx_t(tmp_path: Path, over: dict[str, Any],
+                                                  lua: bool) -> None:
+    """TLS with a throwaway self-signed certificate: files mode directly, Let's Encrypt
+    with its live/ directory pointed at the throwaway one."""
+    if lua and not all(Path(m).exists() for m in LUA):
+        pytest.skip("libnginx-mod-http-lua is not installed")
+    cert, key = self_signed(tmp_path)
+    over = json.loads(json.dumps(over).replace("CERT", str(cert)).replace("KEY", str(key)))
+    cfg = config(**over)
+    paths = Paths(str(tmp_path / "srv"), "shop")
+    (tmp_path / "srv" / "shop" / "run").mkdir(parents=True)
+    site = nginx_site_conf(cfg, paths, "green", "v1", access_log=str(tmp_path / "a.log"),
+                           lua=lua, system=False)
+    live = "/etc/letsencrypt/live/shop.example.com"
+    if live in site:
+        for name in ("fullchain.pem", "chain.pem"):
+            shutil.copy(cert, tmp_path / name)
+        shutil.copy(key, tmp_path / "privkey.pem")
+        site = site.replace(live, str(tmp_path))
+    res = nginx_t(tmp_path, site, LUA if lua else [])
+    assert res.returncode == 0, res.stderr
+    assert "test is successful" in res.stderr
+
+
+def test_lb_passes_nginx_t(tmp_path: Path) -> None:
+    cfg = config(proxy={"lb": {"listen": 8089, "weights": {"10.0.0.2": 2}}})
+    conf = render_kind("lb", RenderInput(config=cfg, root=tmp_path, env="prod",
+                                         hosts=["10.0.0.1", "10.0.0.2"]))
+    res = nginx_t(tmp_path, conf["goship-shop-lb.conf"], [])
+    assert res.returncode == 0, res.stderr
 
 
 def test_broken_site_fails_nginx_t(tmp_path: Path) -> None:

@@ -53,16 +53,21 @@ def test_unknown_command_is_a_usage_error(run_cli: Run) -> None:
     assert "No such command" in r.err
 
 
-@pytest.mark.parametrize(("argv", "what", "issue"), [
-    (["render", "kubernetes"], "goship render kubernetes", 5),
-    (["render", "dockerfile"], "goship render dockerfile", 5),
-])
-def test_unbuilt_capabilities_say_not_yet(run_cli: Run, argv: list[str], what: str,
-                                          issue: int) -> None:
-    r = run_cli("--config", str(EXAMPLE / "goship.toml"), *argv)
+def test_unbuilt_capabilities_say_not_yet(run_cli: Run,
+                                          write_toml: Callable[[str], Path]) -> None:
+    path = write_toml("""
+        [app]
+        name = "shop"
+        [deploy]
+        strategy = "canary"
+        [env.prod]
+        hosts = ["app1"]
+        """)
+    r = run_cli("--config", str(path), "deploy", "prod")
     assert r.code == 3
     assert r.out == ""
-    assert f"not yet: {what} is not built yet (tracked in issue #{issue})" in r.err
+    assert 'not yet: deploy.strategy = "canary" (use `goship deploy ENV --canary`) is not ' \
+        "built yet (tracked in issue #7)" in r.err
     assert r.err.count("\n") == 1
 
 

@@ -13,17 +13,28 @@ from pathlib import Path
 
 import pytest
 
-from goship.config import load
+from goship.config import Config, load
 from goship.errors import ConfigError
 from goship.render.context import Paths
-from goship.render.kinds import BUILT, nginx_site_conf, render_kind
+from goship.render.inputs import RenderInput
+from goship.render.kinds import KINDS, nginx_site_conf
+from goship.render.kinds import render_kind as render_input
 from tests.conftest import EXAMPLE, REPO, CliResult
 
 GOLDEN = REPO / "tests" / "golden"
 Run = Callable[..., CliResult]
+HOSTS = ["10.0.0.11", "10.0.0.12"]
 
 
-@pytest.mark.parametrize("kind", BUILT)
+def render_kind(kind: str, config: Config, root: Path, **kw: object) -> dict[str, str]:
+    """The example's files as `goship render KIND --env production` writes them, with a
+    fixed version so the golden files do not follow the repository's commits."""
+    args: dict[str, object] = {"env": "production", "hosts": HOSTS, "version": "v1.2.3"}
+    args.update(kw)
+    return render_input(kind, RenderInput(config=config, root=root, **args))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_golden(kind: str) -> None:
     config = load(EXAMPLE / "goship.toml").base
     files = render_kind(kind, config, EXAMPLE)
@@ -107,12 +118,20 @@ def test_render_all_writes_an_index(tmp_path: Path, run_cli: Run) -> None:
     assert r.code == 0, r.err
     index = (tmp_path / "INDEX.md").read_text()
     assert "- systemd/hello-gin-blue@.service" in index
-    assert "Not yet (issue #5): windows" in index
-    assert "not rendered yet (issue #5)" in r.err
+    assert "- kubernetes/deployment.yaml" in index
+    assert "- windows/hello-gin.xml" in index
+    # the load balancer needs the hosts of an environment: said, not silently left out
+    assert "Not rendered without --env: lb" in index
+    assert "not rendered without --env" in r.err
     assert (tmp_path / "nginx" / "goship-hello-gin.conf").exists()
+    assert (tmp_path / "dockerfile" / ".goship-probe" / "main.go").exists()
+    r = run_cli("--config", str(EXAMPLE / "goship.toml"), "render", "all", "--env", "lab",
+                "--out", str(tmp_path / "lab"))
+    assert r.code == 0, r.err
+    assert (tmp_path / "lab" / "lb" / "goship-hello-gin-lb.conf").exists()
 
 
 def test_unknown_kind(run_cli: Run) -> None:
     r = run_cli("--config", str(EXAMPLE / "goship.toml"), "render", "helm")
     assert r.code == 2
-    assert "unknown kind; expected one of: systemd, supervisord, nginx" in r.err
+    assert "unknown kind; expected one of: systemd, supervisord, nginx, lb, windows" in r.err

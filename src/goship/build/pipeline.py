@@ -72,11 +72,12 @@ def _describe(p: upx.Packed) -> str:
 def service_files(config: Config, root: Path) -> list[archive.Entry]:
     """The service definitions goship renders, shipped in Linux archives under service/
     for whoever installs a release by hand (deploy renders them on the host itself)."""
+    from goship.render.inputs import RenderInput
     from goship.render.kinds import render_kind
 
     out = []
     for kind in ("systemd", "supervisord"):
-        for name, text in render_kind(kind, config, root).items():
+        for name, text in render_kind(kind, RenderInput(config=config, root=root)).items():
             out.append(archive.Entry(f"service/{kind}/{name}", text.encode(), 0o644))
     return out
 

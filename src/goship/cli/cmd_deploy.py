@@ -138,6 +138,7 @@ def setup(ctx: click.Context, env: str, dry_run: bool) -> None:
             if h.services.install(values, target, h.live_color or target, project.root):
                 changes.append(f"{h.services.name} files")
             h.nginx.prepare(project.root)
+            h.nginx.prepare_tls()
             ui.out(f"{h.name}: " + (", ".join(changes) if changes else "nothing to change"))
     finally:
         close(hosts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -9,48 +10,75 @@ import click
 from goship.cli.common import load_project
 from goship.ui import ui
 
+SECRET_FILES = ("secret.yaml",)
+
 
 @click.command()
 @click.argument("what")
-@click.option("--env", "env_name", help="Render with [env.ENV]'s overrides.")
+@click.option("--env", "env_name", help="Render with [env.ENV]'s overrides and hosts.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Write the files here (default: print them).")
+@click.option("--show-secrets", is_flag=True,
+              help="Put the env file's secret values in the output (Kubernetes Secret); "
+              "written files that hold them are mode 0600.")
 @click.pass_context
-def render(ctx: click.Context, what: str, env_name: str | None, out: Path | None) -> None:
+def render(ctx: click.Context, what: str, env_name: str | None, out: Path | None,
+           show_secrets: bool) -> None:
     """Render configs from goship.toml, exactly as deploy installs them.
 
-    WHAT: systemd, supervisord, nginx, or all. (windows, dockerfile, kubernetes, consul,
-    prometheus, grafana, logs and ci are not built yet: issue #5.) Templates can be
-    overridden from goship/templates/ in the project.
+    WHAT: systemd, supervisord, nginx, lb, windows, dockerfile, kubernetes, consul,
+    prometheus, grafana, logs, ci, or all. Templates can be overridden from
+    goship/templates/ in the project (docs/render.md).
 
     \b
     Example:
       goship render systemd
+      goship render lb --env production
       goship render all --env production --out deploy/
     """
-    from goship.render.kinds import BUILT, PLANNED, render_kind
+    from goship.envfile import parse_env_file
+    from goship.render.inputs import RenderInput, host_addresses, project_version
+    from goship.render.kinds import KINDS, NEEDS_HOSTS, render_kind
 
     project = load_project(ctx)
-    config = project.env(env_name).config if env_name else project.base
-    kinds = list(BUILT) if what == "all" else [what]
+    env = project.env(env_name) if env_name else None
+    config = env.config if env else project.base
+    secrets = {}
+    if config.run.env_file and (project.root / config.run.env_file).is_file():
+        secrets = parse_env_file(project.root / config.run.env_file)
+    r = RenderInput(config=config, root=project.root, env=env_name,
+                    hosts=host_addresses(env) if env else [],
+                    version=project_version(project.root, config), secrets=secrets,
+                    show_secrets=show_secrets)
+    skipped = [k for k in NEEDS_HOSTS if not r.hosts] if what == "all" else []
+    kinds = [k for k in KINDS if k not in skipped] if what == "all" else [what]
     files: dict[str, str] = {}
     for kind in kinds:
-        for name, text in render_kind(kind, config, project.root).items():
+        for name, text in render_kind(kind, r).items():
             files[f"{kind}/{name}" if what == "all" else name] = text
     if what == "all":
-        index = ["# goship render all", ""]
+        index = ["# goship render all", "", f"Version: {r.version}; environment: "
+                 f"{env_name or '(base config)'}", ""]
         index += [f"- {name}" for name in sorted(files)]
-        index += ["", f"Not yet (issue #5): {', '.join(PLANNED)}", ""]
-        files["INDEX.md"] = "\n".join(index)
+        if skipped:
+            index += ["", f"Not rendered without --env: {', '.join(skipped)}"]
+        files["INDEX.md"] = "\n".join(index) + "\n"
     if out is None:
         for name, text in files.items():
             ui.out(f"# ---- {name}")
             ui.out(text.rstrip())
-    else:
-        for name, text in files.items():
-            path = out / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            ui.out(f"wrote {path}")
-    if what == "all":
-        ui.warn(f"not rendered yet (issue #5): {', '.join(PLANNED)}")
+        return
+    for name, text in files.items():
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        secret = show_secrets and name.endswith(SECRET_FILES)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        if secret:
+            os.chmod(path, 0o600)  # an existing file keeps its old mode otherwise
+        elif name.endswith(".sh") or name.endswith(".ps1"):
+            os.chmod(path, 0o755)  # noqa: S103 (scripts, meant to be run)
+        ui.out(f"wrote {path}")
+    if skipped:
+        ui.warn(f"not rendered without --env (they need the hosts): {', '.join(skipped)}")

@@ -146,6 +146,7 @@ class Deployer:
         started = time.monotonic()
         m.step = "prepare host"
         h.ensure_layout()
+        h.nginx.prepare_tls()
         h.write_env(env_values)
         h.services.install(env_values, m.new_color, m.old_color or m.new_color,
                            self.project.root)
@@ -253,6 +254,9 @@ class Deployer:
     def release(self, hosts: list[Host], moves: list[Move], *, env_values: dict[str, str],
                 gate_interval: float | None, action: str) -> Outcome:
         started = time.monotonic()
+        # Checked on every host before the lock or anything else touches one.
+        for h in hosts:
+            h.nginx.check_tls()
         lock = Lock(hosts, f"goship {action} {self.env.name}", self.force)
         self._acquire(lock)
         for note in lock.notes:
@@ -263,11 +267,30 @@ class Deployer:
         try:
             strategy = self.config.deploy.strategy
             if strategy == "rolling":
-                return self._rolling(moves, env_values, gate_interval, action, started)
-            return self._bluegreen(moves, env_values, gate_interval, action, started)
+                outcome = self._rolling(moves, env_values, gate_interval, action, started)
+            else:
+                outcome = self._bluegreen(moves, env_values, gate_interval, action, started)
+            if outcome.ok:
+                self.write_file_sd(moves)
+            return outcome
         finally:
             stop.set()
             lock.release()
+
+    def write_file_sd(self, moves: list[Move]) -> None:
+        """metrics.file_sd: Prometheus's targets follow the live color and release."""
+        target = self.config.metrics.file_sd
+        if not target:
+            return
+        from goship.render.inputs import RenderInput
+        from goship.render.monitoring import file_sd, write_file_sd
+
+        r = RenderInput(config=self.config, root=self.project.root, env=self.env.name,
+                        hosts=[address(m.host) for m in moves])
+        live = {address(m.host): (m.new_color, m.release) for m in moves}
+        path = self.project.root / target
+        write_file_sd(path, file_sd(r, live))
+        ui.info(f"prometheus targets: {path}")
 
     def _acquire(self, lock: Lock) -> None:
         from goship.deploy.host import LockHeld
@@ -416,10 +439,14 @@ class Deployer:
         return out
 
 
-def url(h: Host) -> str:
+def address(h: Host) -> str:
     from goship.config.validators import split_host
 
-    addr = "127.0.0.1" if h.local else split_host(getattr(h.t, "spec", h.name))[1]
+    return "127.0.0.1" if h.local else split_host(getattr(h.t, "spec", h.name))[1]
+
+
+def url(h: Host) -> str:
+    addr = address(h)
     port = h.config.proxy.listen
     return f"http://{addr}/" if port == 80 else f"http://{addr}:{port}/"
 
@@ -472,8 +499,6 @@ def refuse_unbuilt(env: Environment) -> None:
 
     if env.config.deploy.strategy == "canary":
         raise NotYetError('deploy.strategy = "canary" (use `goship deploy ENV --canary`)', 7)
-    if env.config.proxy.tls.mode != "off":
-        raise NotYetError("proxy.tls (TLS server blocks in the nginx site)", 5)
 
 
 def refuse_during_canary(hosts: list[Host]) -> None:

@@ -14,7 +14,7 @@ from goship.deploy.scripts import WORKERS
 from goship.deploy.services import install_file
 from goship.errors import ApplyError
 from goship.render import kinds
-from goship.render.context import COLORS, Paths, control_socket
+from goship.render.context import COLORS, Paths, control_socket, tls_site
 from goship.transport.base import Transport
 
 HEADER = re.compile(r"\(release ([A-Za-z0-9._-]+), color (blue|green)\)")
@@ -54,6 +54,27 @@ class Nginx(abc.ABC):
 
     @abc.abstractmethod
     def reload(self) -> None: ...
+
+    def check_tls(self) -> None:
+        """With TLS, the certificate must already be on the host: checked before anything
+        changes, rather than found by `nginx -t` halfway through a deploy."""
+        tls = tls_site(self.config)
+        if tls is None:
+            return
+        missing = [p for p in (tls.cert, tls.key)
+                   if not self.t.run(Cmd.of("test", "-r", p)).ok]
+        if missing:
+            how = ("issue it with the certbot script of `goship render nginx` "
+                   "(docs/render.md)" if self.config.proxy.tls.mode == "letsencrypt"
+                   else "copy it there or fix proxy.tls.cert / proxy.tls.key")
+            raise ApplyError(f"{self.t.name}: TLS certificate missing on the host: "
+                             f"{', '.join(missing)}; {how}")
+
+    def prepare_tls(self) -> None:
+        """The ACME challenge's webroot, which the site serves over plain HTTP."""
+        tls = tls_site(self.config)
+        if tls is not None and self.config.proxy.tls.mode == "letsencrypt":
+            self.t.check(Cmd.of("mkdir", "-p", tls.webroot))
 
     def read_site(self) -> str | None:
         res = self.t.run(Cmd.of("cat", self.site_path))

@@ -92,6 +92,43 @@ class Paths:
 
 
 @dataclass(frozen=True)
+class TlsSite:
+    cert: str
+    key: str
+    chain: str | None
+    listen: int
+    hsts: bool
+    stapling: bool
+    resolvers: list[str]
+    webroot: str
+
+
+@dataclass(frozen=True)
+class StaticDir:
+    url: str
+    dir: str
+    expires: str
+
+
+def letsencrypt_dir(config: Config) -> str:
+    return f"/etc/letsencrypt/live/{config.proxy.server_names[0]}"
+
+
+def tls_site(config: Config) -> TlsSite | None:
+    t = config.proxy.tls
+    if t.mode == "off":
+        return None
+    chain: str | None = t.chain
+    if t.mode == "letsencrypt":
+        live = letsencrypt_dir(config)
+        cert, key, chain = f"{live}/fullchain.pem", f"{live}/privkey.pem", f"{live}/chain.pem"
+    else:
+        cert, key = t.cert or "", t.key or ""  # the model requires both for "files"
+    return TlsSite(cert=cert, key=key, chain=chain, listen=t.listen, hsts=t.hsts,
+                   stapling=t.stapling, resolvers=list(t.resolvers), webroot=t.webroot)
+
+
+@dataclass(frozen=True)
 class NginxSite:
     app: str
     color: str
@@ -106,6 +143,10 @@ class NginxSite:
     trusted_proxies: list[str]
     rate_limit: int | None
     access_log: str
+    app_root: str
+    tls: TlsSite | None
+    static: list[StaticDir]
+    stream_paths: list[str]
     lua: bool = False
     control_socket: str = ""
 
@@ -139,6 +180,10 @@ def nginx_site(config: Config, paths: Paths, color: str, release: str,
         client_max_body_size=p.client_max_body_size, trusted_proxies=list(p.trusted_proxies),
         rate_limit=p.rate_limit,
         access_log=access_log or f"/var/log/nginx/goship-{config.app.name}.access.log",
+        app_root=paths.root, tls=tls_site(config),
+        static=[StaticDir(url=st.url, dir=st.dir.rstrip("/"), expires=st.expires)
+                for st in p.static],
+        stream_paths=list(p.stream_paths),
     )
 
 

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 
 from goship.config import Config
-from goship.errors import ConfigError, NotYetError
-from goship.render.context import COLORS, Paths, ident, nginx_site, ports
+from goship.errors import ConfigError
+from goship.render.context import COLORS, Paths, ident, letsencrypt_dir, nginx_site, ports
 from goship.render.engine import render
-
-BUILT = ("systemd", "supervisord", "nginx")
-PLANNED = ("windows", "dockerfile", "kubernetes", "consul", "prometheus", "grafana", "logs",
-           "ci")
+from goship.render.inputs import RenderInput
 
 
 def systemd_units(config: Config, paths: Paths, root: Path | None = None) -> dict[str, str]:
@@ -75,26 +73,76 @@ def nginx_main_conf(config: Config, paths: Paths, log_dir: str, mime_types: str,
                   log_dir=log_dir, mime_types=mime_types, modules=modules)
 
 
-def render_kind(kind: str, config: Config, root: Path) -> dict[str, str]:
+# ---- the kinds -------------------------------------------------------------------------
+def _systemd(r: RenderInput) -> dict[str, str]:
+    return systemd_units(r.config, r.paths, r.root)
+
+
+def _supervisord(r: RenderInput) -> dict[str, str]:
+    logs = r.paths.logs
+    return {"supervisord.conf": supervisord_main(r.config, r.paths, logs, r.root),
+            **supervisord_programs(r.config, r.paths, live="blue",
+                                   user=r.config.service_user, log_dir=logs, root=r.root)}
+
+
+def _nginx(r: RenderInput) -> dict[str, str]:
+    c = r.config
+    lua = c.proxy.switch != "reload"
+    out = {f"goship-{r.app}.conf": nginx_site_conf(c, r.paths, "blue", r.version,
+                                                   root=r.root, lua=lua)}
+    if c.proxy.tls.mode == "letsencrypt":
+        tls = c.proxy.tls
+        values = dict(app=r.app, names=c.proxy.server_names, email=tls.email,
+                      webroot=tls.webroot, live=letsencrypt_dir(c))
+        out[f"letsencrypt/goship-{r.app}-issue.sh"] = render(
+            "certbot.issue.sh.j2", r.root, **values)
+        out[f"letsencrypt/renewal-hooks/deploy/goship-{r.app}-reload-nginx.sh"] = render(
+            "certbot.deploy-hook.sh.j2", r.root, **values)
+    return out
+
+
+def _lb(r: RenderInput) -> dict[str, str]:
+    c = r.config
+    if not r.hosts:
+        raise ConfigError("goship render lb", "--env",
+                          "the load balancer spreads across an environment's hosts",
+                          hint="pass --env NAME of an environment with hosts or lab")
+    unknown = sorted(set(c.proxy.lb.weights) - set(r.hosts))
+    if unknown:
+        raise ConfigError("goship.toml", "proxy.lb.weights",
+                          f"{', '.join(unknown)} is not a host of env.{r.env} "
+                          f"({', '.join(r.hosts)})", hint="use the hosts' addresses as keys")
+    port = c.proxy.listen
+    servers = [(h, port, c.proxy.lb.weights.get(h, 1)) for h in r.hosts]
+    return {f"goship-{r.app}-lb.conf": render(
+        "nginx.lb.conf.j2", r.root, app=r.app, ident=ident(r.app), lb=c.proxy.lb,
+        servers=servers, env=r.env)}
+
+
+def _renderers() -> dict[str, Callable[[RenderInput], dict[str, str]]]:
+    from goship.render import ci, consul, docker, kubernetes, logs, monitoring, windows
+
+    return {
+        "systemd": _systemd, "supervisord": _supervisord, "nginx": _nginx, "lb": _lb,
+        "windows": windows.render_windows, "dockerfile": docker.render_dockerfile,
+        "kubernetes": kubernetes.render_kubernetes, "consul": consul.render_consul,
+        "prometheus": monitoring.render_prometheus, "grafana": monitoring.render_grafana,
+        "logs": logs.render_logs, "ci": ci.render_ci,
+    }
+
+
+KINDS = ("systemd", "supervisord", "nginx", "lb", "windows", "dockerfile", "kubernetes",
+         "consul", "prometheus", "grafana", "logs", "ci")
+NEEDS_HOSTS = ("lb",)
+
+
+def render_kind(kind: str, r: RenderInput) -> dict[str, str]:
     """Files for `goship render KIND`, as deploy would install them on a host."""
-    paths = Paths(config.deploy.base_path, config.app.name)
-    if kind == "nginx" and config.proxy.tls.mode != "off":
-        raise NotYetError("proxy.tls (TLS server blocks in the nginx site)", 5)
-    if kind == "systemd":
-        return systemd_units(config, paths, root)
-    if kind == "supervisord":
-        logs = paths.logs
-        return {"supervisord.conf": supervisord_main(config, paths, logs, root),
-                **supervisord_programs(config, paths, live="blue", user=config.service_user,
-                                       log_dir=logs, root=root)}
-    if kind == "nginx":
-        lua = config.proxy.switch != "reload"
-        return {f"goship-{config.app.name}.conf":
-                nginx_site_conf(config, paths, "blue", "RELEASE", root=root, lua=lua)}
-    if kind in PLANNED:
-        raise NotYetError(f"goship render {kind}", 5)
-    raise ConfigError("goship render", kind, f"unknown kind; expected one of: "
-                      f"{', '.join((*BUILT, *PLANNED, 'all'))}")
+    renderers = _renderers()
+    if kind not in renderers:
+        raise ConfigError("goship render", kind, f"unknown kind; expected one of: "
+                          f"{', '.join((*KINDS, 'all'))}")
+    return renderers[kind](r)
 
 
 def _secs(value: float) -> str:

@@ -1,0 +1,60 @@
+"""Dockerfile (multi-stage: a pinned golang builder, then scratch, distroless or alpine),
+its .dockerignore, and the tiny health probe that images without a shell need."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from goship.build.gobuild import BUILD_FLAGS
+from goship.build.oci import UID
+from goship.render.engine import render
+from goship.render.inputs import RenderInput, go_version
+
+PROBE_DIR = ".goship-probe"  # a dot directory: `go build ./...` and `go vet ./...` skip it
+BASES = {
+    "scratch": "scratch",
+    "distroless": "gcr.io/distroless/static-debian12:nonroot",
+    "alpine": "alpine:3.20",
+}
+
+
+def probe_source() -> str:
+    return (files("goship") / "templates" / "probe" / "main.go").read_text()
+
+
+def build_ldflags(stamp_vars: dict[str, str]) -> str:
+    parts = ["-s", "-w", "-buildid="]
+    for var in sorted(stamp_vars):
+        value = (stamp_vars[var].replace("{version}", "${VERSION}")
+                 .replace("{commit}", "${COMMIT}").replace("{build_time}", "${BUILD_TIME}"))
+        parts += ["-X", f"{var}={value}"]
+    return " ".join(parts)
+
+
+def dquote(value: str) -> str:
+    """A Dockerfile ENV value in double quotes: \\, " and $ escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
+def render_dockerfile(r: RenderInput) -> dict[str, str]:
+    c = r.config
+    go = go_version(r.root, c)
+    go_image = c.docker.go_image or f"golang:{go}-bookworm"
+    main = "." if c.app.main == "." else f"./{c.app.main}"
+    module_dir = c.app.module_dir.rstrip("/")
+    values = dict(
+        app=r.app, binary=c.app.binary_name, go_image=go_image, base=c.docker.base,
+        base_image=BASES[c.docker.base], uid=UID, port=c.run.base_port,
+        port_env=c.run.port_env, health=c.run.health.path, env=sorted(c.run.env.items()),
+        assets=[*c.build.assets, *c.build.files], main=main, module_dir=module_dir,
+        flags=" ".join(BUILD_FLAGS), ldflags=build_ldflags(c.app.stamp),
+        tags=",".join(c.build.tags), cgo=c.build.cgo, probe_dir=PROBE_DIR,
+        version=r.version, dq=dquote,
+        timeout=max(1, round(c.run.health.timeout)),
+        start=max(1, round(c.run.health.deadline)), drain=max(1, round(c.run.drain_timeout)),
+    )
+    return {
+        "Dockerfile": render("Dockerfile.j2", r.root, **values),
+        ".dockerignore": render("dockerignore.j2", r.root, **values),
+        f"{PROBE_DIR}/main.go": probe_source(),
+    }

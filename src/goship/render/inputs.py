@@ -1,0 +1,79 @@
+"""What every renderer gets: the config, the project, the environment's hosts, the version
+and the secrets (which only reach output with --show-secrets)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from goship.config import Config, Environment
+from goship.config.validators import split_host
+from goship.render.context import Paths
+
+SECRET_MASK = "REDACTED"  # noqa: S105 (the mask, not a secret)
+
+
+@dataclass(frozen=True)
+class RenderInput:
+    config: Config
+    root: Path
+    env: str | None = None
+    hosts: list[str] = field(default_factory=list)  # addresses, empty without --env
+    version: str = "RELEASE"
+    secrets: dict[str, str] = field(default_factory=dict)
+    show_secrets: bool = False
+
+    @property
+    def paths(self) -> Paths:
+        return Paths(self.config.deploy.base_path, self.config.app.name)
+
+    @property
+    def app(self) -> str:
+        return self.config.app.name
+
+    def secret_values(self) -> dict[str, str]:
+        """The env file's values, or a mask for each: never printed by default."""
+        if self.show_secrets:
+            return dict(self.secrets)
+        return dict.fromkeys(self.secrets, SECRET_MASK)
+
+
+def host_addresses(env: Environment) -> list[str]:
+    t = env.target
+    if t.kind == "local":
+        return ["127.0.0.1"]
+    if t.kind == "lab":
+        from goship.lab.layout import HostLayout
+
+        return [HostLayout(i).addr for i in range(1, (t.lab or 0) + 1)]
+    return [split_host(spec)[1] for spec in t.hosts or []]
+
+
+def project_version(root: Path, config: Config) -> str:
+    """The version a build here would be stamped with; RELEASE when git cannot tell."""
+    if config.app.version != "git":
+        return config.app.version
+    from goship.build.gitinfo import derive
+    from goship.errors import UsageError
+
+    try:
+        return derive(root, "git", allow_dirty=True).safe_version
+    except UsageError:  # not a git checkout: the placeholder is the honest answer
+        return "RELEASE"
+
+
+GO_LINE = re.compile(r"^(?:toolchain go|go )([0-9]+\.[0-9]+(?:\.[0-9]+)?)\s*$", re.M)
+
+
+def go_version(root: Path, config: Config) -> str:
+    """The Go version go.mod asks for (its toolchain line first): builders pin to it."""
+    if config.ci.go_version:
+        return config.ci.go_version
+    gomod = root / config.app.module_dir / "go.mod"
+    try:
+        found = GO_LINE.findall(gomod.read_text())
+    except OSError:
+        found = []
+    toolchain = [str(v) for v in found if v.count(".") == 2]
+    return str((toolchain or found or ["1.22"])[-1])

@@ -1,0 +1,48 @@
+"""Kubernetes manifests for when a fleet of VMs is outgrown: the same service, probes,
+drain and canary, handed over to a cluster (goship does not grow its own)."""
+
+from __future__ import annotations
+
+from goship.build.oci import UID
+from goship.render.engine import render
+from goship.render.inputs import RenderInput
+
+FILES = ("configmap", "secret", "deployment", "service", "ingress", "hpa", "pdb")
+CANARY_FILES = ("deployment", "service", "ingress")
+
+
+def image_ref(r: RenderInput) -> str:
+    image = r.config.docker.image or r.app
+    last = image.rsplit("/", 1)[-1]
+    return image if (":" in last or "@" in image) else f"{image}:{r.version}"
+
+
+def render_kubernetes(r: RenderInput) -> dict[str, str]:
+    c = r.config
+    k = c.kubernetes
+    secrets = r.secret_values()
+    drain = max(1, round(c.run.drain_timeout))
+    h = c.run.health
+    values = dict(
+        app=r.app, ns=k.namespace, k=k, version=r.version, image=image_ref(r), uid=UID,
+        port=c.run.base_port, port_env=c.run.port_env, env=sorted(c.run.env.items()),
+        secrets=sorted(secrets.items()), has_secrets=bool(secrets),
+        masked=bool(secrets) and not r.show_secrets, health=h.path,
+        probe_timeout=max(1, round(h.timeout)),
+        startup_failures=max(1, round(h.deadline)),
+        grace=drain + k.pre_stop_seconds + 5, drain=drain,
+        hosts=list(c.proxy.server_names), tls=c.proxy.tls.mode != "off",
+        body_size=c.proxy.client_max_body_size, history=c.deploy.keep_releases,
+        weight=int(c.canary.steps[0]), header="X-Goship-Track",
+    )
+    out = {}
+    for name in FILES:
+        if name == "secret" and not secrets:
+            continue
+        out[f"{name}.yaml"] = render(f"k8s.{name}.yaml.j2", r.root, track="stable", **values)
+    for name in CANARY_FILES:
+        out[f"canary/{name}.yaml"] = render(f"k8s.{name}.yaml.j2", r.root, track="canary",
+                                            **values)
+    if k.istio:
+        out["istio/virtualservice.yaml"] = render("k8s.istio.yaml.j2", r.root, **values)
+    return out
