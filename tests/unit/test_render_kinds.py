@@ -292,3 +292,20 @@ def test_ci_workflow_builds_every_target_and_deploys_the_env() -> None:
     assert 'go-version: "1.23.4"' in text
     assert "secrets.SSH_PRIVATE_KEY" in text
     assert "startsWith(github.ref, 'refs/tags/v')" in text
+
+
+def test_istio_split_matches_the_first_canary_step() -> None:
+    yaml = pytest.importorskip("yaml")
+    files = render_kind("kubernetes", ri({"kubernetes": {"istio": True},
+                                          "canary": {"steps": [10, 50, 100]}}))
+    rule, service = list(yaml.safe_load_all(files["istio/virtualservice.yaml"]))
+    assert rule["kind"] == "DestinationRule"
+    assert [s["labels"]["goship.dev/track"] for s in rule["spec"]["subsets"]] == \
+        ["stable", "canary"]
+    forced, split = service["spec"]["http"]
+    assert forced["match"][0]["headers"]["x-goship-track"] == {"exact": "canary"}
+    assert [(d["destination"]["subset"], d["weight"]) for d in split["route"]] == \
+        [("stable", 90), ("canary", 10)]
+    # the stable Service selects both tracks, so the mesh can split between them
+    stable = yaml.safe_load(files["service.yaml"])
+    assert "goship.dev/track" not in stable["spec"]["selector"]
