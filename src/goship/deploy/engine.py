@@ -168,7 +168,9 @@ class Deployer:
         h.services.start(m.new_color)
         m.step = "health gate"
         t0 = time.monotonic()
-        gate = h.gate(m.new_color, interval=gate_interval)
+        # A quick gate (rollback: the release served before) needs one answer, not a streak.
+        gate = h.gate(m.new_color, interval=gate_interval,
+                      successes=1 if gate_interval else None)
         m.timings["gate"] = time.monotonic() - t0
         if not gate.ok:
             tail = h.services.log_tail(m.new_color, 8).splitlines()[-3:]
@@ -198,8 +200,9 @@ class Deployer:
                     m.notes.append("old nginx workers still busy at the drain timeout")
             else:
                 # Lua switched in place: requests routed just before the switch are still
-                # connecting; the service's own graceful shutdown drains the rest.
-                time.sleep(0.3)
+                # connecting (loopback: well under this); one refused anyway is retried by
+                # nginx on the new color. The service's graceful shutdown drains the rest.
+                time.sleep(0.15)
             h.services.stop(m.old_color)
         m.step = "record"
         h.services.enable(m.new_color)

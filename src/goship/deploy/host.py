@@ -125,12 +125,13 @@ class Host:
         self.link(self.paths.color_link(color), f"releases/{rid}")
 
     # ---- health ------------------------------------------------------------------------
-    def gate(self, color: str, *, interval: float | None = None) -> Gate:
+    def gate(self, color: str, *, interval: float | None = None,
+             successes: int | None = None) -> Gate:
         h = self.config.run.health
         before = self.services.pids(color)
         urls = [f"http://127.0.0.1:{p}{h.path}" for p in ports(self.config, color)]
         res = self.t.run(Cmd.of("sh", "-c", scripts.HEALTH_GATE, "goship-gate",
-                                f"{h.deadline:g}", str(h.successes),
+                                f"{h.deadline:g}", str(successes or h.successes),
                                 f"{interval or h.interval:g}", f"{h.timeout:g}", *urls),
                          timeout=h.deadline + 30)
         last = (res.stdout.strip().splitlines() or ["fail ? no output"])[-1]
