@@ -185,7 +185,7 @@ def test_kubernetes_validate_rejects_a_broken_manifest(tmp_path: Path) -> None:
     tool = kubernetes_validate()
     out = example("kubernetes", tmp_path)
     dep = out / "deployment.yaml"
-    dep.write_text(dep.read_text().replace("replicas: 2", "replicas: two"))
+    dep.write_text(dep.read_text().replace("containerPort: 8080", "containerPort: eighty"))
     res = run(tool, "--strict", "-k", K8S_VERSION, str(dep))
     assert res.returncode != 0
 

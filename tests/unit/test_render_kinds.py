@@ -260,6 +260,9 @@ def test_letsencrypt_renders_the_issue_script_and_renewal_hook() -> None:
                                              "email": "x@y; rm -rf /"}}, "e-mail"),
     ({"tls": {"mode": "files", "cert": "/etc/c.pem", "key": "/etc/k.pem", "listen": 80}},
      "its own port"),
+    ({"server_names": ["*.example.com"], "tls": {"mode": "letsencrypt",
+                                                 "email": "ops@example.com"}},
+     "wildcards need a DNS challenge"),
     ({"static": [{"url": "/static", "dir": "static"}]}, "must end with '/'"),
     ({"static": [{"url": "/s/", "dir": "../etc"}]}, "inside the project"),
 ])

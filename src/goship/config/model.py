@@ -197,6 +197,11 @@ class Proxy(Section):
         if self.tls.mode == "letsencrypt" and not self.server_names:
             raise ValueError("tls.mode = 'letsencrypt' needs server_names (the certificate's "
                              "names)")
+        odd = [n for n in self.server_names if "*" in n or n == "_"]
+        if self.tls.mode == "letsencrypt" and odd:
+            raise ValueError(f"tls.mode = 'letsencrypt' cannot prove {odd[0]!r} over HTTP "
+                             f"(wildcards need a DNS challenge): list exact names, or use "
+                             f"mode = 'files' with your own certificate")
         if self.tls.mode != "off" and self.tls.listen == self.listen:
             raise ValueError(f"tls.listen and listen are both {self.listen}: HTTPS needs its "
                              f"own port")
@@ -253,7 +258,6 @@ class Docker(Section):
 
 class Kubernetes(Section):
     namespace: Annotated[str, AfterValidator(v.dns_label)] = "default"
-    replicas: int = Field(default=2, ge=1, le=1000)
     max_surge: Annotated[int | str, AfterValidator(_batch)] = "25%"
     max_unavailable: int = Field(default=0, ge=0)
     cpu_request: Quantity = "100m"
