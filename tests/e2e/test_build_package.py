@@ -326,7 +326,11 @@ def test_layered_service_builds_for_linux_and_windows(run_cli: Run, layered: Pat
         proc.terminate()
         proc.wait()
     with zipfile.ZipFile(pkgs["windows/amd64"]["path"]) as zf:
-        assert {"layered.exe", "web/templates/page.tmpl"} <= set(zf.namelist())
+        assert {"layered.exe", "web/templates/page.tmpl", "install-service.ps1",
+                "uninstall-service.ps1", "layered.xml", "windows-service.md"} <= \
+            set(zf.namelist())
+        script = zf.read("install-service.ps1").decode()
+        assert "nssm install $Service (Join-Path $App 'layered.exe')" in script
 
 
 def test_image_loads_into_docker_and_serves_as_non_root(run_cli: Run, release: Path,

@@ -69,15 +69,22 @@ def _describe(p: upx.Packed) -> str:
             f"memory {rss(p.before)} -> {rss(p.after)}; upx -t ok")
 
 
-def service_files(config: Config, root: Path) -> list[archive.Entry]:
-    """The service definitions goship renders, shipped in Linux archives under service/
-    for whoever installs a release by hand (deploy renders them on the host itself)."""
+def service_files(config: Config, root: Path, os_name: str = "linux") -> list[archive.Entry]:
+    """The service definitions goship renders, for whoever installs a release by hand
+    (deploy renders them on the host itself): Linux archives under service/, Windows zips
+    the nssm/WinSW scripts at the top, beside the .exe they install."""
     from goship.render.inputs import RenderInput
     from goship.render.kinds import render_kind
 
+    r = RenderInput(config=config, root=root)
     out = []
+    if os_name == "windows":
+        for name, text in render_kind("windows", r).items():
+            name = "windows-service.md" if name == "README.md" else name
+            out.append(archive.Entry(name, text.encode(), 0o644))
+        return out
     for kind in ("systemd", "supervisord"):
-        for name, text in render_kind(kind, RenderInput(config=config, root=root)).items():
+        for name, text in render_kind(kind, r).items():
             out.append(archive.Entry(f"service/{kind}/{name}", text.encode(), 0o644))
     return out
 
@@ -93,10 +100,11 @@ def run_package(project: Project, config: Config, *, image: bool = False,
                 **build_args: object) -> PackageResult:
     result = run_build(project, config, **build_args)  # type: ignore[arg-type]
     go_version = gobuild.go_version()
-    services = service_files(config, project.root)
+    services = {os_name: service_files(config, project.root, os_name)
+                for os_name in ("linux", "windows")}
     packages = [archive.package(config.app.name, project.root, result.plan, b,
                                 config.build.assets, config.build.files, go_version,
-                                services if b.target.os == "linux" else [])
+                                services.get(b.target.os, []))
                 for b in result.built]
     img = None
     if image:

@@ -1,5 +1,6 @@
 # hello-gin: install and start the Windows service "hello-gin" with nssm (https://nssm.cc).
-# Run as Administrator from the directory that holds hello-gin.exe:
+# Run as Administrator from the unpacked release (the zip of `goship package`: hello-gin.exe,
+# its assets and this script):
 #   powershell -ExecutionPolicy Bypass -File install-service.ps1
 # Written by goship; override it with goship/templates/windows.install.ps1.j2.
 $ErrorActionPreference = "Stop"
@@ -7,7 +8,8 @@ $Service = 'hello-gin'
 $Base = 'C:\goship\hello-gin'
 $App = Join-Path $Base "current"
 New-Item -ItemType Directory -Force -Path $App, (Join-Path $Base "logs") | Out-Null
-Copy-Item -Force -Path (Join-Path $PSScriptRoot 'hello-gin.exe') -Destination $App
+# The release: the binary and the assets it reads relative to its working directory.
+Copy-Item -Recurse -Force -Path (Join-Path $PSScriptRoot "*") -Destination $App
 
 nssm install $Service (Join-Path $App 'hello-gin.exe')
 nssm set $Service AppDirectory $App
