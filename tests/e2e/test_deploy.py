@@ -108,9 +108,11 @@ def test_first_deploy_then_a_new_version_loses_nothing(run_cli: Run, project: Pr
 
 
 def test_secrets_land_private_and_never_show(run_cli: Run, project: Project, lab: Lab) -> None:
-    stat = lab.ssh("h1", "stat -c '%a %U' /srv/hello-gin/shared/env").stdout.strip()
-    assert stat == "600 hello-gin"
-    assert "s3cr3t-lab-value" in lab.ssh("h1", "cat /srv/hello-gin/shared/env").stdout
+    color = json.loads(lab.ssh("h1", "cat /srv/hello-gin/state.json").stdout)["live"]["color"]
+    for path in (f"/srv/hello-gin/shared/env.{color}", "/srv/hello-gin/shared/envs/*"):
+        stats = lab.ssh("h1", f"stat -c '%a %U' {path}").stdout.split("\n")
+        assert {s for s in stats if s} == {"600 hello-gin"}
+    assert "s3cr3t-lab-value" in lab.ssh("h1", f"cat /srv/hello-gin/shared/env.{color}").stdout
     journal = lab.ssh("h1", "cat /srv/hello-gin/journal.jsonl").stdout
     assert "s3cr3t" not in journal
     r = run_cli("-v", "status", "lab", cwd=project.root)

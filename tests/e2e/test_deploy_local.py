@@ -82,8 +82,9 @@ def test_local_deploy_switch_and_rollback(run_cli: Run,
     assert load.result.requests >= 20_000, load.result.text
     assert json.loads(get(listen, "/version"))["version"] == "v1.0.0"
     # secrets: in a 0700 file only, never in output
-    env_sh = app_dir / "run" / "env.sh"
-    assert env_sh.stat().st_mode & 0o777 == 0o700
+    for env_sh in (app_dir / "run").glob("env.*.sh"):
+        assert env_sh.stat().st_mode & 0o777 == 0o700
+    assert len(list((app_dir / "run").glob("env.*.sh"))) == 2  # both colors ran
     assert "tok-$(id)" not in r.out + r.err + back.out + back.err
     status = run_cli("status", "local", "--json", cwd=root)
     host = json.loads(status.out)["hosts"]["local"]

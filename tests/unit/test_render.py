@@ -55,7 +55,7 @@ def test_systemd_unit_essentials() -> None:
     unit = render_kind("systemd", config, EXAMPLE)["hello-gin-green@.service"]
     for line in ("User=hello-gin", "WorkingDirectory=/srv/hello-gin/green",
                  "ExecStart=/srv/hello-gin/green/hello-gin", "Environment=PORT=%i",
-                 "EnvironmentFile=-/srv/hello-gin/shared/env", "Restart=on-failure",
+                 "EnvironmentFile=-/srv/hello-gin/shared/env.green", "Restart=on-failure",
                  "TimeoutStopSec=10s", "LimitNOFILE=65536", "WantedBy=multi-user.target",
                  "StartLimitBurst=5", "NoNewPrivileges=yes", "ProtectSystem=strict"):
         assert f"\n{line}\n" in unit, line

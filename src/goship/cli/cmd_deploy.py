@@ -29,9 +29,14 @@ def _report(ctx: click.Context, outcome: Any, as_json: bool) -> None:
     elif outcome.ok:
         for name, h in outcome.hosts.items():
             notes = f" ({'; '.join(h['notes'])})" if h["notes"] else ""
-            ui.out(f"{name}: {h['release']} live on {h['color']} at {h['url']}{notes}")
-        ui.out(f"{outcome.action} {outcome.env}: {outcome.release} on {len(outcome.hosts)} "
+            what = "still" if h["restored"] else "live"
+            ui.out(f"{name}: {h['release']} {what} on {h['color']} at {h['url']}{notes}")
+        done = len(outcome.hosts) - len(outcome.restored)
+        ui.out(f"{outcome.action} {outcome.env}: {outcome.release} on {done} "
                f"host(s) in {outcome.seconds:.1f}s")
+        if outcome.restored:
+            ui.warn(f"{len(outcome.restored)} host(s) failed within deploy.max_failures and "
+                    f"serve their old release: {', '.join(outcome.restored)}")
     else:
         ui.out(f"{outcome.action} {outcome.env} FAILED: {outcome.failure}")
         if outcome.restored:
@@ -132,8 +137,6 @@ def setup(ctx: click.Context, env: str, dry_run: bool) -> None:
                        f"{h.paths.root}/, {h.services.name} files, nginx")
                 continue
             changes = h.ensure_layout()
-            if h.write_env(values):
-                changes.append("env file")
             target = "green" if h.live_color == "blue" else "blue"
             if h.services.install(values, target, h.live_color or target, project.root):
                 changes.append(f"{h.services.name} files")

@@ -46,6 +46,7 @@ class Move:
     old_workers: set[int] = field(default_factory=set)
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    restored: bool = False  # failed within deploy.max_failures: back on its old release
 
     def __post_init__(self) -> None:
         self.old_color, self.old_release = self.host.live_color, self.host.live_release
@@ -147,7 +148,11 @@ class Deployer:
         m.step = "prepare host"
         h.ensure_layout()
         h.nginx.prepare_tls()
-        h.write_env(env_values)
+        if m.artifact is not None or not h.restore_env(m.new_color, m.release):
+            if m.artifact is None:
+                m.notes.append(f"no environment kept for {m.release}: started with the "
+                               f"current run.env and run.env_file")
+            h.write_env(env_values, m.new_color, m.release)
         h.services.install(env_values, m.new_color, m.old_color or m.new_color,
                            self.project.root)
         h.nginx.prepare(self.project.root)
@@ -290,7 +295,8 @@ class Deployer:
 
         r = RenderInput(config=self.config, root=self.project.root, env=self.env.name,
                         hosts=[address(m.host) for m in moves])
-        live = {address(m.host): (m.new_color, m.release) for m in moves}
+        live = {address(m.host): ((m.old_color or m.new_color, m.old_release or m.release)
+                                  if m.restored else (m.new_color, m.release)) for m in moves}
         path = self.project.root / target
         write_file_sd(path, file_sd(r, live))
         ui.info(f"prometheus targets: {path}")
@@ -354,6 +360,8 @@ class Deployer:
                 if failures > self.config.deploy.max_failures:
                     raise failed
                 restored = self._undo_all(batch)
+                for m in batch:
+                    m.restored = True
                 ui.warn(f"{failed.message}; within deploy.max_failures ({failures} of "
                         f"{self.config.deploy.max_failures}), going on with the next batch "
                         f"(restored {', '.join(restored)})")
@@ -411,16 +419,22 @@ class Deployer:
     def _outcome(self, action: str, moves: list[Move], started: float, *, ok: bool,
                  failure: str | None = None, restored: list[str] | None = None) -> Outcome:
         seconds = time.monotonic() - started
-        hosts = {m.host.name: {"release": m.release, "color": m.new_color, "url": url(m.host),
-                               "previous": m.old_release, "step": m.step,
-                               "timings": {k: round(v, 3) for k, v in m.timings.items()},
-                               "notes": m.notes} for m in moves}
+        hosts = {m.host.name: {
+            # a host restored within deploy.max_failures serves what it served before
+            "release": m.old_release if m.restored else m.release,
+            "color": m.old_color if m.restored else m.new_color, "url": url(m.host),
+            "previous": m.old_release, "step": m.step, "restored": m.restored,
+            "timings": {k: round(v, 3) for k, v in m.timings.items()},
+            "notes": m.notes} for m in moves}
         release = moves[0].release if moves else ""
         if ok:
+            restored = [m.host.name for m in moves if m.restored]
             for m in moves:
-                m.host.journal({"action": action, "release": m.release, "from": m.old_release,
-                                "outcome": "ok", "seconds": round(seconds, 3),
-                                "timings": hosts[m.host.name]["timings"]})
+                if not m.restored:  # the restored ones are journaled as such by the undo
+                    m.host.journal({"action": action, "release": m.release,
+                                    "from": m.old_release, "outcome": "ok",
+                                    "seconds": round(seconds, 3),
+                                    "timings": hosts[m.host.name]["timings"]})
         return Outcome(action, self.env.name, release, hosts, ok, seconds, failure,
                        restored or [])
 

@@ -20,6 +20,7 @@ from goship.deploy.proxy import Nginx, OwnNginx, SystemNginx
 from goship.deploy.services import Services, Supervisor, Systemd
 from goship.errors import ApplyError, GoshipError, NotYetError, TransportError
 from goship.facts import HostFacts, gather
+from goship.render import kinds
 from goship.render.context import Paths, ports
 from goship.transport.base import Transport
 
@@ -85,23 +86,61 @@ class Host:
                                 user))
             self.facts = gather(self.t, self.config.deploy.base_path, user)
         self.t.check(Cmd.of("mkdir", "-p", p.releases, p.incoming, p.logs, p.run_dir,
-                            p.join("shared", "data")))
+                            p.join("shared", "data"), p.join("shared", "envs")))
         self.t.check(Cmd.of("chmod", "755", p.root, p.releases))
-        self.t.check(Cmd.of("chmod", "700", p.incoming, p.run_dir))
+        self.t.check(Cmd.of("chmod", "700", p.incoming, p.run_dir, p.join("shared", "envs")))
         if not self.local:
             self.t.check(Cmd.of("chown", f"{user}:{user}", p.shared, p.join("shared", "data")))
             self.t.check(Cmd.of("chmod", "750", p.shared))
+        # Hosts deployed before environments were kept per color had one shared/env: the
+        # running color keeps reading it (as env.COLOR) when it restarts.
+        legacy = p.join("shared", "env")
+        for color in ("blue", "green"):
+            self.t.run(Cmd.of("sh", "-c", 'test -f "$1" && test ! -e "$2" && cp -p "$1" "$2"',
+                              "goship-env", legacy, p.env_file(color)))
         return changes
 
-    def write_env(self, env: dict[str, str]) -> bool:
-        text = "".join(f"{k}={_env_quote(v)}\n" for k, v in sorted(env.items()))
-        cmd = Cmd.of("sh", "-c", scripts.INSTALL_FILE, "goship-install", self.paths.env_file,
-                     "600", secrets=env.values())
-        changed = self.t.check(cmd.with_stdin(text.encode())).stdout.strip() == "changed"
-        if not self.local:
-            user = self.config.service_user
-            self.t.check(Cmd.of("chown", f"{user}:{user}", self.paths.env_file))
+    def _env_files(self, color: str, rid: str, env: dict[str, str] | None
+                   ) -> list[tuple[str, str, str, str]]:
+        """(kept with the release, read by the color, text, mode) for each form."""
+        saved = self.paths.release_env(rid)
+        text = "" if env is None else "".join(f"{k}={_env_quote(v)}\n"
+                                              for k, v in sorted(env.items()))
+        files = [(saved, self.paths.env_file(color), text, "600")]
+        if self.services.name == "supervisord":
+            script = "" if env is None else kinds.env_script(env)
+            files.append((f"{saved}.sh", self.paths.env_script(color), script, "700"))
+        return files
+
+    def write_env(self, env: dict[str, str], color: str, rid: str) -> bool:
+        """The release's environment (run.env and run.env_file), kept with the release so
+        a rollback brings back the configuration it ran with, and the color's own copy: a
+        canary's environment never reaches the stable color's instances."""
+        changed = False
+        for saved, live, text, mode in self._env_files(color, rid, env):
+            for path in (saved, live):
+                cmd = Cmd.of("sh", "-c", scripts.INSTALL_FILE, "goship-install", path, mode,
+                             secrets=env.values())
+                changed |= self.t.check(cmd.with_stdin(text.encode())).stdout.strip() == \
+                    "changed"
+            self._own(saved, live, mode)
         return changed
+
+    def restore_env(self, color: str, rid: str) -> bool:
+        """The environment `rid` was deployed with, back on `color`; False when this host
+        has none kept (a release deployed before goship kept them)."""
+        files = self._env_files(color, rid, None)
+        if not all(self.t.run(Cmd.of("test", "-f", saved)).ok for saved, *_ in files):
+            return False
+        for saved, live, _, mode in files:
+            self.t.check(Cmd.of("cp", "-p", "--", saved, live))
+            self._own(saved, live, mode)
+        return True
+
+    def _own(self, saved: str, live: str, mode: str) -> None:
+        if not self.local and mode == "600":
+            user = self.config.service_user
+            self.t.check(Cmd.of("chown", f"{user}:{user}", saved, live))
 
     # ---- release -----------------------------------------------------------------------
     def has_release(self, rid: str, sha: str) -> bool:
@@ -188,7 +227,8 @@ class Host:
         excess = len(on_disk) - keep
         doomed = [r for r in ranked if r in candidates][:max(0, excess)]
         for rid in doomed:
-            self.t.run(Cmd.of("rm", "-rf", "--", self.paths.release(rid)))
+            env = self.paths.release_env(rid)
+            self.t.run(Cmd.of("rm", "-rf", "--", self.paths.release(rid), env, f"{env}.sh"))
         return doomed
 
 

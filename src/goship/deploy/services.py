@@ -159,10 +159,6 @@ class Supervisor(Services):
         changed = False
         for name, text in files.items():
             changed |= install_file(self.t, self.paths.join("run", name), text, "600")
-        script = kinds.env_script(env)
-        cmd = Cmd.of("sh", "-c", INSTALL_FILE, "goship-install", self.paths.join("run", "env.sh"),
-                     "700", secrets=env.values())
-        changed |= self.t.check(cmd.with_stdin(script.encode())).stdout.strip() == "changed"
         if not self.running():
             res = self.t.run(Cmd.of(self._bin("supervisord"), "-c", self.conf))
             if not res.ok:

@@ -54,9 +54,17 @@ class Paths:
     def shared(self) -> str:
         return self.join("shared")
 
-    @property
-    def env_file(self) -> str:
-        return self.join("shared", "env")
+    def env_file(self, color: str) -> str:
+        """What a color's instances read: a copy of their release's environment."""
+        return self.join("shared", f"env.{color}")
+
+    def release_env(self, rid: str) -> str:
+        """A release's environment as it was deployed: a rollback brings it back."""
+        return self.join("shared", "envs", rid)
+
+    def env_script(self, color: str) -> str:
+        """supervisord's wrapper that exports a color's environment."""
+        return self.join("run", f"env.{color}.sh")
 
     @property
     def current(self) -> str:

@@ -20,7 +20,7 @@ def systemd_units(config: Config, paths: Paths, root: Path | None = None) -> dic
             "systemd.service.j2", root, app=config.app.name, color=color,
             user=config.service_user, color_dir=paths.color_link(color),
             binary=config.app.binary_name, port_env=config.run.port_env,
-            env_file=paths.env_file, drain=_secs(config.run.drain_timeout),
+            env_file=paths.env_file(color), drain=_secs(config.run.drain_timeout),
             nofile=config.run.limit_nofile, data_dir=paths.join("shared", "data"),
             start_interval=60, start_burst=5)
     out[f"sysusers.d/{config.app.name}.conf"] = render(
@@ -48,7 +48,7 @@ def supervisord_programs(config: Config, paths: Paths, *, live: str | None,
             "supervisord.program.j2", root, app=config.app.name, color=color,
             program_prefix=f"{ident(config.app.name)}-{color}", ports=ports(config, color),
             color_dir=paths.color_link(color), binary=config.app.binary_name,
-            port_env=config.run.port_env, env_script=paths.join("run", "env.sh"), user=user,
+            port_env=config.run.port_env, env_script=paths.env_script(color), user=user,
             autostart=color == live, drain=int(config.run.drain_timeout + 0.999),
             log_dir=log_dir)
     return out
