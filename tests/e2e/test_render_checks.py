@@ -180,7 +180,7 @@ def test_supervisord_runs_the_program_and_keeps_it_running(tmp_path: Path,
     for name, text in supervisord_programs(cfg, paths, live="blue", user=None,
                                            log_dir=paths.logs).items():
         (run / name).write_text(text)
-    env_sh = run / "env.sh"
+    env_sh = Path(paths.env_script("blue"))
     env_sh.write_text(env_script({"GREETING": "hi %s \"there\""}))
     env_sh.chmod(0o700)
     import sys
