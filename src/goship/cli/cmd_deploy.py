@@ -128,7 +128,9 @@ def setup(ctx: click.Context, env: str, dry_run: bool) -> None:
     from goship.deploy.engine import close, connect, env_values
 
     project, environment = load_env(ctx, env)
-    values = env_values(project, environment)
+    # The env file is read (and a broken one refused) before any host is touched, as by
+    # deploy; deploy writes it, with the release.
+    env_values(project, environment)
     hosts = connect(environment)
     try:
         for h in hosts:
@@ -138,7 +140,7 @@ def setup(ctx: click.Context, env: str, dry_run: bool) -> None:
                 continue
             changes = h.ensure_layout()
             target = "green" if h.live_color == "blue" else "blue"
-            if h.services.install(values, target, h.live_color or target, project.root):
+            if h.services.install(target, h.live_color or target, project.root):
                 changes.append(f"{h.services.name} files")
             h.nginx.prepare(project.root)
             h.nginx.prepare_tls()

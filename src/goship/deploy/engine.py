@@ -153,8 +153,7 @@ class Deployer:
                 m.notes.append(f"no environment kept for {m.release}: started with the "
                                f"current run.env and run.env_file")
             h.write_env(env_values, m.new_color, m.release)
-        h.services.install(env_values, m.new_color, m.old_color or m.new_color,
-                           self.project.root)
+        h.services.install(m.new_color, m.old_color or m.new_color, self.project.root)
         h.nginx.prepare(self.project.root)
         if m.artifact is not None:
             m.step = "upload"

@@ -31,7 +31,7 @@ class Services(abc.ABC):
         self.t, self.config, self.paths = t, config, paths
 
     @abc.abstractmethod
-    def install(self, env: dict[str, str], target: str, live: str | None,
+    def install(self, target: str, live: str | None,
                 root: Path | None) -> bool:
         """Write the service definitions; make `target`'s definitions current."""
 
@@ -62,7 +62,7 @@ class Systemd(Services):
     def units(self, color: str) -> list[str]:
         return [f"{self.config.app.name}-{color}@{p}.service" for p in ports(self.config, color)]
 
-    def install(self, env: dict[str, str], target: str, live: str | None,
+    def install(self, target: str, live: str | None,
                 root: Path | None) -> bool:
         changed = False
         for name, text in kinds.systemd_units(self.config, self.paths, root).items():
@@ -150,7 +150,7 @@ class Supervisor(Services):
     def running(self) -> bool:
         return self.t.run(self.ctl("pid")).stdout.strip().isdigit()
 
-    def install(self, env: dict[str, str], target: str, live: str | None,
+    def install(self, target: str, live: str | None,
                 root: Path | None) -> bool:
         logs = self.paths.logs
         files = {"supervisord.conf": kinds.supervisord_main(self.config, self.paths, logs, root)}
