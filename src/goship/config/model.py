@@ -342,8 +342,7 @@ class Config(Section):
         return self.run.user or self.app.name
 
 
-SECTIONS = ("app", "build", "run", "proxy", "deploy", "canary", "docker", "kubernetes",
-            "consul", "metrics", "logs", "ci", "windows")
+SECTIONS = tuple(Config.model_fields)
 
 
 class Target_(Section):

@@ -48,6 +48,14 @@ class Move:
     notes: list[str] = field(default_factory=list)
     restored: bool = False  # failed within deploy.max_failures: back on its old release
 
+    @property
+    def serving(self) -> tuple[str | None, str | None]:
+        """(color, release) the host serves once this move is over: a host restored within
+        deploy.max_failures serves what it served before (nothing, on a first deploy)."""
+        if self.restored:
+            return self.old_color, self.old_release
+        return self.new_color, self.release
+
     def __post_init__(self) -> None:
         self.old_color, self.old_release = self.host.live_color, self.host.live_release
         self.new_color = other(self.old_color) if self.old_color else "blue"
@@ -294,8 +302,8 @@ class Deployer:
 
         r = RenderInput(config=self.config, root=self.project.root, env=self.env.name,
                         hosts=[address(m.host) for m in moves])
-        live = {address(m.host): ((m.old_color or m.new_color, m.old_release or m.release)
-                                  if m.restored else (m.new_color, m.release)) for m in moves}
+        live = {address(m.host): (m.serving[0] or m.new_color, m.serving[1] or m.release)
+                for m in moves}
         path = self.project.root / target
         write_file_sd(path, file_sd(r, live))
         ui.info(f"prometheus targets: {path}")
@@ -419,9 +427,7 @@ class Deployer:
                  failure: str | None = None, restored: list[str] | None = None) -> Outcome:
         seconds = time.monotonic() - started
         hosts = {m.host.name: {
-            # a host restored within deploy.max_failures serves what it served before
-            "release": m.old_release if m.restored else m.release,
-            "color": m.old_color if m.restored else m.new_color, "url": url(m.host),
+            "release": m.serving[1], "color": m.serving[0], "url": url(m.host),
             "previous": m.old_release, "step": m.step, "restored": m.restored,
             "timings": {k: round(v, 3) for k, v in m.timings.items()},
             "notes": m.notes} for m in moves}
