@@ -18,18 +18,17 @@ def camel(app: str) -> str:
     return "".join(part.capitalize() for part in re.split(r"[^a-z0-9]+", app) if part)
 
 
-def series(r: RenderInput) -> dict[str, str]:
-    """Recorded series names, shared by the rules, the alerts and the dashboard."""
-    return {
-        "rate": "job_release_track:http_requests:rate5m",
-        "errors": "job_release_track:http_errors:ratio_rate5m",
-        **{f"p{q}": f"job_release_track:http_request_duration_seconds:p{q}_5m"
-           for q in (50, 95, 99)},
-    }
+# Recorded series names, shared by the rules, the alerts and the dashboard.
+SERIES = {
+    "rate": "job_release_track:http_requests:rate5m",
+    "errors": "job_release_track:http_errors:ratio_rate5m",
+    **{f"p{q}": f"job_release_track:http_request_duration_seconds:p{q}_5m"
+       for q in (50, 95, 99)},
+}
 
 
-def file_sd(r: RenderInput, live: dict[str, tuple[str, str]] | None = None,
-            env: str | None = None) -> list[dict[str, Any]]:
+def file_sd(r: RenderInput, live: dict[str, tuple[str, str]] | None = None
+            ) -> list[dict[str, Any]]:
     """Prometheus file_sd groups: one per host, the live color's ports, labelled with the
     release and track. `live`: host -> (color, release); default blue and the version."""
     groups = []
@@ -37,7 +36,7 @@ def file_sd(r: RenderInput, live: dict[str, tuple[str, str]] | None = None,
         color, release = (live or {}).get(host, ("blue", r.version))
         groups.append({
             "targets": [f"{host}:{p}" for p in ports(r.config, color)],
-            "labels": {"env": env or r.env or "default", "release": release,
+            "labels": {"env": r.env or "default", "release": release,
                        "track": "stable", "color": color},
         })
     return groups
@@ -55,7 +54,7 @@ def render_prometheus(r: RenderInput) -> dict[str, str]:
     c = r.config
     m = c.metrics
     values = dict(
-        app=r.app, camel=camel(r.app), m=m, s=series(r), env=r.env or "default",
+        app=r.app, camel=camel(r.app), m=m, s=SERIES, env=r.env or "default",
         requests=m.requests_metric, duration=m.duration_metric, status=m.status_label,
         p99_seconds=m.p99_ms / 1000, percent=f"{m.error_ratio * 100:g}",
     )
@@ -68,7 +67,7 @@ def render_prometheus(r: RenderInput) -> dict[str, str]:
 
 
 def dashboard(r: RenderInput) -> dict[str, Any]:
-    s = series(r)
+    s = SERIES
     job = f'job="{r.app}"'
 
     def panel(pid: int, title: str, x: int, y: int, w: int, h: int, targets: list[
