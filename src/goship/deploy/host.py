@@ -94,53 +94,48 @@ class Host:
             self.t.check(Cmd.of("chmod", "750", p.shared))
         # Hosts deployed before environments were kept per color had one shared/env: the
         # running color keeps reading it (as env.COLOR) when it restarts.
-        legacy = p.join("shared", "env")
-        for color in ("blue", "green"):
-            self.t.run(Cmd.of("sh", "-c", 'test -f "$1" && test ! -e "$2" && cp -p "$1" "$2"',
-                              "goship-env", legacy, p.env_file(color)))
+        self.t.run(Cmd.of("sh", "-c", 'test -f "$1" || exit 0; for f in "$2" "$3"; do '
+                          'test -e "$f" || cp -p "$1" "$f"; done', "goship-env",
+                          p.join("shared", "env"), p.env_file("blue"), p.env_file("green")))
         return changes
 
-    def _env_files(self, color: str, rid: str, env: dict[str, str] | None
-                   ) -> list[tuple[str, str, str, str]]:
-        """(kept with the release, read by the color, text, mode) for each form."""
+    def _env_forms(self, color: str, rid: str) -> list[tuple[str, str, str]]:
+        """(kept with the release, read by the color, mode): the EnvironmentFile, and on
+        supervisord hosts the wrapper script that exports it."""
         saved = self.paths.release_env(rid)
-        text = "" if env is None else "".join(f"{k}={_env_quote(v)}\n"
-                                              for k, v in sorted(env.items()))
-        files = [(saved, self.paths.env_file(color), text, "600")]
+        forms = [(saved, self.paths.env_file(color), "600")]
         if self.services.name == "supervisord":
-            script = "" if env is None else kinds.env_script(env)
-            files.append((f"{saved}.sh", self.paths.env_script(color), script, "700"))
-        return files
+            forms.append((f"{saved}.sh", self.paths.env_script(color), "700"))
+        return forms
 
-    def write_env(self, env: dict[str, str], color: str, rid: str) -> bool:
+    def write_env(self, env: dict[str, str], color: str, rid: str) -> None:
         """The release's environment (run.env and run.env_file), kept with the release so
-        a rollback brings back the configuration it ran with, and the color's own copy: a
+        a rollback brings back the configuration it ran with, then the color's own copy: a
         canary's environment never reaches the stable color's instances."""
-        changed = False
-        for saved, live, text, mode in self._env_files(color, rid, env):
-            for path in (saved, live):
-                cmd = Cmd.of("sh", "-c", scripts.INSTALL_FILE, "goship-install", path, mode,
-                             secrets=env.values())
-                changed |= self.t.check(cmd.with_stdin(text.encode())).stdout.strip() == \
-                    "changed"
-            self._own(saved, live, mode)
-        return changed
+        texts = ["".join(f"{k}={_env_quote(v)}\n" for k, v in sorted(env.items())),
+                 kinds.env_script(env)]
+        forms = self._env_forms(color, rid)
+        for (saved, _, mode), text in zip(forms, texts, strict=False):
+            cmd = Cmd.of("sh", "-c", scripts.INSTALL_FILE, "goship-install", saved, mode,
+                         secrets=env.values())
+            self.t.check(cmd.with_stdin(text.encode()))
+        self._use_env(forms)
 
     def restore_env(self, color: str, rid: str) -> bool:
         """The environment `rid` was deployed with, back on `color`; False when this host
         has none kept (a release deployed before goship kept them)."""
-        files = self._env_files(color, rid, None)
-        if not all(self.t.run(Cmd.of("test", "-f", saved)).ok for saved, *_ in files):
+        forms = self._env_forms(color, rid)
+        if not all(self.t.run(Cmd.of("test", "-f", saved)).ok for saved, *_ in forms):
             return False
-        for saved, live, _, mode in files:
-            self.t.check(Cmd.of("cp", "-p", "--", saved, live))
-            self._own(saved, live, mode)
+        self._use_env(forms)
         return True
 
-    def _own(self, saved: str, live: str, mode: str) -> None:
-        if not self.local and mode == "600":
-            user = self.config.service_user
-            self.t.check(Cmd.of("chown", f"{user}:{user}", saved, live))
+    def _use_env(self, forms: list[tuple[str, str, str]]) -> None:
+        for saved, live, mode in forms:
+            self.t.check(Cmd.of("cp", "-p", "--", saved, live))
+            if not self.local and mode == "600":
+                user = self.config.service_user
+                self.t.check(Cmd.of("chown", f"{user}:{user}", saved, live))
 
     # ---- release -----------------------------------------------------------------------
     def has_release(self, rid: str, sha: str) -> bool:
