@@ -69,10 +69,18 @@ class Plan:
 
 def ldflags(stamp_vars: dict[str, str], stamp: Stamp, *, strip: bool = True) -> str:
     """`-s -w -X pkg.Var=value ...`, variables sorted so the string is deterministic."""
-    parts = ["-s", "-w"] if strip else []
+    return stamp_ldflags(stamp_vars, stamp.version, stamp.commit, stamp.build_time,
+                         ["-s", "-w"] if strip else [])
+
+
+def stamp_ldflags(stamp_vars: dict[str, str], version: str, commit: str, build_time: str,
+                  prefix: list[str]) -> str:
+    """`prefix -X pkg.Var=value ...` with the {version} {commit} {build_time} placeholders
+    filled (the Dockerfile fills them with its build arguments)."""
+    parts = list(prefix)
     for var in sorted(stamp_vars):
-        value = (stamp_vars[var].replace("{version}", stamp.version)
-                 .replace("{commit}", stamp.commit).replace("{build_time}", stamp.build_time))
+        value = (stamp_vars[var].replace("{version}", version)
+                 .replace("{commit}", commit).replace("{build_time}", build_time))
         parts += ["-X", f"{var}={value}"]
     return " ".join(parts)
 

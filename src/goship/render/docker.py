@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-from goship.build.gobuild import BUILD_FLAGS
+from goship.build.gobuild import BUILD_FLAGS, stamp_ldflags
 from goship.build.oci import UID
 from goship.render.engine import render
 from goship.render.inputs import RenderInput, go_version
@@ -23,12 +23,8 @@ def probe_source() -> str:
 
 
 def build_ldflags(stamp_vars: dict[str, str]) -> str:
-    parts = ["-s", "-w", "-buildid="]
-    for var in sorted(stamp_vars):
-        value = (stamp_vars[var].replace("{version}", "${VERSION}")
-                 .replace("{commit}", "${COMMIT}").replace("{build_time}", "${BUILD_TIME}"))
-        parts += ["-X", f"{var}={value}"]
-    return " ".join(parts)
+    return stamp_ldflags(stamp_vars, "${VERSION}", "${COMMIT}", "${BUILD_TIME}",
+                         ["-s", "-w", "-buildid="])
 
 
 def dquote(value: str) -> str:
