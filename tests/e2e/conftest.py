@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +52,16 @@ class Lab:
         if check and res.returncode != 0:
             raise AssertionError(f"{host}: {command!r} exited {res.returncode}: {res.stderr}")
         return res
+
+    def remove_app(self, app: str, hosts: Iterable[str], *more: str) -> None:
+        """The suites share the lab's hosts: an app a suite deployed goes when it ends
+        (units, nginx site, files, and `more` units or paths)."""
+        units = " ".join(u for u in more if not u.startswith("/"))
+        paths = " ".join(p for p in more if p.startswith("/"))
+        for h in hosts:
+            self.ssh(h, f"systemctl stop '{app}-*' {units}; "
+                        f"rm -f /etc/nginx/conf.d/goship-{app}.conf; systemctl reload nginx; "
+                        f"rm -rf /srv/{app} {paths}", check=False)
 
 
 @pytest.fixture(scope="session")

@@ -74,10 +74,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, lab: Lab) -> Iterator[Proj
     (p.root / ".gitignore").write_text("dist/\nhooks.log\n")
     p.release("v1.0.0")
     yield p
-    for h in HOSTS:
-        lab.ssh(h, "systemctl stop 'rules-*' goship-test-blocker; "
-                   "rm -f /etc/nginx/conf.d/goship-rules.conf; systemctl reload nginx; "
-                   "rm -rf /srv/rules", check=False)
+    lab.remove_app("rules", HOSTS, "goship-test-blocker")
 
 
 def deploy(run_cli: Run, project: Project, *args: str) -> CliResult:
