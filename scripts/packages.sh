@@ -6,10 +6,13 @@
 # wrk: the steady load of the zero-downtime tests. The checks of `goship render`:
 # prometheus (promtool), rsyslog and logrotate, openssl (throwaway TLS certificates),
 # busybox-static (the shell of the stand-in builder image of the Dockerfile test).
+# prometheus-node-exporter: lab hosts are copies of this machine, and most monitored
+# servers run it on 9100, a port a Gin service's default scheme can want (the port
+# preflight's real neighbour). gcc, libc6-dev: cgo builds (SQLite services).
 set -euo pipefail
 PKGS=(nginx libnginx-mod-http-lua openssh-server openssh-client systemd iproute2 iptables
       util-linux procps curl git sudo docker.io wrk prometheus rsyslog logrotate openssl
-      busybox-static)
+      busybox-static prometheus-node-exporter gcc libc6-dev)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

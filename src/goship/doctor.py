@@ -156,7 +156,26 @@ def judge(where: str, f: HostFacts, env: Environment) -> list[Check]:
                          "goship setup installs it; or apt-get install supervisor"))
     if manager == "docker" and not f.docker:
         out.append(Check(where, "docker", "fail", "not installed", "install docker.io"))
+    out.append(_ports_check(where, f, env))
     return out
+
+
+def _ports_check(where: str, f: HostFacts, env: Environment) -> Check:
+    """Ports of the app's range that other processes hold: deploy moves a color off them
+    (or refuses explicit run.ports), but a user should know before."""
+    from goship.deploy.layout import default_port_map
+    from goship.deploy.ports import held_in_range
+
+    if f.listeners is None:
+        return Check(where, "ports", "warn", "cannot list listening ports (no `ss`)",
+                     "apt-get install iproute2")
+    held = held_in_range(env.config, f.listeners, default_port_map(env.config))
+    if not held:
+        return Check(where, "ports", "ok", "the app's ports are free")
+    fix = ("choose other run.ports" if env.config.run.ports is not None else
+           "deploy moves the color to free ports and records them; or set run.base_port")
+    return Check(where, "ports", "fail" if env.config.run.ports is not None else "warn",
+                 "; ".join(held), fix)
 
 
 def run_doctor(project: Project | None, env: Environment | None) -> list[Check]:

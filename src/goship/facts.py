@@ -27,8 +27,62 @@ elif sudo -n true 2>/dev/null; then echo yes
 else echo no; fi
 echo @supervisord; command -v supervisord
 echo @docker; command -v docker
+echo @listen; ss -ltnpH 2>/dev/null || echo "no-ss"
+echo @units
+# The unit (or other cgroup) of each listening process: "held by prometheus-node-exporter".
+for pid in $(ss -ltnpH 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do
+  printf '%s %s\n' "$pid" "$(tail -n1 /proc/"$pid"/cgroup 2>/dev/null | sed 's|.*/||')"
+done
 echo @end
 """
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A process listening on a TCP port of the host."""
+
+    port: int
+    process: str | None  # None: `ss` could not see the owner (another user's process)
+    pid: int | None
+    unit: str | None  # the systemd unit (or cgroup leaf) of that process
+
+    def describe(self) -> str:
+        name = (self.unit.removesuffix(".service") if self.unit and
+                self.unit.endswith(".service") else self.process) or "an unknown process"
+        return f"{name} (pid {self.pid})" if self.pid else name
+
+
+SS_LOCAL = re.compile(r"^(?:\[(?P<v6>[^\]]*)\]|(?P<v4>[^\s]*?))(?:%\S+)?:(?P<port>\d+)$")
+SS_USER = re.compile(r'\("(?P<name>[^"]*)",pid=(?P<pid>\d+)')
+
+
+def parse_listeners(text: str, units: str = "") -> dict[int, Listener] | None:
+    """`ss -ltnpH` lines (state, recv-q, send-q, local, peer, users) -> port -> listener.
+    The first owner seen wins: IPv4 and IPv6 sockets of one process name the same."""
+    if text.strip() == "no-ss":
+        return None
+    unit_of: dict[int, str] = {}
+    for line in units.splitlines():
+        num, _, unit = line.strip().partition(" ")
+        if num.isdigit() and unit:
+            unit_of[int(num)] = unit
+    out: dict[int, Listener] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 5 or parts[0] != "LISTEN":
+            continue
+        m = SS_LOCAL.match(parts[3])
+        if not m:
+            continue
+        port = int(m.group("port"))
+        user = SS_USER.search(line)
+        pid = int(user.group("pid")) if user else None
+        listener = Listener(port, user.group("name") if user else None, pid,
+                            unit_of.get(pid) if pid else None)
+        known = out.get(port)
+        if known is None or (known.pid is None and pid is not None):
+            out[port] = listener
+    return out
 
 
 @dataclass(frozen=True)
@@ -46,6 +100,8 @@ class HostFacts:
     privilege: str  # root | sudo | none
     supervisord: bool
     docker: bool
+    # port -> who listens there; None when `ss` is missing (the preflight cannot look).
+    listeners: dict[int, Listener] | None = None
 
     @property
     def systemd_pid1(self) -> bool:
@@ -112,6 +168,7 @@ def parse_facts(text: str) -> HostFacts:
         privilege={"root": "root", "yes": "sudo"}.get(s.get("sudo", ""), "none"),
         supervisord=bool(s.get("supervisord")),
         docker=bool(s.get("docker")),
+        listeners=parse_listeners(s.get("listen", "no-ss"), s.get("units", "")),
     )
 
 

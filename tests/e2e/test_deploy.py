@@ -102,9 +102,19 @@ def test_first_deploy_then_a_new_version_loses_nothing(run_cli: Run, project: Pr
     last = json.loads(lab.ssh("h1", "tail -n1 /srv/hello-gin/journal.jsonl").stdout)
     assert (last["action"], last["outcome"]) == ("deploy", "ok")
     assert last["release"] == state["live"]["release"]
-    # the old color is stopped, the new one enabled for boot
+    # the old color stays warm (unserved) until the host's own timer stops it; only the
+    # new color starts at boot
+    assert state["standby"]["release"].startswith("v1.0.0-")
+    old = state["standby"]["color"]
+    assert old != state["live"]["color"]
     units = lab.ssh("h1", "systemctl list-units --no-legend --state=active 'hello-gin-*'")
-    assert units.stdout.count("hello-gin-") == 1
+    assert units.stdout.count("hello-gin-") == 2, units.stdout
+    timer = lab.ssh("h1", f"systemctl is-active goship-hello-gin-standby-{old}.timer")
+    assert timer.stdout.strip() == "active"
+    live = state["live"]["color"]
+    enabled = lab.ssh("h1", f"systemctl is-enabled hello-gin-{live}@{state['ports'][live][0]} "
+                            f"hello-gin-{old}@{state['ports'][old][0]}", check=False)
+    assert enabled.stdout.split() == ["enabled", "disabled"], enabled.stdout
 
 
 def test_secrets_land_private_and_never_show(run_cli: Run, project: Project, lab: Lab) -> None:
@@ -249,6 +259,20 @@ def test_two_deploys_at_once(run_cli: Run, project: Project) -> None:
         close(hosts)
 
 
+def starting(lab: Lab, host: str, version: str) -> None:
+    """Wait until `version` is starting on a color of `host` (its color link points at it
+    and that color's instance runs): mid-deploy, before any switch."""
+    script = ("for c in blue green; do readlink /srv/hello-gin/$c | grep -q -- " + version +
+              " && systemctl list-units --no-legend --state=active \"hello-gin-$c@*\" "
+              "| grep -q . && echo yes; done; true")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if "yes" in lab.ssh(host, script).stdout:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{version} never started on {host}")
+
+
 def test_killed_mid_deploy_then_rerun(project: Project, lab: Lab) -> None:
     """kill -9 while the new release starts: the old one keeps serving; the lock names the
     dead deploy; a rerun with --force completes."""
@@ -257,12 +281,7 @@ def test_killed_mid_deploy_then_rerun(project: Project, lab: Lab) -> None:
     with Load(f"http://{H1}/api/items") as load:
         proc = subprocess.Popen([*goship, "deploy", "lab", "--skip-checks"], cwd=project.root,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if "hello-gin-green" in lab.ssh("h1", "systemctl list-units --no-legend "
-                                                  "'hello-gin-*'").stdout:
-                break
-            time.sleep(0.2)
+        starting(lab, "h1", "v3.0.0")
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert version(H1) == "v1.0.0"
@@ -287,13 +306,7 @@ def test_a_host_cut_mid_deploy_restores_the_others(run_cli: Run, project: Projec
                                  "--skip-checks"], cwd=project.root, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         # Cut h2 once its new release is starting: mid-deploy, before any switch.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            states = lab.ssh("h2", "systemctl is-active hello-gin-blue@8080 "
-                                   "hello-gin-green@8180", check=False).stdout.split()
-            if states == ["active", "active"]:
-                break
-            time.sleep(0.1)
+        starting(lab, "h2", "v3.1.0")
         hosts.cut("h2")
         try:
             out, _ = proc.communicate(timeout=120)
@@ -329,5 +342,20 @@ def test_dry_run_changes_nothing(run_cli: Run, project: Project, lab: Lab) -> No
     r = deploy(run_cli, project, "lab", "--dry-run")
     assert r.code == 0, r.err
     assert "h1: serves v4.1.0-" in r.out
-    assert "would deploy" in r.out
+    assert "; deploy to v5.0.0-" in r.out
+    assert "upload: upload; environment: write" in r.out
+    assert "stays warm for 600s (rollback window)" in r.out
     assert lab.ssh("h1", "cat /srv/hello-gin/state.json").stdout == before
+
+
+def test_dry_run_prints_the_plan_deploy_executes(run_cli: Run, project: Project) -> None:
+    planned = deploy(run_cli, project, "lab", "--dry-run", "--json")
+    assert planned.code == 0, planned.err
+    r = deploy(run_cli, project, "lab", "--json")
+    assert r.code == 0, r.out + r.err
+    executed = json.loads(r.out)["plan"]
+    assert json.loads(planned.out)["plan"] == executed
+    assert {h["release"] for h in executed["hosts"]} == {json.loads(r.out)["release"]}
+    # The same release again: already on disk, nothing to upload.
+    again = json.loads(deploy(run_cli, project, "lab", "--dry-run", "--json").out)["plan"]
+    assert [h["upload"] for h in again["hosts"]] == ["skip", "skip"]

@@ -34,6 +34,16 @@ root
 @supervisord
 @docker
 /usr/bin/docker
+@listen
+LISTEN 0      4096         0.0.0.0:9100      0.0.0.0:*    users:(("prometheus-node",pid=312,fd=3))
+LISTEN 0      511    0.0.0.0:80   0.0.0.0:*  users:(("nginx",pid=200,fd=6),("nginx",pid=201,fd=6))
+LISTEN 0      4096            [::]:9100         [::]:*    users:(("prometheus-node",pid=312,fd=3))
+LISTEN 0      4096   127.0.0.53%lo:53        0.0.0.0:*
+LISTEN 0      128                *:8080            *:*    users:(("shop",pid=9,fd=3))
+@units
+312 prometheus-node-exporter.service
+200 nginx.service
+9 shop-blue@8080.service
 @end
 """
 
@@ -145,3 +155,28 @@ def test_unreachable_host_is_one_failure() -> None:
     assert [c.what for c in checks] == ["reachable"]
     assert checks[0].level == "fail"
     assert "Connection refused" in checks[0].line()
+
+
+def test_listeners_name_the_process_and_its_unit() -> None:
+    f = facts()
+    assert f.listeners is not None
+    assert f.listeners[9100].describe() == "prometheus-node-exporter (pid 312)"
+    assert f.listeners[80].unit == "nginx.service"
+    assert f.listeners[53].describe() == "an unknown process"  # not ours to see
+    assert f.listeners[8080].unit == "shop-blue@8080.service"
+
+
+def test_without_ss_the_ports_are_unknown_not_free() -> None:
+    text = PROBE_OUTPUT.replace("@listen\n", "@listen\nno-ss\n@skipped\n")
+    assert parse_facts(text).listeners is None
+    checks = judge("h1", HostFacts(**{**facts().__dict__, "listeners": None}), env())
+    assert levels(checks)["ports"] == "warn"
+
+
+def test_doctor_names_who_holds_the_apps_ports() -> None:
+    checks = judge("h1", facts(), env(run={"base_port": 9000}))
+    ports = next(c for c in checks if c.what == "ports")
+    assert ports.level == "warn"
+    assert "9100 (green) is held by prometheus-node-exporter (pid 312)" in ports.line()
+    strict = judge("h1", facts(), env(run={"ports": {"blue": [9000], "green": [9100]}}))
+    assert levels(strict)["ports"] == "fail"

@@ -18,8 +18,11 @@ from goship.deploy.engine import (
     build_artifacts,
     env_values,
     parallel,
+    views,
 )
 from goship.deploy.host import Host, Lock, now
+from goship.deploy.plan import Artifact as PlanArtifact
+from goship.deploy.plan import plan_fleet, plan_host, site_digest
 from goship.errors import ApplyError, NotYetError, UsageError
 from goship.ui import ui
 
@@ -118,8 +121,13 @@ class CanaryEngine:
                              hint="run `goship deploy` first")
         arts = build_artifacts(self.project, self.env, {h.facts.arch or "amd64" for h in hosts},
                                allow_dirty=allow_dirty, skip_checks=skip_checks)
-        moves = [Move(h, arts[h.facts.arch or "amd64"].release_id, arts[h.facts.arch or "amd64"])
-                 for h in hosts]
+        by_host = {h.name: arts[h.facts.arch or "amd64"] for h in hosts}
+        fleet = plan_fleet(self.env.config, self.env.name, views(hosts, self.limit), "deploy",
+                           {n: a.release_id for n, a in by_host.items()},
+                           {n: PlanArtifact(a.release_id, a.sha256)
+                            for n, a in by_host.items()})
+        moves = [Move(h, hp, by_host[h.name])
+                 for h, hp in zip(hosts, fleet.hosts, strict=True)]
         if any(m.release == m.old_release for m in moves):
             raise UsageError(f"{moves[0].release} is already the stable release",
                              hint="commit a change to canary a new version")
@@ -127,7 +135,11 @@ class CanaryEngine:
         values = env_values(self.project, self.env)
         lock = self._lock(hosts, "goship canary start")
         try:
-            failed, _ = deployer._phase(moves, lambda m: deployer.prepare(m, values, None))
+            failed, _ = deployer._phase(moves, lambda m: deployer.prepare(m, values))
+            if failed is None:
+                # The canary's ports may have moved (port preflight): the site must name them
+                # before the rules send traffic there. Still routed to the stable color.
+                failed, _ = deployer._phase(moves, self._site_follows_ports)
             if failed is not None:
                 parallel(moves, lambda m: m.host.services.stop(m.new_color), self.limit)
                 raise failed
@@ -142,13 +154,23 @@ class CanaryEngine:
             for h in hosts:
                 h.write_state(canary={"rules": rules.as_dict(), "started": now(),
                                       "stable": h.live_release, "stable_color": h.live_color,
-                                      "log_offset": offsets[h.name]})
+                                      "log_offset": offsets[h.name]},
+                              ports={c: list(p) for c, p in h.port_map.items()},
+                              standby=None)
                 h.journal({"action": "canary start", "release": rules.release,
                            "stable": h.live_release, "weight": weight,
                            "rules": [r.__dict__ for r in rules.rules]})
             return rules
         finally:
             lock.release()
+
+    def _site_follows_ports(self, m: Move) -> None:
+        h = m.host
+        if h.state.get("site") != site_digest(self.env.config, h.port_map, h.nginx.lua) \
+                and h.live_color and h.live_release:
+            m.step = "nginx site"
+            h.nginx.switch(h.live_color, h.live_release, self.project.root)
+            h.write_state(site=site_digest(self.env.config, h.port_map, h.nginx.lua))
 
     def _lock(self, hosts: list[Host], command: str) -> Lock:
         lock = Lock(hosts, command, self.force)
@@ -243,11 +265,12 @@ class CanaryEngine:
             moves = []
             for h in hosts:
                 c = current(h) or {}
-                m = Move(h, rules.release, None)
-                m.old_color, m.old_release = c.get("stable_color"), c.get("stable")
-                m.new_color = rules.color
+                hp = plan_host(self.env.config, h.view(), "deploy", rules.release, None)
+                hp.live = {"color": str(c.get("stable_color")), "release": str(c.get("stable"))}
+                hp.color, hp.ports = rules.color, {k: list(v) for k, v in h.port_map.items()}
+                hp.drift, hp.prune = [], []
                 h.state["canary"] = None
-                moves.append(m)
+                moves.append(Move(h, hp, None))
             failed, _ = deployer._phase(moves, deployer.finish)
             if failed is not None:
                 ui.warn(f"after the promotion: {failed.message}")

@@ -14,12 +14,13 @@ from goship.ui import ui
 
 def _report(ctx: click.Context, outcome: Any, as_json: bool) -> None:
     from goship.deploy.engine import Outcome
+    from goship.deploy.plan import FleetPlan
 
-    if isinstance(outcome, list):  # a dry run's plan
+    if isinstance(outcome, FleetPlan):  # a dry run: the plan deploy would execute
         if as_json:
-            ui.out(json.dumps({"plan": outcome}, indent=2))
+            ui.out(json.dumps({"plan": outcome.as_dict()}, indent=2))
         else:
-            for line in outcome:
+            for line in outcome.lines():
                 ui.out(line)
             ui.info("dry run: nothing was changed")
         return
@@ -179,6 +180,10 @@ def status(ctx: click.Context, env: str, as_json: bool) -> None:
                f"[{inst}] nginx {h['nginx']}, previous {h['previous'] or '-'}; last "
                f"{last.get('action', '-')} {last.get('outcome', '')} "
                f"{last.get('time', '')}{drift}")
+        sb = h.get("standby")
+        if sb and sb.get("running"):
+            ui.out(f"{name}: standby {sb['release']} on {sb['color']}, warm for "
+                   f"{sb['seconds_left']}s more (instant `goship rollback`)")
 
 
 @click.command()

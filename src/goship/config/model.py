@@ -118,6 +118,24 @@ class Health(Section):
     successes: int = Field(default=3, ge=1, le=100)
 
 
+class ColorPorts(Section):
+    """Explicit ports per color, honoured strictly: a port held by another process stops
+    the deploy before anything changes."""
+
+    blue: list[Annotated[int, Field(ge=1024, le=65535)]] = Field(min_length=1, max_length=64)
+    green: list[Annotated[int, Field(ge=1024, le=65535)]] = Field(min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> ColorPorts:
+        if len(self.blue) != len(self.green):
+            raise ValueError(f"blue has {len(self.blue)} port(s) and green {len(self.green)}: "
+                             f"each color runs the same number of instances")
+        every = [*self.blue, *self.green]
+        if len(set(every)) != len(every):
+            raise ValueError("a port appears twice: the colors must never share a port")
+        return self
+
+
 class Run(Section):
     port_env: EnvVar = "PORT"
     base_port: int = Field(default=8080, ge=1024, le=64000)
@@ -129,6 +147,20 @@ class Run(Section):
     manager: Literal["auto", "systemd", "supervisord", "docker"] = "auto"
     limit_nofile: int = Field(default=65536, ge=1024, le=1048576)
     health: Health = Field(default_factory=Health)
+    ports: ColorPorts | None = None
+
+    @model_validator(mode="after")
+    def _ports_count(self) -> Run:
+        if self.ports is not None and len(self.ports.blue) != self.instances \
+                and "instances" in self.model_fields_set:
+            raise ValueError(f"instances = {self.instances} but ports lists "
+                             f"{len(self.ports.blue)} per color: drop instances (the ports "
+                             f"decide) or make them agree")
+        return self
+
+    @property
+    def instance_count(self) -> int:
+        return len(self.ports.blue) if self.ports is not None else self.instances
 
 
 class Tls(Section):
@@ -224,6 +256,9 @@ class Deploy(Section):
     concurrency: int = Field(default=20, ge=1, le=200)
     on_unreachable: Literal["abort", "skip"] = "abort"
     lock_ttl: float = Field(default=120.0, ge=10, le=86400)
+    # Seconds the old color keeps running, unserved, after a switch: a rollback inside the
+    # window is one health answer and a switch. 0: stop it at once.
+    rollback_window: float = Field(default=600.0, ge=0, le=7 * 86400)
     hooks: Hooks = Field(default_factory=Hooks)
 
 

@@ -14,8 +14,17 @@ from typing import Any
 
 from goship.config import Environment, Project
 from goship.deploy.host import Host, Lock, open_host
+from goship.deploy.plan import Artifact as PlanArtifact
+from goship.deploy.plan import (
+    FleetPlan,
+    HostPlan,
+    HostView,
+    batches,
+    plan_fleet,
+    plan_host,
+    site_digest,
+)
 from goship.errors import ApplyError, GoshipError, UsageError
-from goship.render.context import other
 from goship.targets import transports
 from goship.transport.base import Transport
 from goship.ui import ui
@@ -31,22 +40,36 @@ class Artifact:
 
 @dataclass
 class Move:
-    """One host's part of a release: what it serves now and what it is moving to. The
-    colors are fixed from the host's facts before anything runs, so an undo can never
-    stop what was serving."""
+    """One host's part of a release, carrying its plan: colors, ports and every choice are
+    fixed from the host's facts before anything runs, so an undo can never stop what was
+    serving."""
 
     host: Host
-    release: str
+    plan: HostPlan
     artifact: Artifact | None
-    new_color: str = field(init=False)
-    old_color: str | None = field(init=False)
-    old_release: str | None = field(init=False)
     step: str = "plan"
     switched: bool = False
     old_workers: set[int] = field(default_factory=set)
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     restored: bool = False  # failed within deploy.max_failures: back on its old release
+    before: dict[str, Any] = field(default_factory=dict)  # state before, for an undo
+
+    @property
+    def release(self) -> str:
+        return self.plan.release
+
+    @property
+    def new_color(self) -> str:
+        return self.plan.color
+
+    @property
+    def old_color(self) -> str | None:
+        return self.plan.live["color"] if self.plan.live else None
+
+    @property
+    def old_release(self) -> str | None:
+        return self.plan.live["release"] if self.plan.live else None
 
     @property
     def serving(self) -> tuple[str | None, str | None]:
@@ -55,10 +78,6 @@ class Move:
         if self.restored:
             return self.old_color, self.old_release
         return self.new_color, self.release
-
-    def __post_init__(self) -> None:
-        self.old_color, self.old_release = self.host.live_color, self.host.live_release
-        self.new_color = other(self.old_color) if self.old_color else "blue"
 
 
 class StepFailed(ApplyError):
@@ -77,6 +96,7 @@ class Outcome:
     seconds: float
     failure: str | None = None
     restored: list[str] = field(default_factory=list)
+    plan: dict[str, Any] | None = None  # the plan this run executed
 
 
 def _pool(n: int, limit: int) -> ThreadPoolExecutor:
@@ -150,39 +170,43 @@ class Deployer:
         self.limit = self.config.deploy.concurrency
 
     # ---- single-host steps -------------------------------------------------------------
-    def prepare(self, m: Move, env_values: dict[str, str], gate_interval: float | None) -> None:
-        h = m.host
+    def prepare(self, m: Move, env_values: dict[str, str]) -> None:
+        """Everything before the switch: the release on disk, its environment, its color
+        running and healthy (or the warm standby proven healthy)."""
+        h, p = m.host, m.plan
         started = time.monotonic()
         m.step = "prepare host"
+        m.before = {"ports": {c: list(v) for c, v in h.port_map.items()},
+                    "standby": h.state.get("standby")}
         h.ensure_layout()
         h.nginx.prepare_tls()
-        if m.artifact is not None or not h.restore_env(m.new_color, m.release):
-            if m.artifact is None:
-                m.notes.append(f"no environment kept for {m.release}: started with the "
-                               f"current run.env and run.env_file")
+        h.use_ports(p.ports)
+        if p.env != "restore" or not h.restore_env(m.new_color, m.release):
             h.write_env(env_values, m.new_color, m.release)
         h.services.install(m.new_color, m.old_color or m.new_color, self.project.root)
         h.nginx.prepare(self.project.root)
         if m.artifact is not None:
             m.step = "upload"
-            if h.has_release(m.release, m.artifact.sha256):
+            if p.upload == "skip" and h.has_release(m.release, m.artifact.sha256):
                 m.notes.append("release already on the host: upload skipped")
             else:
                 t0 = time.monotonic()
                 h.upload(m.release, m.artifact.data, m.artifact.sha256)
                 m.timings["upload"] = time.monotonic() - t0
-        elif m.release not in h.releases_on_disk():
-            raise StepFailed(h.name, "find release", f"{m.release} is not on the host")
-        m.step = f"start {m.new_color}"
-        # Whatever runs on the new color is a leftover (an aborted run): stop it first.
-        h.services.stop(m.new_color)
-        h.point_color(m.new_color, m.release)
-        h.services.start(m.new_color)
-        m.step = "health gate"
+        h.services.cancel_stop(m.new_color)
+        if p.start == "warm":
+            m.step = "health gate"
+            m.notes.append(f"warm standby on {m.new_color}: no start")
+        else:
+            m.step = f"start {m.new_color}"
+            # Whatever runs on the new color is a leftover or the standby: stop it first.
+            h.services.stop(m.new_color, sorted({*p.stop_first, *p.ports[m.new_color]}))
+            h.point_color(m.new_color, m.release)
+            h.services.start(m.new_color)
+            m.step = "health gate"
         t0 = time.monotonic()
-        # A quick gate (rollback: the release served before) needs one answer, not a streak.
-        gate = h.gate(m.new_color, interval=gate_interval,
-                      successes=1 if gate_interval else None)
+        quick = p.gate == 1
+        gate = h.gate(m.new_color, interval=0.05 if quick else None, successes=p.gate)
         m.timings["gate"] = time.monotonic() - t0
         if not gate.ok:
             tail = h.services.log_tail(m.new_color, 8).splitlines()[-3:]
@@ -203,8 +227,9 @@ class Deployer:
         ui.info(f"{h.name}: nginx -> {m.new_color} ({m.release})")
 
     def finish(self, m: Move) -> None:
-        h = m.host
+        h, p = m.host, m.plan
         m.step = "drain"
+        standby = None
         if m.old_color is not None:
             if m.old_workers:
                 drained = h.nginx.drain(m.old_workers, self.config.run.drain_timeout)
@@ -215,7 +240,20 @@ class Deployer:
                 # connecting (loopback: well under this); one refused anyway is retried by
                 # nginx on the new color. The service's graceful shutdown drains the rest.
                 time.sleep(0.15)
-            h.services.stop(m.old_color)
+            old_ports = h.port_map[m.old_color]
+            if p.after == "standby":
+                # The old color stays warm, unserved: a rollback inside the window is one
+                # health answer and a switch. The host stops it by itself when it ends.
+                h.services.schedule_stop(m.old_color, old_ports, p.standby_seconds)
+                standby = {"color": m.old_color, "release": m.old_release,
+                           "until": round(time.time() + p.standby_seconds, 3)}
+            else:
+                h.services.stop(m.old_color, old_ports)
+        if p.drift:
+            m.step = "stop drift"
+            for color in ("blue", "green"):
+                h.services.stop(color, p.drift)
+            m.notes.append(f"stopped this app's instances left on {_ports(p.drift)}")
         m.step = "record"
         h.services.enable(m.new_color)
         h.link(h.paths.current, f"releases/{m.release}")
@@ -223,10 +261,10 @@ class Deployer:
         previous = ({"release": m.old_release, "color": m.old_color}
                     if m.old_release else h.state.get("previous"))
         h.write_state(live={"release": m.release, "color": m.new_color}, previous=previous,
-                      history=history[-50:])
+                      history=history[-50:], ports=p.ports, standby=standby,
+                      site=site_digest(self.config, p.ports, h.nginx.lua))
         h.live_color, h.live_release = m.new_color, m.release
-        removed = h.prune(self.config.deploy.keep_releases,
-                          {m.release, *([m.old_release] if m.old_release else [])})
+        removed = h.remove_releases(p.prune)
         if removed:
             m.notes.append(f"pruned {', '.join(removed)}")
         self.hook_remote(h, self.config.deploy.hooks.post_deploy_remote, m)
@@ -234,8 +272,11 @@ class Deployer:
 
     def undo(self, m: Move) -> None:
         """Put a host back as it was: nginx to the old color (still running until finish),
-        the new color stopped."""
+        the new color stopped, or back to standby if it was one."""
         h = m.host
+        new_ports = list(m.plan.ports[m.new_color])
+        if m.before.get("ports"):
+            h.use_ports(m.before["ports"])  # the site as it was: a Lua flip back
         if m.switched and m.old_color is not None:
             h.nginx.switch(m.old_color, m.old_release or "previous", self.project.root)
             m.switched = False
@@ -243,8 +284,16 @@ class Deployer:
             # First deploy: there was nothing before; stop serving the failed release.
             h.t.run(_rm(h.nginx.site_path))
             h.nginx.reload()
-        if m.new_color != m.old_color:
-            h.services.stop(m.new_color)
+        if m.new_color == m.old_color:
+            return
+        before = m.before.get("standby")
+        if m.plan.start == "warm" and isinstance(before, dict) and \
+                float(before.get("until", 0)) > time.time() + 1:
+            # It was the warm standby: it stays one, for what is left of its window.
+            h.services.schedule_stop(m.new_color, new_ports,
+                                     float(before["until"]) - time.time())
+            return
+        h.services.stop(m.new_color, new_ports)
 
     def hook_remote(self, h: Host, commands: list[str], m: Move) -> None:
         from goship.command import Cmd
@@ -267,7 +316,7 @@ class Deployer:
 
     # ---- the whole fleet ---------------------------------------------------------------
     def release(self, hosts: list[Host], moves: list[Move], *, env_values: dict[str, str],
-                gate_interval: float | None, action: str) -> Outcome:
+                action: str) -> Outcome:
         started = time.monotonic()
         # Checked on every host before the lock or anything else touches one.
         for h in hosts:
@@ -282,9 +331,9 @@ class Deployer:
         try:
             strategy = self.config.deploy.strategy
             if strategy == "rolling":
-                outcome = self._rolling(moves, env_values, gate_interval, action, started)
+                outcome = self._rolling(moves, env_values, action, started)
             else:
-                outcome = self._bluegreen(moves, env_values, gate_interval, action, started)
+                outcome = self._bluegreen(moves, env_values, action, started)
             if outcome.ok:
                 self.write_file_sd(moves)
             return outcome
@@ -327,13 +376,12 @@ class Deployer:
         while not stop.wait(interval):
             lock.heartbeat()
 
-    def _bluegreen(self, moves: list[Move], env_values: dict[str, str],
-                   gate_interval: float | None, action: str, started: float) -> Outcome:
+    def _bluegreen(self, moves: list[Move], env_values: dict[str, str], action: str,
+                   started: float) -> Outcome:
         """Every host starts and gates the new release; only when all are healthy does
         any host switch; a failed switch anywhere switches every host back."""
         try:
-            failed, _ = self._phase(moves, lambda m: self.prepare(m, env_values,
-                                                                  gate_interval))
+            failed, _ = self._phase(moves, lambda m: self.prepare(m, env_values))
             if failed is None:
                 failed, _ = self._phase(moves, self.switch)
             if failed is not None:
@@ -346,17 +394,16 @@ class Deployer:
             ui.warn(f"after the switch: {failed.message}")
         return self._outcome(action, moves, started, ok=True)
 
-    def _rolling(self, moves: list[Move], env_values: dict[str, str],
-                 gate_interval: float | None, action: str, started: float) -> Outcome:
-        size = _batch_size(self.config.deploy.batch, len(moves))
+    def _rolling(self, moves: list[Move], env_values: dict[str, str], action: str,
+                 started: float) -> Outcome:
+        by_name = {m.host.name: m for m in moves}
         finished: list[Move] = []
         failures = 0
-        for i in range(0, len(moves), size):
-            batch = moves[i:i + size]
-            ui.info(f"batch {i // size + 1}: {', '.join(m.host.name for m in batch)}")
+        for i, names in enumerate(batches(self.config, [m.host.name for m in moves])):
+            batch = [by_name[n] for n in names]
+            ui.info(f"batch {i + 1}: {', '.join(names)}")
             try:
-                failed, bad = self._phase(batch, lambda m: self.prepare(m, env_values,
-                                                                        gate_interval))
+                failed, bad = self._phase(batch, lambda m: self.prepare(m, env_values))
                 if failed is None:
                     failed, bad = self._phase(batch, self.switch)
                 if failed is None:
@@ -410,11 +457,14 @@ class Deployer:
     def _restore_finished(self, finished: list[Move], env_values: dict[str, str]) -> list[str]:
         """Hosts of earlier rolling batches already run the new release alone: bring their
         old release back the way a rollback does."""
-        back = [Move(m.host, m.old_release, None) for m in finished if m.old_release]
+        back = [Move(m.host, plan_host(self.config, m.host.view(), "rollback",
+                                       m.old_release, None), None)
+                for m in finished if m.old_release]
         if not back:
             return []
+
         def again(m: Move) -> None:
-            self.prepare(m, env_values, 0.1)
+            self.prepare(m, env_values)
             self.switch(m)
             self.finish(m)
 
@@ -473,10 +523,8 @@ def url(h: Host) -> str:
     return f"http://{addr}/" if port == 80 else f"http://{addr}:{port}/"
 
 
-def _batch_size(batch: int | str, n: int) -> int:
-    if isinstance(batch, int):
-        return max(1, batch)
-    return max(1, round(n * int(batch.rstrip("%")) / 100))
+def _ports(ports: list[int]) -> str:
+    return ", ".join(str(p) for p in ports)
 
 
 def _sq(v: str) -> str:
@@ -530,9 +578,23 @@ def refuse_during_canary(hosts: list[Host]) -> None:
                          hint="`goship canary promote` or `goship canary abort` it first")
 
 
+def views(hosts: list[Host], limit: int) -> list[HostView]:
+    """Every host's facts for the plan, gathered in parallel."""
+    out: dict[str, HostView] = {}
+
+    def one(h: Host) -> None:
+        out[h.name] = h.view()
+
+    for h, err in parallel(hosts, one, limit):
+        if err is not None:
+            raise err if isinstance(err, GoshipError) else ApplyError(
+                f"{h.name}: cannot read its facts: {err}")
+    return [out[h.name] for h in hosts]
+
+
 def deploy(project: Project, env: Environment, *, allow_dirty: bool = False,
            skip_checks: bool = False, force: bool = False, wait: bool = False,
-           dry_run: bool = False) -> Outcome | list[str]:
+           dry_run: bool = False) -> Outcome | FleetPlan:
     refuse_unbuilt(env)
     values = env_values(project, env)
     hosts = connect(env)
@@ -540,15 +602,21 @@ def deploy(project: Project, env: Environment, *, allow_dirty: bool = False,
         refuse_during_canary(hosts)
         arches = {h.facts.arch or "amd64" for h in hosts}
         d = Deployer(project, env, force=force, wait=wait, command="deploy")
-        if dry_run:
-            return plan_lines(hosts, None, "deploy")
-        d.hooks_local(env.config.deploy.hooks.pre_deploy, "")
+        if not dry_run:
+            d.hooks_local(env.config.deploy.hooks.pre_deploy, "")
         artifacts = build_artifacts(project, env, arches, allow_dirty=allow_dirty,
                                     skip_checks=skip_checks)
-        moves = [Move(h, artifacts[h.facts.arch or "amd64"].release_id,
-                      artifacts[h.facts.arch or "amd64"]) for h in hosts]
-        outcome = d.release(hosts, moves, env_values=values, gate_interval=None,
-                            action="deploy")
+        by_host = {h.name: artifacts[h.facts.arch or "amd64"] for h in hosts}
+        fleet = plan_fleet(env.config, env.name, views(hosts, d.limit), "deploy",
+                           {n: a.release_id for n, a in by_host.items()},
+                           {n: PlanArtifact(a.release_id, a.sha256)
+                            for n, a in by_host.items()})
+        if dry_run:
+            return fleet
+        moves = [Move(h, hp, by_host[h.name]) for h, hp in zip(hosts, fleet.hosts,
+                                                                 strict=True)]
+        outcome = d.release(hosts, moves, env_values=values, action="deploy")
+        outcome.plan = fleet.as_dict()
         if outcome.ok:
             d.hooks_local(env.config.deploy.hooks.post_deploy, outcome.release)
         return outcome
@@ -558,13 +626,13 @@ def deploy(project: Project, env: Environment, *, allow_dirty: bool = False,
 
 def rollback(project: Project, env: Environment, *, to: str | None = None,
              force: bool = False, wait: bool = False, dry_run: bool = False
-             ) -> Outcome | list[str]:
+             ) -> Outcome | FleetPlan:
     refuse_unbuilt(env)
     values = env_values(project, env)
     hosts = connect(env)
     try:
         refuse_during_canary(hosts)
-        moves = []
+        targets = {}
         for h in hosts:
             target = to or (h.state.get("previous") or {}).get("release")
             if not target:
@@ -573,27 +641,19 @@ def rollback(project: Project, env: Environment, *, to: str | None = None,
                                       "them)")
             if target == h.live_release:
                 raise UsageError(f"{h.name}: {target} is already live")
-            if target not in h.releases_on_disk():
-                raise UsageError(f"{h.name}: release {target} is not on the host",
-                                 hint="`goship status` lists the releases on each host")
-            moves.append(Move(h, target, None))
-        if dry_run:
-            return plan_lines(hosts, moves, "rollback")
+            targets[h.name] = target
         d = Deployer(project, env, force=force, wait=wait, command="rollback")
-        # The release served before: a quick gate is enough to prove it started.
-        return d.release(hosts, moves, env_values=values, gate_interval=0.05,
-                         action="rollback")
+        hv = views(hosts, d.limit)
+        for v in hv:
+            if targets[v.name] not in v.releases:
+                raise UsageError(f"{v.name}: release {targets[v.name]} is not on the host",
+                                 hint="`goship status` lists the releases on each host")
+        fleet = plan_fleet(env.config, env.name, hv, "rollback", targets, {})
+        if dry_run:
+            return fleet
+        moves = [Move(h, hp, None) for h, hp in zip(hosts, fleet.hosts, strict=True)]
+        outcome = d.release(hosts, moves, env_values=values, action="rollback")
+        outcome.plan = fleet.as_dict()
+        return outcome
     finally:
         close(hosts)
-
-
-def plan_lines(hosts: list[Host], moves: list[Move] | None, action: str) -> list[str]:
-    lines = []
-    for i, h in enumerate(hosts):
-        live = f"{h.live_release} on {h.live_color}" if h.live_color else "nothing yet"
-        new = other(h.live_color) if h.live_color else "blue"
-        what = moves[i].release if moves else "the release built from this commit"
-        lines.append(f"{h.name}: serves {live}; would {action} to {what}: start it on {new} "
-                     f"({h.services.name}), gate {h.config.run.health.path}, switch nginx, "
-                     f"drain and stop {h.live_color or 'nothing'}")
-    return lines

@@ -16,12 +16,14 @@ from typing import Any
 from goship.command import Cmd
 from goship.config import Config, Environment
 from goship.deploy import scripts
+from goship.deploy.layout import Paths, PortMap, default_port_map
+from goship.deploy.plan import HostView
+from goship.deploy.ports import recorded_ports
 from goship.deploy.proxy import Nginx, OwnNginx, SystemNginx
 from goship.deploy.services import Services, Supervisor, Systemd
 from goship.errors import ApplyError, GoshipError, NotYetError, TransportError
 from goship.facts import HostFacts, gather
 from goship.render import kinds
-from goship.render.context import Paths, ports
 from goship.transport.base import Transport
 
 
@@ -58,6 +60,16 @@ class Host:
     def config(self) -> Config:
         return self.env.config
 
+    @property
+    def port_map(self) -> PortMap:
+        """The ports each color uses on this host: recorded in its state, set by a plan.
+        One dict shared with the services and nginx, so all three agree."""
+        return self.services.port_map
+
+    def use_ports(self, port_map: PortMap) -> None:
+        self.services.port_map.clear()
+        self.services.port_map.update({c: list(p) for c, p in port_map.items()})
+
     # ---- facts -------------------------------------------------------------------------
     def refresh(self) -> None:
         res = self.t.run(Cmd.of("cat", self.paths.state))
@@ -65,7 +77,35 @@ class Host:
             self.state = json.loads(res.stdout) if res.ok else {}
         except json.JSONDecodeError:
             self.state = {}
+        if not isinstance(self.state, dict):
+            self.state = {}
+        self.use_ports(recorded_ports(self.state, self.config))
         self.live_color, self.live_release = self.nginx.live_color()
+
+    def view(self) -> HostView:
+        """The facts a plan reads: releases on disk with their sha256, environments kept,
+        instances running, listeners, state, what nginx serves."""
+        import time
+
+        res = self.t.run(Cmd.of("sh", "-c", scripts.INVENTORY, "goship-inventory",
+                                self.paths.root))
+        releases: dict[str, str | None] = {}
+        envs: set[str] = set()
+        for line in res.stdout.splitlines():
+            kind, _, rest = line.partition(" ")
+            if kind == "R" and rest:
+                rid, _, sha = rest.partition(" ")
+                releases[rid] = sha.strip() or None
+            elif kind == "E" and rest:
+                envs.add(rest.strip())
+        supervised = self.services.name == "supervisord"
+        kept = sorted(e for e in envs if not e.endswith(".sh")
+                      and (not supervised or f"{e}.sh" in envs))
+        return HostView(name=self.name, manager=self.services.name, lua=self.nginx.lua,
+                        live_color=self.live_color, live_release=self.live_release,
+                        state=dict(self.state), releases=releases,
+                        listeners=self.facts.listeners, running=self.services.running(),
+                        env_kept=kept, now=time.time())
 
     def releases_on_disk(self) -> list[str]:
         res = self.t.run(Cmd.of("ls", "-1", self.paths.releases))
@@ -163,7 +203,7 @@ class Host:
              successes: int | None = None) -> Gate:
         h = self.config.run.health
         before = self.services.pids(color)
-        urls = [f"http://127.0.0.1:{p}{h.path}" for p in ports(self.config, color)]
+        urls = [f"http://127.0.0.1:{p}{h.path}" for p in self.services.ports(color)]
         res = self.t.run(Cmd.of("sh", "-c", scripts.HEALTH_GATE, "goship-gate",
                                 f"{h.deadline:g}", str(successes or h.successes),
                                 f"{interval or h.interval:g}", f"{h.timeout:g}", *urls),
@@ -213,14 +253,8 @@ class Host:
                 continue
         return out
 
-    def prune(self, keep: int, protect: set[str]) -> list[str]:
-        order = [r for r in self.state.get("history", []) if r not in protect]
-        on_disk = set(self.releases_on_disk())
-        candidates = [r for r in on_disk if r not in protect]
-        # Oldest first by deploy history, then anything history does not know.
-        ranked = [r for r in order if r in on_disk] + sorted(set(candidates) - set(order))
-        excess = len(on_disk) - keep
-        doomed = [r for r in ranked if r in candidates][:max(0, excess)]
+    def remove_releases(self, doomed: list[str]) -> list[str]:
+        """The plan's prune list: each release with its kept environment."""
         for rid in doomed:
             env = self.paths.release_env(rid)
             self.t.run(Cmd.of("rm", "-rf", "--", self.paths.release(rid), env, f"{env}.sh"))
@@ -275,6 +309,7 @@ def open_host(t: Transport, env: Environment, *, root_hint: bool = True) -> Host
     lua = switch == "lua" or (switch == "auto" and facts.nginx_lua)
     services: Services
     nginx: Nginx
+    port_map = default_port_map(config)
     if manager == "systemd":
         services = Systemd(t, config, paths)
         nginx = SystemNginx(t, config, paths, systemd=True, lua=lua)
@@ -286,6 +321,7 @@ def open_host(t: Transport, env: Environment, *, root_hint: bool = True) -> Host
     if local and config.proxy.listen < 1024 and os.geteuid() != 0:
         raise ApplyError(f"local: proxy.listen = {config.proxy.listen} needs root",
                          hint="set [env.local.proxy] listen = 8800 (or any port >= 1024)")
+    services.port_map = nginx.port_map = port_map
     host = Host(t, env, facts, paths, services, nginx, local)
     host.refresh()
     return host

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from goship.command import Cmd
 from goship.config import Config
+from goship.deploy.layout import PortMap, default_port_map
 from goship.deploy.scripts import WORKERS
 from goship.deploy.services import install_file
 from goship.errors import ApplyError
@@ -42,6 +43,8 @@ class Nginx(abc.ABC):
     def __init__(self, t: Transport, config: Config, paths: Paths, lua: bool) -> None:
         self.t, self.config, self.paths = t, config, paths
         self.lua = lua
+        # The host's ports per color (shared with its Host and services; the plan sets them).
+        self.port_map: PortMap = default_port_map(config)
         self.control = control_socket(paths, self.system)
 
     @abc.abstractmethod
@@ -115,7 +118,7 @@ class Nginx(abc.ABC):
     def render(self, color: str, release: str, root: Path | None) -> str:
         return kinds.nginx_site_conf(self.config, self.paths, color, release,
                                      access_log=self.access_log, root=root, lua=self.lua,
-                                     system=self.system)
+                                     system=self.system, port_map=self.port_map)
 
     def switch(self, color: str, release: str, root: Path | None) -> set[int]:
         """Route to `color`. Returns the old workers, which finish in-flight requests (none

@@ -108,3 +108,34 @@ cat > "$tmp"; chmod "$2" "$tmp"
 if [ -f "$1" ] && cmp -s "$tmp" "$1"; then rm -f "$tmp"; echo same
 else mv -f "$tmp" "$1"; echo changed; fi
 """
+
+STANDBY_SLEEPER = r"""
+# $1 pid file  $2 seconds  $3 the stop command (already quoted): a detached sleeper in its
+# own session (its pid is its process group), so a later run can cancel it.
+setsid sh -c 'echo $$ > "$1"; sleep "$2"; rm -f "$1"; eval "$3"' goship-standby "$1" "$2" "$3" \
+  </dev/null >/dev/null 2>&1 &
+i=0; while [ ! -s "$1" ] && [ $i -lt 50 ]; do sleep 0.02; i=$((i + 1)); done
+"""
+
+STANDBY_CANCEL = r"""
+# $1 pid file: stop the sleeper's whole process group, if it is still ours
+[ -s "$1" ] || exit 0
+pid=$(cat "$1")
+if [ -n "$pid" ] && grep -q goship-standby "/proc/$pid/cmdline" 2>/dev/null; then
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+fi
+rm -f "$1"
+exit 0
+"""
+
+INVENTORY = r"""
+# $1 app root: releases on disk with their archive sha256 (R id sha), kept environments (E id)
+cd "$1" 2>/dev/null || exit 0
+for d in releases/*/; do
+  [ -d "$d" ] || continue
+  r=${d#releases/}; r=${r%/}
+  printf 'R %s %s\n' "$r" "$(cat "$d.archive-sha256" 2>/dev/null)"
+done
+for f in shared/envs/*; do [ -f "$f" ] && printf 'E %s\n' "${f#shared/envs/}"; done
+exit 0
+"""

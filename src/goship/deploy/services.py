@@ -5,16 +5,25 @@ from __future__ import annotations
 
 import abc
 import re
+import shlex
 import shutil
 import sys
 from pathlib import Path
 
 from goship.command import Cmd
 from goship.config import Config
-from goship.deploy.scripts import INSTALL_FILE
+from goship.deploy.layout import (
+    COLORS,
+    Paths,
+    PortMap,
+    default_port_map,
+    ident,
+    program_name,
+    standby_unit,
+)
+from goship.deploy.scripts import INSTALL_FILE, STANDBY_CANCEL, STANDBY_SLEEPER
 from goship.errors import ApplyError, PrerequisiteError
 from goship.render import kinds
-from goship.render.context import COLORS, Paths, ports, program_name
 from goship.transport.base import Transport
 
 
@@ -27,8 +36,15 @@ def install_file(t: Transport, path: str, text: str, mode: str = "644") -> bool:
 class Services(abc.ABC):
     name: str
 
-    def __init__(self, t: Transport, config: Config, paths: Paths) -> None:
+    def __init__(self, t: Transport, config: Config, paths: Paths,
+                 port_map: PortMap | None = None) -> None:
         self.t, self.config, self.paths = t, config, paths
+        # The host's ports per color (shared with its Host and nginx; the plan sets them).
+        self.port_map: PortMap = port_map if port_map is not None else \
+            default_port_map(config)
+
+    def ports(self, color: str) -> list[int]:
+        return self.port_map[color]
 
     @abc.abstractmethod
     def install(self, target: str, live: str | None,
@@ -39,7 +55,21 @@ class Services(abc.ABC):
     def start(self, color: str) -> None: ...
 
     @abc.abstractmethod
-    def stop(self, color: str) -> None: ...
+    def stop(self, color: str, ports: list[int] | None = None) -> None:
+        """Stop the color's instances (on `ports`, default: the color's ports)."""
+
+    @abc.abstractmethod
+    def running(self) -> dict[str, list[int]]:
+        """color -> ports of this app's instances running now, whatever the config says."""
+
+    @abc.abstractmethod
+    def schedule_stop(self, color: str, ports: list[int], seconds: float) -> None:
+        """The host stops the color by itself in `seconds` (a warm standby's window), so
+        nothing depends on goship still running then."""
+
+    @abc.abstractmethod
+    def cancel_stop(self, color: str) -> None:
+        """Forget a scheduled stop (the standby is used, or replaced)."""
 
     @abc.abstractmethod
     def pids(self, color: str) -> dict[int, int | None]:
@@ -59,8 +89,9 @@ class Services(abc.ABC):
 class Systemd(Services):
     name = "systemd"
 
-    def units(self, color: str) -> list[str]:
-        return [f"{self.config.app.name}-{color}@{p}.service" for p in ports(self.config, color)]
+    def units(self, color: str, ports: list[int] | None = None) -> list[str]:
+        return [f"{self.config.app.name}-{color}@{p}.service"
+                for p in (self.ports(color) if ports is None else ports)]
 
     def install(self, target: str, live: str | None,
                 root: Path | None) -> bool:
@@ -78,9 +109,33 @@ class Systemd(Services):
         self.t.run(Cmd.of("systemctl", "reset-failed", *units))
         self.t.check(Cmd.of("systemctl", "start", *units), timeout=120)
 
-    def stop(self, color: str) -> None:
+    def stop(self, color: str, ports: list[int] | None = None) -> None:
+        units = self.units(color, ports)
+        if not units:
+            return
         timeout = self.config.run.drain_timeout + 30
-        self.t.check(Cmd.of("systemctl", "stop", *self.units(color)), timeout=timeout)
+        self.t.check(Cmd.of("systemctl", "stop", *units), timeout=timeout)
+
+    def running(self) -> dict[str, list[int]]:
+        res = self.t.run(Cmd.of("systemctl", "list-units", "--plain", "--no-legend",
+                                "--state=active,activating,deactivating",
+                                f"{self.config.app.name}-*@*.service"))
+        return parse_units(self.config.app.name, res.stdout)
+
+    def schedule_stop(self, color: str, ports: list[int], seconds: float) -> None:
+        name = standby_unit(self.config.app.name, color)
+        self.cancel_stop(color)
+        self.t.check(Cmd.of("systemd-run", "--quiet", "--collect", f"--unit={name}",
+                            f"--on-active={max(1, int(seconds + 0.999))}s",
+                            "--timer-property=AccuracySec=1s",
+                            f"--description=goship: stop the warm standby {color} of "
+                            f"{self.config.app.name}",
+                            "systemctl", "stop", *self.units(color, ports)))
+
+    def cancel_stop(self, color: str) -> None:
+        name = standby_unit(self.config.app.name, color)
+        self.t.run(Cmd.of("systemctl", "stop", f"{name}.timer"))
+        self.t.run(Cmd.of("systemctl", "reset-failed", f"{name}.timer", f"{name}.service"))
 
     def pids(self, color: str) -> dict[int, int | None]:
         units = self.units(color)
@@ -88,7 +143,7 @@ class Systemd(Services):
                                   *units))
         blocks = list(res.stdout.strip().split("\n\n"))
         out: dict[int, int | None] = {}
-        for port, block in zip(ports(self.config, color), blocks, strict=False):
+        for port, block in zip(self.ports(color), blocks, strict=False):
             props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
             pid = int(props.get("MainPID", "0") or 0)
             out[port] = pid if pid and props.get("ActiveState") == "active" else None
@@ -101,11 +156,15 @@ class Systemd(Services):
         return self.t.run(Cmd.of(*args)).stdout.strip()
 
     def enable(self, live: str) -> None:
+        # Boot starts the live color's instances and no other instance of this app.
+        keep = self.units(live)
+        running = self.running()
+        stale = [u for c in COLORS for u in self.units(c, [*self.ports(c), *running.get(c, [])])
+                 if u not in keep]
         # --no-reload: boot only needs the symlinks; a daemon-reload costs ~0.25 s each.
         self.t.run(Cmd.of("systemctl", "disable", "--quiet", "--no-reload",
-                          *self.units("green" if live == "blue" else "blue")))
-        self.t.check(Cmd.of("systemctl", "enable", "--quiet", "--no-reload",
-                            *self.units(live)))
+                          *dict.fromkeys(stale)))
+        self.t.check(Cmd.of("systemctl", "enable", "--quiet", "--no-reload", *keep))
 
     def logs_cmd(self, follow: bool, since: str | None, lines: int) -> Cmd:
         args = ["journalctl", "--no-pager", "-o", "short-iso", "-n", str(lines),
@@ -123,8 +182,8 @@ class Supervisor(Services):
     name = "supervisord"
 
     def __init__(self, t: Transport, config: Config, paths: Paths, *, local: bool,
-                 as_user: str | None) -> None:
-        super().__init__(t, config, paths)
+                 as_user: str | None, port_map: PortMap | None = None) -> None:
+        super().__init__(t, config, paths, port_map)
         self.local = local
         self.as_user = as_user  # None: run as whoever runs supervisord (local non-root)
         self.conf = paths.join("run", "supervisord.conf")
@@ -144,10 +203,11 @@ class Supervisor(Services):
     def ctl(self, *args: str) -> Cmd:
         return Cmd.of(self._bin("supervisorctl"), "-c", self.conf, *args)
 
-    def programs(self, color: str) -> list[str]:
-        return [program_name(self.config.app.name, color, p) for p in ports(self.config, color)]
+    def programs(self, color: str, ports: list[int] | None = None) -> list[str]:
+        return [program_name(self.config.app.name, color, p)
+                for p in (self.ports(color) if ports is None else ports)]
 
-    def running(self) -> bool:
+    def daemon_running(self) -> bool:
         return self.t.run(self.ctl("pid")).stdout.strip().isdigit()
 
     def install(self, target: str, live: str | None,
@@ -155,19 +215,23 @@ class Supervisor(Services):
         logs = self.paths.logs
         files = {"supervisord.conf": kinds.supervisord_main(self.config, self.paths, logs, root)}
         files.update(kinds.supervisord_programs(self.config, self.paths, live=live,
-                                                user=self.as_user, log_dir=logs, root=root))
+                                                user=self.as_user, log_dir=logs, root=root,
+                                                port_map=self.port_map))
         changed = False
         for name, text in files.items():
             changed |= install_file(self.t, self.paths.join("run", name), text, "600")
-        if not self.running():
+        if not self.daemon_running():
             res = self.t.run(Cmd.of(self._bin("supervisord"), "-c", self.conf))
             if not res.ok:
                 raise ApplyError(f"{self.t.name}: supervisord did not start: "
                                  f"{(res.stderr or res.stdout).strip()}")
         self.t.check(self.ctl("reread"))
         # Only the target color's programs are updated: updating the live ones would restart
-        # the instances serving traffic.
-        self.t.check(self.ctl("update", *self.programs(target)))
+        # the instances serving traffic. Naming the color's stale programs (ports it no
+        # longer uses) removes them.
+        stale = [p for p in self.programs(target, self.running().get(target, []))
+                 if p not in self.programs(target)]
+        self.t.check(self.ctl("update", *self.programs(target), *stale))
         return changed
 
     def start(self, color: str) -> None:
@@ -175,21 +239,45 @@ class Supervisor(Services):
         if not res.ok and "ERROR" in res.stdout and "already started" not in res.stdout:
             raise ApplyError(f"{self.t.name}: supervisorctl start failed: {res.stdout.strip()}")
 
-    def stop(self, color: str) -> None:
+    def stop(self, color: str, ports: list[int] | None = None) -> None:
+        programs = self.programs(color, ports)
+        if not programs:
+            return
         timeout = self.config.run.drain_timeout + 30
-        self.t.run(self.ctl("stop", *self.programs(color)), timeout=timeout)
+        self.t.run(self.ctl("stop", *programs), timeout=timeout)
+
+    def running(self) -> dict[str, list[int]]:
+        res = self.t.run(self.ctl("status"))
+        out: dict[str, list[int]] = {c: [] for c in COLORS}
+        prefix = re.escape(ident(self.config.app.name))
+        for m in re.finditer(rf"^{prefix}-(blue|green)-(\d+)\s+(RUNNING|STARTING|STOPPING)",
+                             res.stdout, re.M):
+            out[m.group(1)].append(int(m.group(2)))
+        return {c: sorted(v) for c, v in out.items()}
+
+    def schedule_stop(self, color: str, ports: list[int], seconds: float) -> None:
+        # A detached sleeper in its own session; its pid file lets a later run cancel it.
+        self.cancel_stop(color)
+        stop = shlex.join(self.ctl("stop", *self.programs(color, ports)).argv)
+        self.t.check(Cmd.of("sh", "-c", STANDBY_SLEEPER, "goship-standby",
+                            self.paths.standby_pid(color), str(max(1, int(seconds + 0.999))),
+                            stop))
+
+    def cancel_stop(self, color: str) -> None:
+        self.t.run(Cmd.of("sh", "-c", STANDBY_CANCEL, "goship-standby-cancel",
+                          self.paths.standby_pid(color)))
 
     def pids(self, color: str) -> dict[int, int | None]:
         res = self.t.run(self.ctl("status", *self.programs(color)))
         out: dict[int, int | None] = {}
-        for port, name in zip(ports(self.config, color), self.programs(color), strict=True):
+        for port, name in zip(self.ports(color), self.programs(color), strict=True):
             m = re.search(rf"^{re.escape(name)}\s+RUNNING\s+pid (\d+)", res.stdout, re.M)
             out[port] = int(m.group(1)) if m else None
         return out
 
     def log_tail(self, color: str, lines: int = 15) -> str:
         files = [f"{self.paths.logs}/{self.config.app.name}-{color}-{p}.log"
-                 for p in ports(self.config, color)]
+                 for p in self.ports(color)]
         return self.t.run(Cmd.of("tail", "-q", "-n", str(lines), *files)).stdout.strip()
 
     def enable(self, live: str) -> None:
@@ -198,5 +286,19 @@ class Supervisor(Services):
 
     def logs_cmd(self, follow: bool, since: str | None, lines: int) -> Cmd:
         files = [f"{self.paths.logs}/{self.config.app.name}-{c}-{p}.log"
-                 for c in COLORS for p in ports(self.config, c)]
+                 for c in COLORS for p in self.ports(c)]
         return Cmd.of("tail", "-q", "-n", str(lines), *(["-F"] if follow else []), *files)
+
+
+UNIT_LINE = re.compile(r"^(?P<app>[a-z0-9][a-z0-9-]*)-(?P<color>blue|green)@(?P<port>\d+)"
+                       r"\.service\s")
+
+
+def parse_units(app: str, text: str) -> dict[str, list[int]]:
+    """`systemctl list-units --plain --no-legend` lines -> color -> ports of `app`."""
+    out: dict[str, list[int]] = {c: [] for c in COLORS}
+    for line in text.splitlines():
+        m = UNIT_LINE.match(line.strip() + " ")
+        if m and m.group("app") == app:
+            out[m.group("color")].append(int(m.group("port")))
+    return {c: sorted(v) for c, v in out.items()}

@@ -12,7 +12,6 @@ from goship.command import Cmd
 from goship.config import Environment
 from goship.deploy.engine import close, connect, parallel
 from goship.deploy.host import Host
-from goship.render.context import ports
 
 
 def host_status(h: Host) -> dict[str, Any]:
@@ -21,18 +20,27 @@ def host_status(h: Host) -> dict[str, Any]:
     if color:
         pids = h.services.pids(color)
         path = h.config.run.health.path
-        for port in ports(h.config, color):
+        for port in h.port_map[color]:
             res = h.t.run(Cmd.of("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
                                  "--max-time", "2", f"http://127.0.0.1:{port}{path}"))
             instances[str(port)] = {"pid": pids.get(port), "health": res.stdout.strip() or "000"}
     nginx_up = h.t.run(Cmd.of("sh", "-c", 'kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null',
                               "goship-alive", h.nginx.pid_file)).ok
     last = h.read_journal(1)
+    standby = h.state.get("standby") if isinstance(h.state.get("standby"), dict) else None
+    if standby:
+        import time
+
+        left = float(standby.get("until", 0)) - time.time()
+        alive = [p for p, pid in h.services.pids(str(standby.get("color"))).items() if pid]
+        standby = {**standby, "seconds_left": max(0, round(left)),
+                   "running": bool(alive) and left > 0}
     return {
         "release": h.live_release, "color": color, "manager": h.services.name,
         "instances": instances, "nginx": "running" if nginx_up else "stopped",
         "previous": (h.state.get("previous") or {}).get("release"),
         "releases": h.releases_on_disk(), "last": last[0] if last else None,
+        "ports": {c: list(p) for c, p in h.port_map.items()}, "standby": standby,
     }
 
 

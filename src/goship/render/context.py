@@ -3,100 +3,25 @@ paths every renderer and deploy agree on."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
 from goship.config import Config
 
-COLORS = ("blue", "green")
-COLOR_OFFSET = {"blue": 0, "green": 100}
+# The host layout (colors, ports, paths) belongs to deploy; renderers read it from there.
+from goship.deploy.layout import (
+    COLOR_OFFSET,
+    COLORS,
+    Paths,
+    PortMap,
+    default_ports,
+    ident,
+    other,
+    ports,
+    program_name,
+)
 
-
-def ports(config: Config, color: str) -> list[int]:
-    """blue: base_port .. base_port+n-1; green: base_port+100 ..: the two colors never
-    share a port, so the new release starts while the old one still serves."""
-    base = config.run.base_port + COLOR_OFFSET[color]
-    return [base + i for i in range(config.run.instances)]
-
-
-def other(color: str) -> str:
-    return "green" if color == "blue" else "blue"
-
-
-def ident(name: str) -> str:
-    """An nginx/supervisord identifier from an app name."""
-    return re.sub(r"[^a-z0-9_]", "_", name)
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Where an app lives on a host (design: releases, shared, current, state, journal)."""
-
-    base: str
-    app: str
-
-    @property
-    def root(self) -> str:
-        return str(PurePosixPath(self.base) / self.app)
-
-    def join(self, *parts: str) -> str:
-        return str(PurePosixPath(self.root, *parts))
-
-    @property
-    def releases(self) -> str:
-        return self.join("releases")
-
-    def release(self, rid: str) -> str:
-        return self.join("releases", rid)
-
-    @property
-    def shared(self) -> str:
-        return self.join("shared")
-
-    def env_file(self, color: str) -> str:
-        """What a color's instances read: a copy of their release's environment."""
-        return self.join("shared", f"env.{color}")
-
-    def release_env(self, rid: str) -> str:
-        """A release's environment as it was deployed: a rollback brings it back."""
-        return self.join("shared", "envs", rid)
-
-    def env_script(self, color: str) -> str:
-        """supervisord's wrapper that exports a color's environment."""
-        return self.join("run", f"env.{color}.sh")
-
-    @property
-    def current(self) -> str:
-        return self.join("current")
-
-    def color_link(self, color: str) -> str:
-        return self.join(color)
-
-    @property
-    def state(self) -> str:
-        return self.join("state.json")
-
-    @property
-    def journal(self) -> str:
-        return self.join("journal.jsonl")
-
-    @property
-    def lock(self) -> str:
-        return self.join(".lock")
-
-    @property
-    def incoming(self) -> str:
-        return self.join("incoming")
-
-    @property
-    def logs(self) -> str:
-        return self.join("logs")
-
-    @property
-    def run_dir(self) -> str:
-        """goship's own nginx and supervisord (hosts without systemd, local mode)."""
-        return self.join("run")
+__all__ = ["COLORS", "COLOR_OFFSET", "Paths", "PortMap", "default_ports", "ident", "other",
+           "ports", "program_name"]
 
 
 @dataclass(frozen=True)
@@ -178,11 +103,12 @@ def control_socket(paths: Paths, system: bool) -> str:
 
 def nginx_site(config: Config, paths: Paths, color: str, release: str,
                access_log: str | None = None, lua: bool = False,
-               system: bool = True) -> NginxSite:
+               system: bool = True, port_map: PortMap | None = None) -> NginxSite:
     p = config.proxy
+    pm = port_map or {c: ports(config, c) for c in COLORS}
     return NginxSite(
-        app=config.app.name, color=color, upstream_ports=ports(config, color),
-        ports={c: ports(config, c) for c in COLORS}, release=release, lua=lua,
+        app=config.app.name, color=color, upstream_ports=list(pm[color]),
+        ports={c: list(pm[c]) for c in COLORS}, release=release, lua=lua,
         control_socket=control_socket(paths, system),
         track="stable", listen=p.listen, server_names=list(p.server_names), balance=p.balance,
         client_max_body_size=p.client_max_body_size, trusted_proxies=list(p.trusted_proxies),
@@ -194,6 +120,3 @@ def nginx_site(config: Config, paths: Paths, color: str, release: str,
         stream_paths=list(p.stream_paths),
     )
 
-
-def program_name(app: str, color: str, port: int) -> str:
-    return f"{ident(app)}-{color}-{port}"

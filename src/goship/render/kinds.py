@@ -8,7 +8,15 @@ from pathlib import Path
 
 from goship.config import Config
 from goship.errors import ConfigError
-from goship.render.context import COLORS, Paths, ident, letsencrypt_dir, nginx_site, ports
+from goship.render.context import (
+    COLORS,
+    Paths,
+    PortMap,
+    ident,
+    letsencrypt_dir,
+    nginx_site,
+    ports,
+)
 from goship.render.engine import render
 from goship.render.inputs import RenderInput
 
@@ -41,12 +49,14 @@ def env_script(env: dict[str, str]) -> str:
 
 def supervisord_programs(config: Config, paths: Paths, *, live: str | None,
                          user: str | None, log_dir: str,
-                         root: Path | None = None) -> dict[str, str]:
+                         root: Path | None = None,
+                         port_map: PortMap | None = None) -> dict[str, str]:
     out = {}
     for color in COLORS:
+        color_ports = port_map[color] if port_map else ports(config, color)
         out[f"programs/{config.app.name}-{color}.conf"] = render(
             "supervisord.program.j2", root, app=config.app.name, color=color,
-            program_prefix=f"{ident(config.app.name)}-{color}", ports=ports(config, color),
+            program_prefix=f"{ident(config.app.name)}-{color}", ports=color_ports,
             color_dir=paths.color_link(color), binary=config.app.binary_name,
             port_env=config.run.port_env, env_script=paths.env_script(color), user=user,
             autostart=color == live, drain=int(config.run.drain_timeout + 0.999),
@@ -62,9 +72,11 @@ def supervisord_main(config: Config, paths: Paths, log_dir: str,
 
 def nginx_site_conf(config: Config, paths: Paths, color: str, release: str,
                     access_log: str | None = None, root: Path | None = None,
-                    lua: bool = False, system: bool = True) -> str:
+                    lua: bool = False, system: bool = True,
+                    port_map: PortMap | None = None) -> str:
     return render("nginx.site.conf.j2", root,
-                  s=nginx_site(config, paths, color, release, access_log, lua, system))
+                  s=nginx_site(config, paths, color, release, access_log, lua, system,
+                               port_map))
 
 
 def nginx_main_conf(config: Config, paths: Paths, log_dir: str, mime_types: str,
