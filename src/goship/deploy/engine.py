@@ -7,8 +7,9 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,6 +160,17 @@ def connect(env: Environment) -> list[Host]:
 def close(hosts: list[Host]) -> None:
     for h in hosts:
         h.t.close()
+
+
+@contextmanager
+def fleet(env: Environment) -> Iterator[list[Host]]:
+    """The environment's hosts, connected and with their facts; closed however the block
+    ends. The one place that owns connect and close."""
+    hosts = connect(env)
+    try:
+        yield hosts
+    finally:
+        close(hosts)
 
 
 class Deployer:
@@ -578,6 +590,14 @@ def refuse_during_canary(hosts: list[Host]) -> None:
                          hint="`goship canary promote` or `goship canary abort` it first")
 
 
+def say_notes(plan: FleetPlan) -> None:
+    """What the plan chose that a user should know before it happens (moved ports, a
+    replaced standby, an environment not kept)."""
+    for hp in plan.hosts:
+        for note in hp.notes:
+            ui.info(note if note.startswith(f"{hp.host}: ") else f"{hp.host}: {note}")
+
+
 def views(hosts: list[Host], limit: int) -> list[HostView]:
     """Every host's facts for the plan, gathered in parallel."""
     out: dict[str, HostView] = {}
@@ -597,8 +617,7 @@ def deploy(project: Project, env: Environment, *, allow_dirty: bool = False,
            dry_run: bool = False) -> Outcome | FleetPlan:
     refuse_unbuilt(env)
     values = env_values(project, env)
-    hosts = connect(env)
-    try:
+    with fleet(env) as hosts:
         refuse_during_canary(hosts)
         arches = {h.facts.arch or "amd64" for h in hosts}
         d = Deployer(project, env, force=force, wait=wait, command="deploy")
@@ -606,22 +625,26 @@ def deploy(project: Project, env: Environment, *, allow_dirty: bool = False,
             d.hooks_local(env.config.deploy.hooks.pre_deploy, "")
         artifacts = build_artifacts(project, env, arches, allow_dirty=allow_dirty,
                                     skip_checks=skip_checks)
-        by_host = {h.name: artifacts[h.facts.arch or "amd64"] for h in hosts}
-        fleet = plan_fleet(env.config, env.name, views(hosts, d.limit), "deploy",
-                           {n: a.release_id for n, a in by_host.items()},
-                           {n: PlanArtifact(a.release_id, a.sha256)
-                            for n, a in by_host.items()})
-        if dry_run:
-            return fleet
-        moves = [Move(h, hp, by_host[h.name]) for h, hp in zip(hosts, fleet.hosts,
-                                                                 strict=True)]
-        outcome = d.release(hosts, moves, env_values=values, action="deploy")
-        outcome.plan = fleet.as_dict()
-        if outcome.ok:
-            d.hooks_local(env.config.deploy.hooks.post_deploy, outcome.release)
-        return outcome
-    finally:
-        close(hosts)
+        return release_built(d, hosts, artifacts, values, dry_run=dry_run)
+
+
+def release_built(d: Deployer, hosts: list[Host], artifacts: dict[str, Artifact],
+                  values: dict[str, str], *, dry_run: bool = False) -> Outcome | FleetPlan:
+    """Plan and release artifacts already built (by architecture) to connected hosts."""
+    env = d.env
+    by_host = {h.name: artifacts[h.facts.arch or "amd64"] for h in hosts}
+    plan = plan_fleet(env.config, env.name, views(hosts, d.limit), "deploy",
+                      {n: a.release_id for n, a in by_host.items()},
+                      {n: PlanArtifact(a.release_id, a.sha256) for n, a in by_host.items()})
+    if dry_run:
+        return plan
+    say_notes(plan)
+    moves = [Move(h, hp, by_host[h.name]) for h, hp in zip(hosts, plan.hosts, strict=True)]
+    outcome = d.release(hosts, moves, env_values=values, action="deploy")
+    outcome.plan = plan.as_dict()
+    if outcome.ok:
+        d.hooks_local(env.config.deploy.hooks.post_deploy, outcome.release)
+    return outcome
 
 
 def rollback(project: Project, env: Environment, *, to: str | None = None,
@@ -629,8 +652,7 @@ def rollback(project: Project, env: Environment, *, to: str | None = None,
              ) -> Outcome | FleetPlan:
     refuse_unbuilt(env)
     values = env_values(project, env)
-    hosts = connect(env)
-    try:
+    with fleet(env) as hosts:
         refuse_during_canary(hosts)
         targets = {}
         for h in hosts:
@@ -648,12 +670,11 @@ def rollback(project: Project, env: Environment, *, to: str | None = None,
             if targets[v.name] not in v.releases:
                 raise UsageError(f"{v.name}: release {targets[v.name]} is not on the host",
                                  hint="`goship status` lists the releases on each host")
-        fleet = plan_fleet(env.config, env.name, hv, "rollback", targets, {})
+        plan = plan_fleet(env.config, env.name, hv, "rollback", targets, {})
         if dry_run:
-            return fleet
-        moves = [Move(h, hp, None) for h, hp in zip(hosts, fleet.hosts, strict=True)]
+            return plan
+        say_notes(plan)
+        moves = [Move(h, hp, None) for h, hp in zip(hosts, plan.hosts, strict=True)]
         outcome = d.release(hosts, moves, env_values=values, action="rollback")
-        outcome.plan = fleet.as_dict()
+        outcome.plan = plan.as_dict()
         return outcome
-    finally:
-        close(hosts)

@@ -80,6 +80,7 @@ class Host:
         if not isinstance(self.state, dict):
             self.state = {}
         self.use_ports(recorded_ports(self.state, self.config))
+        self.nginx.site_ports = {c: list(p) for c, p in self.port_map.items()}
         self.live_color, self.live_release = self.nginx.live_color()
 
     def view(self) -> HostView:
@@ -284,7 +285,9 @@ def who() -> str:
 def open_host(t: Transport, env: Environment, *, root_hint: bool = True) -> Host:
     """Gather facts and choose the service manager and nginx for this host."""
     config = env.config
-    local = env.target.kind == "local"
+    from goship.targets import kind
+
+    local = kind(env).local
     base = config.deploy.base_path
     if local and os.geteuid() != 0 and base == "/srv":
         base = local_base()  # the default /srv is root's; a user deploys under their home

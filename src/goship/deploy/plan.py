@@ -134,12 +134,14 @@ def _switch(mode: str) -> str:
 
 
 def site_digest(config: Config, port_map: PortMap, lua: bool) -> str:
-    """What the nginx site depends on besides the live color: when it is unchanged a
-    switch is a Lua flip; otherwise nginx reloads."""
+    """What the nginx site depends on besides the live color and the ports (both travel
+    through the control socket): when it is unchanged a switch is a Lua flip; otherwise
+    nginx reloads. `port_map` only matters without Lua."""
     from goship import __version__
 
     data = {"proxy": config.proxy.model_dump(mode="json"),
-            "canary": config.canary.model_dump(mode="json"), "ports": port_map, "lua": lua,
+            "canary": config.canary.model_dump(mode="json"),
+            "ports": None if lua else port_map, "lua": lua,
             "app": config.app.name, "base": config.deploy.base_path, "v": __version__}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from goship.command import Cmd
 from goship.config import Environment
-from goship.deploy.engine import close, connect, parallel
+from goship.deploy.engine import close, connect, fleet, parallel
 from goship.deploy.host import Host
 
 
@@ -45,8 +45,7 @@ def host_status(h: Host) -> dict[str, Any]:
 
 
 def status(env: Environment) -> dict[str, Any]:
-    hosts = connect(env)
-    try:
+    with fleet(env) as hosts:
         rows: dict[str, dict[str, Any]] = {}
 
         def one(h: Host) -> None:
@@ -61,8 +60,6 @@ def status(env: Environment) -> dict[str, Any]:
             r["drift"] = bool(expected and r.get("release") != expected)
         return {"env": env.name, "expected": expected,
                 "hosts": {h.name: rows[h.name] for h in hosts}}
-    finally:
-        close(hosts)
 
 
 def logs(env: Environment, *, host: str | None, follow: bool, since: str | None,
