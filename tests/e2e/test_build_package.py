@@ -165,21 +165,37 @@ def test_compile_error_leaves_nothing_and_shows_the_compiler(run_cli: Run,
     assert not dist.exists() or list(dist.rglob("*")) == []  # no artifact, no temp dir
 
 
-def test_untidy_module_fails_with_the_diff_and_fix_repairs_it(run_cli: Run,
-                                                              tmp_path: Path) -> None:
+def test_stale_go_sum_warns_and_missing_requirement_fails_with_a_summary(
+        run_cli: Run, tmp_path: Path) -> None:
     repo = copy_example(tmp_path / "untidy")
-    gomod = repo / "go.mod"
-    gomod.write_text(gomod.read_text().replace("require github.com/gin-gonic/gin",
-                                               "require github.com/gin-gonic/gin", 1)
-                     + "\nrequire github.com/google/uuid v1.6.0\n")
-    git(repo, "commit", "-qam", "untidy")
+    gosum, gomod = repo / "go.sum", repo / "go.mod"
+    # 300 stale go.sum lines: a warning with a count and the first lines, not the diff.
+    gosum.write_text(gosum.read_text() + "".join(
+        f"example.com/old{i} v1.0.{i} h1:{'A' * 43}=\n" for i in range(300)))
+    git(repo, "commit", "-qam", "stale sums")
+    r = run_cli("build", cwd=repo)
+    assert r.code == 0, r.err
+    assert "warning: go.mod/go.sum: 300 stale go.sum lines" in r.err
+    assert "... and 295 more" in r.err
+    assert len(r.err.splitlines()) < 20
+    # A requirement go.mod lacks: an error, the requirement named.
+    gomod.write_text(gomod.read_text().replace("require github.com/gin-gonic/gin v", "// v"))
+    git(repo, "commit", "-qam", "missing require")
     r = run_cli("build", cwd=repo)
     assert r.code == 2, r.err
-    assert "go.mod/go.sum are not tidy (diff above); run `go mod tidy`, or pass --fix" in r.err
-    assert "-require github.com/google/uuid v1.6.0" in r.err
-    r = run_cli("build", "--fix", "--allow-dirty", cwd=repo)
+    assert "go.mod/go.sum are not tidy: 1 missing requirement, 300 stale go.sum lines" in r.err
+    assert "+ require github.com/gin-gonic/gin v" in r.err
+    assert "run `go mod tidy` and commit, or pass --fix" in r.err
+    # --fix repairs the files, so the tree is no longer the commit: refused as any change.
+    r = run_cli("build", "--fix", cwd=repo)
+    assert r.code == 2, r.err
+    assert "`go mod tidy` (--fix) changed files git tracks: the working tree has uncommitted " \
+           "changes (go.mod, go.sum)" in r.err
+    r = run_cli("build", "--fix", "--allow-dirty", "--json", cwd=repo)
     assert r.code == 0, r.err
-    assert "google/uuid" not in gomod.read_text()
+    assert json.loads(r.out)["version"].endswith("-dirty")
+    assert "require github.com/gin-gonic/gin v" in gomod.read_text()
+    assert "example.com/old1 " not in gosum.read_text()
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -364,3 +380,170 @@ def test_image_loads_into_docker_and_serves_as_non_root(run_cli: Run, release: P
         subprocess.run([*docker, "rm", "-f", name], capture_output=True, check=False)
         subprocess.run([*docker, "rmi", "-f", tag, "hello-gin:v1.2.3-amd64"],
                        capture_output=True, check=False)
+
+
+PROJECTS = Path(__file__).resolve().parents[1] / "projects"
+
+
+def project_repo(name: str, dest: Path, tag: str = "v0.1.0") -> Path:
+    shutil.copytree(PROJECTS / name, dest, ignore=shutil.ignore_patterns("dist"))
+    git(dest, "init", "-q")
+    git(dest, "add", ".")
+    git(dest, "commit", "-qm", name)
+    git(dest, "tag", tag)
+    return dest
+
+
+def file_of(path: Path) -> str:
+    return subprocess.run(["file", "-b", str(path)], capture_output=True, text=True,
+                          check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def cgo_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    need("go")
+    need("gcc")
+    return project_repo("build-cgo-sqlite", tmp_path_factory.mktemp("cgo") / "cgo-sqlite")
+
+
+def test_cgo_sqlite_builds_with_cgo_and_opens_a_database(run_cli: Run, cgo_repo: Path,
+                                                        tmp_path: Path) -> None:
+    r = run_cli("-v", "build", "--json", cwd=cgo_repo)
+    assert r.code == 0, r.err
+    assert "linux/amd64: cgo, native, cc" in r.err
+    assert "CGO_ENABLED=1 go build -trimpath -mod=readonly -ldflags '-s -w -B gobuildid'" \
+        in r.err  # -v prints the exact command
+    binary = Path(json.loads(r.out)["artifacts"][0]["path"])
+    assert "dynamically linked" in file_of(binary)
+    run = subprocess.run([str(binary), "check", str(tmp_path / "notes.db")],
+                         capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("sqlite 3.")
+    assert run.stdout.endswith("rows=1\n")
+
+
+def test_cgo_build_is_reproducible_across_directories(run_cli: Run, cgo_repo: Path,
+                                                      tmp_path: Path) -> None:
+    other = tmp_path / "elsewhere" / "cgo-sqlite"
+    subprocess.run(["git", "clone", "-q", str(cgo_repo), str(other)], check=True)
+    shas = []
+    for d in (cgo_repo, other):
+        r = run_cli("build", "--skip-checks", "--json", cwd=d)
+        assert r.code == 0, r.err
+        shas.append(json.loads(r.out)["artifacts"][0]["sha256"])
+    assert shas[0] == shas[1]
+
+
+def test_cgo_dependency_with_cgo_off_is_refused_with_the_fix(run_cli: Run,
+                                                             tmp_path: Path) -> None:
+    repo = project_repo("build-cgo-sqlite", tmp_path / "nocgo")
+    toml = repo / "goship.toml"
+    toml.write_text(toml.read_text().replace("cgo = true", "cgo = false"))
+    git(repo, "commit", "-qam", "cgo off")
+    r = run_cli("build", "--skip-checks", cwd=repo)
+    assert r.code == 2
+    assert r.err.endswith("build.cgo: github.com/mattn/go-sqlite3 needs cgo (C code; with "
+                          "CGO off it fails to build or is a stub that fails at run time); "
+                          "set build.cgo = true (and install gcc)\n")
+    assert not (repo / "dist").exists()
+
+
+def test_cgo_cross_build_with_zig_or_a_refusal_naming_the_fix(run_cli: Run,
+                                                              cgo_repo: Path) -> None:
+    from goship.build.gobuild import find_zig
+
+    r = run_cli("build", "--skip-checks", "--target", "linux/arm64", "--json", cwd=cgo_repo)
+    if find_zig() is None:
+        # Without zig (the ziglang extra) or a named cross-compiler: refused before building.
+        assert r.code == 2
+        assert "build.cgo: linux/arm64: build.cgo = true and linux/arm64 is a cross-compile " \
+               "from linux/amd64: no C compiler for it" in r.err
+        assert 'build.cc."linux/arm64" = "aarch64-linux-gnu-gcc"' in r.err
+        assert "goship[zig]" in r.err
+        return
+    assert r.code == 0, r.err
+    assert "linux/arm64: cgo, zig cc -target aarch64-linux-gnu" in r.err
+    binary = Path(json.loads(r.out)["artifacts"][0]["path"])
+    assert "ARM aarch64" in file_of(binary)
+
+
+def test_cgo_cross_compiler_not_installed_is_refused(run_cli: Run, tmp_path: Path) -> None:
+    repo = project_repo("build-cgo-sqlite", tmp_path / "cc")
+    toml = repo / "goship.toml"
+    toml.write_text(toml.read_text() + '\n[build.cc]\n"linux/arm64" = "no-such-gcc"\n')
+    git(repo, "commit", "-qam", "cc")
+    r = run_cli("build", "--target", "linux/arm64", cwd=repo)
+    assert r.code == 2
+    assert "build.cgo: linux/arm64: build.cc.\"linux/arm64\" = 'no-such-gcc': no-such-gcc is " \
+           "not on PATH; apt-get install gcc-aarch64-linux-gnu" in r.err
+    assert not (repo / "dist").exists()
+
+
+@pytest.fixture
+def embed_repo(tmp_path: Path) -> Path:
+    need("go")
+    return project_repo("build-embed-ui", tmp_path / "embed-ui")
+
+
+def test_embedded_ui_made_by_build_before(run_cli: Run, embed_repo: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UI_FLAVOR", "blue")
+    r = run_cli("package", "--json", cwd=embed_repo)
+    assert r.code == 0, r.err
+    assert "[before 1] $ sh scripts/build-ui.sh" in r.err
+    assert "[before 1] built build/index.html" in r.err  # the step's output, streamed
+    first = json.loads(r.out)
+    version = first["version"]
+    assert version.startswith("v0.1.0+gen.")  # the commit plus generated files, labelled
+    binary = embed_repo / "dist" / version.replace("+", "-") / "linux_amd64" / "embed-ui"
+    page = subprocess.run([str(binary), "cat"], capture_output=True, text=True, check=True)
+    assert page.stdout == "<h1>embedded ui</h1>\n<p>flavor blue</p>\n"
+    with tarfile.open(first["packages"][0]["path"]) as tar:
+        f = tar.extractfile("manifest.json")
+        assert f is not None
+        meta = json.loads(f.read())
+    assert meta["version"] == version
+    assert meta["generated"]["files"] == ["build/index.html"]
+    assert version.endswith(meta["generated"]["digest"][:8])
+    # Same produced files: the same release id. Different ones: a different id.
+    again = json.loads(run_cli("package", "--json", cwd=embed_repo).out)
+    assert again["packages"][0]["release_id"] == first["packages"][0]["release_id"]
+    monkeypatch.setenv("UI_FLAVOR", "green")
+    other = json.loads(run_cli("package", "--json", cwd=embed_repo).out)
+    assert other["version"] != version
+    assert other["packages"][0]["release_id"] != first["packages"][0]["release_id"]
+
+
+def test_unmatched_embed_pattern_names_the_pattern_and_the_fix(run_cli: Run,
+                                                               embed_repo: Path) -> None:
+    toml = embed_repo / "goship.toml"
+    toml.write_text(toml.read_text().replace('before = ["sh scripts/build-ui.sh"]', ""))
+    git(embed_repo, "commit", "-qam", "no step")
+    r = run_cli("build", "--skip-checks", cwd=embed_repo)
+    assert r.code == 2
+    assert f"//go:embed pattern 'build/*' (main.go:11:12) matches no files in {embed_repo}; " \
+           "add a build.before step that produces it" in r.err
+    toml.write_text(toml.read_text().replace("[build]", '[build]\nbefore = ["exit 3"]'))
+    git(embed_repo, "commit", "-qam", "failing step")
+    r = run_cli("build", "--skip-checks", cwd=embed_repo)
+    assert r.code == 1
+    assert "build.before[0] `exit 3` exited 3" in r.err
+
+
+def test_vendored_module_builds_with_mod_vendor_and_goflags_is_respected(
+        run_cli: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = copy_example(tmp_path / "vendored")
+    subprocess.run(["go", "mod", "vendor"], cwd=repo, check=True, capture_output=True)
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "vendor")
+    # No module cache and no proxy: only vendor/ can provide the dependencies.
+    monkeypatch.setenv("GOMODCACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("GOPROXY", "off")
+    r = run_cli("-v", "build", "--skip-checks", "--json", cwd=repo)
+    assert r.code == 0, r.err
+    assert "-mod=vendor (vendor/ is present)" in r.err
+    assert "go build -trimpath -mod=vendor " in r.err
+    monkeypatch.setenv("GOFLAGS", "-mod=mod")
+    r = run_cli("-v", "build", "--skip-checks", cwd=repo)
+    assert "-mod=mod (from GOFLAGS)" in r.err
+    assert "go build -trimpath -mod=mod " in r.err

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from goship.build.gitinfo import Stamp
-from goship.build.gobuild import BUILD_FLAGS, Built, Plan
+from goship.build.gobuild import Built, Plan
 
 ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z
 
@@ -78,7 +78,12 @@ def release_id(stamp: Stamp, entries: list[Entry]) -> str:
 def manifest(app: str, plan: Plan, built: Built, entries: list[Entry], rid: str,
              go_version: str) -> dict[str, Any]:
     s = plan.stamp
-    return {
+    tc = plan.toolchain(built.target)
+    extra: dict[str, Any] = {}
+    if s.generated:
+        # Built from the commit plus files it does not hold (build.before's output).
+        extra["generated"] = {"digest": s.generated, "files": list(plan.generated)}
+    return {**extra,
         "schema": 1,
         "app": app,
         "version": s.version,
@@ -88,8 +93,8 @@ def manifest(app: str, plan: Plan, built: Built, entries: list[Entry], rid: str,
         "go_version": go_version,
         "target": str(built.target),
         "binary": built.path.name,
-        "build": {"flags": list(BUILD_FLAGS), "ldflags": plan.ldflags, "tags": list(plan.tags),
-                  "cgo": plan.cgo},
+        "build": {"flags": list(plan.flags), "ldflags": plan.ldflags, "tags": list(plan.tags),
+                  "cgo": tc.cgo, **({"cc": tc.how} if tc.cgo else {})},
         "files": {e.path: sha256(e.data) for e in sorted(entries, key=lambda e: e.path)},
     }
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +22,7 @@ class Stamp:
     commit: str
     epoch: int  # the commit time: builds of one commit agree on it
     dirty: bool
+    generated: str = ""  # digest of the shipped files git does not track (build.before's)
 
     @property
     def build_time(self) -> str:
@@ -30,6 +32,35 @@ class Stamp:
     def safe_version(self) -> str:
         """The version as a file-name part."""
         return SAFE.sub("-", self.version).strip("-") or "0"
+
+    def with_generated(self, digest: str) -> Stamp:
+        """The version says the release is the commit plus generated files: SemVer build
+        metadata `+gen.<8 hex>`, so two builds with the same files agree."""
+        if not digest:
+            return self
+        return replace(self, version=f"{self.version}+gen.{digest[:8]}", generated=digest)
+
+
+def generated_digest(files: dict[str, bytes]) -> str:
+    """A digest of produced files: path and content, in path order. Empty when none."""
+    if not files:
+        return ""
+    h = hashlib.sha256()
+    for path in sorted(files):
+        h.update(f"{path}\0{hashlib.sha256(files[path]).hexdigest()}\n".encode())
+    return h.hexdigest()
+
+
+def tracked(root: Path) -> set[str] | None:
+    """Paths git tracks under root (relative to it); None outside a repository."""
+    git = shutil.which("git")
+    if git is None:
+        return None
+    res = subprocess.run([git, "-C", str(root), "ls-files", "-z"], capture_output=True,
+                         timeout=60, check=False)
+    if res.returncode != 0:
+        return None
+    return {p for p in res.stdout.decode("utf-8", "surrogateescape").split("\0") if p}
 
 
 def _git(root: Path, *args: str) -> str | None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -14,10 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from goship.build import cgo as cgo_
+from goship.build import tidy
 from goship.build.gitinfo import Stamp
 from goship.config import Config
 from goship.errors import ApplyError, ConfigError, PrerequisiteError, UsageError
+from goship.ui import ui
 
+# The flags of a module-cache build (the Dockerfile's too); a vendored module builds with
+# -mod=vendor instead (mod_mode).
 BUILD_FLAGS = ("-trimpath", "-mod=readonly")
 
 
@@ -65,6 +72,19 @@ class Plan:
     cgo: bool
     out_dir: Path
     stamp: Stamp
+    mod: str = "readonly"
+    toolchains: tuple[cgo_.Toolchain, ...] = ()
+    generated: tuple[str, ...] = ()  # shipped or embedded files git does not track
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return ("-trimpath", f"-mod={self.mod}")
+
+    def toolchain(self, target: Target) -> cgo_.Toolchain:
+        for t in self.toolchains:
+            if t.target == str(target):
+                return t
+        return cgo_.Toolchain(str(target), cgo=self.cgo)
 
 
 def ldflags(stamp_vars: dict[str, str], stamp: Stamp, *, strip: bool = True) -> str:
@@ -85,19 +105,89 @@ def stamp_ldflags(stamp_vars: dict[str, str], version: str, commit: str, build_t
     return " ".join(parts)
 
 
-def go_argv(plan: Plan, output: Path) -> list[str]:
-    argv = ["go", "build", *BUILD_FLAGS]
+def package_arg(main: str) -> str:
+    return "." if main == "." else f"./{main}"
+
+
+def go_argv(plan: Plan, output: Path, target: Target | None = None) -> list[str]:
+    argv = ["go", "build", *plan.flags]
     if plan.tags:
         argv += ["-tags", ",".join(plan.tags)]
-    package = "." if plan.main == "." else f"./{plan.main}"
-    return [*argv, "-ldflags", plan.ldflags, "-o", str(output), package]
+    flags = plan.ldflags
+    if target is not None and plan.toolchain(target).cgo:
+        # The external linker's GNU build ID derived from Go's content-hash build ID, so
+        # the same inputs give the same bytes with cgo too.
+        flags = f"{flags} -B gobuildid"
+    return [*argv, "-ldflags", flags, "-o", str(output), package_arg(plan.main)]
+
+
+def build_vars(plan: Plan, target: Target) -> dict[str, str]:
+    """The environment variables that decide the build (printed by -v)."""
+    tc = plan.toolchain(target)
+    out = {"GOOS": target.os, "GOARCH": target.arch, "CGO_ENABLED": "1" if tc.cgo else "0"}
+    if tc.cc is not None:
+        out["CC"] = shlex.join(tc.cc)  # go splits CC itself, honouring quotes
+    return out
 
 
 def go_env(plan: Plan, target: Target) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(GOOS=target.os, GOARCH=target.arch, CGO_ENABLED="1" if plan.cgo else "0")
+    env.update(build_vars(plan, target))
     env.pop("GOFLAGS", None)  # goship's flags are the build's flags: nothing added behind them
     return env
+
+
+def display(plan: Plan, target: Target, output: Path) -> str:
+    """The exact command, as a shell would take it."""
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in build_vars(plan, target).items())
+    return (f"(cd {shlex.quote(str(plan.module_dir))} && env -u GOFLAGS {env} "
+            f"{shlex.join(go_argv(plan, output, target))})")
+
+
+def mod_mode(goflags: str, vendor: bool) -> tuple[str, str]:
+    """-mod for the build, and why: GOFLAGS's own -mod wins (the user said so), then a
+    vendor/ directory (Go's own default since 1.14), else readonly."""
+    for flag in goflags.split():
+        if flag.startswith("-mod="):
+            return flag.removeprefix("-mod="), "from GOFLAGS"
+    if vendor:
+        return "vendor", "vendor/ is present"
+    return "readonly", "module cache"
+
+
+def find_zig() -> tuple[str, ...] | None:
+    """zig on PATH, else the ziglang package beside goship (`pip install 'goship[zig]'`)."""
+    found = shutil.which("zig")
+    if found is not None:
+        return (found,)
+    if importlib.util.find_spec("ziglang") is not None:
+        return (sys.executable, "-m", "ziglang")
+    return None
+
+
+def host_target() -> str:
+    res = subprocess.run(["go", "env", "GOHOSTOS", "GOHOSTARCH"], capture_output=True,
+                         text=True, timeout=60, check=False)
+    parts = res.stdout.split()
+    return "/".join(parts) if len(parts) == 2 else "unknown/unknown"
+
+
+def toolchains(config: Config, targets: tuple[Target, ...], file: str
+               ) -> tuple[cgo_.Toolchain, ...]:
+    """The C compiler of every target, decided before anything runs: a cgo target nobody
+    can build is refused with what to install or set."""
+    if not config.build.cgo:
+        return tuple(cgo_.Toolchain(str(t), cgo=False) for t in targets)
+    host, zig = host_target(), find_zig()
+    out = []
+    for t in targets:
+        choice = cgo_.choose(str(t), cgo=True, host=host, cc=config.build.cc,
+                             which=shutil.which, zig=zig)
+        if isinstance(choice, cgo_.Refusal):
+            raise ConfigError(file, "build.cgo", f"{choice.target}: {choice.message}",
+                              hint=choice.hint)
+        out.append(choice)
+    return tuple(out)
 
 
 def require_go() -> str:
@@ -124,6 +214,8 @@ def go_version() -> str:
 class Inputs:
     module_dir: Path
     targets: tuple[Target, ...]
+    toolchains: tuple[cgo_.Toolchain, ...] = ()
+    mod: str = "readonly"
 
 
 def check_inputs(config: Config, root: Path, targets: list[str] | None = None,
@@ -156,7 +248,10 @@ def check_inputs(config: Config, root: Path, targets: list[str] | None = None,
         if not (root / f).is_file():
             raise ConfigError(file, f"build.files[{i}]", f"file not found: {root / f}",
                               hint="create it or remove it from build.files")
-    return Inputs(module_dir, tuple(Target.parse(t) for t in dict.fromkeys(chosen)))
+    parsed = tuple(Target.parse(t) for t in dict.fromkeys(chosen))
+    mod, why = mod_mode(os.environ.get("GOFLAGS", ""), (module_dir / "vendor").is_dir())
+    ui.debug(f"-mod={mod} ({why})")
+    return Inputs(module_dir, parsed, toolchains(config, parsed, file), mod)
 
 
 def make_plan(config: Config, root: Path, inputs: Inputs, stamp: Stamp) -> Plan:
@@ -165,28 +260,35 @@ def make_plan(config: Config, root: Path, inputs: Inputs, stamp: Stamp) -> Plan:
         targets=inputs.targets,
         ldflags=ldflags(config.app.stamp, stamp), tags=tuple(config.build.tags),
         cgo=config.build.cgo, out_dir=root / config.build.out_dir / stamp.safe_version,
-        stamp=stamp,
+        stamp=stamp, mod=inputs.mod, toolchains=inputs.toolchains,
     )
 
 
 def check_module(module_dir: Path, *, fix: bool, vet: bool) -> list[str]:
-    """go.mod/go.sum tidy (the diff when not), `go mod verify`, `go vet` when asked."""
+    """go.mod/go.sum tidy, `go mod verify`, `go vet` when asked. A missing requirement or
+    checksum fails; stale go.sum lines and unused requirements are a warning. The result
+    says "fixed" when --fix changed go.mod/go.sum (the tree is then dirty)."""
     done = []
-    tidy = subprocess.run(["go", "mod", "tidy", "-diff"], cwd=module_dir, capture_output=True,
-                          text=True, timeout=600, check=False)
-    if tidy.returncode != 0:
-        if tidy.stdout.strip() and fix:
-            subprocess.run(["go", "mod", "tidy"], cwd=module_dir, check=True, timeout=600)
-            done.append("go mod tidy: fixed")
-        elif tidy.stdout.strip():
-            sys.stderr.write(tidy.stdout)
-            raise UsageError("go.mod/go.sum are not tidy (diff above)",
-                             hint="run `go mod tidy`, or pass --fix")
-        else:
-            sys.stderr.write(tidy.stderr)
-            raise ApplyError("go mod tidy -diff failed (output above)")
-    else:
+    res = subprocess.run(["go", "mod", "tidy", "-diff"], cwd=module_dir, capture_output=True,
+                         text=True, timeout=600, check=False)
+    report = tidy.classify(res.stdout)
+    if res.returncode != 0 and report.clean:
+        sys.stderr.write(res.stderr)
+        raise ApplyError("go mod tidy -diff failed (output above)")
+    if report.clean:
         done.append("go mod tidy: tidy")
+    elif fix:
+        subprocess.run(["go", "mod", "tidy"], cwd=module_dir, check=True, timeout=600)
+        done.append(f"go mod tidy: fixed ({report.summary()})")
+    else:
+        for line in report.details():
+            sys.stderr.write(line + "\n")
+        if report.errors:
+            raise UsageError(f"go.mod/go.sum are not tidy: {report.summary()} (first lines "
+                             "above)", hint="run `go mod tidy` and commit, or pass --fix")
+        ui.warn(f"go.mod/go.sum: {report.summary()} (harmless to the build; `go mod tidy` "
+                "or --fix cleans them)")
+        done.append(f"go mod tidy: {report.summary()}")
     verify = subprocess.run(["go", "mod", "verify"], cwd=module_dir, capture_output=True,
                             text=True, timeout=600, check=False)
     if verify.returncode != 0:
@@ -194,8 +296,8 @@ def check_module(module_dir: Path, *, fix: bool, vet: bool) -> list[str]:
         raise ApplyError("go mod verify failed: a downloaded module does not match go.sum")
     done.append("go mod verify: all modules verified")
     if vet:
-        res = subprocess.run(["go", "vet", "./..."], cwd=module_dir, timeout=600, check=False)
-        if res.returncode != 0:
+        vres = subprocess.run(["go", "vet", "./..."], cwd=module_dir, timeout=600, check=False)
+        if vres.returncode != 0:
             raise ApplyError("go vet found problems (output above)")
         done.append("go vet: clean")
     return done
@@ -210,9 +312,10 @@ def _build_one(plan: Plan, target: Target, tmp_root: Path) -> Built:
         # step (~1 s for a Gin binary). A copy, not a link: go may rewrite it in place.
         shutil.copy2(previous, out)
     started = time.monotonic()
+    ui.debug(f"{target}: {display(plan, target, out)}")
     # The toolchain's own error output reaches the user unchanged (stderr is not captured).
-    res = subprocess.run(go_argv(plan, out), cwd=plan.module_dir, env=go_env(plan, target),
-                         timeout=1800, check=False)
+    res = subprocess.run(go_argv(plan, out, target), cwd=plan.module_dir,
+                         env=go_env(plan, target), timeout=1800, check=False)
     if res.returncode != 0:
         raise ApplyError(f"go build failed for {target} (the compiler's output is above)")
     data = out.read_bytes()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from goship.build import archive, gitinfo, gobuild, oci, upx
+from goship.build import archive, before, cgo, gitinfo, gobuild, golist, oci, upx
 from goship.build.gobuild import Built, Plan
 from goship.config import Config, Project
+from goship.errors import ConfigError, UsageError
 from goship.ui import ui
 
 
@@ -25,17 +28,104 @@ def run_build(project: Project, config: Config, *, targets: list[str] | None = N
     root = project.root
     inputs = gobuild.check_inputs(config, root, targets, file=str(project.file))
     stamp = gitinfo.derive(root, config.app.version, allow_dirty=allow_dirty)
-    plan = gobuild.make_plan(config, root, inputs, stamp)
-    done = gobuild.check_module(plan.module_dir, fix=fix, vet=vet) if checks else []
+    done = gobuild.check_module(inputs.module_dir, fix=fix, vet=vet) if checks else []
+    if any(line.startswith("go mod tidy: fixed") for line in done):
+        # --fix changed go.mod/go.sum: the tree is no longer the commit.
+        stamp = _rederive(root, config, allow_dirty, "`go mod tidy` (--fix) changed")
     for line in done:
         ui.debug(line)
+    if config.build.before:
+        before.run_steps(root, config.build.before)
+        stamp = _rederive(root, config, allow_dirty, "build.before changed")
+    notes: list[str] = []
+    graph = analyse(config, inputs, project, notes)
+    stamp = stamp.with_generated(_generated(root, config, graph, stamp))
+    plan = gobuild.make_plan(config, root, inputs, stamp)
+    plan = replace(plan, generated=tuple(sorted(_produced(root, config, graph, stamp))))
     ui.info(f"building {plan.binary} {stamp.version} for "
             f"{', '.join(str(t) for t in plan.targets)}")
+    for tc in plan.toolchains:
+        if tc.cgo:
+            ui.info(f"  {tc.target}: cgo, {tc.how}")
+    if plan.generated:
+        ui.info(f"  {len(plan.generated)} shipped file(s) are not in git (made by "
+                f"build.before?): the version says +gen.{stamp.generated[:8]}")
     built = gobuild.build(plan)
-    result = BuildResult(plan, built, done)
+    result = BuildResult(plan, built, done, notes)
     if config.build.upx:
         _upx(result, config, root)
     return result
+
+
+def _rederive(root: Path, config: Config, allow_dirty: bool, what: str) -> gitinfo.Stamp:
+    try:
+        return gitinfo.derive(root, config.app.version, allow_dirty=allow_dirty)
+    except UsageError as e:
+        raise UsageError(f"{what} files git tracks: {e.message}", hint=e.hint) from None
+
+
+def analyse(config: Config, inputs: gobuild.Inputs, project: Project,
+            notes: list[str]) -> list[dict[str, Any]]:
+    """The build graph as Go sees it (for the first target, with cgo on so C files show):
+    unmatched embed patterns fail, a cgo dependency with cgo off fails or warns."""
+    target = inputs.targets[0]
+    env = {**os.environ, "GOOS": target.os, "GOARCH": target.arch, "CGO_ENABLED": "1"}
+    env.pop("GOFLAGS", None)
+    flags = [f"-mod={inputs.mod}"]
+    if config.build.tags:
+        flags += ["-tags", ",".join(config.build.tags)]
+    packages = golist.list_packages(inputs.module_dir, gobuild.package_arg(config.app.main),
+                                    env, flags)
+    for problem in golist.embed_problems(packages):
+        hint = ("add a build.before step that produces it (e.g. \"npm --prefix web ci && "
+                "npm --prefix web run build\")" if not config.build.before else
+                "the build.before steps ran but did not produce it: check where they write")
+        raise UsageError(f"//go:embed pattern {problem.pattern!r} ({problem.position}) "
+                         f"matches no files in {problem.directory}", hint=hint)
+    if not config.build.cgo:
+        verdict = cgo.need(golist.cgo_packages(packages))
+        if verdict.refuse:
+            verb = "needs" if len(verdict.refuse) == 1 else "need"
+            raise ConfigError(str(project.file), "build.cgo",
+                              f"{', '.join(verdict.refuse)} {verb} cgo (C code; with CGO off "
+                              f"it fails to build or is a stub that fails at run time)",
+                              hint="set build.cgo = true (and install gcc)")
+        if verdict.unsure:
+            notes.append(f"{', '.join(verdict.unsure)} use cgo when it is on and a pure-Go "
+                         "fallback when it is off (as now): set build.cgo = true if the "
+                         "fallback is not what you want")
+            ui.warn(notes[-1])
+    return packages
+
+
+def _produced(root: Path, config: Config, graph: list[dict[str, Any]],
+              stamp: gitinfo.Stamp) -> dict[str, bytes]:
+    """Embedded and shipped files git does not track: what build.before made (or anything
+    else not in the commit). Outside git there is no commit to compare with."""
+    if stamp.commit == "unknown":
+        return {}
+    known = gitinfo.tracked(root)
+    if known is None:
+        return {}
+    paths = set(golist.embedded_files(graph))
+    for d in config.build.assets:
+        paths.update(p for p in (root / d).rglob("*") if p.is_file())
+    paths.update(root / f for f in config.build.files)
+    out = {}
+    real_root = root.resolve()
+    for p in paths:
+        try:
+            rel = p.resolve().relative_to(real_root).as_posix()
+        except ValueError:
+            continue
+        if rel not in known:
+            out[rel] = p.read_bytes()
+    return out
+
+
+def _generated(root: Path, config: Config, graph: list[dict[str, Any]],
+               stamp: gitinfo.Stamp) -> str:
+    return gitinfo.generated_digest(_produced(root, config, graph, stamp))
 
 
 def _upx(result: BuildResult, config: Config, root: Path) -> None:

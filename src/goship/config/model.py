@@ -100,10 +100,38 @@ class App(Section):
         return self.binary or self.name
 
 
+STEP_MAX = 4096
+CC_COMMAND = re.compile(r"^[A-Za-z0-9_./+=:,@-]+( [A-Za-z0-9_./+=:,@-]+)*$")
+
+
+def _before_step(value: str) -> str:
+    if not value.strip():
+        raise ValueError("expected a shell command, found an empty string")
+    if "\0" in value or "\n" in value or "\r" in value:
+        raise ValueError(f"expected one command on one line (join steps with && or list "
+                         f"them separately), found {value[:40]!r}")
+    if len(value) > STEP_MAX:
+        raise ValueError(f"expected a command under {STEP_MAX} characters")
+    return value
+
+
+def _cc_command(value: str) -> str:
+    if not CC_COMMAND.match(value):
+        raise ValueError(f'expected a C compiler command like "aarch64-linux-gnu-gcc" or '
+                         f'"zig" (letters, digits, ._/+=:,@- and single spaces), found '
+                         f"{value!r}")
+    return value
+
+
 class Build(Section):
     targets: list[Target] = Field(default_factory=lambda: ["linux/amd64"], min_length=1)
     tags: list[Annotated[str, AfterValidator(_build_tag)]] = Field(default_factory=list)
     cgo: bool = False
+    # The C compiler per target for cgo builds; "zig" means `zig cc -target <triple>`.
+    cc: dict[Target, Annotated[str, AfterValidator(_cc_command)]] = Field(
+        default_factory=dict)
+    # Commands run in the project directory (sh -c) before `go build`.
+    before: list[Annotated[str, AfterValidator(_before_step)]] = Field(default_factory=list)
     upx: bool = False
     assets: list[RelPath] = Field(default_factory=list)
     files: list[RelPath] = Field(default_factory=list)

@@ -1,0 +1,3 @@
+module example.com/embed-ui
+
+go 1.22
