@@ -86,7 +86,32 @@ def local_checks(project: Project | None) -> list[Check]:
         v = _tool_version(argv)
         checks.append(Check("local", tool, "ok", v) if v is not None
                       else Check("local", tool, "warn", "not found on PATH", fix))
+    if project is not None and project.base.build.cgo and go is not None:
+        checks += cgo_checks(project)
     return checks
+
+
+def cgo_checks(project: Project) -> list[Check]:
+    """build.cgo: the C compiler each target will use, or why none can build it (the same
+    decision goship build makes before it starts)."""
+    from goship.build import cgo
+    from goship.build.gobuild import find_zig, host_target
+
+    build = project.base.build
+    host, zig = host_target(), find_zig()
+    out = []
+    for target in build.targets:
+        choice = cgo.choose(target, cgo=True, host=host, cc=build.cc, which=shutil.which,
+                            zig=zig)
+        if isinstance(choice, cgo.Refusal):
+            out.append(Check("local", f"cgo {target}", "fail", choice.message, choice.hint))
+            continue
+        version = None
+        if not choice.how.startswith("zig"):
+            version = _tool_version([choice.cc[0] if choice.cc else "cc", "--version"])
+        detail = choice.how + (f" ({version})" if version else "")
+        out.append(Check("local", f"cgo {target}", "ok", detail))
+    return out
 
 
 def host_checks(t: Transport, env: Environment) -> list[Check]:

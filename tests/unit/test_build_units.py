@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from goship.build import archive, gitinfo, oci
+from goship.build import archive, cgo, gitinfo, oci, tidy
 from goship.build.archive import Entry
 from goship.build.gitinfo import Stamp
-from goship.build.gobuild import Target, ldflags
+from goship.build.gobuild import Target, ldflags, mod_mode
 from goship.errors import UsageError
 
 STAMP = Stamp("v1.2.3", "0123456789abcdef0123456789abcdef01234567", 1700000000, False)
@@ -192,3 +192,220 @@ def test_image_is_deterministic_and_well_formed(tmp_path: Path) -> None:
         assert "etc/ssl/certs/ca-certificates.crt" in members
     if Path("/usr/share/zoneinfo/Europe/Paris").exists():
         assert "usr/share/zoneinfo/Europe/Paris" in members
+
+
+# --- cgo: which C compiler builds each target ----------------------------------------------
+
+
+ZIG = ("/venv/bin/python", "-m", "ziglang")
+ON_PATH = {"cc": "/usr/bin/cc", "gcc": "/usr/bin/gcc",
+           "aarch64-linux-gnu-gcc": "/usr/bin/aarch64-linux-gnu-gcc"}
+
+
+def pick(target: str, *, cgo_on: bool = True, cc: dict[str, str] | None = None,
+         zig: tuple[str, ...] | None = None, path: dict[str, str] | None = None
+         ) -> cgo.Toolchain | cgo.Refusal:
+    found = ON_PATH if path is None else path
+    return cgo.choose(target, cgo=cgo_on, host="linux/amd64", cc=cc or {},
+                      which=found.get, zig=zig)
+
+
+@pytest.mark.parametrize(("target", "cgo_on", "cc", "zig", "path", "expected"), [
+    # cgo off: no compiler, whatever is installed
+    ("linux/amd64", False, None, None, {}, ("off", None)),
+    ("linux/arm64", False, None, None, {}, ("off", None)),
+    # native: the machine's cc; a named one wins; none installed is refused
+    ("linux/amd64", True, None, None, None, ("cgo", None)),
+    ("linux/amd64", True, None, None, {"gcc": "/usr/bin/gcc"}, ("cgo", ("gcc",))),
+    ("linux/amd64", True, {"linux/amd64": "gcc -m64"}, None, None, ("cgo", ("gcc", "-m64"))),
+    ("linux/amd64", True, None, None, {}, ("refused", "apt-get install gcc libc6-dev")),
+    ("linux/amd64", True, {"linux/amd64": "zig"}, ZIG, None,
+     ("cgo", (*ZIG, "cc", "-target", "x86_64-linux-gnu"))),
+    # cross: the named cross-compiler, else zig when installed, else refused with the fix
+    ("linux/arm64", True, {"linux/arm64": "aarch64-linux-gnu-gcc"}, ZIG, None,
+     ("cgo", ("aarch64-linux-gnu-gcc",))),
+    ("linux/arm64", True, {"linux/arm64": "aarch64-linux-gnu-gcc"}, None, {},
+     ("refused", "apt-get install gcc-aarch64-linux-gnu")),
+    ("linux/arm64", True, None, ZIG, None,
+     ("cgo", (*ZIG, "cc", "-target", "aarch64-linux-gnu"))),
+    ("linux/arm64", True, {"linux/arm64": "zig"}, None, None, ("refused", "goship[zig]")),
+    ("linux/arm64", True, None, None, None,
+     ("refused", 'build.cc."linux/arm64" = "aarch64-linux-gnu-gcc"')),
+    ("windows/amd64", True, None, ZIG, None,
+     ("cgo", (*ZIG, "cc", "-target", "x86_64-windows-gnu"))),
+    ("darwin/arm64", True, None, ZIG, None, ("refused", "on a darwin/arm64 machine")),
+])
+def test_cgo_decision_table(target: str, cgo_on: bool, cc: dict[str, str] | None,
+                            zig: tuple[str, ...] | None, path: dict[str, str] | None,
+                            expected: tuple[str, object]) -> None:
+    got = pick(target, cgo_on=cgo_on, cc=cc, zig=zig, path=path)
+    kind, detail = expected
+    if kind == "refused":
+        assert isinstance(got, cgo.Refusal)
+        assert str(detail) in got.hint
+    else:
+        assert isinstance(got, cgo.Toolchain)
+        assert got.cgo is (kind == "cgo")
+        assert got.cc == detail
+
+
+STUB = "//go:build !cgo\n\npackage sqlite3\n// requires cgo to work. This is a stub\n"
+PURE = "//go:build !cgo\n\npackage fast\n\nfunc Sum(b []byte) uint32 { return 0 }\n"
+
+
+def test_cgo_need_refuses_stubs_and_missing_fallbacks_and_warns_on_pure_fallbacks() -> None:
+    verdict = cgo.need([
+        cgo.CgoPackage("github.com/mattn/go-sqlite3", ("sqlite3.go",), (STUB,)),
+        cgo.CgoPackage("example.com/needs-c", ("c.go",), ()),
+        cgo.CgoPackage("example.com/fast", ("fast_cgo.go",), (PURE,)),
+        cgo.CgoPackage("example.com/none", (), ()),
+    ])
+    assert verdict.refuse == ("example.com/needs-c", "github.com/mattn/go-sqlite3")
+    assert verdict.unsure == ("example.com/fast",)
+    assert cgo.is_not_cgo_file(STUB)
+    assert not cgo.is_not_cgo_file("//go:build cgo\n\npackage x\n")
+
+
+def test_cgo_packages_and_embeds_from_go_list(tmp_path: Path) -> None:
+    from goship.build import golist
+
+    (tmp_path / "static_mock.go").write_text(STUB)
+    (tmp_path / "other_linux.go").write_text("//go:build linux\n\npackage sqlite3\n")
+    stream = json.dumps({"ImportPath": "net", "Standard": True, "CgoFiles": ["cgo_unix.go"]})
+    stream += json.dumps({"ImportPath": "github.com/mattn/go-sqlite3", "Dir": str(tmp_path),
+                          "CgoFiles": ["sqlite3.go"],
+                          "IgnoredGoFiles": ["static_mock.go", "other_linux.go"]})
+    stream += "\n" + json.dumps({
+        "ImportPath": "example.com/app", "Dir": "/src/app", "Module": {"Main": True},
+        "EmbedPatterns": ["build/*"], "EmbedFiles": ["build/a.html"],
+        "Error": {"Pos": "main.go:5:12", "Err": "pattern build/*: no matching files found"}})
+    packages = golist.parse_stream(stream)
+    assert [p.import_path for p in golist.cgo_packages(packages)] == [
+        "github.com/mattn/go-sqlite3"]
+    assert golist.cgo_packages(packages)[0].fallback == (STUB,)
+    assert golist.embed_problems(packages) == [
+        golist.EmbedProblem("build/*", "/src/app", "main.go:5:12")]
+    assert golist.embedded_files(packages) == [Path("/src/app/build/a.html")]
+
+
+@pytest.mark.parametrize(("goflags", "vendor", "expected"), [
+    ("", False, "readonly"),
+    ("", True, "vendor"),
+    ("-mod=vendor", False, "vendor"),
+    ("-buildvcs=false -mod=mod", True, "mod"),
+    ("-buildvcs=false", True, "vendor"),
+])
+def test_mod_mode(goflags: str, vendor: bool, expected: str) -> None:
+    assert mod_mode(goflags, vendor)[0] == expected
+
+
+# --- go mod tidy -diff, classified --------------------------------------------------------
+
+TIDY_DIFF = """diff current/go.mod tidy/go.mod
+--- current/go.mod
++++ tidy/go.mod
+@@ -2,8 +2,9 @@
+ go 1.25.0
++require github.com/gin-gonic/gin v1.12.0
+ require (
+-\tgithub.com/google/uuid v1.6.0
+-\tgithub.com/bytedance/sonic v1.14.0 // indirect
++\tgithub.com/bytedance/sonic v1.15.0 // indirect
+-\tgithub.com/pelletier/go-toml/v2 v2.2.4
++\tgithub.com/pelletier/go-toml/v2 v2.2.4 // indirect
+ )
+
+diff current/go.sum tidy/go.sum
+--- current/go.sum
++++ tidy/go.sum
+@@ -87,4 +87,3 @@
+ gopkg.in/yaml.v3 v3.0.1 h1:fxVm=
++github.com/gin-gonic/gin v1.12.0 h1:abc=
+-github.com/foo/bar v1.0.0 h1:AAAA=
+-github.com/foo/bar v1.0.0/go.mod h1:BBBB=
+"""
+
+
+def test_tidy_diff_classification() -> None:
+    r = tidy.classify(TIDY_DIFF)
+    assert r.missing == ["require github.com/gin-gonic/gin v1.12.0"]
+    assert r.changed == ["github.com/bytedance/sonic v1.14.0 -> v1.15.0"]
+    assert r.unused == ["github.com/google/uuid v1.6.0"]
+    assert r.cosmetic == ["github.com/pelletier/go-toml/v2 v2.2.4 // indirect"]
+    assert r.sum_missing == ["github.com/gin-gonic/gin v1.12.0 h1:abc="]
+    assert r.sum_stale == ["github.com/foo/bar v1.0.0 h1:AAAA=",
+                           "github.com/foo/bar v1.0.0/go.mod h1:BBBB="]
+    assert r.errors
+    assert r.summary() == ("1 missing requirement, 1 requirement tidy would change, 1 missing "
+                           "go.sum line, 1 unused requirement, 2 stale go.sum lines, "
+                           "1 cosmetic go.mod change")
+
+
+def test_stale_go_sum_only_is_a_warning_with_a_short_summary() -> None:
+    diff = "diff current/go.sum tidy/go.sum\n--- current/go.sum\n+++ tidy/go.sum\n@@ -1 +1 @@\n"
+    diff += "".join(f"-example.com/m{i} v1.0.0 h1:x=\n" for i in range(1265))
+    r = tidy.classify(diff)
+    assert not r.errors
+    assert not r.clean
+    assert r.summary() == "1265 stale go.sum lines"
+    assert r.details()[-1] == "    ... and 1260 more"
+    assert len(r.details()) == 6
+    assert tidy.classify("").clean
+
+
+# --- the release id of a build with produced (untracked) files -----------------------------
+
+def test_release_id_with_produced_files() -> None:
+    one = gitinfo.generated_digest({"build/index.html": b"<h1>a</h1>", "build/app.js": b"x"})
+    same = gitinfo.generated_digest({"build/app.js": b"x", "build/index.html": b"<h1>a</h1>"})
+    other = gitinfo.generated_digest({"build/index.html": b"<h1>b</h1>", "build/app.js": b"x"})
+    assert one == same != other
+    assert gitinfo.generated_digest({}) == ""
+    stamp = STAMP.with_generated(one)
+    assert stamp.version == f"v1.2.3+gen.{one[:8]}"
+    assert stamp.safe_version == f"v1.2.3-gen.{one[:8]}"
+    assert STAMP.with_generated("") == STAMP
+    assert STAMP.with_generated(other).version != stamp.version
+    rid = archive.release_id(stamp, ENTRIES)
+    assert rid == archive.release_id(STAMP.with_generated(same), ENTRIES)
+    assert rid != archive.release_id(STAMP.with_generated(other), ENTRIES)
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("before", ["npm ci\nrm -rf /"]),
+    ("before", [""]),
+    ("before", ["a\0b"]),
+    ("cc", {"linux/arm64": "gcc; rm -rf /"}),
+    ("cc", {"linux/arm64": "$(evil)"}),
+    ("cc", {"arm64": "gcc"}),
+])
+def test_build_before_and_cc_reject_hostile_values(key: str, value: object) -> None:
+    from pydantic import ValidationError
+
+    from goship.config.model import Build
+
+    with pytest.raises(ValidationError):
+        Build.model_validate({key: value})
+    ok = Build.model_validate({"before": ["npm --prefix web ci && npm --prefix web run build"],
+                               "cc": {"linux/arm64": "zig",
+                                      "linux/arm": "arm-linux-gnueabihf-gcc -march=armv7-a"}})
+    assert ok.cc["linux/arm64"] == "zig"
+
+
+def test_doctor_names_the_c_compiler_of_each_cgo_target(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from goship import doctor
+    from goship.config import load
+
+    (tmp_path / "goship.toml").write_text(
+        '[app]\nname = "shop"\n\n[build]\ncgo = true\n'
+        'targets = ["linux/amd64", "linux/arm64"]\n')
+    monkeypatch.setattr("goship.build.gobuild.host_target", lambda: "linux/amd64")
+    monkeypatch.setattr("goship.build.gobuild.find_zig", lambda: None)
+    monkeypatch.setattr("shutil.which", {"cc": "/usr/bin/cc"}.get)
+    monkeypatch.setattr(doctor, "_tool_version", lambda argv: "cc 12.2.0")
+    lines = [c.line() for c in doctor.cgo_checks(load(tmp_path / "goship.toml"))]
+    assert lines[0] == "ok   local: cgo linux/amd64: native, cc (cc 12.2.0)"
+    assert lines[1].startswith("FAIL local: cgo linux/arm64: build.cgo = true and linux/arm64 "
+                               "is a cross-compile from linux/amd64: no C compiler for it -> "
+                               "apt-get install gcc-aarch64-linux-gnu")

@@ -20,7 +20,9 @@ def build_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--env", "env_name", help="Use [env.ENV]'s overrides of the config."),
         click.option("--allow-dirty", is_flag=True,
                      help="Build uncommitted changes; the version then ends in -dirty."),
-        click.option("--fix", is_flag=True, help="Run `go mod tidy` when go.mod is untidy."),
+        click.option("--fix", is_flag=True,
+                     help="Run `go mod tidy` when go.mod is untidy (the tree is then dirty: "
+                     "commit, or add --allow-dirty)."),
         click.option("--vet", is_flag=True, help="Also run `go vet ./...`."),
         click.option("--skip-checks", is_flag=True,
                      help="Skip the tidy and verify checks (faster local iterations)."),
@@ -51,11 +53,14 @@ def _rel(p: Path) -> str:
 @click.pass_context
 def build(ctx: click.Context, targets: tuple[str, ...], env_name: str | None,
           allow_dirty: bool, fix: bool, vet: bool, skip_checks: bool, as_json: bool) -> None:
-    """Cross-compile the service: reproducible (-trimpath, CGO off, -mod=readonly), stripped,
-    version-stamped with -X from git (build date = commit time, never the clock).
+    """Cross-compile the service: reproducible (-trimpath, -mod=readonly or vendor, CGO off
+    unless build.cgo), stripped, version-stamped with -X from git (build date = commit time,
+    never the clock).
 
-    Checks go.mod/go.sum are tidy and verified first. All targets build in parallel into
-    build.out_dir/VERSION/OS_ARCH; a failed build leaves nothing behind.
+    Checks go.mod/go.sum are tidy and verified first, runs build.before, checks the build
+    graph (//go:embed patterns, cgo dependencies). All targets build in parallel into
+    build.out_dir/VERSION/OS_ARCH; a failed build leaves nothing behind. -v prints the
+    exact go command.
 
     \b
     Example:
