@@ -415,6 +415,7 @@ def test_cgo_sqlite_builds_with_cgo_and_opens_a_database(run_cli: Run, cgo_repo:
         in r.err  # -v prints the exact command
     binary = Path(json.loads(r.out)["artifacts"][0]["path"])
     assert "dynamically linked" in file_of(binary)
+    assert file_of(binary).rstrip().endswith(", stripped")
     run = subprocess.run([str(binary), "check", str(tmp_path / "notes.db")],
                          capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
@@ -465,6 +466,7 @@ def test_cgo_cross_build_with_zig_or_a_refusal_naming_the_fix(run_cli: Run,
     assert "linux/arm64: cgo, zig cc -target aarch64-linux-gnu" in r.err
     binary = Path(json.loads(r.out)["artifacts"][0]["path"])
     assert "ARM aarch64" in file_of(binary)
+    assert file_of(binary).rstrip().endswith(", stripped")  # zig's linker strips too
 
 
 def test_cgo_cross_compiler_not_installed_is_refused(run_cli: Run, tmp_path: Path) -> None:

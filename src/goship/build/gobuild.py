@@ -127,6 +127,9 @@ def build_vars(plan: Plan, target: Target) -> dict[str, str]:
     out = {"GOOS": target.os, "GOARCH": target.arch, "CGO_ENABLED": "1" if tc.cgo else "0"}
     if tc.cc is not None:
         out["CC"] = shlex.join(tc.cc)  # go splits CC itself, honouring quotes
+    if tc.how.startswith("zig"):
+        # zig's linker ignores the -s that go passes for -ldflags=-s: strip on its own.
+        out["CGO_LDFLAGS"] = f"{os.environ.get('CGO_LDFLAGS', '')} -s".strip()
     return out
 
 
