@@ -530,6 +530,14 @@ def test_unmatched_embed_pattern_names_the_pattern_and_the_fix(run_cli: Run,
     r = run_cli("build", "--skip-checks", cwd=embed_repo)
     assert r.code == 1
     assert "build.before[0] `exit 3` exited 3" in r.err
+    # A step that edits a file git tracks: the tree is no longer the commit.
+    toml.write_text(toml.read_text().replace('"exit 3"', '"echo edit >> web/index.src.html"'))
+    git(embed_repo, "commit", "-qam", "editing step")
+    r = run_cli("build", "--skip-checks", cwd=embed_repo)
+    assert r.code == 2
+    assert "build.before changed files git tracks: the working tree has uncommitted changes " \
+           "(web/index.src.html)" in r.err
+    assert not (embed_repo / "dist").exists()
 
 
 def test_vendored_module_builds_with_mod_vendor_and_goflags_is_respected(
