@@ -413,7 +413,9 @@ def test_cgo_sqlite_builds_with_cgo_and_opens_a_database(run_cli: Run, cgo_repo:
     assert "linux/amd64: cgo, native, cc" in r.err
     assert "CGO_ENABLED=1 go build -trimpath -mod=readonly -ldflags '-s -w -B gobuildid'" \
         in r.err  # -v prints the exact command
-    binary = Path(json.loads(r.out)["artifacts"][0]["path"])
+    artifact = json.loads(r.out)["artifacts"][0]
+    assert artifact["cgo"] == "native, cc"
+    binary = Path(artifact["path"])
     assert "dynamically linked" in file_of(binary)
     assert file_of(binary).rstrip().endswith(", stripped")
     run = subprocess.run([str(binary), "check", str(tmp_path / "notes.db")],

@@ -75,7 +75,9 @@ def build(ctx: click.Context, targets: tuple[str, ...], env_name: str | None,
         ui.out(json.dumps({
             "version": result.plan.stamp.version, "commit": result.plan.stamp.commit,
             "build_time": result.plan.stamp.build_time, "ldflags": result.plan.ldflags,
+            "flags": list(result.plan.flags), "generated": list(result.plan.generated),
             "artifacts": [{"target": str(b.target), "path": str(b.path), "size": b.size,
+                           "cgo": result.plan.toolchain(b.target).how,
                            "sha256": b.sha256, "seconds": round(b.seconds, 2),
                            "notes": b.notes} for b in result.built],
             "notes": result.notes}, indent=2))
