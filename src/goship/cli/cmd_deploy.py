@@ -127,14 +127,13 @@ def setup(ctx: click.Context, env: str, dry_run: bool) -> None:
     Example:
       goship setup production --dry-run
     """
-    from goship.deploy.engine import close, connect, env_values
+    from goship.deploy.engine import env_values, fleet
 
     project, environment = load_env(ctx, env)
     # The env file is read (and a broken one refused) before any host is touched, as by
     # deploy; deploy writes it, with the release.
     env_values(project, environment)
-    hosts = connect(environment)
-    try:
+    with fleet(environment) as hosts:
         for h in hosts:
             if dry_run:
                 ui.out(f"{h.name}: would ensure user {h.config.service_user}, "
@@ -147,8 +146,6 @@ def setup(ctx: click.Context, env: str, dry_run: bool) -> None:
             h.nginx.prepare(project.root)
             h.nginx.prepare_tls()
             ui.out(f"{h.name}: " + (", ".join(changes) if changes else "nothing to change"))
-    finally:
-        close(hosts)
 
 
 @click.command()

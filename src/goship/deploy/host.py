@@ -92,6 +92,7 @@ class Host:
                                 self.paths.root))
         releases: dict[str, str | None] = {}
         envs: set[str] = set()
+        leftovers: list[str] = []
         for line in res.stdout.splitlines():
             kind, _, rest = line.partition(" ")
             if kind == "R" and rest:
@@ -99,6 +100,8 @@ class Host:
                 releases[rid] = sha.strip() or None
             elif kind == "E" and rest:
                 envs.add(rest.strip())
+            elif kind == "L" and rest:
+                leftovers.append(rest.strip())
         supervised = self.services.name == "supervisord"
         kept = sorted(e for e in envs if not e.endswith(".sh")
                       and (not supervised or f"{e}.sh" in envs))
@@ -106,7 +109,7 @@ class Host:
                         live_color=self.live_color, live_release=self.live_release,
                         state=dict(self.state), releases=releases,
                         listeners=self.facts.listeners, running=self.services.running(),
-                        env_kept=kept, now=time.time())
+                        env_kept=kept, now=time.time(), leftovers=leftovers)
 
     def releases_on_disk(self) -> list[str]:
         res = self.t.run(Cmd.of("ls", "-1", self.paths.releases))
@@ -253,6 +256,14 @@ class Host:
             except json.JSONDecodeError:
                 continue
         return out
+
+    def clean(self, leftovers: list[str]) -> None:
+        """Remove what an aborted run left (paths relative to the app root, from the
+        inventory; never anything outside releases/ and incoming/)."""
+        safe = [self.paths.join(p) for p in leftovers
+                if p.startswith(("releases/.", "incoming/")) and ".." not in p.split("/")]
+        if safe:
+            self.t.run(Cmd.of("rm", "-rf", "--", *safe))
 
     def remove_releases(self, doomed: list[str]) -> list[str]:
         """The plan's prune list: each release with its kept environment."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from goship.command import Cmd
 from goship.config import Environment
-from goship.deploy.engine import close, connect, fleet, parallel
+from goship.deploy.engine import close, connect, each, fleet
 from goship.deploy.host import Host
 
 
@@ -46,14 +46,9 @@ def host_status(h: Host) -> dict[str, Any]:
 
 def status(env: Environment) -> dict[str, Any]:
     with fleet(env) as hosts:
-        rows: dict[str, dict[str, Any]] = {}
-
-        def one(h: Host) -> None:
-            rows[h.name] = host_status(h)
-
-        for h, err in parallel(hosts, one, env.config.deploy.concurrency):
-            if err is not None:
-                rows[h.name] = {"error": str(err)}
+        got = each(hosts, host_status, env.config.deploy.concurrency)
+        rows: dict[str, dict[str, Any]] = {**got.succeeded, **{
+            name: {"error": str(err)} for name, err in got.failed.items()}}
         live = Counter(r.get("release") for r in rows.values() if r.get("release"))
         expected = live.most_common(1)[0][0] if live else None
         for r in rows.values():
