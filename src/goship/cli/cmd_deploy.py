@@ -178,6 +178,9 @@ def status(ctx: click.Context, env: str, as_json: bool) -> None:
                f"[{inst}] nginx {h['nginx']}, previous {h['previous'] or '-'}; last "
                f"{last.get('action', '-')} {last.get('outcome', '')} "
                f"{last.get('time', '')}{drift}")
+        if h.get("stray"):
+            ui.out(f"{name}: DRIFT: instances of this app on ports no color uses: "
+                   f"{', '.join(str(p) for p in h['stray'])} (the next deploy stops them)")
         sb = h.get("standby")
         if sb and sb.get("running"):
             ui.out(f"{name}: standby {sb['release']} on {sb['color']}, warm for "
