@@ -46,10 +46,12 @@ def layered(tmp_path: Path) -> Path:
                 "os/signal"
                 "syscall"
 
+                "github.com/acme/shop/v2/internal/buildinfo"
                 "github.com/acme/shop/v2/internal/server"
             )
 
             func main() {
+                println(buildinfo.Version)
                 ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
                 defer stop()
                 server.Run(ctx)
@@ -208,7 +210,7 @@ def test_embedded_assets_and_no_graceful_shutdown(run_cli: Run, tmp_path: Path) 
     assert "warning: no graceful shutdown on SIGTERM found" in r.err
     text = (root / "goship.toml").read_text()
     assert "Embedded with //go:embed, nothing to ship: assets" in text
-    assert "WARNING: no graceful shutdown found" in text
+    assert "WARNING: no graceful shutdown on SIGTERM found" in text
     cfg = parse(tomllib.loads(text)).base
     assert cfg.app.name == "pinger"
     assert cfg.run.port_env == "HTTP_PORT"
@@ -240,9 +242,9 @@ def test_hard_coded_port_and_no_health_route(run_cli: Run, tmp_path: Path) -> No
     r = run_cli("init", str(root))
     assert r.code == 0, r.err
     assert "no health route found; using /health" in r.err
-    assert "no port environment variable found (port 8081 is hard-coded)" in r.err
+    assert "the port 8081 is hard-coded at server/main.go:6: change the code" in r.err
     text = (root / "goship.toml").read_text()
-    assert "WARNING: no port variable found (port 8081 is hard-coded)" in text
+    assert "WARNING: no port setting found (port 8081 is hard-coded)" in text
     assert "WARNING: no health route found" in text
     cfg = parse(tomllib.loads(text)).base
     assert cfg.run.port_env == "PORT"

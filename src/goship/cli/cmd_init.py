@@ -58,10 +58,7 @@ def init(directory: Path, force: bool, main_pkg: str | None, name: str | None,
         target = root / "goship.toml"
         initfile.write(target, result.text, force=force)
         ui.out(f"wrote {target}")
+    for line in initfile.facts_table(ins):
+        ui.info(line)
     for w in result.warnings:
         ui.warn(w)
-    summary = [f"module {ins.gomod.module}", f"main {ins.main}",
-               "gin" if ins.gin else "no gin",
-               f"health {ins.health or '/health (default)'}",
-               f"port ${ins.port.name}" if ins.port else "port $PORT (default)"]
-    ui.info("found: " + ", ".join(summary))
