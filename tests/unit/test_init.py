@@ -242,7 +242,7 @@ def test_hard_coded_port_and_no_health_route(run_cli: Run, tmp_path: Path) -> No
     r = run_cli("init", str(root))
     assert r.code == 0, r.err
     assert "no health route found; using /health" in r.err
-    assert "the port 8081 is hard-coded at server/main.go:6: change the code" in r.err
+    assert "the port 8081 is hard-coded at server/main.go:7: change the code" in r.err
     text = (root / "goship.toml").read_text()
     assert "WARNING: no port setting found (port 8081 is hard-coded)" in text
     assert "WARNING: no health route found" in text
