@@ -585,10 +585,19 @@ def _outermost(dirs: list[str]) -> list[str]:
     return keep
 
 
+GENERIC_LAST = {"server", "backend", "api", "service", "app", "src", "go", "cmd"}
+
+
 def default_app_name(module: str) -> str:
-    last = module.rstrip("/").rsplit("/", 1)[-1]
-    if re.fullmatch(r"v\d+", last) and "/" in module:
-        last = module.rstrip("/").rsplit("/", 2)[-2]
+    """The module path's last element (not the directory's name); a generic one such as
+    `server` in a monorepo takes its parent's name too: github.com/acme/shop/server ->
+    shop-server, so two monorepos' servers do not share a name."""
+    parts = module.rstrip("/").split("/")
+    if re.fullmatch(r"v\d+", parts[-1]) and len(parts) > 1:
+        parts = parts[:-1]
+    last = parts[-1]
+    if last.lower() in GENERIC_LAST and len(parts) > 1 and "." not in parts[-2]:
+        last = f"{parts[-2]}-{last}"
     name = re.sub(r"[^a-z0-9-]+", "-", last.lower()).strip("-")
     if not name or not name[0].isalpha():
         name = "app-" + name if name else "app"

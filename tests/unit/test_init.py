@@ -339,3 +339,68 @@ def test_string_vars() -> None:
 ])
 def test_default_app_name(module: str, name: str) -> None:
     assert goproject.default_app_name(module) == name
+
+
+def test_monorepo_root_points_to_the_module_and_buildinfo_builtat(
+        run_cli: Run, tmp_path: Path) -> None:
+    """go.mod in server/ (the admin monorepo shape); Version, GitCommit and BuiltAt of a
+    buildinfo package (issue #12: BuiltAt was missed); the name is not just "server"."""
+    root = project(tmp_path / "admin", {
+        "web/package.json": '{"scripts": {"build": "vite build"}}\n',
+        "server/go.mod": GIN_MOD.format(module="github.com/acme/admin/server"),
+        "server/main.go": """
+            package main
+
+            import (
+                "os"
+
+                "github.com/acme/admin/server/pkg/buildinfo"
+                "github.com/gin-gonic/gin"
+            )
+
+            func main() {
+                r := gin.Default()
+                r.GET("/health", func(c *gin.Context) { c.String(200, buildinfo.Version) })
+                r.Run(":" + os.Getenv("PORT"))
+            }
+        """,
+        "server/pkg/buildinfo/buildinfo.go": """
+            package buildinfo
+
+            var (
+                Version   = "dev"
+                GitCommit = "none"
+                BuiltAt   = "unknown"
+            )
+        """,
+    })
+    r = run_cli("init", str(root))
+    assert r.code == 0, r.err
+    cfg = parse(tomllib.loads((root / "goship.toml").read_text())).base
+    assert cfg.app.module_dir == "server"
+    assert cfg.app.name == "admin-server"
+    prefix = "github.com/acme/admin/server/pkg/buildinfo"
+    assert cfg.app.stamp == {f"{prefix}.Version": "{version}",
+                             f"{prefix}.GitCommit": "{commit}",
+                             f"{prefix}.BuiltAt": "{build_time}"}
+    assert cfg.run.health.path == "/health"
+
+
+def test_well_known_base_port_is_warned(run_cli: Run, tmp_path: Path) -> None:
+    root = project(tmp_path / "p", {
+        "go.mod": GIN_MOD.format(module="example.com/p"),
+        "main.go": """
+            package main
+
+            import ("os"; "github.com/gin-gonic/gin")
+
+            func main() {
+                port := os.Getenv("PORT")
+                if port == "" { port = "9000" }
+                gin.Default().Run(":" + port)
+            }
+        """,
+    })
+    r = run_cli("init", str(root), "--stdout")
+    assert r.code == 0, r.err
+    assert "port 9100 is node_exporter's well-known port" in r.err

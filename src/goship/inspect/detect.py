@@ -206,7 +206,7 @@ def find_signals(file: str, code: str, into: Signals) -> None:
         into.shutdown.append(f"{file}:{line_of(code, m.start())}")
 
 
-LITERAL = re.compile(r"\"((?:\./)?[A-Za-z0-9_][\w.\-/]*)\"")
+LITERAL = re.compile(r"\"((?:\./)?[A-Za-z0-9_][\w.\-/]*)(?:\?[^\"]*)?\"")
 WRITE_CALL = re.compile(
     r"\b(?:os\s*\.\s*(?:MkdirAll|Mkdir|Create|OpenFile|WriteFile)|SaveUploadedFile|"
     r"sql\s*\.\s*Open|sqlite\s*\.\s*Open|Filename\s*:|filepath\s*\.\s*Join)\s*\(?")
@@ -345,8 +345,8 @@ def find_services(text: str) -> list[str]:
     return [name for name, rx in DSN_PATTERNS if rx.search(text)]
 
 
-LDFLAG_X = re.compile(r"-X\s*[= ]?\s*['\"]?([\w./-]+)\.(\w+)=([^'\"\s)]*)")
-TAGS = re.compile(r"-tags[= ]\s*['\"]?([\w,. ]+?)['\"]?(?:\s|$)", re.M)
+LDFLAG_X = re.compile(r"-X\s*[= ]?\s*['\"]?([\w./-]+)\.(\w+)=([^'\"\s]*)")
+TAGS = re.compile(r"-tags[= ]\s*(?:\"([^\"]*)\"|'([^']*)'|([\w,.]+))")
 
 
 def build_flags(text: str) -> tuple[list[tuple[str, str, str, int]], list[str]]:
@@ -355,7 +355,7 @@ def build_flags(text: str) -> tuple[list[tuple[str, str, str, int]], list[str]]:
           for m in LDFLAG_X.finditer(text)]
     tags: list[str] = []
     for m in TAGS.finditer(text):
-        for t in re.split(r"[ ,]+", m.group(1).strip()):
+        for t in re.split(r"[ ,]+", (m.group(1) or m.group(2) or m.group(3)).strip()):
             if t and not t.startswith("$") and t not in tags:
                 tags.append(t)
     return xs, tags
