@@ -383,8 +383,8 @@ def inspect(root: Path, main: str | None = None) -> Inspection:
         module_dir=module_dir, facts=facts)
     _port_and_args(ins, mod_root, codes)
     _runtime_paths(ins, mod_root, codes, sources)
-    _build_needs(ins, mod_root, pkgs, codes)
     _stamps(ins, mod_root, binary)
+    _build_needs(ins, mod_root, pkgs, codes)
     _signals(ins, codes)
     if ins.base_port is not None:
         ins.warnings.extend(well_known_clashes(ins.base_port if 1024 <= ins.base_port <= 64000
@@ -496,7 +496,8 @@ def _runtime_paths(ins: Inspection, mod_root: Path, codes: dict[str, str],
     uploads = [d for d in ins.data_dirs if any(d.startswith(a + "/") for a in ins.assets)]
     for u in uploads:
         ins.warnings.append(f"{u} holds user uploads inside the asset directory "
-                            f"{u.split('/')[0]}: it is a data dir (kept in shared/), not shipped")
+                            f"{u.split('/')[0]}: it is a data dir (run.data_dirs, kept in "
+                            f"shared/); keep it out of git so no release ships it")
     text = "\n".join(codes.values())
     for cf in ins.files:
         text += "\n" + (mod_root / cf).read_text(encoding="utf-8", errors="replace")
@@ -532,7 +533,10 @@ def _build_needs(ins: Inspection, mod_root: Path, pkgs: project.Packages | None,
         for pkg, var, value, line in xs:
             flag = f"{pkg}.{var}"
             if var.lower() in STAMP_VALUE_NAMES:
-                continue  # the version placeholders come from the variables themselves
+                if not any(st.flag == flag for st in ins.stamps):
+                    ins.stamps.append(StampVar(pkg, var))  # placeholders, not $(VERSION)
+                    ins.facts.append(Fact("version variable", flag, True, f"{name}:{line}"))
+                continue
             if re.fullmatch(r"[A-Za-z0-9._:+@/-]+", value):
                 ins.literal_stamps[flag] = value
                 ins.facts.append(Fact("-X flag", f"{flag}={value}", True, f"{name}:{line}"))

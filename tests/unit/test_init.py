@@ -404,3 +404,52 @@ def test_well_known_base_port_is_warned(run_cli: Run, tmp_path: Path) -> None:
     r = run_cli("init", str(root), "--stdout")
     assert r.code == 0, r.err
     assert "port 9100 is node_exporter's well-known port" in r.err
+
+
+def test_only_the_chosen_binary_counts(tmp_path: Path) -> None:
+    """Another main package's /health, its data dir and its flag say nothing about this
+    service; uploads under static/ are data, not assets; -X of the Makefile kept."""
+    root = project(tmp_path / "two", {
+        "go.mod": GIN_MOD.format(module="example.com/two"),
+        "cmd/api/main.go": """
+            package main
+
+            import "github.com/gin-gonic/gin"
+
+            func main() {
+                r := gin.New()
+                r.Static("/static", "./static")
+                r.GET("/ping", func(c *gin.Context) {})
+                r.POST("/upload", func(c *gin.Context) {
+                    f, _ := c.FormFile("f")
+                    c.SaveUploadedFile(f, "static/uploads/"+f.Filename)
+                })
+                r.Run(":8080")
+            }
+        """,
+        "cmd/tool/main.go": """
+            package main
+
+            import ("flag"; "os"; "github.com/gin-gonic/gin")
+
+            func main() {
+                addr := flag.String("addr", ":9999", "")
+                os.MkdirAll("data", 0o755)
+                r := gin.New()
+                r.GET("/health", func(c *gin.Context) {})
+                r.Run(*addr)
+            }
+        """,
+        "static/app.css": "body{}\n",
+        "Makefile": "build:\n\tgo build -ldflags '-X main.Env=production "
+                    "-X example.com/two/internal/version.Version=$(V)' ./cmd/api\n",
+    })
+    ins = goproject.inspect(root, "cmd/api")
+    assert ins.health == "/ping"
+    assert ins.port_kind == "hardcoded"
+    assert ins.args == []
+    assert ins.data_dirs == ["static/uploads"]
+    assert ins.assets == ["static"]
+    assert any("static/uploads holds user uploads" in w for w in ins.warnings)
+    assert ins.literal_stamps == {"main.Env": "production"}
+    assert [s.flag for s in ins.stamps] == ["example.com/two/internal/version.Version"]

@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 
 from goship.inspect.facts import line_of
 
-PORT_FLAG_NAMES = {"addr", "address", "port", "listen", "http", "http-addr", "http-port",
-                   "bind", "listen-addr", "p", "a", "l"}
 CONFIG_FLAG_NAMES = {"c", "config", "conf", "config-file", "settings", "f"}
 SERVE_COMMANDS = ("server", "serve", "run", "start", "web", "api", "http")
 CONFIG_EXT = (".yaml", ".yml", ".toml", ".ini", ".json", ".conf")

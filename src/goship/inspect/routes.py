@@ -63,6 +63,10 @@ def find_routes(files: dict[str, str]) -> list[Route]:
     funcs = [f for file, code in files.items() for f in _functions(file, code)]
     scopes: dict[int, dict[str, str]] = {id(f): {} for f in funcs}
     known: dict[str, str] = {}  # every router variable of the binary, for fields/globals
+    by_name: dict[str, list[_Func]] = {}
+    for f in funcs:
+        if f.name and any(is_router for _, is_router in f.params):
+            by_name.setdefault(f.name, []).append(f)
     for _ in range(6):  # until the prefixes stop changing (calls chain a few deep)
         changed = False
         for f in funcs:
@@ -76,9 +80,7 @@ def find_routes(files: dict[str, str]) -> list[Route]:
                     changed |= _bind(env, known, var, _join(base, prefix))
             for m in CALL.finditer(f.body):
                 args = [a.strip() for a in m.group(2).split(",")]
-                for g in funcs:
-                    if g.name != m.group(1) or not g.params:
-                        continue
+                for g in by_name.get(m.group(1), []):
                     for (pname, is_router), arg in zip(g.params, args, strict=False):
                         base = env.get(arg, known.get(arg))
                         if is_router and base is not None:
