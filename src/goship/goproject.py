@@ -163,30 +163,15 @@ def pick_health_route(routes: list[Route]) -> Route | None:
     return None
 
 
-GETENV = re.compile(r"os\s*\.\s*(?:Getenv|LookupEnv)\s*\(\s*\"([A-Za-z_][A-Za-z0-9_]*)\"\s*\)")
-DEFAULT_PORT = re.compile(r"\"\s*:?(\d{2,5})\s*\"")
-RUN_LITERAL = re.compile(r"\.\s*(?:Run|ListenAndServe)\s*\(\s*\"[^\"]*:(\d{2,5})\"")
-ADDR_LITERAL = re.compile(r"Addr\s*:\s*\"[^\"]*:(\d{2,5})\"")
-
-
 def find_port(src: str) -> PortVar | None:
     """The environment variable the service reads its port from, and its fallback."""
-    code = strip_comments(src)
-    for m in GETENV.finditer(code):
-        name = m.group(1)
-        if "PORT" not in name.upper():
-            continue
-        window = code[m.end():m.end() + 300]
-        d = DEFAULT_PORT.search(window)
-        default = int(d.group(1)) if d and 0 < int(d.group(1)) < 65536 else None
-        return PortVar(name, default)
-    return None
+    found = detect.find_env_port("main.go", strip_comments(src))
+    return PortVar(found.name, found.default) if found else None
 
 
 def find_hardcoded_port(src: str) -> int | None:
-    code = strip_comments(src)
-    m = RUN_LITERAL.search(code) or ADDR_LITERAL.search(code)
-    return int(m.group(1)) if m else None
+    found = detect.find_hardcoded_port("main.go", strip_comments(src))
+    return found[0] if found else None
 
 
 ASSET_CALLS = re.compile(
@@ -270,16 +255,6 @@ def find_string_vars(src: str) -> list[str]:
             continue  # initialised from an expression: -X would not win
         names.extend(n.strip() for n in idents.split(","))
     return names
-
-
-SHUTDOWN = re.compile(r"\.\s*Shutdown\s*\(")
-NOTIFY = re.compile(r"signal\s*\.\s*(?:Notify|NotifyContext)\s*\(")
-
-
-def graceful_parts(src: str) -> tuple[bool, bool]:
-    """(catches a signal, calls Shutdown): often in different files, so judged together."""
-    code = strip_comments(src)
-    return bool(NOTIFY.search(code)), bool(SHUTDOWN.search(code))
 
 
 def go_files(root: Path) -> list[Path]:
@@ -381,6 +356,10 @@ def inspect(root: Path, main: str | None = None) -> Inspection:
         routes=routes, health=health.path if health else None, port=None,
         hardcoded_port=None, assets=[], embedded=[], stamps=[], graceful=False,
         module_dir=module_dir, facts=facts)
+    if pkgs is None:
+        ins.warnings.append("go list could not read the build graph (no Go toolchain, or "
+                            "modules not downloaded: run `go mod download`); read every "
+                            "non-main package instead, cgo and //go:embed not checked")
     _port_and_args(ins, mod_root, codes)
     _runtime_paths(ins, mod_root, codes, sources)
     _stamps(ins, mod_root, binary)
