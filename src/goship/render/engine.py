@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from goship import envquote
 from goship.errors import ConfigError
 
 OVERRIDE_DIR = Path("goship") / "templates"
@@ -30,6 +31,10 @@ def render(name: str, project_root: Path | None = None, **context: Any) -> str:
     env = Environment(loader=ChoiceLoader(loaders), undefined=StrictUndefined,
                       keep_trailing_newline=True, trim_blocks=False,
                       autoescape=False)  # noqa: S701 (config files, not HTML)
+    # Quoting for each syntax that carries an environment value (goship/envquote.py).
+    env.filters.update(systemd_env=envquote.systemd, dockerfile_env=envquote.dockerfile,
+                       sh_quote=envquote.sh, supervisord_env=envquote.supervisord,
+                       ps_quote=envquote.powershell)
     try:
         return env.get_template(name).render(**context)
     except TemplateSyntaxError as e:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from goship.config import Config, Environment
+from goship.config.load import is_secret_name
 from goship.render.context import Paths
 
 SECRET_MASK = "REDACTED"  # noqa: S105 (the mask, not a secret)
@@ -31,11 +32,21 @@ class RenderInput:
     def app(self) -> str:
         return self.config.app.name
 
+    def public_env(self) -> dict[str, str]:
+        """run.env without the values whose names say secret: what may go into an image,
+        a ConfigMap or a script."""
+        return {k: v for k, v in self.config.run.env.items() if not is_secret_name(k)}
+
+    def secret_env(self) -> dict[str, str]:
+        """Every secret: run.env's by name, then the env file's (which wins, as on a host)."""
+        named = {k: v for k, v in self.config.run.env.items() if is_secret_name(k)}
+        return {**named, **self.secrets}
+
     def secret_values(self) -> dict[str, str]:
-        """The env file's values, or a mask for each: never printed by default."""
+        """The secrets, or a mask for each: never printed by default."""
         if self.show_secrets:
-            return dict(self.secrets)
-        return dict.fromkeys(self.secrets, SECRET_MASK)
+            return self.secret_env()
+        return dict.fromkeys(self.secret_env(), SECRET_MASK)
 
 
 def host_addresses(env: Environment) -> list[str]:
