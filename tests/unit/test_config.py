@@ -203,3 +203,23 @@ def test_the_example_config_is_valid() -> None:
     assert project.base.app.name == "hello-gin"
     assert {"local", "lab"} <= set(project.envs)
     assert project.env("lab").target.lab == 2
+
+
+def test_config_show_masks_credentials_inside_urls(tmp_path: Path, run_cli: Any) -> None:
+    (tmp_path / "goship.toml").write_text(
+        '[app]\nname = "shop"\n[run]\nenv_file = ".env"\n[run.env]\n'
+        'DATABASE_URL = "postgres://u:pw-in-url@db/x"\n'
+        'CACHE = "redis://:only-pass@cache:6379/0"\n'
+        'UPSTREAMS = "http://a:s3cr%40t@one/,https://b:p2@two:8443/path?q=1"\n'
+        'PLAIN = "https://example.com/a@b"\n')
+    (tmp_path / ".env").write_text("FROM_FILE=file-secret\n")
+    for fmt in ([], ["--json"]):
+        r = run_cli("config", "show", *fmt, cwd=tmp_path)
+        assert r.code == 0, r.err
+        for secret in ("pw-in-url", "only-pass", "s3cr%40t", "p2@", "file-secret"):
+            assert secret not in r.out, (fmt, secret)
+        assert "postgres://u:****@db/x" in r.out
+        assert "redis://:****@cache:6379/0" in r.out
+        assert "http://a:****@one/" in r.out
+        assert "https://b:****@two:8443/path?q=1" in r.out
+        assert "https://example.com/a@b" in r.out  # no credentials: left as it is

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from goship.command import MASK
 from goship.config.load import Environment, Project, is_secret_name
 from goship.config.model import Config
 from goship.envfile import parse_env_file
+
+# scheme://user:PASSWORD@host: the password, wherever a URL sits in a value
+URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@,]*:)([^@/\s]+)(@)")
+URL_MASK = "****"
+
+
+def mask_urls(data: Any) -> Any:
+    """Every string in data with the passwords of the URLs in it masked."""
+    if isinstance(data, str):
+        return URL_PASSWORD.sub(lambda m: m.group(1) + URL_MASK + m.group(3), data)
+    if isinstance(data, dict):
+        return {k: mask_urls(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [mask_urls(v) for v in data]
+    return data
 
 
 def effective(project: Project, env: Environment | None) -> dict[str, Any]:
@@ -26,7 +42,7 @@ def effective(project: Project, env: Environment | None) -> dict[str, Any]:
     if env is not None:
         target = env.target.model_dump(mode="json", exclude_defaults=True)
         data = {"env": {"name": env.name, **target}, **data}
-    return data
+    return mask_urls(data)  # type: ignore[no-any-return]
 
 
 def to_json(data: dict[str, Any]) -> str:
