@@ -36,7 +36,7 @@ def effective(project: Project, env: Environment | None) -> dict[str, Any]:
     data["app"]["binary"] = config.app.binary_name
     if config.run.env_file:
         path = project.root / config.run.env_file
-        keys = sorted(parse_env_file(path)) if path.is_file() else []
+        keys = sorted(parse_env_file(path)) if path.exists() else []
         # The names are useful to check a deploy; the values are secrets, never shown.
         data["run"]["env_file_keys"] = dict.fromkeys(keys, MASK)
     if env is not None:

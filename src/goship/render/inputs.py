@@ -9,6 +9,7 @@ from pathlib import Path
 
 from goship.config import Config, Environment
 from goship.config.load import is_secret_name
+from goship.errors import ConfigError
 from goship.render.context import Paths
 
 SECRET_MASK = "REDACTED"  # noqa: S105 (the mask, not a secret)
@@ -77,8 +78,11 @@ def go_version(root: Path, config: Config) -> str:
         return config.ci.go_version
     gomod = root / config.app.module_dir / "go.mod"
     try:
-        found = GO_LINE.findall(gomod.read_text())
-    except OSError:
+        found = GO_LINE.findall(gomod.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(str(gomod), "", "not UTF-8 text",
+                          hint="go.mod is UTF-8; save it as such") from None
+    except OSError:  # no go.mod (yet): the default Go version
         found = []
     toolchain = [str(v) for v in found if v.count(".") == 2]
     return str((toolchain or found or ["1.22"])[-1])
