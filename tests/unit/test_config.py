@@ -10,6 +10,7 @@ import pytest
 
 from goship.config import load, parse
 from goship.errors import ConfigError, ConfigErrors
+from tests.conftest import EXAMPLE, REPO
 
 BASE: dict[str, Any] = {"app": {"name": "shop"}}
 
@@ -223,3 +224,23 @@ def test_config_show_masks_credentials_inside_urls(tmp_path: Path, run_cli: Any)
         assert "http://a:****@one/" in r.out
         assert "https://b:****@two:8443/path?q=1" in r.out
         assert "https://example.com/a@b" in r.out  # no credentials: left as it is
+
+
+def test_what_is_not_built_exits_3_as_readme_says(tmp_path: Path, run_cli: Any) -> None:
+    r = run_cli("--config", str(EXAMPLE / "goship.toml"), "deploy", "lab", "--dry-run",
+                "--canary")
+    assert r.code == 3, r.err
+    assert "not yet: goship deploy --dry-run --canary" in r.err
+    (tmp_path / "goship.toml").write_text(
+        '[app]\nname = "shop"\n[deploy]\nstrategy = "canary"\n[env.here]\nlocal = true\n')
+    r = run_cli("deploy", "here", "--dry-run", cwd=tmp_path)
+    assert r.code == 3, r.err
+    assert "goship deploy ENV --canary" in r.err
+
+
+def test_docs_say_what_is_not_built() -> None:
+    doc = (REPO / "docs" / "config.md").read_text()
+    manager = next(line for line in doc.splitlines() if line.startswith("| `manager`"))
+    assert "`docker`: not yet" in manager
+    strategy = next(line for line in doc.splitlines() if line.startswith("| `strategy`"))
+    assert "deploy ENV --canary" in strategy
