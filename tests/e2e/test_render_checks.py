@@ -297,3 +297,22 @@ def test_canary_allowlist_in_real_nginx_matches_explain(tmp_path: Path) -> None:
     finally:
         nginx.terminate()
         nginx.wait(timeout=10)
+
+
+def test_env_file_read_back_by_systemd(lab: Any) -> None:
+    """The EnvironmentFile goship writes (envquote.systemd, as deploy's write_env does),
+    with hostile values, read by a real systemd (a lab host, PID 1 there) into a unit's
+    environment: each value arrives as written."""
+    import base64
+
+    from goship import envquote
+    from tests.unit.test_render_env import HOSTILE
+
+    env = {f"V{i}": v for i, v in enumerate(HOSTILE)}
+    text = "".join(f"{k}={envquote.systemd(v)}\n" for k, v in env.items())
+    data = base64.b64encode(text.encode()).decode()
+    res = lab.ssh("h1", f"f=/tmp/goship-envquote.env; echo {data} | base64 -d > $f && "
+                        f"systemd-run --quiet --wait --pipe -p EnvironmentFile=$f "
+                        f"/usr/bin/env -0; rc=$?; rm -f $f; exit $rc")
+    got = dict(item.split("=", 1) for item in res.stdout.split("\0") if "=" in item)
+    assert {k: got.get(k) for k in env} == env
