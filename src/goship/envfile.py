@@ -27,6 +27,9 @@ def parse_env_file(path: Path) -> dict[str, str]:
     except OSError as e:
         raise ConfigError(str(path), "", f"run.env_file cannot be read ({e.strerror})",
                           hint="make it readable by the user running goship") from None
+    if "\0" in text:  # no environment can carry it (C strings)
+        at = text[:text.index("\0")].count("\n") + 1
+        raise ConfigError(f"{path}:{at}", "", "a NUL byte in run.env_file", hint="remove it")
     for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):

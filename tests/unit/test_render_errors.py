@@ -74,3 +74,13 @@ def test_a_go_mod_that_is_not_utf8_is_named(tmp_path: Path, run_cli: Run) -> Non
     r = run_cli("render", "dockerfile", cwd=tmp_path)
     assert r.code == 2, r.err
     assert "go.mod" in one_line(r)
+
+
+def test_an_env_file_with_a_nul_byte_is_refused(tmp_path: Path, run_cli: Run) -> None:
+    env = project(tmp_path)
+    env.write_bytes(b"TOKEN=abc\x00def\n")
+    r = run_cli("render", "kubernetes", cwd=tmp_path)
+    assert r.code == 2, r.err
+    line = one_line(r)
+    assert ".env:1" in line
+    assert "abc" not in line
