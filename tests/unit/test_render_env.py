@@ -167,3 +167,15 @@ def test_kubernetes_secrets_go_to_the_secret_only(tmp_path: Path) -> None:
         for value in ["hunter2-in-toml", "k-123-in-toml", *FILE_SECRETS.values()]:
             assert value not in configmap
             assert (value in secret) is show
+
+
+def test_a_url_with_a_password_is_a_secret_whatever_its_name(tmp_path: Path) -> None:
+    cfg = config(run={"env": {"DATABASE_URL": "postgres://u:pw-in-url@db/x",
+                              "HOME_URL": "https://example.com/"}})
+    r = RenderInput(config=cfg, root=tmp_path)
+    for kind in ("dockerfile", "windows", "kubernetes"):
+        files = render_kind(kind, r)
+        public = "\n".join(t for n, t in files.items() if n != "secret.yaml")
+        assert "pw-in-url" not in public, kind
+        assert "https://example.com/" in public, kind
+    assert "  DATABASE_URL: " in render_kind("kubernetes", r)["secret.yaml"]

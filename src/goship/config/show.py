@@ -16,6 +16,10 @@ URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@,]*:)([^@/\s]+)(
 URL_MASK = "****"
 
 
+def has_url_password(value: str) -> bool:
+    return URL_PASSWORD.search(value) is not None
+
+
 def mask_urls(data: Any) -> Any:
     """Every string in data with the passwords of the URLs in it masked."""
     if isinstance(data, str):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from goship.config import Config, Environment
 from goship.config.load import is_secret_name
+from goship.config.show import has_url_password
 from goship.errors import ConfigError
 from goship.render.context import Paths
 
@@ -34,13 +35,14 @@ class RenderInput:
         return self.config.app.name
 
     def public_env(self) -> dict[str, str]:
-        """run.env without the values whose names say secret: what may go into an image,
-        a ConfigMap or a script."""
-        return {k: v for k, v in self.config.run.env.items() if not is_secret_name(k)}
+        """run.env without its secrets: what may go into an image, a ConfigMap or a
+        script."""
+        return {k: v for k, v in self.config.run.env.items() if not _secret(k, v)}
 
     def secret_env(self) -> dict[str, str]:
-        """Every secret: run.env's by name, then the env file's (which wins, as on a host)."""
-        named = {k: v for k, v in self.config.run.env.items() if is_secret_name(k)}
+        """Every secret: run.env's (by name, or a URL with a password), then the env
+        file's (which wins, as on a host)."""
+        named = {k: v for k, v in self.config.run.env.items() if _secret(k, v)}
         return {**named, **self.secrets}
 
     def secret_values(self) -> dict[str, str]:
@@ -48,6 +50,10 @@ class RenderInput:
         if self.show_secrets:
             return self.secret_env()
         return dict.fromkeys(self.secret_env(), SECRET_MASK)
+
+
+def _secret(name: str, value: str) -> bool:
+    return is_secret_name(name) or has_url_password(value)
 
 
 def host_addresses(env: Environment) -> list[str]:
