@@ -30,12 +30,14 @@ def build_ldflags(stamp_vars: dict[str, str]) -> str:
 
 
 def image_env(r: RenderInput) -> list[tuple[str, str]]:
-    """run.env as Dockerfile ENV values, quoted; secrets are not among them (an image is
-    readable by whoever can pull it): they are set when the container runs."""
+    """run.env for the Dockerfile's ENV (the template quotes: `dockerfile_env`); secrets
+    are not among them (an image is readable by whoever can pull it): they are set when
+    the container runs."""
     out = []
     for k, v in sorted(r.public_env().items()):
         try:
-            out.append((k, envquote.dockerfile(v)))
+            envquote.dockerfile(v)  # a value it cannot carry: said here, with the key
+            out.append((k, v))
         except ValueError as e:
             raise ConfigError("goship.toml", f"run.env.{k}", f"{e}",
                               hint="pass it at run time (docker run -e / --env-file), "
@@ -57,7 +59,7 @@ def render_dockerfile(r: RenderInput) -> dict[str, str]:
         assets=[*c.build.assets, *c.build.files], main=main, module_dir=module_dir,
         flags=" ".join(BUILD_FLAGS), ldflags=build_ldflags(c.app.stamp),
         tags=",".join(c.build.tags), cgo=c.build.cgo, probe_dir=PROBE_DIR,
-        version=r.version,
+        version=r.version, dq=envquote.dockerfile,  # dq: for overrides written before
         timeout=max(1, round(c.run.health.timeout)),
         start=max(1, round(c.run.health.deadline)), drain=max(1, round(c.run.drain_timeout)),
     )
