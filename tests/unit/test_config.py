@@ -244,3 +244,14 @@ def test_docs_say_what_is_not_built() -> None:
     assert "`docker`: not yet" in manager
     strategy = next(line for line in doc.splitlines() if line.startswith("| `strategy`"))
     assert "deploy ENV --canary" in strategy
+
+
+def test_a_nul_byte_in_an_environment_value_is_refused(write_toml: Any) -> None:
+    from goship.config import load
+    from goship.errors import ConfigErrors
+
+    path = write_toml('[app]\nname = "shop"\n[run.env]\nTOKEN = "a\\u0000b"\n')
+    with pytest.raises(ConfigErrors) as e:
+        load(path)
+    assert "run.env.TOKEN" in e.value.line()
+    assert "NUL" in e.value.line()

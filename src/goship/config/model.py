@@ -38,6 +38,16 @@ def _health_path(value: str) -> str:
     return value
 
 
+def _env_value(value: str) -> str:
+    # TOML allows "\u0000"; no environment (execve, systemd, a shell) can carry it.
+    if "\x00" in value:
+        raise ValueError("a NUL byte cannot be in an environment value")
+    return value
+
+
+EnvValue = Annotated[str, AfterValidator(_env_value)]
+
+
 def _build_tag(value: str) -> str:
     if not BUILD_TAG.match(value):
         raise ValueError(f"expected a Go build tag (letters, digits, _ and .), found {value!r}")
@@ -149,7 +159,7 @@ class Run(Section):
     base_port: int = Field(default=8080, ge=1024, le=64000)
     instances: int = Field(default=1, ge=1, le=64)
     user: UserName | None = None
-    env: dict[EnvVar, str] = Field(default_factory=dict)
+    env: dict[EnvVar, EnvValue] = Field(default_factory=dict)
     env_file: RelPath | None = None
     drain_timeout: float = Field(default=10.0, gt=0, le=600)
     manager: Literal["auto", "systemd", "supervisord", "docker"] = "auto"
