@@ -99,6 +99,18 @@ def _one_line(value: str) -> str:
     return value
 
 
+def _placeholders(value: str) -> str:
+    from goship.deploy.runfiles import check_placeholders
+
+    return check_placeholders(value)
+
+
+def _not_root(value: str) -> str:
+    if value.strip("/") in ("", "."):
+        raise ValueError("a data directory must be a directory inside the release, like data")
+    return value
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -166,9 +178,12 @@ class Run(Section):
     limit_nofile: int = Field(default=65536, ge=1024, le=1048576)
     health: Health = Field(default_factory=Health)
     ports: ColorPorts | None = None
-    # Arguments of the binary, never through a shell; {port}, {color}, {release} expand.
-    args: list[Annotated[str, AfterValidator(_one_line)]] = Field(default_factory=list)
-    data_dirs: list[RelPath] = Field(default_factory=list)
+    # Arguments of the binary, never through a shell; {port}, {color}, {release}, {data}
+    # expand.
+    args: list[Annotated[str, AfterValidator(_one_line), AfterValidator(_placeholders)]] = \
+        Field(default_factory=list)
+    data_dirs: list[Annotated[str, AfterValidator(v.relative_path),
+                              AfterValidator(_not_root)]] = Field(default_factory=list)
     config_files: list[RelPath] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -393,6 +408,19 @@ class Config(Section):
     logs: Logs = Field(default_factory=Logs)
     ci: Ci = Field(default_factory=Ci)
     windows: Windows = Field(default_factory=Windows)
+
+    @model_validator(mode="after")
+    def _shipped(self) -> Config:
+        shipped = [*self.build.files, *self.build.assets]
+        for f in self.run.config_files:
+            if not any(f == s or f.startswith(s.rstrip("/") + "/") for s in shipped):
+                raise ValueError(f"run.config_files: {f} is not shipped with the release; add "
+                                 f"it to build.files")
+        for d in self.run.data_dirs:
+            if any(f.startswith(d.rstrip("/") + "/") for f in self.run.config_files):
+                raise ValueError(f"run.data_dirs: {d} holds a file of run.config_files; a "
+                                 f"config file ships with the release, data does not")
+        return self
 
     @property
     def service_user(self) -> str:

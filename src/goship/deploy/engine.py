@@ -25,6 +25,7 @@ from goship.deploy.plan import (
     plan_host,
     site_digest,
 )
+from goship.deploy.runfiles import apply_files, plan_files
 from goship.errors import ApplyError, GoshipError, UsageError
 from goship.targets import transports
 from goship.transport.base import Transport
@@ -234,8 +235,12 @@ class Deployer:
         h.nginx.prepare_tls()
         h.use_ports(p.ports)
         if p.env != "restore" or not h.restore_env(m.new_color, m.release):
-            h.write_env(env_values, m.new_color, m.release)
-        h.services.install(m.new_color, m.old_color or m.new_color, self.project.root)
+            # The release's own id too: {release} in run.args reads it under systemd.
+            h.write_env({**env_values, "GOSHIP_RELEASE": m.release}, m.new_color, m.release)
+        releases = {m.new_color: m.release,
+                    **({m.old_color: m.old_release} if m.old_color and m.old_release else {})}
+        h.services.install(m.new_color, m.old_color or m.new_color, self.project.root,
+                           releases)
         h.nginx.prepare(self.project.root)
         if m.artifact is not None:
             m.step = "upload"
@@ -250,6 +255,10 @@ class Deployer:
         # Whatever runs on the new color is a leftover or the standby: stop it first.
         h.services.stop(m.new_color, sorted({*p.stop_first, *p.ports[m.new_color]}))
         h.point_color(m.new_color, m.release)
+        # run.data_dirs linked to shared/, run.config_files rendered for each instance.
+        apply_files(h.t, plan_files(self.config, h.paths, m.new_color, m.release,
+                                    p.ports[m.new_color]),
+                    owner=None if h.local else self.config.service_user)
         h.services.start(m.new_color)
         self._gate(m, started)
 

@@ -55,8 +55,9 @@ class Services(abc.ABC):
 
     @abc.abstractmethod
     def install(self, target: str, live: str | None,
-                root: Path | None) -> bool:
-        """Write the service definitions; make `target`'s definitions current."""
+                root: Path | None, releases: dict[str, str] | None = None) -> bool:
+        """Write the service definitions; make `target`'s definitions current. `releases`:
+        the release each color runs, where a definition names it."""
 
     @abc.abstractmethod
     def start(self, color: str) -> None: ...
@@ -101,7 +102,7 @@ class Systemd(Services):
                 for p in (self.ports(color) if ports is None else ports)]
 
     def install(self, target: str, live: str | None,
-                root: Path | None) -> bool:
+                root: Path | None, releases: dict[str, str] | None = None) -> bool:
         changed = False
         for name, text in kinds.systemd_units(self.config, self.paths, root).items():
             dest = (f"/etc/sysusers.d/{name.split('/', 1)[1]}" if name.startswith("sysusers.d/")
@@ -214,12 +215,12 @@ class Supervisor(Services):
         return self.t.run(self.ctl("pid")).stdout.strip().isdigit()
 
     def install(self, target: str, live: str | None,
-                root: Path | None) -> bool:
+                root: Path | None, releases: dict[str, str] | None = None) -> bool:
         logs = self.paths.logs
         files = {"supervisord.conf": kinds.supervisord_main(self.config, self.paths, logs, root)}
         files.update(kinds.supervisord_programs(self.config, self.paths, live=live,
                                                 user=self.as_user, log_dir=logs, root=root,
-                                                port_map=self.port_map))
+                                                port_map=self.port_map, releases=releases))
         changed = False
         for name, text in files.items():
             changed |= install_file(self.t, self.paths.join("run", name), text, "600")
