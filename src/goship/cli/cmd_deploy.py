@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from goship.cli.common import dry_run_option, json_option, load_env
-from goship.errors import EXIT_FAILED
+from goship.errors import EXIT_FAILED, NotYetError
 from goship.ui import ui
 
 
@@ -81,7 +81,7 @@ def deploy(ctx: click.Context, env: str, dry_run: bool, canary: bool, steps: str
         from goship.cli.cmd_canary import run_canary_deploy
 
         if dry_run:
-            raise click.UsageError("--dry-run does not go with --canary yet")
+            raise NotYetError("goship deploy --dry-run --canary", 7)  # unbuilt: exit 3
         run_canary_deploy(ctx, env, steps, step_min_requests, step_min_seconds, allow_dirty,
                           skip_checks, force, as_json)
         return
@@ -127,14 +127,13 @@ def setup(ctx: click.Context, env: str, dry_run: bool) -> None:
     Example:
       goship setup production --dry-run
     """
-    from goship.deploy.engine import close, connect, env_values
+    from goship.deploy.engine import env_values, fleet
 
     project, environment = load_env(ctx, env)
     # The env file is read (and a broken one refused) before any host is touched, as by
     # deploy; deploy writes it, with the release.
     env_values(project, environment)
-    hosts = connect(environment)
-    try:
+    with fleet(environment) as hosts:
         for h in hosts:
             if dry_run:
                 ui.out(f"{h.name}: would ensure user {h.config.service_user}, "
@@ -147,8 +146,6 @@ def setup(ctx: click.Context, env: str, dry_run: bool) -> None:
             h.nginx.prepare(project.root)
             h.nginx.prepare_tls()
             ui.out(f"{h.name}: " + (", ".join(changes) if changes else "nothing to change"))
-    finally:
-        close(hosts)
 
 
 @click.command()
@@ -181,6 +178,9 @@ def status(ctx: click.Context, env: str, as_json: bool) -> None:
                f"[{inst}] nginx {h['nginx']}, previous {h['previous'] or '-'}; last "
                f"{last.get('action', '-')} {last.get('outcome', '')} "
                f"{last.get('time', '')}{drift}")
+        if h.get("stray"):
+            ui.out(f"{name}: DRIFT: instances of this app on ports no color uses: "
+                   f"{', '.join(str(p) for p in h['stray'])} (the next deploy stops them)")
         sb = h.get("standby")
         if sb and sb.get("running"):
             ui.out(f"{name}: standby {sb['release']} on {sb['color']}, warm for "

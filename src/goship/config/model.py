@@ -38,6 +38,16 @@ def _health_path(value: str) -> str:
     return value
 
 
+def _env_value(value: str) -> str:
+    # TOML allows "\u0000"; no environment (execve, systemd, a shell) can carry it.
+    if "\x00" in value:
+        raise ValueError("a NUL byte cannot be in an environment value")
+    return value
+
+
+EnvValue = Annotated[str, AfterValidator(_env_value)]
+
+
 def _build_tag(value: str) -> str:
     if not BUILD_TAG.match(value):
         raise ValueError(f"expected a Go build tag (letters, digits, _ and .), found {value!r}")
@@ -80,6 +90,24 @@ def _batch(value: int | str) -> int | str:
 def _version(value: str) -> str:
     if value != "git":
         v.stamp_value(value)
+    return value
+
+
+def _one_line(value: str) -> str:
+    if "\x00" in value or "\n" in value or "\r" in value:
+        raise ValueError("must be one line without NUL characters")
+    return value
+
+
+def _placeholders(value: str) -> str:
+    from goship.deploy.runfiles import check_placeholders
+
+    return check_placeholders(value)
+
+
+def _not_root(value: str) -> str:
+    if value.strip("/") in ("", "."):
+        raise ValueError("a data directory must be a directory inside the release, like data")
     return value
 
 
@@ -136,6 +164,8 @@ class Build(Section):
     assets: list[RelPath] = Field(default_factory=list)
     files: list[RelPath] = Field(default_factory=list)
     out_dir: RelPath = "dist"
+    # Shell commands run in the project before `go build` (e.g. a front-end build).
+    before: list[Annotated[str, AfterValidator(_one_line)]] = Field(default_factory=list)
 
 
 class Health(Section):
@@ -169,13 +199,20 @@ class Run(Section):
     base_port: int = Field(default=8080, ge=1024, le=64000)
     instances: int = Field(default=1, ge=1, le=64)
     user: UserName | None = None
-    env: dict[EnvVar, str] = Field(default_factory=dict)
+    env: dict[EnvVar, EnvValue] = Field(default_factory=dict)
     env_file: RelPath | None = None
     drain_timeout: float = Field(default=10.0, gt=0, le=600)
     manager: Literal["auto", "systemd", "supervisord", "docker"] = "auto"
     limit_nofile: int = Field(default=65536, ge=1024, le=1048576)
     health: Health = Field(default_factory=Health)
     ports: ColorPorts | None = None
+    # Arguments of the binary, never through a shell; {port}, {color}, {release}, {data}
+    # expand.
+    args: list[Annotated[str, AfterValidator(_one_line), AfterValidator(_placeholders)]] = \
+        Field(default_factory=list)
+    data_dirs: list[Annotated[str, AfterValidator(v.relative_path),
+                              AfterValidator(_not_root)]] = Field(default_factory=list)
+    config_files: list[RelPath] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _ports_count(self) -> Run:
@@ -399,6 +436,19 @@ class Config(Section):
     logs: Logs = Field(default_factory=Logs)
     ci: Ci = Field(default_factory=Ci)
     windows: Windows = Field(default_factory=Windows)
+
+    @model_validator(mode="after")
+    def _shipped(self) -> Config:
+        shipped = [*self.build.files, *self.build.assets]
+        for f in self.run.config_files:
+            if not any(f == s or f.startswith(s.rstrip("/") + "/") for s in shipped):
+                raise ValueError(f"run.config_files: {f} is not shipped with the release; add "
+                                 f"it to build.files")
+        for d in self.run.data_dirs:
+            if any(f.startswith(d.rstrip("/") + "/") for f in self.run.config_files):
+                raise ValueError(f"run.data_dirs: {d} holds a file of run.config_files; a "
+                                 f"config file ships with the release, data does not")
+        return self
 
     @property
     def service_user(self) -> str:

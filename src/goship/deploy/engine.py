@@ -25,6 +25,7 @@ from goship.deploy.plan import (
     plan_host,
     site_digest,
 )
+from goship.deploy.runfiles import apply_files, plan_files
 from goship.errors import ApplyError, GoshipError, UsageError
 from goship.targets import transports
 from goship.transport.base import Transport
@@ -120,6 +121,37 @@ def parallel(items: Iterable[Any], fn: Callable[[Any], Any], limit: int) -> list
         return list(zip(items, pool.map(safe, items), strict=True))
 
 
+@dataclass
+class GroupResult:
+    """What a call on every host gave: each host's value or its error (fabric's
+    GroupResult): one host's failure never hides the others' answers."""
+
+    succeeded: dict[str, Any] = field(default_factory=dict)
+    failed: dict[str, BaseException] = field(default_factory=dict)
+
+    def raise_first(self) -> None:
+        for name, err in self.failed.items():
+            if isinstance(err, GoshipError):
+                raise err
+            raise ApplyError(f"{name}: {type(err).__name__}: {err}")
+
+
+def each(hosts: list[Host], fn: Callable[[Host], Any], limit: int) -> GroupResult:
+    """fn on every host in parallel; the results by host name, in the hosts' order."""
+    values: dict[str, Any] = {}
+
+    def one(h: Host) -> None:
+        values[h.name] = fn(h)
+
+    out = GroupResult()
+    for h, err in parallel(hosts, one, limit):
+        if err is None:
+            out.succeeded[h.name] = values[h.name]
+        else:
+            out.failed[h.name] = err
+    return out
+
+
 def connect(env: Environment) -> list[Host]:
     ts = transports(env)
     results: dict[int, Host | BaseException] = {}
@@ -190,12 +222,25 @@ class Deployer:
         m.step = "prepare host"
         m.before = {"ports": {c: list(v) for c, v in h.port_map.items()},
                     "standby": h.state.get("standby")}
+        if p.start == "warm":
+            # The standby runs this release with its own environment, on a host the deploy
+            # that left it there set up: prove it answers, nothing else.
+            h.use_ports(p.ports)
+            h.services.cancel_stop(m.new_color)
+            m.notes.append(f"warm standby on {m.new_color}: no start")
+            self._gate(m, started)
+            return
         h.ensure_layout()
+        h.clean(p.clean)
         h.nginx.prepare_tls()
         h.use_ports(p.ports)
         if p.env != "restore" or not h.restore_env(m.new_color, m.release):
-            h.write_env(env_values, m.new_color, m.release)
-        h.services.install(m.new_color, m.old_color or m.new_color, self.project.root)
+            # The release's own id too: {release} in run.args reads it under systemd.
+            h.write_env({**env_values, "GOSHIP_RELEASE": m.release}, m.new_color, m.release)
+        releases = {m.new_color: m.release,
+                    **({m.old_color: m.old_release} if m.old_color and m.old_release else {})}
+        h.services.install(m.new_color, m.old_color or m.new_color, self.project.root,
+                           releases)
         h.nginx.prepare(self.project.root)
         if m.artifact is not None:
             m.step = "upload"
@@ -206,16 +251,20 @@ class Deployer:
                 h.upload(m.release, m.artifact.data, m.artifact.sha256)
                 m.timings["upload"] = time.monotonic() - t0
         h.services.cancel_stop(m.new_color)
-        if p.start == "warm":
-            m.step = "health gate"
-            m.notes.append(f"warm standby on {m.new_color}: no start")
-        else:
-            m.step = f"start {m.new_color}"
-            # Whatever runs on the new color is a leftover or the standby: stop it first.
-            h.services.stop(m.new_color, sorted({*p.stop_first, *p.ports[m.new_color]}))
-            h.point_color(m.new_color, m.release)
-            h.services.start(m.new_color)
-            m.step = "health gate"
+        m.step = f"start {m.new_color}"
+        # Whatever runs on the new color is a leftover or the standby: stop it first.
+        h.services.stop(m.new_color, sorted({*p.stop_first, *p.ports[m.new_color]}))
+        h.point_color(m.new_color, m.release)
+        # run.data_dirs linked to shared/, run.config_files rendered for each instance.
+        apply_files(h.t, plan_files(self.config, h.paths, m.new_color, m.release,
+                                    p.ports[m.new_color]),
+                    owner=None if h.local else self.config.service_user)
+        h.services.start(m.new_color)
+        self._gate(m, started)
+
+    def _gate(self, m: Move, started: float) -> None:
+        h, p = m.host, m.plan
+        m.step = "health gate"
         t0 = time.monotonic()
         quick = p.gate == 1
         gate = h.gate(m.new_color, interval=0.05 if quick else None, successes=p.gate)
@@ -247,10 +296,11 @@ class Deployer:
                 drained = h.nginx.drain(m.old_workers, self.config.run.drain_timeout)
                 if not drained:
                     m.notes.append("old nginx workers still busy at the drain timeout")
-            else:
+            elif p.after != "standby":
                 # Lua switched in place: requests routed just before the switch are still
                 # connecting (loopback: well under this); one refused anyway is retried by
                 # nginx on the new color. The service's graceful shutdown drains the rest.
+                # (A standby keeps running: nothing to wait for.)
                 time.sleep(0.15)
             old_ports = h.port_map[m.old_color]
             if p.after == "standby":
@@ -267,7 +317,7 @@ class Deployer:
                 h.services.stop(color, p.drift)
             m.notes.append(f"stopped this app's instances left on {_ports(p.drift)}")
         m.step = "record"
-        h.services.enable(m.new_color)
+        h.services.enable(m.new_color, p.drift)
         h.link(h.paths.current, f"releases/{m.release}")
         history = [r for r in h.state.get("history", []) if r != m.release] + [m.release]
         previous = ({"release": m.old_release, "color": m.old_color}
@@ -600,16 +650,9 @@ def say_notes(plan: FleetPlan) -> None:
 
 def views(hosts: list[Host], limit: int) -> list[HostView]:
     """Every host's facts for the plan, gathered in parallel."""
-    out: dict[str, HostView] = {}
-
-    def one(h: Host) -> None:
-        out[h.name] = h.view()
-
-    for h, err in parallel(hosts, one, limit):
-        if err is not None:
-            raise err if isinstance(err, GoshipError) else ApplyError(
-                f"{h.name}: cannot read its facts: {err}")
-    return [out[h.name] for h in hosts]
+    got = each(hosts, lambda h: h.view(), limit)
+    got.raise_first()
+    return [got.succeeded[h.name] for h in hosts]
 
 
 def deploy(project: Project, env: Environment, *, allow_dirty: bool = False,

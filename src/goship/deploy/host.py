@@ -21,6 +21,7 @@ from goship.deploy.plan import HostView
 from goship.deploy.ports import recorded_ports
 from goship.deploy.proxy import Nginx, OwnNginx, SystemNginx
 from goship.deploy.services import Services, Supervisor, Systemd
+from goship.envquote import systemd as _env_quote  # the EnvironmentFile syntax
 from goship.errors import ApplyError, GoshipError, NotYetError, TransportError
 from goship.facts import HostFacts, gather
 from goship.render import kinds
@@ -92,6 +93,7 @@ class Host:
                                 self.paths.root))
         releases: dict[str, str | None] = {}
         envs: set[str] = set()
+        leftovers: list[str] = []
         for line in res.stdout.splitlines():
             kind, _, rest = line.partition(" ")
             if kind == "R" and rest:
@@ -99,6 +101,8 @@ class Host:
                 releases[rid] = sha.strip() or None
             elif kind == "E" and rest:
                 envs.add(rest.strip())
+            elif kind == "L" and rest:
+                leftovers.append(rest.strip())
         supervised = self.services.name == "supervisord"
         kept = sorted(e for e in envs if not e.endswith(".sh")
                       and (not supervised or f"{e}.sh" in envs))
@@ -106,7 +110,7 @@ class Host:
                         live_color=self.live_color, live_release=self.live_release,
                         state=dict(self.state), releases=releases,
                         listeners=self.facts.listeners, running=self.services.running(),
-                        env_kept=kept, now=time.time())
+                        env_kept=kept, now=time.time(), leftovers=leftovers)
 
     def releases_on_disk(self) -> list[str]:
         res = self.t.run(Cmd.of("ls", "-1", self.paths.releases))
@@ -254,20 +258,20 @@ class Host:
                 continue
         return out
 
+    def clean(self, leftovers: list[str]) -> None:
+        """Remove what an aborted run left (paths relative to the app root, from the
+        inventory; never anything outside releases/ and incoming/)."""
+        safe = [self.paths.join(p) for p in leftovers
+                if p.startswith(("releases/.", "incoming/")) and ".." not in p.split("/")]
+        if safe:
+            self.t.run(Cmd.of("rm", "-rf", "--", *safe))
+
     def remove_releases(self, doomed: list[str]) -> list[str]:
         """The plan's prune list: each release with its kept environment."""
         for rid in doomed:
             env = self.paths.release_env(rid)
             self.t.run(Cmd.of("rm", "-rf", "--", self.paths.release(rid), env, f"{env}.sh"))
         return doomed
-
-
-def _env_quote(value: str) -> str:
-    # systemd EnvironmentFile: double quotes, with backslash escapes for " \ and $.
-    if value and all(c.isalnum() or c in "._-/:@+,=" for c in value):
-        return value
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") \
-        .replace("\n", "\\n") + '"'
 
 
 def now() -> str:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable
 from pathlib import Path
 
+from goship import envquote
 from goship.config import Config
 from goship.errors import ConfigError
 from goship.render.context import (
@@ -22,12 +22,20 @@ from goship.render.inputs import RenderInput
 
 
 def systemd_units(config: Config, paths: Paths, root: Path | None = None) -> dict[str, str]:
+    from goship.deploy import runfiles
+
     out = {}
+    data = runfiles.data_root(paths)
     for color in COLORS:
+        binary = f"{paths.color_link(color)}/{config.app.binary_name}"
         out[f"{config.app.name}-{color}@.service"] = render(
             "systemd.service.j2", root, app=config.app.name, color=color,
             user=config.service_user, color_dir=paths.color_link(color),
             binary=config.app.binary_name, port_env=config.run.port_env,
+            exec_start=runfiles.systemd_exec(binary, list(config.run.args), color=color,
+                                             data=data),
+            workdir=(runfiles.workdir(paths, color, "%i") if config.run.config_files
+                     else paths.color_link(color)),
             env_file=paths.env_file(color), drain=_secs(config.run.drain_timeout),
             nofile=config.run.limit_nofile, data_dir=paths.join("shared", "data"),
             start_interval=60, start_burst=5)
@@ -42,7 +50,7 @@ def env_script(env: dict[str, str]) -> str:
     environment= cannot carry every value (its parser has no escapes); a shell-quoted
     export can."""
     lines = ["#!/bin/sh", "# Written by goship: the service's environment (secrets: mode 0700)."]
-    lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())]
+    lines += [f"export {k}={envquote.sh(v)}" for k, v in sorted(env.items())]
     lines.append('exec "$@"')
     return "\n".join(lines) + "\n"
 
@@ -50,17 +58,30 @@ def env_script(env: dict[str, str]) -> str:
 def supervisord_programs(config: Config, paths: Paths, *, live: str | None,
                          user: str | None, log_dir: str,
                          root: Path | None = None,
-                         port_map: PortMap | None = None) -> dict[str, str]:
+                         port_map: PortMap | None = None,
+                         releases: dict[str, str] | None = None) -> dict[str, str]:
+    """`releases`: the release each color runs ({release} in run.args; the unit files of
+    systemd read it from the color's environment instead)."""
+    from goship.deploy import runfiles
+
     out = {}
+    data = runfiles.data_root(paths)
     for color in COLORS:
         color_ports = port_map[color] if port_map else ports(config, color)
+        binary = f"{paths.color_link(color)}/{config.app.binary_name}"
+        release = (releases or {}).get(color, "RELEASE")
+        commands = {p: runfiles.supervisord_command(
+            [paths.env_script(color), binary], list(config.run.args), port=p, color=color,
+            release=release, data=data) for p in color_ports}
+        dirs = {p: (runfiles.workdir(paths, color, p) if config.run.config_files
+                    else paths.color_link(color)) for p in color_ports}
         out[f"programs/{config.app.name}-{color}.conf"] = render(
             "supervisord.program.j2", root, app=config.app.name, color=color,
             program_prefix=f"{ident(config.app.name)}-{color}", ports=color_ports,
             color_dir=paths.color_link(color), binary=config.app.binary_name,
             port_env=config.run.port_env, env_script=paths.env_script(color), user=user,
             autostart=color == live, drain=int(config.run.drain_timeout + 0.999),
-            log_dir=log_dir)
+            log_dir=log_dir, commands=commands, dirs=dirs)
     return out
 
 
