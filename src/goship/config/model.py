@@ -164,8 +164,6 @@ class Build(Section):
     assets: list[RelPath] = Field(default_factory=list)
     files: list[RelPath] = Field(default_factory=list)
     out_dir: RelPath = "dist"
-    # Shell commands run in the project before `go build` (e.g. a front-end build).
-    before: list[Annotated[str, AfterValidator(_one_line)]] = Field(default_factory=list)
 
 
 class Health(Section):
