@@ -48,7 +48,7 @@ def run_build(project: Project, config: Config, *, targets: list[str] | None = N
         if tc.cgo:
             ui.info(f"  {tc.target}: cgo, {tc.how}")
     if plan.generated:
-        ui.info(f"  {len(plan.generated)} shipped file(s) are not in git (made by "
+        ui.info(f"  {len(plan.generated)} embedded or shipped file(s) are not in git (made by "
                 f"build.before?): the version says +gen.{stamp.generated[:8]}")
     built = gobuild.build(plan)
     result = BuildResult(plan, built, done, notes)
