@@ -48,6 +48,10 @@ SHAPES = [
     Shape("admin-cli", "admin", 8102, "/api/v1/health",
           ["server", "-c", "config/settings.yml", "--addr", ":PORT"]),
     Shape("sigint-flag", "pinger", 8103, "/health", ["--port", "PORT"]),
+    # cgo (mattn/go-sqlite3) writing data/app.db: build.cgo and run.data_dirs from init.
+    Shape("sqlite-data", "visits", 8104, "/health", []),
+    # //go:embed of a git-ignored web/dist made by `make ui`: build.before from init.
+    Shape("embed-ui", "dashboard", 8105, "/readyz", []),
 ]
 
 
@@ -105,6 +109,12 @@ def test_deploy_write_deploy_rollback(shaped: tuple[Shape, Path], run_cli: Run,
     assert argv[1:] == [a.replace("PORT", str(port)) for a in shape.argv_tail]
     if shape.project == "yaml-config":
         get(H1, shape.listen, "/notes", b"written by v1")
+    if shape.project == "sqlite-data":
+        for _ in range(3):
+            get(H1, shape.listen, "/visits", b"")
+        assert json.loads(get(H1, shape.listen, "/visits"))["count"] == 3
+    if shape.project == "embed-ui":
+        assert "<" in get(H1, shape.listen, "/ui/")  # the UI built before go build
     release(root, "v1.1.0")
     with Load(f"http://{H1}:{shape.listen}{shape.health}") as load:
         r = run_cli("deploy", "lab", "--skip-checks", cwd=root)
@@ -112,6 +122,9 @@ def test_deploy_write_deploy_rollback(shaped: tuple[Shape, Path], run_cli: Run,
         back = run_cli("rollback", "lab", cwd=root)
         assert back.code == 0, back.out + back.err
     assert load.result.failed == 0, load.result.text
+    if shape.project == "sqlite-data":
+        # the database outlived a new release and a rollback (both colors used it)
+        assert json.loads(get(H1, shape.listen, "/visits"))["count"] == 3
     if shape.project == "yaml-config":
         # data/ lives in shared/, linked from each release: both colors saw the same notes.
         assert get(H1, shape.listen, "/notes") == "written by v1\n"
