@@ -13,7 +13,7 @@ import pytest
 from goship.command import Cmd
 from goship.errors import PrerequisiteError, Unreachable
 from goship.transport import SshOptions, SshTransport
-from goship.transport.ssh import connection_key, control_dir
+from goship.transport.ssh import control_dir, key_blobs
 from tests.conftest import need
 
 
@@ -48,17 +48,28 @@ def test_control_dir_that_is_a_symlink_is_refused(tmpdir_root: Path) -> None:
         control_dir()
 
 
-def test_a_master_is_shared_only_with_the_same_trust(tmp_path: Path) -> None:
+def test_a_master_is_shared_only_with_the_same_trust(tmp_path: Path, tmpdir_root: Path) -> None:
     kh = tmp_path / "known_hosts"
     kh.write_text("10.0.0.1 ssh-ed25519 AAAAold\n")
-    a = SshOptions(identity_file="/k", known_hosts=str(kh))
-    assert connection_key(a) == connection_key(SshOptions(identity_file="/k",
-                                                          known_hosts=str(kh)))
-    assert connection_key(a) != connection_key(SshOptions(identity_file="/other",
-                                                          known_hosts=str(kh)))
-    before = connection_key(a)
+    a = SshTransport("root@10.0.0.1", SshOptions(identity_file="/k", known_hosts=str(kh)))
+    b = SshTransport("root@10.0.0.1", SshOptions(identity_file="/k", known_hosts=str(kh)))
+    other = SshTransport("root@10.0.0.1", SshOptions(identity_file="/o", known_hosts=str(kh)))
+    assert str(kh) in a.known_hosts_files()
+    assert a.control_path() == b.control_path() != other.control_path()
+    assert a.trusted_keys() == {"AAAAold"}
     kh.write_text("10.0.0.1 ssh-ed25519 AAAAnew\n")  # a rotated host key
-    assert connection_key(a) != before
+    later = SshTransport("root@10.0.0.1", SshOptions(identity_file="/k", known_hosts=str(kh)))
+    assert later.control_path() != a.control_path()
+    assert later.trusted_keys() == {"AAAAnew"}
+
+
+def test_key_blobs_reads_known_hosts_and_pub_lines() -> None:
+    text = ("# Host 10.0.0.1 found: line 1\n|1|salt=|hash= ssh-ed25519 AAAA1\n"
+            "@revoked 10.0.0.1 ssh-rsa AAAA2\n")
+    assert key_blobs(text) == {"AAAA1"}
+    assert key_blobs("ssh-gw ssh-ed25519 AAAA5\n") == {"AAAA5"}
+    assert key_blobs("ecdsa-sha2-nistp256 AAAA3 root@h1\nssh-ed25519 AAAA4\n",
+                     pub=True) == {"AAAA3", "AAAA4"}
 
 
 def test_refused_connection_is_unreachable() -> None:

@@ -6,7 +6,8 @@ goship command that opened it (ControlPersist), so the next command pays no hand
 Rules for a connection that other goship processes may share:
 - a process never tears it down (no `ssh -O exit`): it only ends its own remote shell;
 - a master is never trusted: each process first checks it answers (`-O check`, then its
-  remote shell must answer within the connect timeout); a dead or stale one is retired
+  remote shell must answer within the connect timeout, and the host's keys must still
+  include one known_hosts trusts for it); a dead or stale one is retired
   with `-O stop` (no new sessions; the ones in use keep running) and replaced by a fresh
   connection, which verifies the host key against known_hosts again;
 - a master is shared only by processes that would have made the same connection: its
@@ -66,21 +67,32 @@ def control_dir() -> Path:
     return d
 
 
-def _known_hosts_digest(o: SshOptions) -> str:
-    files = [o.known_hosts] if o.known_hosts else list(DEFAULT_KNOWN_HOSTS)
-    h = hashlib.sha256()
-    for f in files:
+def connection_key(o: SshOptions, known_hosts_files: list[str]) -> str:
+    """What makes two connections to the same user@host:port interchangeable: identity,
+    options and what known_hosts trusts."""
+    h = hashlib.sha256(json.dumps([o.identity_file, o.known_hosts, list(o.extra)]).encode())
+    for f in known_hosts_files:
         try:
-            h.update(Path(os.path.expanduser(f)).read_bytes())
+            h.update(Path(f).read_bytes())
         except OSError:
             h.update(b"-")
-    return h.hexdigest()
+    return h.hexdigest()[:10]
 
 
-def connection_key(o: SshOptions) -> str:
-    """What makes two connections to the same user@host:port interchangeable."""
-    facts = [o.identity_file, o.known_hosts, list(o.extra), _known_hosts_digest(o)]
-    return hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:10]
+HOST_KEYS = "cat /etc/ssh/ssh_host_*_key.pub 2>/dev/null; true"
+
+
+def key_blobs(text: str, *, pub: bool = False) -> set[str]:
+    """The base64 key blobs of known_hosts lines (`hosts type blob`; marker lines such as
+    @revoked and @cert-authority are not host keys to trust), or of *.pub lines
+    (`type blob comment`) with pub."""
+    blobs = set()
+    at = 1 if pub else 2
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) > at and not f[0].startswith(("#", "@")):
+            blobs.add(f[at])
+    return blobs
 
 
 class SshTransport(Transport):
@@ -94,25 +106,25 @@ class SshTransport(Transport):
         self.session: Session | None = None
         self.lock = threading.Lock()
         self._control_path: str | None = None
+        self._config: dict[str, str] | None = None
         # After a lost connection, fail fast for a while instead of waiting out a connect
         # timeout on every later step (restoring the other hosts must not wait for this one).
         self.down: tuple[float, Unreachable] | None = None
 
     def control_path(self) -> str:
         if self._control_path is None:
+            key = connection_key(self.options, self.known_hosts_files())
             # %C: a hash of this machine, host, port and user.
-            self._control_path = f"{control_dir()}/{connection_key(self.options)}-%C"
+            self._control_path = f"{control_dir()}/{key}-%C"
         return self._control_path
 
-    def base_argv(self) -> list[str]:
+    def option_argv(self) -> list[str]:
         o = self.options
         argv = [
             "ssh",
             "-o", "BatchMode=yes",  # never prompt; an unknown host key fails, never accepted
             "-o", f"ConnectTimeout={o.connect_timeout}",
             "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
-            "-o", "ControlMaster=auto", "-o", f"ControlPersist={PERSIST_SECONDS}",
-            "-o", f"ControlPath={self.control_path()}",
         ]
         if o.identity_file:
             argv += ["-o", f"IdentityFile={o.identity_file}", "-o", "IdentitiesOnly=yes"]
@@ -126,6 +138,43 @@ class SshTransport(Transport):
         if self.port:
             argv += ["-p", self.port]
         return argv
+
+    def base_argv(self) -> list[str]:
+        return [*self.option_argv(), "-o", "ControlMaster=auto",
+                "-o", f"ControlPersist={PERSIST_SECONDS}",
+                "-o", f"ControlPath={self.control_path()}"]
+
+    def resolved(self) -> dict[str, str]:
+        """The client's own view of this host (`ssh -G`: ~/.ssh/config applied)."""
+        if self._config is None:
+            res = subprocess.run([*self.option_argv(), "-G", "--", self.host],
+                                 capture_output=True, text=True, timeout=10, check=False)
+            self._config = {}
+            for line in res.stdout.splitlines():
+                k, _, v = line.partition(" ")
+                self._config[k.lower()] = v
+        return self._config
+
+    def known_hosts_files(self) -> list[str]:
+        c = self.resolved()
+        files = f"{c.get('userknownhostsfile', '')} {c.get('globalknownhostsfile', '')}"
+        return [os.path.expanduser(f) for f in files.split()] or \
+            [os.path.expanduser(f) for f in DEFAULT_KNOWN_HOSTS]
+
+    def trusted_keys(self) -> set[str]:
+        """The host keys known_hosts trusts for this host."""
+        c = self.resolved()
+        name = c.get("hostkeyalias") or c.get("hostname") or self.host
+        port = c.get("port", "22")
+        lookup = name if port == "22" else f"[{name}]:{port}"
+        out: set[str] = set()
+        for f in self.known_hosts_files():
+            if not Path(f).is_file():
+                continue
+            res = subprocess.run(["ssh-keygen", "-F", lookup, "-f", f], capture_output=True,
+                                 text=True, timeout=10, check=False)
+            out |= key_blobs(res.stdout)
+        return out
 
     def _remote(self, argv: tuple[str, ...]) -> str:
         if self.options.sudo and argv[:1] != ("sudo",):
@@ -154,6 +203,14 @@ class SshTransport(Transport):
         shell = self._remote(("sh",))  # with sudo, the session's shell itself runs as root
         return Session([*self.base_argv(), "--", self.host, shell], self.name)
 
+    def _still_trusted(self, s: Session) -> str | None:
+        """Why a working shared master must not be used, or None. The connection was
+        authenticated when it was made; the host's key may have changed since."""
+        res = s.run(HOST_KEYS, None, float(self.options.connect_timeout))
+        if not key_blobs(res.stdout, pub=True) & self.trusted_keys():
+            return "the host's keys are no longer one known_hosts trusts"
+        return None
+
     def _open(self) -> Session:
         """A remote shell that answered, over a master that works."""
         wait = float(self.options.connect_timeout)
@@ -161,13 +218,15 @@ class SshTransport(Transport):
             s = self._new_session()
             try:
                 s.wait_ready(wait)
-                return s
+                why = self._still_trusted(s)
+                if why is None:
+                    return s
             except (TimeoutError, SessionLost) as e:
-                s.close(kill=True)
-                why = "did not answer" if isinstance(e, TimeoutError) else e.message
-                ui.debug(f"{self.name}: the shared ssh connection is stale ({why}); "
-                         "replacing it")
-                self._retire_master()
+                why = "it did not answer" if isinstance(e, TimeoutError) else e.message
+            s.close(kill=True)
+            ui.debug(f"{self.name}: not using the shared ssh connection ({why}); "
+                     "replacing it")
+            self._retire_master()
         s = self._new_session()  # a fresh connection: handshake and host key check
         try:
             # ssh gives up by itself after ConnectTimeout; the margin covers key exchange
