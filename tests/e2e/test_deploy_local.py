@@ -76,11 +76,13 @@ def test_local_deploy_switch_and_rollback(run_cli: Run,
     with Load(f"http://127.0.0.1:{listen}/api/items") as load:
         r = run_cli("deploy", "local", "--skip-checks", cwd=root)
         assert r.code == 0, r.out + r.err
-        back = run_cli("rollback", "local", cwd=root)
+        back = run_cli("rollback", "local", "--json", cwd=root)
         assert back.code == 0, back.out + back.err
     assert load.result.failed == 0, load.result.text
     assert load.result.requests >= 20_000, load.result.text
     assert json.loads(get(listen, "/version"))["version"] == "v1.0.0"
+    # Inside the rollback window v1 was still running, unserved: nothing started.
+    assert [h["start"] for h in json.loads(back.out)["plan"]["hosts"]] == ["warm"]
     # secrets: in a 0700 file only, never in output
     for env_sh in (app_dir / "run").glob("env.*.sh"):
         assert env_sh.stat().st_mode & 0o777 == 0o700

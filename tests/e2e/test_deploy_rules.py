@@ -18,7 +18,6 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow]
 Run = Callable[..., CliResult]
 HOSTS = {"h1": "10.78.0.11", "h2": "10.78.0.12", "h3": "10.78.0.13"}
 NAME = "rules.lab.test"
-GREEN = 9700  # base_port 9600 + 100: where the second release starts
 
 TOML = f"""
 [app]
@@ -45,7 +44,8 @@ server_names = ["{NAME}"]
 [deploy.hooks]
 pre_deploy = ["echo \\"pre $GOSHIP_ENV\\" >> hooks.log"]
 post_deploy = ["echo \\"post $GOSHIP_ENV $GOSHIP_RELEASE\\" >> hooks.log"]
-pre_deploy_remote = ["echo \\"$GOSHIP_HOST $GOSHIP_RELEASE\\" > /tmp/rules-pre-hook"]
+pre_deploy_remote = ["echo \\"$GOSHIP_HOST $GOSHIP_RELEASE\\" > /tmp/rules-pre-hook",
+                     "test ! -e /tmp/rules-fail"]
 post_deploy_remote = ["cat /srv/rules/current/manifest.json > /tmp/rules-post-hook"]
 
 [env.rl]
@@ -74,7 +74,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, lab: Lab) -> Iterator[Proj
     (p.root / ".gitignore").write_text("dist/\nhooks.log\n")
     p.release("v1.0.0")
     yield p
-    lab.remove_app("rules", HOSTS, "goship-test-blocker")
+    lab.remove_app("rules", HOSTS, "goship-rules-standby-*")
 
 
 def deploy(run_cli: Run, project: Project, *args: str) -> CliResult:
@@ -96,13 +96,13 @@ def test_hooks_run_here_and_on_every_host(run_cli: Run, project: Project, lab: L
 def test_a_failing_remote_hook_fails_the_deploy_and_restores(run_cli: Run, project: Project,
                                                              lab: Lab) -> None:
     toml = (project.root / "goship.toml").read_text()
-    project.toml = TOML.replace('> /tmp/rules-pre-hook"]',
-                                '> /tmp/rules-pre-hook; test $GOSHIP_HOST != h2"]')
+    project.toml = TOML.replace('test ! -e /tmp/rules-fail"]',
+                                'test $GOSHIP_HOST != h2"]')
     project.release("v1.1.0")
     try:
         r = deploy(run_cli, project, "skip")  # blue-green: every host switches or none
         assert r.code == 1
-        assert "h2: hook `echo" in r.out + r.err
+        assert "h2: hook `test $GOSHIP_HOST != h2`" in r.out + r.err
         assert [version(h) for h in HOSTS] == ["v1.0.0"] * 3  # h1 restored too
     finally:
         project.toml = TOML
@@ -111,9 +111,9 @@ def test_a_failing_remote_hook_fails_the_deploy_and_restores(run_cli: Run, proje
 
 def test_rolling_goes_on_within_max_failures(run_cli: Run, project: Project,
                                              lab: Lab) -> None:
-    # h2's green port is taken: the new release cannot become healthy there
-    lab.ssh("h2", f"systemd-run --unit=goship-test-blocker python3 -m http.server {GREEN} "
-                  "--bind 127.0.0.1")
+    # h2 refuses the release (its pre-switch hook fails): it cannot go live there. (A held
+    # port would not do: the port preflight moves the color off it.)
+    lab.ssh("h2", "touch /tmp/rules-fail")
     try:
         project.release("v2.0.0")
         r = deploy(run_cli, project, "rl")
@@ -127,9 +127,8 @@ def test_rolling_goes_on_within_max_failures(run_cli: Run, project: Project,
         state = json.loads(lab.ssh("h2", "cat /srv/rules/state.json").stdout)
         assert state["live"]["release"].startswith("v1.0.0-")
         # A second failure is one too many: the deploy fails, and h1, which had finished,
-        # goes back to what it served. (h3 now runs green: its next color is blue, 9600.)
-        lab.ssh("h3", "systemd-run --unit=goship-test-blocker python3 -m http.server 9600 "
-                      "--bind 127.0.0.1")
+        # goes back to what it served.
+        lab.ssh("h3", "touch /tmp/rules-fail")
         project.release("v2.1.0")
         r = deploy(run_cli, project, "rl")
         assert r.code == 1, r.out + r.err
@@ -137,7 +136,7 @@ def test_rolling_goes_on_within_max_failures(run_cli: Run, project: Project,
         assert [version(h) for h in HOSTS] == ["v2.0.0", "v1.0.0", "v2.0.0"]
     finally:
         for h in ("h2", "h3"):
-            lab.ssh(h, "systemctl stop goship-test-blocker", check=False)
+            lab.ssh(h, "rm -f /tmp/rules-fail", check=False)
 
 
 def test_unreachable_hosts_are_skipped_when_asked(run_cli: Run, project: Project,

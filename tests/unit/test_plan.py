@@ -38,7 +38,8 @@ def view_of(raw: dict[str, Any], config: Config) -> HostView:
             int(p): Listener(int(p), v["process"], v["pid"], v["unit"])
             for p, v in listeners.items()},
         running={"blue": [], "green": [], **raw.get("running", {})},
-        env_kept=raw.get("env_kept", []), now=raw.get("now", 1000.0))
+        env_kept=raw.get("env_kept", []), now=raw.get("now", 1000.0),
+        leftovers=raw.get("leftovers", []))
 
 
 def test_there_are_enough_cases() -> None:

@@ -18,6 +18,7 @@ from goship.deploy.engine import (
     build_artifacts,
     env_values,
     parallel,
+    say_notes,
     views,
 )
 from goship.deploy.host import Host, Lock, now
@@ -126,6 +127,7 @@ class CanaryEngine:
                            {n: a.release_id for n, a in by_host.items()},
                            {n: PlanArtifact(a.release_id, a.sha256)
                             for n, a in by_host.items()})
+        say_notes(fleet)
         moves = [Move(h, hp, by_host[h.name])
                  for h, hp in zip(hosts, fleet.hosts, strict=True)]
         if any(m.release == m.old_release for m in moves):
@@ -166,8 +168,7 @@ class CanaryEngine:
 
     def _site_follows_ports(self, m: Move) -> None:
         h = m.host
-        if h.state.get("site") != site_digest(self.env.config, h.port_map, h.nginx.lua) \
-                and h.live_color and h.live_release:
+        if h.nginx.site_ports != h.port_map and h.live_color and h.live_release:
             m.step = "nginx site"
             h.nginx.switch(h.live_color, h.live_release, self.project.root)
             h.write_state(site=site_digest(self.env.config, h.port_map, h.nginx.lua))

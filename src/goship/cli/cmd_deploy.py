@@ -75,7 +75,7 @@ def deploy(ctx: click.Context, env: str, dry_run: bool, canary: bool, steps: str
       goship deploy production
       goship deploy lab --dry-run
     """
-    from goship.deploy.engine import deploy as run
+    from goship.targets import deploy_target
 
     if canary:
         from goship.cli.cmd_canary import run_canary_deploy
@@ -86,8 +86,9 @@ def deploy(ctx: click.Context, env: str, dry_run: bool, canary: bool, steps: str
                           skip_checks, force, as_json)
         return
     project, environment = load_env(ctx, env)
-    _report(ctx, run(project, environment, allow_dirty=allow_dirty, skip_checks=skip_checks,
-                     force=force, wait=wait, dry_run=dry_run), as_json)
+    target = deploy_target(project, environment)
+    _report(ctx, target.deploy(allow_dirty=allow_dirty, skip_checks=skip_checks, force=force,
+                               wait=wait, dry_run=dry_run), as_json)
 
 
 @click.command()
@@ -107,11 +108,11 @@ def rollback(ctx: click.Context, env: str, dry_run: bool, release: str | None, f
       goship rollback production
       goship rollback production --to v1.4.2-3fa9c01b2e
     """
-    from goship.deploy.engine import rollback as run
+    from goship.targets import deploy_target
 
     project, environment = load_env(ctx, env)
-    _report(ctx, run(project, environment, to=release, force=force, wait=wait,
-                     dry_run=dry_run), as_json)
+    _report(ctx, deploy_target(project, environment).rollback(
+        to=release, force=force, wait=wait, dry_run=dry_run), as_json)
 
 
 @click.command()
@@ -126,14 +127,13 @@ def setup(ctx: click.Context, env: str, dry_run: bool) -> None:
     Example:
       goship setup production --dry-run
     """
-    from goship.deploy.engine import close, connect, env_values
+    from goship.deploy.engine import env_values, fleet
 
     project, environment = load_env(ctx, env)
     # The env file is read (and a broken one refused) before any host is touched, as by
     # deploy; deploy writes it, with the release.
     env_values(project, environment)
-    hosts = connect(environment)
-    try:
+    with fleet(environment) as hosts:
         for h in hosts:
             if dry_run:
                 ui.out(f"{h.name}: would ensure user {h.config.service_user}, "
@@ -146,8 +146,6 @@ def setup(ctx: click.Context, env: str, dry_run: bool) -> None:
             h.nginx.prepare(project.root)
             h.nginx.prepare_tls()
             ui.out(f"{h.name}: " + (", ".join(changes) if changes else "nothing to change"))
-    finally:
-        close(hosts)
 
 
 @click.command()
@@ -162,10 +160,10 @@ def status(ctx: click.Context, env: str, as_json: bool) -> None:
     Example:
       goship status production --json
     """
-    from goship.deploy.status import status as run
+    from goship.targets import deploy_target
 
-    _, environment = load_env(ctx, env)
-    data = run(environment)
+    project, environment = load_env(ctx, env)
+    data = deploy_target(project, environment).status()
     if as_json:
         ui.out(json.dumps(data, indent=2, default=str))
         return
@@ -180,6 +178,9 @@ def status(ctx: click.Context, env: str, as_json: bool) -> None:
                f"[{inst}] nginx {h['nginx']}, previous {h['previous'] or '-'}; last "
                f"{last.get('action', '-')} {last.get('outcome', '')} "
                f"{last.get('time', '')}{drift}")
+        if h.get("stray"):
+            ui.out(f"{name}: DRIFT: instances of this app on ports no color uses: "
+                   f"{', '.join(str(p) for p in h['stray'])} (the next deploy stops them)")
         sb = h.get("standby")
         if sb and sb.get("running"):
             ui.out(f"{name}: standby {sb['release']} on {sb['color']}, warm for "
@@ -202,7 +203,8 @@ def logs(ctx: click.Context, env: str, host: str | None, follow: bool, since: st
     Example:
       goship logs production --follow
     """
-    from goship.deploy.status import logs as run
+    from goship.targets import deploy_target
 
-    _, environment = load_env(ctx, env)
-    run(environment, host=host, follow=follow, since=since, lines=lines)
+    project, environment = load_env(ctx, env)
+    deploy_target(project, environment).logs(host=host, follow=follow, since=since,
+                                             lines=lines)

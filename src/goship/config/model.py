@@ -391,19 +391,21 @@ class Target_(Section):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Target_:
-        chosen = [k for k, on in (("hosts", self.hosts), ("local", self.local),
-                                  ("lab", self.lab)) if on]
-        if len(chosen) != 1:
-            found = ", ".join(chosen) if chosen else "none of them"
-            raise ValueError(f"expected exactly one of hosts, local = true, lab = N; "
-                             f"found {found}")
+        from goship.targets import REGISTRY, chosen
+
+        picked = chosen(self)
+        if len(picked) != 1:
+            found = ", ".join(picked) if picked else "none of them"
+            names = ", ".join({"local": "local = true", "lab": "lab = N"}.get(k, k)
+                              for k in REGISTRY)
+            raise ValueError(f"expected exactly one of {names}; found {found}")
         return self
 
     @property
-    def kind(self) -> Literal["hosts", "local", "lab"]:
-        if self.hosts:
-            return "hosts"
-        return "local" if self.local else "lab"
+    def kind(self) -> str:
+        from goship.targets import chosen
+
+        return chosen(self)[0]
 
 
 TARGET_KEYS = tuple(Target_.model_fields)

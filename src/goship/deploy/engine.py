@@ -7,8 +7,9 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,6 +121,37 @@ def parallel(items: Iterable[Any], fn: Callable[[Any], Any], limit: int) -> list
         return list(zip(items, pool.map(safe, items), strict=True))
 
 
+@dataclass
+class GroupResult:
+    """What a call on every host gave: each host's value or its error (fabric's
+    GroupResult): one host's failure never hides the others' answers."""
+
+    succeeded: dict[str, Any] = field(default_factory=dict)
+    failed: dict[str, BaseException] = field(default_factory=dict)
+
+    def raise_first(self) -> None:
+        for name, err in self.failed.items():
+            if isinstance(err, GoshipError):
+                raise err
+            raise ApplyError(f"{name}: {type(err).__name__}: {err}")
+
+
+def each(hosts: list[Host], fn: Callable[[Host], Any], limit: int) -> GroupResult:
+    """fn on every host in parallel; the results by host name, in the hosts' order."""
+    values: dict[str, Any] = {}
+
+    def one(h: Host) -> None:
+        values[h.name] = fn(h)
+
+    out = GroupResult()
+    for h, err in parallel(hosts, one, limit):
+        if err is None:
+            out.succeeded[h.name] = values[h.name]
+        else:
+            out.failed[h.name] = err
+    return out
+
+
 def connect(env: Environment) -> list[Host]:
     ts = transports(env)
     results: dict[int, Host | BaseException] = {}
@@ -161,6 +193,17 @@ def close(hosts: list[Host]) -> None:
         h.t.close()
 
 
+@contextmanager
+def fleet(env: Environment) -> Iterator[list[Host]]:
+    """The environment's hosts, connected and with their facts; closed however the block
+    ends. The one place that owns connect and close."""
+    hosts = connect(env)
+    try:
+        yield hosts
+    finally:
+        close(hosts)
+
+
 class Deployer:
     def __init__(self, project: Project, env: Environment, *, force: bool = False,
                  wait: bool = False, command: str = "deploy") -> None:
@@ -178,7 +221,16 @@ class Deployer:
         m.step = "prepare host"
         m.before = {"ports": {c: list(v) for c, v in h.port_map.items()},
                     "standby": h.state.get("standby")}
+        if p.start == "warm":
+            # The standby runs this release with its own environment, on a host the deploy
+            # that left it there set up: prove it answers, nothing else.
+            h.use_ports(p.ports)
+            h.services.cancel_stop(m.new_color)
+            m.notes.append(f"warm standby on {m.new_color}: no start")
+            self._gate(m, started)
+            return
         h.ensure_layout()
+        h.clean(p.clean)
         h.nginx.prepare_tls()
         h.use_ports(p.ports)
         if p.env != "restore" or not h.restore_env(m.new_color, m.release):
@@ -194,16 +246,16 @@ class Deployer:
                 h.upload(m.release, m.artifact.data, m.artifact.sha256)
                 m.timings["upload"] = time.monotonic() - t0
         h.services.cancel_stop(m.new_color)
-        if p.start == "warm":
-            m.step = "health gate"
-            m.notes.append(f"warm standby on {m.new_color}: no start")
-        else:
-            m.step = f"start {m.new_color}"
-            # Whatever runs on the new color is a leftover or the standby: stop it first.
-            h.services.stop(m.new_color, sorted({*p.stop_first, *p.ports[m.new_color]}))
-            h.point_color(m.new_color, m.release)
-            h.services.start(m.new_color)
-            m.step = "health gate"
+        m.step = f"start {m.new_color}"
+        # Whatever runs on the new color is a leftover or the standby: stop it first.
+        h.services.stop(m.new_color, sorted({*p.stop_first, *p.ports[m.new_color]}))
+        h.point_color(m.new_color, m.release)
+        h.services.start(m.new_color)
+        self._gate(m, started)
+
+    def _gate(self, m: Move, started: float) -> None:
+        h, p = m.host, m.plan
+        m.step = "health gate"
         t0 = time.monotonic()
         quick = p.gate == 1
         gate = h.gate(m.new_color, interval=0.05 if quick else None, successes=p.gate)
@@ -235,10 +287,11 @@ class Deployer:
                 drained = h.nginx.drain(m.old_workers, self.config.run.drain_timeout)
                 if not drained:
                     m.notes.append("old nginx workers still busy at the drain timeout")
-            else:
+            elif p.after != "standby":
                 # Lua switched in place: requests routed just before the switch are still
                 # connecting (loopback: well under this); one refused anyway is retried by
                 # nginx on the new color. The service's graceful shutdown drains the rest.
+                # (A standby keeps running: nothing to wait for.)
                 time.sleep(0.15)
             old_ports = h.port_map[m.old_color]
             if p.after == "standby":
@@ -255,7 +308,7 @@ class Deployer:
                 h.services.stop(color, p.drift)
             m.notes.append(f"stopped this app's instances left on {_ports(p.drift)}")
         m.step = "record"
-        h.services.enable(m.new_color)
+        h.services.enable(m.new_color, p.drift)
         h.link(h.paths.current, f"releases/{m.release}")
         history = [r for r in h.state.get("history", []) if r != m.release] + [m.release]
         previous = ({"release": m.old_release, "color": m.old_color}
@@ -578,18 +631,19 @@ def refuse_during_canary(hosts: list[Host]) -> None:
                          hint="`goship canary promote` or `goship canary abort` it first")
 
 
+def say_notes(plan: FleetPlan) -> None:
+    """What the plan chose that a user should know before it happens (moved ports, a
+    replaced standby, an environment not kept)."""
+    for hp in plan.hosts:
+        for note in hp.notes:
+            ui.info(note if note.startswith(f"{hp.host}: ") else f"{hp.host}: {note}")
+
+
 def views(hosts: list[Host], limit: int) -> list[HostView]:
     """Every host's facts for the plan, gathered in parallel."""
-    out: dict[str, HostView] = {}
-
-    def one(h: Host) -> None:
-        out[h.name] = h.view()
-
-    for h, err in parallel(hosts, one, limit):
-        if err is not None:
-            raise err if isinstance(err, GoshipError) else ApplyError(
-                f"{h.name}: cannot read its facts: {err}")
-    return [out[h.name] for h in hosts]
+    got = each(hosts, lambda h: h.view(), limit)
+    got.raise_first()
+    return [got.succeeded[h.name] for h in hosts]
 
 
 def deploy(project: Project, env: Environment, *, allow_dirty: bool = False,
@@ -597,8 +651,7 @@ def deploy(project: Project, env: Environment, *, allow_dirty: bool = False,
            dry_run: bool = False) -> Outcome | FleetPlan:
     refuse_unbuilt(env)
     values = env_values(project, env)
-    hosts = connect(env)
-    try:
+    with fleet(env) as hosts:
         refuse_during_canary(hosts)
         arches = {h.facts.arch or "amd64" for h in hosts}
         d = Deployer(project, env, force=force, wait=wait, command="deploy")
@@ -606,22 +659,26 @@ def deploy(project: Project, env: Environment, *, allow_dirty: bool = False,
             d.hooks_local(env.config.deploy.hooks.pre_deploy, "")
         artifacts = build_artifacts(project, env, arches, allow_dirty=allow_dirty,
                                     skip_checks=skip_checks)
-        by_host = {h.name: artifacts[h.facts.arch or "amd64"] for h in hosts}
-        fleet = plan_fleet(env.config, env.name, views(hosts, d.limit), "deploy",
-                           {n: a.release_id for n, a in by_host.items()},
-                           {n: PlanArtifact(a.release_id, a.sha256)
-                            for n, a in by_host.items()})
-        if dry_run:
-            return fleet
-        moves = [Move(h, hp, by_host[h.name]) for h, hp in zip(hosts, fleet.hosts,
-                                                                 strict=True)]
-        outcome = d.release(hosts, moves, env_values=values, action="deploy")
-        outcome.plan = fleet.as_dict()
-        if outcome.ok:
-            d.hooks_local(env.config.deploy.hooks.post_deploy, outcome.release)
-        return outcome
-    finally:
-        close(hosts)
+        return release_built(d, hosts, artifacts, values, dry_run=dry_run)
+
+
+def release_built(d: Deployer, hosts: list[Host], artifacts: dict[str, Artifact],
+                  values: dict[str, str], *, dry_run: bool = False) -> Outcome | FleetPlan:
+    """Plan and release artifacts already built (by architecture) to connected hosts."""
+    env = d.env
+    by_host = {h.name: artifacts[h.facts.arch or "amd64"] for h in hosts}
+    plan = plan_fleet(env.config, env.name, views(hosts, d.limit), "deploy",
+                      {n: a.release_id for n, a in by_host.items()},
+                      {n: PlanArtifact(a.release_id, a.sha256) for n, a in by_host.items()})
+    if dry_run:
+        return plan
+    say_notes(plan)
+    moves = [Move(h, hp, by_host[h.name]) for h, hp in zip(hosts, plan.hosts, strict=True)]
+    outcome = d.release(hosts, moves, env_values=values, action="deploy")
+    outcome.plan = plan.as_dict()
+    if outcome.ok:
+        d.hooks_local(env.config.deploy.hooks.post_deploy, outcome.release)
+    return outcome
 
 
 def rollback(project: Project, env: Environment, *, to: str | None = None,
@@ -629,8 +686,7 @@ def rollback(project: Project, env: Environment, *, to: str | None = None,
              ) -> Outcome | FleetPlan:
     refuse_unbuilt(env)
     values = env_values(project, env)
-    hosts = connect(env)
-    try:
+    with fleet(env) as hosts:
         refuse_during_canary(hosts)
         targets = {}
         for h in hosts:
@@ -648,12 +704,11 @@ def rollback(project: Project, env: Environment, *, to: str | None = None,
             if targets[v.name] not in v.releases:
                 raise UsageError(f"{v.name}: release {targets[v.name]} is not on the host",
                                  hint="`goship status` lists the releases on each host")
-        fleet = plan_fleet(env.config, env.name, hv, "rollback", targets, {})
+        plan = plan_fleet(env.config, env.name, hv, "rollback", targets, {})
         if dry_run:
-            return fleet
-        moves = [Move(h, hp, None) for h, hp in zip(hosts, fleet.hosts, strict=True)]
+            return plan
+        say_notes(plan)
+        moves = [Move(h, hp, None) for h, hp in zip(hosts, plan.hosts, strict=True)]
         outcome = d.release(hosts, moves, env_values=values, action="rollback")
-        outcome.plan = fleet.as_dict()
+        outcome.plan = plan.as_dict()
         return outcome
-    finally:
-        close(hosts)

@@ -81,6 +81,7 @@ class Host:
         if not isinstance(self.state, dict):
             self.state = {}
         self.use_ports(recorded_ports(self.state, self.config))
+        self.nginx.site_ports = {c: list(p) for c, p in self.port_map.items()}
         self.live_color, self.live_release = self.nginx.live_color()
 
     def view(self) -> HostView:
@@ -92,6 +93,7 @@ class Host:
                                 self.paths.root))
         releases: dict[str, str | None] = {}
         envs: set[str] = set()
+        leftovers: list[str] = []
         for line in res.stdout.splitlines():
             kind, _, rest = line.partition(" ")
             if kind == "R" and rest:
@@ -99,6 +101,8 @@ class Host:
                 releases[rid] = sha.strip() or None
             elif kind == "E" and rest:
                 envs.add(rest.strip())
+            elif kind == "L" and rest:
+                leftovers.append(rest.strip())
         supervised = self.services.name == "supervisord"
         kept = sorted(e for e in envs if not e.endswith(".sh")
                       and (not supervised or f"{e}.sh" in envs))
@@ -106,7 +110,7 @@ class Host:
                         live_color=self.live_color, live_release=self.live_release,
                         state=dict(self.state), releases=releases,
                         listeners=self.facts.listeners, running=self.services.running(),
-                        env_kept=kept, now=time.time())
+                        env_kept=kept, now=time.time(), leftovers=leftovers)
 
     def releases_on_disk(self) -> list[str]:
         res = self.t.run(Cmd.of("ls", "-1", self.paths.releases))
@@ -254,6 +258,14 @@ class Host:
                 continue
         return out
 
+    def clean(self, leftovers: list[str]) -> None:
+        """Remove what an aborted run left (paths relative to the app root, from the
+        inventory; never anything outside releases/ and incoming/)."""
+        safe = [self.paths.join(p) for p in leftovers
+                if p.startswith(("releases/.", "incoming/")) and ".." not in p.split("/")]
+        if safe:
+            self.t.run(Cmd.of("rm", "-rf", "--", *safe))
+
     def remove_releases(self, doomed: list[str]) -> list[str]:
         """The plan's prune list: each release with its kept environment."""
         for rid in doomed:
@@ -285,7 +297,9 @@ def who() -> str:
 def open_host(t: Transport, env: Environment, *, root_hint: bool = True) -> Host:
     """Gather facts and choose the service manager and nginx for this host."""
     config = env.config
-    local = env.target.kind == "local"
+    from goship.targets import kind
+
+    local = kind(env).local
     base = config.deploy.base_path
     if local and os.geteuid() != 0 and base == "/srv":
         base = local_base()  # the default /srv is root's; a user deploys under their home

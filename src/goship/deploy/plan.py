@@ -42,6 +42,7 @@ class HostView:
     running: dict[str, list[int]]  # color -> ports whose instance is running
     env_kept: list[str]  # releases whose environment is kept on the host
     now: float
+    leftovers: list[str] = field(default_factory=list)  # of an aborted run, app-relative
 
     @property
     def standby(self) -> Standby | None:
@@ -79,6 +80,7 @@ class HostPlan:
     drift: list[int]  # this app's instances on ports no color uses any more: stopped
     prune: list[str]
     notes: list[str] = field(default_factory=list)
+    clean: list[str] = field(default_factory=list)  # leftovers of an aborted run, removed
 
     def lines(self) -> list[str]:
         live = (f"{self.live['release']} on {self.live['color']}" if self.live
@@ -100,6 +102,8 @@ class HostPlan:
             out.append(f"  drift: stop this app's instances on {_join(self.drift)}")
         if self.prune:
             out.append(f"  prune: {', '.join(self.prune)}")
+        if self.clean:
+            out.append(f"  clean up an aborted run: {', '.join(self.clean)}")
         out += [f"  note: {n}" for n in self.notes]
         return out
 
@@ -134,12 +138,14 @@ def _switch(mode: str) -> str:
 
 
 def site_digest(config: Config, port_map: PortMap, lua: bool) -> str:
-    """What the nginx site depends on besides the live color: when it is unchanged a
-    switch is a Lua flip; otherwise nginx reloads."""
+    """What the nginx site depends on besides the live color and the ports (both travel
+    through the control socket): when it is unchanged a switch is a Lua flip; otherwise
+    nginx reloads. `port_map` only matters without Lua."""
     from goship import __version__
 
     data = {"proxy": config.proxy.model_dump(mode="json"),
-            "canary": config.canary.model_dump(mode="json"), "ports": port_map, "lua": lua,
+            "canary": config.canary.model_dump(mode="json"),
+            "ports": None if lua else port_map, "lua": lua,
             "app": config.app.name, "base": config.deploy.base_path, "v": __version__}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -223,7 +229,7 @@ def plan_host(config: Config, view: HostView, action: Action, release: str,
                     ports=port_map, upload=upload, env=env, start=start,
                     stop_first=stop_first, gate=gate, switch=switch, after=after,
                     standby_seconds=window if after == "standby" else 0.0, drift=drift,
-                    prune=prune, notes=notes)
+                    prune=prune, notes=notes, clean=sorted(view.leftovers))
 
 
 def _prune(view: HostView, keep: int, protect: set[str], add: str | None) -> list[str]:

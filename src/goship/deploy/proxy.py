@@ -45,6 +45,9 @@ class Nginx(abc.ABC):
         self.lua = lua
         # The host's ports per color (shared with its Host and services; the plan sets them).
         self.port_map: PortMap = default_port_map(config)
+        # The ports the installed site was rendered with (the host's recorded ones): a
+        # switch that moves ports is still a Lua flip when the rest of the site is equal.
+        self.site_ports: PortMap = default_port_map(config)
         self.control = control_socket(paths, self.system)
 
     @abc.abstractmethod
@@ -96,11 +99,15 @@ class Nginx(abc.ABC):
         m = HEADER.search(text)
         return (m.group(2), m.group(1)) if m else (None, None)
 
-    def _control(self, put: tuple[str, str] | None = None) -> tuple[str, str] | None:
+    def _control(self, put: tuple[str, str] | None = None,
+                 ports: PortMap | None = None) -> tuple[str, str] | None:
         args = ["curl", "-s", "--max-time", "5", "--unix-socket", self.control,
                 "http://goship/live"]
         if put:
-            args += ["-X", "PUT", "--data-binary", f"{put[0]} {put[1]}"]
+            body = f"{put[0]} {put[1]}" + "".join(
+                f" {c}={','.join(str(p) for p in ports[c])}" for c in COLORS
+                if ports and ports.get(c))
+            args += ["-X", "PUT", "--data-binary", body]
         res = self.t.run(Cmd.of(*args))
         parts = res.stdout.split()
         if res.ok and len(parts) == 2 and parts[0] in COLORS:
@@ -115,10 +122,11 @@ class Nginx(abc.ABC):
         res = self.t.run(Cmd.of(*self.base(), "-t"))
         return None if res.ok else (res.stderr or res.stdout).strip()
 
-    def render(self, color: str, release: str, root: Path | None) -> str:
+    def render(self, color: str, release: str, root: Path | None,
+               port_map: PortMap | None = None) -> str:
         return kinds.nginx_site_conf(self.config, self.paths, color, release,
                                      access_log=self.access_log, root=root, lua=self.lua,
-                                     system=self.system, port_map=self.port_map)
+                                     system=self.system, port_map=port_map or self.port_map)
 
     def switch(self, color: str, release: str, root: Path | None) -> set[int]:
         """Route to `color`. Returns the old workers, which finish in-flight requests (none
@@ -127,13 +135,16 @@ class Nginx(abc.ABC):
         old_text = self.read_site()
         if self.lua and old_text is not None:
             live = self._control()
-            if live is not None and self.render(live[0], live[1], root) == old_text:
-                # Same config but for the color: no reload. The file gets the new default
-                # so a restarted nginx comes back on the right color.
+            if live is not None and \
+                    self.render(live[0], live[1], root, self.site_ports) == old_text:
+                # Same config but for the color and the ports: no reload. The file gets the
+                # new default so a restarted nginx comes back on the right color and ports.
                 install_file(self.t, self.site_path, text)
-                if self._control(put=(color, release)) != (color, release):
+                if self._control(put=(color, release), ports=self.port_map) \
+                        != (color, release):
                     raise ApplyError(f"{self.t.name}: nginx's control socket did not take "
                                      f"the switch to {color}")
+                self.site_ports = {c: list(p) for c, p in self.port_map.items()}
                 return set()
         old_workers = self.workers()
         if self.lua and self._control() is None:
@@ -148,7 +159,8 @@ class Nginx(abc.ABC):
         try:
             self.reload()
             self._wait_new_workers(old_workers)
-            if self.lua and self._control(put=(color, release)) != (color, release):
+            if self.lua and self._control(put=(color, release), ports=self.port_map) \
+                    != (color, release):
                 # The shared dict outlives reloads: it must name the new color too.
                 raise ApplyError(f"{self.t.name}: nginx's control socket did not answer "
                                  "after the reload")
@@ -156,6 +168,7 @@ class Nginx(abc.ABC):
             self._put_back(old_text)
             raise ApplyError(f"{e.message}; the old config is back in place "
                              f"({self._error_tail()})") from None
+        self.site_ports = {c: list(p) for c, p in self.port_map.items()}
         return old_workers
 
     def _put_back(self, old_text: str | None) -> None:

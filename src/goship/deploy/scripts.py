@@ -147,5 +147,33 @@ for d in releases/*/; do
   printf 'R %s %s\n' "$r" "$(cat "$d.archive-sha256" 2>/dev/null)"
 done
 for f in shared/envs/*; do [ -f "$f" ] && printf 'E %s\n' "${f#shared/envs/}"; done
+# Leftovers of an aborted run: half-unpacked releases, uploads never unpacked.
+for f in releases/.*.tmp incoming/*; do [ -e "$f" ] && printf 'L %s\n' "$f"; done
 exit 0
+"""
+
+SYSTEMD_STANDBY = r"""
+# $1 unit name  $2 delay (e.g. 600s)  $3 description  $4.. units to stop then
+name=$1; delay=$2; desc=$3; shift 3
+systemctl stop "$name.timer" 2>/dev/null
+systemctl reset-failed "$name.timer" "$name.service" 2>/dev/null
+exec systemd-run --quiet --collect --unit="$name" --on-active="$delay" \
+  --timer-property=AccuracySec=1s --description="$desc" systemctl stop "$@"
+"""
+
+SYSTEMD_CANCEL = r"""
+# $1 unit name: forget a scheduled stop
+systemctl stop "$1.timer" 2>/dev/null
+systemctl reset-failed "$1.timer" "$1.service" 2>/dev/null
+exit 0
+"""
+
+SYSTEMD_ENABLE = r"""
+# $1 how many units to enable, then those units, then the ones to disable
+n=$1; shift
+keep=""; i=0
+while [ $i -lt "$n" ]; do keep="$keep $1"; shift; i=$((i + 1)); done
+[ $# -gt 0 ] && systemctl disable --quiet --no-reload "$@" 2>/dev/null
+# shellcheck disable=SC2086 (unit names are goship's own: app-color@port.service)
+exec systemctl enable --quiet --no-reload $keep
 """

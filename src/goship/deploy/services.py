@@ -21,7 +21,14 @@ from goship.deploy.layout import (
     program_name,
     standby_unit,
 )
-from goship.deploy.scripts import INSTALL_FILE, STANDBY_CANCEL, STANDBY_SLEEPER
+from goship.deploy.scripts import (
+    INSTALL_FILE,
+    STANDBY_CANCEL,
+    STANDBY_SLEEPER,
+    SYSTEMD_CANCEL,
+    SYSTEMD_ENABLE,
+    SYSTEMD_STANDBY,
+)
 from goship.errors import ApplyError, PrerequisiteError
 from goship.render import kinds
 from goship.transport.base import Transport
@@ -79,7 +86,7 @@ class Services(abc.ABC):
     def log_tail(self, color: str, lines: int = 15) -> str: ...
 
     @abc.abstractmethod
-    def enable(self, live: str) -> None:
+    def enable(self, live: str, also: list[int] | None = None) -> None:
         """Start the live color at boot, not the other one."""
 
     @abc.abstractmethod
@@ -124,18 +131,15 @@ class Systemd(Services):
 
     def schedule_stop(self, color: str, ports: list[int], seconds: float) -> None:
         name = standby_unit(self.config.app.name, color)
-        self.cancel_stop(color)
-        self.t.check(Cmd.of("systemd-run", "--quiet", "--collect", f"--unit={name}",
-                            f"--on-active={max(1, int(seconds + 0.999))}s",
-                            "--timer-property=AccuracySec=1s",
-                            f"--description=goship: stop the warm standby {color} of "
-                            f"{self.config.app.name}",
-                            "systemctl", "stop", *self.units(color, ports)))
+        # One round trip: forget an earlier timer of that name, then arm the new one.
+        self.t.check(Cmd.of("sh", "-c", SYSTEMD_STANDBY, "goship-standby", name,
+                            f"{max(1, int(seconds + 0.999))}s",
+                            f"goship: stop the warm standby {color} of {self.config.app.name}",
+                            *self.units(color, ports)))
 
     def cancel_stop(self, color: str) -> None:
         name = standby_unit(self.config.app.name, color)
-        self.t.run(Cmd.of("systemctl", "stop", f"{name}.timer"))
-        self.t.run(Cmd.of("systemctl", "reset-failed", f"{name}.timer", f"{name}.service"))
+        self.t.run(Cmd.of("sh", "-c", SYSTEMD_CANCEL, "goship-standby-cancel", name))
 
     def pids(self, color: str) -> dict[int, int | None]:
         units = self.units(color)
@@ -155,16 +159,15 @@ class Systemd(Services):
             args += ["-u", u]
         return self.t.run(Cmd.of(*args)).stdout.strip()
 
-    def enable(self, live: str) -> None:
-        # Boot starts the live color's instances and no other instance of this app.
+    def enable(self, live: str, also: list[int] | None = None) -> None:
+        """Boot starts the live color's instances and no other instance of this app (the
+        other color's, and `also`: ports left behind by drift)."""
         keep = self.units(live)
-        running = self.running()
-        stale = [u for c in COLORS for u in self.units(c, [*self.ports(c), *running.get(c, [])])
+        stale = [u for c in COLORS for u in self.units(c, [*self.ports(c), *(also or [])])
                  if u not in keep]
         # --no-reload: boot only needs the symlinks; a daemon-reload costs ~0.25 s each.
-        self.t.run(Cmd.of("systemctl", "disable", "--quiet", "--no-reload",
-                          *dict.fromkeys(stale)))
-        self.t.check(Cmd.of("systemctl", "enable", "--quiet", "--no-reload", *keep))
+        self.t.check(Cmd.of("sh", "-c", SYSTEMD_ENABLE, "goship-enable", str(len(keep)),
+                            *keep, *dict.fromkeys(stale)))
 
     def logs_cmd(self, follow: bool, since: str | None, lines: int) -> Cmd:
         args = ["journalctl", "--no-pager", "-o", "short-iso", "-n", str(lines),
@@ -280,7 +283,7 @@ class Supervisor(Services):
                  for p in self.ports(color)]
         return self.t.run(Cmd.of("tail", "-q", "-n", str(lines), *files)).stdout.strip()
 
-    def enable(self, live: str) -> None:
+    def enable(self, live: str, also: list[int] | None = None) -> None:
         # autostart is rendered from the live color at install time; nothing else to do.
         return None
 

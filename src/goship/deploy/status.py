@@ -10,7 +10,7 @@ from typing import Any
 
 from goship.command import Cmd
 from goship.config import Environment
-from goship.deploy.engine import close, connect, parallel
+from goship.deploy.engine import close, connect, each, fleet
 from goship.deploy.host import Host
 
 
@@ -35,7 +35,12 @@ def host_status(h: Host) -> dict[str, Any]:
         alive = [p for p, pid in h.services.pids(str(standby.get("color"))).items() if pid]
         standby = {**standby, "seconds_left": max(0, round(left)),
                    "running": bool(alive) and left > 0}
+    # Instances of this app on ports no color records: left by an earlier config (another
+    # base_port, more instances) and not stopped yet.
+    stray = sorted(p for c, ps in h.services.running().items() for p in ps
+                   if p not in h.port_map.get(c, []))
     return {
+        "stray": stray,
         "release": h.live_release, "color": color, "manager": h.services.name,
         "instances": instances, "nginx": "running" if nginx_up else "stopped",
         "previous": (h.state.get("previous") or {}).get("release"),
@@ -45,24 +50,17 @@ def host_status(h: Host) -> dict[str, Any]:
 
 
 def status(env: Environment) -> dict[str, Any]:
-    hosts = connect(env)
-    try:
-        rows: dict[str, dict[str, Any]] = {}
-
-        def one(h: Host) -> None:
-            rows[h.name] = host_status(h)
-
-        for h, err in parallel(hosts, one, env.config.deploy.concurrency):
-            if err is not None:
-                rows[h.name] = {"error": str(err)}
+    with fleet(env) as hosts:
+        got = each(hosts, host_status, env.config.deploy.concurrency)
+        rows: dict[str, dict[str, Any]] = {**got.succeeded, **{
+            name: {"error": str(err)} for name, err in got.failed.items()}}
         live = Counter(r.get("release") for r in rows.values() if r.get("release"))
         expected = live.most_common(1)[0][0] if live else None
         for r in rows.values():
-            r["drift"] = bool(expected and r.get("release") != expected)
+            r["drift"] = bool(expected and r.get("release") != expected) or \
+                bool(r.get("stray"))
         return {"env": env.name, "expected": expected,
                 "hosts": {h.name: rows[h.name] for h in hosts}}
-    finally:
-        close(hosts)
 
 
 def logs(env: Environment, *, host: str | None, follow: bool, since: str | None,

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from goship.config import Config, Environment
-from goship.config.validators import split_host
 from goship.render.context import Paths
 
 SECRET_MASK = "REDACTED"  # noqa: S105 (the mask, not a secret)
@@ -40,14 +39,9 @@ class RenderInput:
 
 
 def host_addresses(env: Environment) -> list[str]:
-    t = env.target
-    if t.kind == "local":
-        return ["127.0.0.1"]
-    if t.kind == "lab":
-        from goship.lab.layout import HostLayout
+    from goship.targets import addresses
 
-        return [HostLayout(i).addr for i in range(1, (t.lab or 0) + 1)]
-    return [split_host(spec)[1] for spec in t.hosts or []]
+    return addresses(env)
 
 
 def project_version(root: Path, config: Config) -> str:
