@@ -12,13 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from goship.errors import UsageError
+from goship.inspect import detect, project
+from goship.inspect.facts import Fact, well_known_clashes
+from goship.inspect.routes import Route
+from goship.inspect.routes import find_routes as _graph_routes
 
 SKIP_DIRS = {"vendor", "testdata", "node_modules", "dist", "build", ".git", ".goship"}
 HEALTH_WORDS = ("healthz", "health", "livez", "readyz", "ready", "ping", "status")
 CONVENTIONAL_ASSETS = ("templates", "static", "assets", "public", "web")
 STAMP_NAMES = {
     "version", "Version", "commit", "Commit", "gitCommit", "GitCommit", "buildTime",
-    "BuildTime", "buildDate", "BuildDate", "date", "Date", "builtAt", "BuildVersion",
+    "BuildTime", "buildDate", "BuildDate", "date", "Date", "builtAt", "BuiltAt", "built",
+    "Built", "BuildVersion",
 }
 STAMP_PACKAGES = {"main", "buildinfo", "version", "build", "meta", "info"}
 
@@ -28,12 +33,6 @@ class GoMod:
     module: str
     go_version: str | None
     requires: set[str] = field(default_factory=set)
-
-
-@dataclass
-class Route:
-    method: str
-    path: str
 
 
 @dataclass
@@ -67,6 +66,20 @@ class Inspection:
     embedded: list[str]
     stamps: list[StampVar]
     graceful: bool
+    module_dir: str = "."
+    facts: list[Fact] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    port_kind: str = "none"  # env | flag | config | hardcoded | none
+    base_port: int | None = None
+    args: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # build.files
+    config_files: list[str] = field(default_factory=list)  # run.config_files
+    data_dirs: list[str] = field(default_factory=list)
+    cgo: bool = False
+    tags: list[str] = field(default_factory=list)
+    before: list[str] = field(default_factory=list)
+    literal_stamps: dict[str, str] = field(default_factory=dict)  # -X main.Mode=prod
+    notes: list[str] = field(default_factory=list)  # comments for goship.toml
 
 
 GOMOD_MODULE = re.compile(r"^\s*module\s+(\S+)", re.M)
@@ -129,62 +142,36 @@ def strip_comments(src: str) -> str:
     return "".join(out)
 
 
-ROUTE = re.compile(
-    r"\b(\w+)\s*\.\s*(GET|HEAD|Any|Handle)\s*\(\s*(?:\"(GET|HEAD)\"\s*,\s*)?\"(/[^\"]*)\"")
-GROUP = re.compile(r"\b(\w+)\s*:?=\s*(\w+)\s*\.\s*Group\s*\(\s*\"(/[^\"]*)\"")
-
-
 def find_routes(src: str) -> list[Route]:
-    """GET routes, with prefixes of `g := r.Group("/api")` groups in the same file."""
-    code = strip_comments(src)
-    prefixes: dict[str, str] = {}
-    for m in GROUP.finditer(code):
-        var, parent, prefix = m.groups()
-        prefixes[var] = prefixes.get(parent, "") + prefix
-    routes = []
-    for m in ROUTE.finditer(code):
-        var, method, handle_method, path = m.groups()
-        if method == "Handle" and handle_method is None:
-            continue
-        full = (prefixes.get(var, "") + path).replace("//", "/")
-        routes.append(Route("GET" if method in ("Any", "Handle") else method, full))
-    return routes
+    """Routes of one file (the unit tests' entry); inspect() resolves the whole binary."""
+    return _graph_routes({"main.go": strip_comments(src)})
 
 
 def pick_health(routes: list[Route]) -> str | None:
-    paths = [r.path for r in routes if r.method in ("GET", "HEAD") and ":" not in r.path]
-    for word in HEALTH_WORDS:
-        for p in paths:
-            last = p.rstrip("/").rsplit("/", 1)[-1].lower()
-            if last == word:
-                return p
+    r = pick_health_route(routes)
+    return r.path if r else None
+
+
+def pick_health_route(routes: list[Route]) -> Route | None:
+    usable = [r for r in routes if r.method == "GET" and ":" not in r.path
+              and "*" not in r.path]
+    for certain in (True, False):
+        for word in HEALTH_WORDS:
+            for r in usable:
+                if r.certain == certain and r.path.rstrip("/").rsplit("/", 1)[-1].lower() == word:
+                    return r
     return None
-
-
-GETENV = re.compile(r"os\s*\.\s*(?:Getenv|LookupEnv)\s*\(\s*\"([A-Za-z_][A-Za-z0-9_]*)\"\s*\)")
-DEFAULT_PORT = re.compile(r"\"\s*:?(\d{2,5})\s*\"")
-RUN_LITERAL = re.compile(r"\.\s*(?:Run|ListenAndServe)\s*\(\s*\"[^\"]*:(\d{2,5})\"")
-ADDR_LITERAL = re.compile(r"Addr\s*:\s*\"[^\"]*:(\d{2,5})\"")
 
 
 def find_port(src: str) -> PortVar | None:
     """The environment variable the service reads its port from, and its fallback."""
-    code = strip_comments(src)
-    for m in GETENV.finditer(code):
-        name = m.group(1)
-        if "PORT" not in name.upper():
-            continue
-        window = code[m.end():m.end() + 300]
-        d = DEFAULT_PORT.search(window)
-        default = int(d.group(1)) if d and 0 < int(d.group(1)) < 65536 else None
-        return PortVar(name, default)
-    return None
+    found = detect.find_env_port("main.go", strip_comments(src))
+    return PortVar(found.name, found.default) if found else None
 
 
 def find_hardcoded_port(src: str) -> int | None:
-    code = strip_comments(src)
-    m = RUN_LITERAL.search(code) or ADDR_LITERAL.search(code)
-    return int(m.group(1)) if m else None
+    found = detect.find_hardcoded_port("main.go", strip_comments(src))
+    return found[0] if found else None
 
 
 ASSET_CALLS = re.compile(
@@ -270,16 +257,6 @@ def find_string_vars(src: str) -> list[str]:
     return names
 
 
-SHUTDOWN = re.compile(r"\.\s*Shutdown\s*\(")
-NOTIFY = re.compile(r"signal\s*\.\s*(?:Notify|NotifyContext)\s*\(")
-
-
-def graceful_parts(src: str) -> tuple[bool, bool]:
-    """(catches a signal, calls Shutdown): often in different files, so judged together."""
-    code = strip_comments(src)
-    return bool(NOTIFY.search(code)), bool(SHUTDOWN.search(code))
-
-
 def go_files(root: Path) -> list[Path]:
     files: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -323,15 +300,24 @@ def choose_main(mains: list[str], app_name: str) -> str:
 
 
 def inspect(root: Path, main: str | None = None) -> Inspection:
-    gomod_path = root / "go.mod"
-    if not gomod_path.is_file():
-        raise UsageError(f"{root}: no go.mod here",
-                         hint="run goship init in the Go module's directory (or `go mod init`)")
-    gomod = parse_gomod(gomod_path.read_text(encoding="utf-8"))
-    sources = {p: p.read_text(encoding="utf-8", errors="replace") for p in go_files(root)}
-    mains = list_mains(root, sources)
+    module_dir = "."
+    if not (root / "go.mod").is_file():
+        subs = project.module_dirs(root)
+        if len(subs) != 1:
+            hint = (f"run goship init in one of: {', '.join(subs)} (or keep this directory and "
+                    "set app.module_dir)" if subs else
+                    "run goship init in the Go module's directory (or `go mod init`)")
+            raise UsageError(f"{root}: no go.mod here", hint=hint)
+        module_dir = subs[0]
+    mod_root = root / module_dir
+    gomod = parse_gomod((mod_root / "go.mod").read_text(encoding="utf-8"))
+    mod_json = project.gomod_json(mod_root)
+    if mod_json:
+        gomod.requires |= {r["Path"] for r in mod_json.get("Require") or []}
+    sources = {p: p.read_text(encoding="utf-8", errors="replace") for p in go_files(mod_root)}
+    mains = list_mains(mod_root, sources)
     if not mains:
-        raise UsageError(f"{root}: no main package found",
+        raise UsageError(f"{mod_root}: no main package found",
                          hint="a service needs `package main` with `func main()`")
     name = default_app_name(gomod.module)
     if main is not None:
@@ -340,51 +326,237 @@ def inspect(root: Path, main: str | None = None) -> Inspection:
             raise UsageError(f"--main {main}: not a main package here",
                              hint=f"choose one of: {', '.join(mains)}")
     chosen = main or choose_main(mains, name)
+    main_dir = (mod_root / chosen).resolve()
+    pkgs = project.list_deps(mod_root, chosen)
+    facts: list[Fact] = []
+    if pkgs is not None:
+        mine = {f.resolve() for f in pkgs.files}
+        binary = {p: src for p, src in sources.items() if p.resolve() in mine}
+        for f in pkgs.files:  # cgo files of the module are not in go_files' walk order
+            if f not in binary and f.is_file():
+                binary[f] = f.read_text(encoding="utf-8", errors="replace")
+        how = "go list -deps"
+    else:
+        # No toolchain or modules: every non-main package plus the chosen main.
+        binary = {p: src for p, src in sources.items()
+                  if package_name(src) != "main" or p.parent.resolve() == main_dir}
+        how = "source walk (go list unavailable)"
+    codes = {_rel(p, mod_root): strip_comments(src) for p, src in binary.items()}
+    facts.append(Fact("main package", chosen, True, how))
 
-    routes: list[Route] = []
-    port: PortVar | None = None
-    hardcoded: int | None = None
+    routes = _graph_routes(codes)
+    health = pick_health_route(routes)
+    if health:
+        facts.append(Fact("health route", health.path, health.certain, health.where))
+
+    ins = Inspection(
+        root=root, gomod=gomod, mains=mains, main=chosen,
+        gin="github.com/gin-gonic/gin" in gomod.requires or any(
+            i.startswith("github.com/gin-gonic/gin") for i in (pkgs.imports if pkgs else [])),
+        routes=routes, health=health.path if health else None, port=None,
+        hardcoded_port=None, assets=[], embedded=[], stamps=[], graceful=False,
+        module_dir=module_dir, facts=facts)
+    if pkgs is None:
+        ins.warnings.append("go list could not read the build graph (no Go toolchain, or "
+                            "modules not downloaded: run `go mod download`); read every "
+                            "non-main package instead, cgo and //go:embed not checked")
+    _port_and_args(ins, mod_root, codes)
+    _runtime_paths(ins, mod_root, codes, sources)
+    _stamps(ins, mod_root, binary)
+    _build_needs(ins, mod_root, pkgs, codes)
+    _signals(ins, codes)
+    if ins.base_port is not None:
+        ins.warnings.extend(well_known_clashes(ins.base_port if 1024 <= ins.base_port <= 64000
+                                               else 8080))
+    return ins
+
+
+def _port_and_args(ins: Inspection, mod_root: Path, codes: dict[str, str]) -> None:
+    flags = [f for file, code in codes.items() for f in detect.find_flags(file, code)]
+    subs = [s for file, code in codes.items() for s in detect.find_subcommands(file, code)]
+    sub = subs[0] if subs else None
+    if sub:
+        ins.args.append(sub[0])
+        ins.facts.append(Fact("serve subcommand", sub[0], True, sub[1]))
+    scoped = [f for f in flags if f.flagset in ("", sub[0] if sub else "")]
+    cfg_flag = detect.config_flag(scoped)
+    if cfg_flag and cfg_flag.default and (mod_root / cfg_flag.default).is_file():
+        ins.args += [cfg_flag.arg, cfg_flag.default]
+        ins.facts.append(Fact("config file flag", f"{cfg_flag.arg} {cfg_flag.default}", True,
+                              cfg_flag.where))
+    flag = detect.port_flag(scoped)
+    env = next((e for file, code in codes.items()
+                if (e := detect.find_env_port(file, code))), None)
+    if flag:
+        ins.port_kind = "flag"
+        ins.args += detect.port_args(flag)
+        ins.base_port = flag.port_default
+        ins.facts.append(Fact("port", f"flag {flag.arg} (default {flag.default or 'none'})",
+                              True, flag.where))
+        return
+    if env:
+        ins.port_kind = "env"
+        ins.port = PortVar(env.name, env.default)
+        ins.base_port = env.default
+        ins.facts.append(Fact("port", f"env ${env.name}" + (
+            f" (default {env.default})" if env.default else ""), env.certain, env.where))
+        return
+    paths = [p for file, code in codes.items() for p in detect.find_relative_paths(file, code)]
+    candidates = [c for c, _ in detect.config_files(paths)]
+    if cfg_flag and cfg_flag.default:
+        candidates.insert(0, cfg_flag.default)
+    for cf in candidates:
+        path = mod_root / cf
+        if not path.is_file():
+            continue
+        found = detect.config_port(cf, path.read_text(encoding="utf-8", errors="replace"))
+        if found is None:
+            continue
+        key = found.key.rsplit(".", 1)[-1]
+        certain = any(f'"{key}"' in code or f'"{key},' in code for code in codes.values())
+        ins.port_kind = "config"
+        ins.base_port = found.value
+        for lst in (ins.files, ins.config_files):
+            if cf not in lst:
+                lst.append(cf)
+        ins.facts.append(Fact("port", f"config {cf} key {found.key} = {found.value}", certain,
+                              f"{cf}:{found.line}"))
+        ins.notes.append(f"The port is read from {cf} ({found.key}, line {found.line}): "
+                         f"replace {found.value} there with {{port}}; goship writes each "
+                         f"color's port into its copy of the file.")
+        return
+    for file, code in codes.items():
+        hard = detect.find_hardcoded_port(file, code)
+        if hard:
+            ins.port_kind = "hardcoded"
+            ins.hardcoded_port = hard[0]
+            ins.base_port = hard[0]
+            ins.facts.append(Fact("port", f"hard-coded {hard[0]}", True, hard[1]))
+            ins.warnings.append(f"the port {hard[0]} is hard-coded at {hard[1]}: change the "
+                                f"code to read it from $PORT (or a flag), goship gives each "
+                                f"color its own port")
+            return
+    ins.warnings.append("no port setting found (env var, flag, config key): goship will set "
+                        "$PORT, make the service read it")
+
+
+def _runtime_paths(ins: Inspection, mod_root: Path, codes: dict[str, str],
+                   sources: dict[Path, str]) -> None:
+    paths = [p for file, code in codes.items() for p in detect.find_relative_paths(file, code)]
+    opened = dict(detect.config_files(paths))
+    for cf in opened:
+        if (mod_root / cf).is_file() and cf not in ins.files:
+            ins.files.append(cf)
+    for cf in ins.files:
+        ins.facts.append(Fact("config file shipped", cf, True, opened.get(cf, "flag default")))
+    for d, where, certain in detect.data_dirs(paths):
+        if d not in ins.data_dirs:
+            ins.data_dirs.append(d)
+            ins.facts.append(Fact("data dir (written)", d, certain, where))
     assets: list[str] = []
-    embedded: list[str] = []
-    stamps: list[StampVar] = []
-    notifies = shuts_down = False
-    main_dir = (root / chosen).resolve()
-    for path, src in sources.items():
-        rel_dir = _rel(path.parent, root)
-        pkg = package_name(src)
-        in_main = path.parent.resolve() == main_dir
-        if pkg == "main" and not in_main:
-            continue  # another binary's code says nothing about this one
-        routes.extend(find_routes(src))
-        port = port or find_port(src)
-        hardcoded = hardcoded or find_hardcoded_port(src)
-        for d in find_asset_refs(src):
+    for code in codes.values():
+        for d in find_asset_refs(code):
             if d not in assets:
                 assets.append(d)
-        embedded.extend(e if rel_dir == "." else f"{rel_dir}/{e}" for e in find_embeds(src))
-        n, s = graceful_parts(src)
-        notifies, shuts_down = notifies or n, shuts_down or s
-        if pkg in STAMP_PACKAGES:
-            import_path = "main" if pkg == "main" else (
-                gomod.module if rel_dir == "." else f"{gomod.module}/{rel_dir}")
-            for var in find_string_vars(src):
-                if var in STAMP_NAMES and not any(
-                        s.name == var and s.package_path == import_path for s in stamps):
-                    stamps.append(StampVar(import_path, var))
-
+    embedded: list[str] = []
+    for path, src in sources.items():
+        rel_dir = _rel(path.parent, mod_root)
+        if _rel(path, mod_root) in codes:
+            embedded.extend(e if rel_dir == "." else f"{rel_dir}/{e}" for e in find_embeds(src))
     for conventional in CONVENTIONAL_ASSETS:
-        if (root / conventional).is_dir() and not any(
+        if (mod_root / conventional).is_dir() and not any(
                 a == conventional or a.startswith(conventional + "/") for a in assets):
             assets.append(conventional)
-    assets = [a for a in assets if (root / a).exists()
-              and not any(a == e or a.startswith(e + "/") for e in embedded)]
-    return Inspection(
-        root=root, gomod=gomod, mains=mains, main=chosen,
-        gin="github.com/gin-gonic/gin" in gomod.requires,
-        routes=routes, health=pick_health(routes), port=port, hardcoded_port=hardcoded,
-        assets=_outermost(assets), embedded=sorted(set(embedded)), stamps=stamps,
-        graceful=notifies and shuts_down,
-    )
+    ins.embedded = sorted(set(embedded))
+    ins.assets = _outermost([
+        a for a in assets if (mod_root / a).exists()
+        and not any(a == e or a.startswith(e + "/") for e in ins.embedded)
+        and not any(a == d or a.startswith(d + "/") for d in ins.data_dirs)])
+    uploads = [d for d in ins.data_dirs if any(d.startswith(a + "/") for a in ins.assets)]
+    for u in uploads:
+        ins.warnings.append(f"{u} holds user uploads inside the asset directory "
+                            f"{u.split('/')[0]}: it is a data dir (run.data_dirs, kept in "
+                            f"shared/); keep it out of git so no release ships it")
+    text = "\n".join(codes.values())
+    for cf in ins.files:
+        text += "\n" + (mod_root / cf).read_text(encoding="utf-8", errors="replace")
+    for svc in detect.find_services(text + "\n" + "\n".join(ins.gomod.requires)):
+        ins.warnings.append(f"the service uses {svc}: the hosts need one reachable "
+                            f"(set its address through run.env or the shipped config)")
+        ins.facts.append(Fact("needs", svc, False, "imports/DSN"))
+
+
+def _build_needs(ins: Inspection, mod_root: Path, pkgs: project.Packages | None,
+                 codes: dict[str, str]) -> None:
+    if pkgs and pkgs.cgo:
+        ins.cgo = True
+        ins.facts.append(Fact("cgo", ", ".join(pkgs.cgo), True, "go list CgoFiles"))
+    if pkgs:
+        git = project.tracked(mod_root)
+        for miss in project.missing_embeds(mod_root, pkgs.embeds, git):
+            if miss.step:
+                if miss.step not in ins.before:
+                    ins.before.append(miss.step)
+                ins.facts.append(Fact("build step", miss.step, False, miss.step_where))
+                ins.notes.append(f"//go:embed {miss.pattern} matches no file in git; "
+                                 f"`{miss.step}` ({miss.step_where}) makes it")
+            else:
+                ins.warnings.append(f"//go:embed {miss.pattern} matches no file in git and "
+                                    f"no Makefile/package.json step makes it: set "
+                                    f"build.before to the command that does")
+    for name in ("Makefile", ".goreleaser.yaml", ".goreleaser.yml"):
+        path = mod_root / name
+        if not path.is_file():
+            continue
+        xs, tags = detect.build_flags(path.read_text(encoding="utf-8", errors="replace"))
+        for pkg, var, value, line in xs:
+            flag = f"{pkg}.{var}"
+            if var.lower() in STAMP_VALUE_NAMES:
+                if not any(st.flag == flag for st in ins.stamps):
+                    ins.stamps.append(StampVar(pkg, var))  # placeholders, not $(VERSION)
+                    ins.facts.append(Fact("version variable", flag, True, f"{name}:{line}"))
+                continue
+            if re.fullmatch(r"[A-Za-z0-9._:+@/-]+", value):
+                ins.literal_stamps[flag] = value
+                ins.facts.append(Fact("-X flag", f"{flag}={value}", True, f"{name}:{line}"))
+        for t in tags:
+            if t not in ins.tags:
+                ins.tags.append(t)
+                ins.facts.append(Fact("build tag", t, True, name))
+
+
+STAMP_VALUE_NAMES = {"version", "buildversion", "commit", "gitcommit", "buildtime",
+                     "builddate", "date", "builtat", "built"}
+
+
+def _stamps(ins: Inspection, mod_root: Path, binary: dict[Path, str]) -> None:
+    for path, src in binary.items():
+        pkg = package_name(src)
+        if pkg not in STAMP_PACKAGES:
+            continue
+        rel_dir = _rel(path.parent, mod_root)
+        import_path = "main" if pkg == "main" else (
+            ins.gomod.module if rel_dir == "." else f"{ins.gomod.module}/{rel_dir}")
+        for var in find_string_vars(src):
+            if var in STAMP_NAMES and not any(
+                    s.name == var and s.package_path == import_path for s in ins.stamps):
+                ins.stamps.append(StampVar(import_path, var))
+                ins.facts.append(Fact("version variable", f"{import_path}.{var}", True,
+                                      _rel(path, mod_root)))
+
+
+def _signals(ins: Inspection, codes: dict[str, str]) -> None:
+    sig = detect.Signals()
+    for file, code in codes.items():
+        detect.find_signals(file, code, sig)
+    ins.graceful = bool(sig.sigterm and sig.shutdown)
+    if ins.graceful:
+        ins.facts.append(Fact("graceful shutdown", "SIGTERM + Shutdown", True, sig.sigterm[0]))
+    elif sig.other and sig.shutdown:
+        ins.facts.append(Fact("graceful shutdown", "os.Interrupt only", True, sig.other[0]))
+        ins.warnings.append(f"only os.Interrupt/SIGINT is caught ({sig.other[0]}): systemd and "
+                            f"supervisord stop with SIGTERM, which kills the service without "
+                            f"draining; add syscall.SIGTERM to signal.Notify")
 
 
 def _outermost(dirs: list[str]) -> list[str]:
@@ -396,10 +568,19 @@ def _outermost(dirs: list[str]) -> list[str]:
     return keep
 
 
+GENERIC_LAST = {"server", "backend", "api", "service", "app", "src", "go", "cmd"}
+
+
 def default_app_name(module: str) -> str:
-    last = module.rstrip("/").rsplit("/", 1)[-1]
-    if re.fullmatch(r"v\d+", last) and "/" in module:
-        last = module.rstrip("/").rsplit("/", 2)[-2]
+    """The module path's last element (not the directory's name); a generic one such as
+    `server` in a monorepo takes its parent's name too: github.com/acme/shop/server ->
+    shop-server, so two monorepos' servers do not share a name."""
+    parts = module.rstrip("/").split("/")
+    if re.fullmatch(r"v\d+", parts[-1]) and len(parts) > 1:
+        parts = parts[:-1]
+    last = parts[-1]
+    if last.lower() in GENERIC_LAST and len(parts) > 1 and "." not in parts[-2]:
+        last = f"{parts[-2]}-{last}"
     name = re.sub(r"[^a-z0-9-]+", "-", last.lower()).strip("-")
     if not name or not name[0].isalpha():
         name = "app-" + name if name else "app"

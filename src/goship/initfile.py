@@ -13,7 +13,7 @@ STAMP_VALUES = {
     "version": "{version}", "buildversion": "{version}",
     "commit": "{commit}", "gitcommit": "{commit}",
     "buildtime": "{build_time}", "builddate": "{build_time}", "date": "{build_time}",
-    "builtat": "{build_time}",
+    "builtat": "{build_time}", "built": "{build_time}",
 }
 
 
@@ -35,32 +35,46 @@ def render(ins: Inspection, name: str | None = None) -> InitResult:
                       keep_trailing_newline=True, autoescape=False)  # noqa: S701 (TOML, not HTML)
     env.filters["toml"] = toml_value
     app = name or default_app_name(ins.gomod.module)
-    main = ins.main
     stamps = [{"flag": s.flag, "value": STAMP_VALUES[s.name.lower()]}
               for s in ins.stamps if s.name.lower() in STAMP_VALUES]
-    warnings = []
+    stamps += [{"flag": f, "value": v} for f, v in ins.literal_stamps.items()
+               if not any(s["flag"] == f for s in stamps)]
+    warnings = list(ins.warnings)
     if not ins.health:
         warnings.append("no health route found; using /health (add one to the service)")
-    if not ins.port:
-        detail = f" (port {ins.hardcoded_port} is hard-coded)" if ins.hardcoded_port else ""
-        warnings.append(f"no port environment variable found{detail}; goship will set PORT, "
-                        "make the service read it")
-    if not ins.graceful:
+    if not ins.graceful and not any("SIGTERM" in w for w in warnings):
         warnings.append("no graceful shutdown on SIGTERM found (http.Server.Shutdown); "
                         "in-flight requests may be cut when an old release stops")
     if not stamps:
         warnings.append("no version variable to stamp found (e.g. var version = \"dev\")")
+    for note in ins.notes:
+        if "{port}" in note:
+            warnings.append(note)
     port_default = ins.port.default if ins.port else None
+    base = ins.base_port
+    prefix = "" if ins.module_dir == "." else ins.module_dir + "/"
     text = env.get_template("goship.toml.j2").render(
-        name=app, module_dir=".", main=main, mains=ins.mains, stamps=stamps,
-        assets=ins.assets, embedded=ins.embedded, gin=ins.gin,
+        name=app, module_dir=ins.module_dir, main=ins.main, mains=ins.mains, stamps=stamps,
+        assets=[prefix + a for a in ins.assets], embedded=ins.embedded, gin=ins.gin,
         port_env=ins.port.name if ins.port else "PORT", port_found=ins.port is not None,
-        port_default=port_default, hardcoded_port=ins.hardcoded_port,
-        base_port=port_default if port_default and 1024 <= port_default <= 64000 else 8080,
+        port_kind=ins.port_kind, port_default=port_default, hardcoded_port=ins.hardcoded_port,
+        base_port=base if base and 1024 <= base <= 64000 else 8080,
         graceful=ins.graceful, health=ins.health or "/health",
-        health_found=ins.health is not None,
+        health_found=ins.health is not None, args=ins.args,
+        files=[prefix + f for f in ins.files], config_files=ins.config_files,
+        data_dirs=ins.data_dirs, cgo=ins.cgo, tags=ins.tags, before=ins.before,
+        notes=ins.notes, facts=ins.facts,
     )
     return InitResult(text, warnings)
+
+
+def facts_table(ins: Inspection) -> list[str]:
+    """fact | value | certainty | where, aligned for a terminal."""
+    rows = [("fact", "value", "certainty", "where")] + [
+        (f.name, f.value, f.certainty, f.where) for f in ins.facts]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip()
+            for r in rows]
 
 
 def write(path: Path, text: str, *, force: bool) -> None:

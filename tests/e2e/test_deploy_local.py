@@ -21,8 +21,9 @@ pytestmark = pytest.mark.slow
 Run = Callable[..., CliResult]
 
 
-@pytest.fixture
-def local_project(tmp_path: Path) -> Iterator[tuple[Path, int, Path]]:
+@pytest.fixture(params=[600.0, 0.0], ids=["warm-standby", "window-0"])
+def local_project(tmp_path: Path, request: pytest.FixtureRequest
+                  ) -> Iterator[tuple[Path, int, Path]]:
     need("nginx")
     need("wrk")
     root = tmp_path / "svc"
@@ -46,6 +47,7 @@ SECRET_TOKEN = "tok-$(id)-'q'"
 interval = 0.2
 [deploy]
 base_path = "{base}"
+rollback_window = {request.param}
 [env.local]
 local = true
 [env.local.proxy]
@@ -53,6 +55,9 @@ listen = {listen}
 """)
     yield root, listen, base / "hello-local"
     run = base / "hello-local" / "run"
+    for sleeper in run.glob("standby.*.pid"):  # the standby's stop timer: not needed now
+        with contextlib.suppress(ValueError, ProcessLookupError):
+            os.killpg(int(sleeper.read_text()), signal.SIGTERM)
     for pid_file, sig in (("nginx.pid", signal.SIGQUIT), ("supervisord.pid", signal.SIGTERM)):
         with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
             os.kill(int((run / pid_file).read_text()), sig)
@@ -81,8 +86,12 @@ def test_local_deploy_switch_and_rollback(run_cli: Run,
     assert load.result.failed == 0, load.result.text
     assert load.result.requests >= 20_000, load.result.text
     assert json.loads(get(listen, "/version"))["version"] == "v1.0.0"
-    # Inside the rollback window v1 was still running, unserved: nothing started.
-    assert [h["start"] for h in json.loads(back.out)["plan"]["hosts"]] == ["warm"]
+    # Inside the rollback window v1 was still running, unserved: nothing started. With no
+    # window the old color was stopped at once (no sleeper left), and v1 starts again.
+    window = "rollback_window = 600.0" in (root / "goship.toml").read_text()
+    assert [h["start"] for h in json.loads(back.out)["plan"]["hosts"]] == \
+        ["warm" if window else "start"]
+    assert len(list((app_dir / "run").glob("standby.*.pid"))) == (1 if window else 0)
     # secrets: in a 0700 file only, never in output
     for env_sh in (app_dir / "run").glob("env.*.sh"):
         assert env_sh.stat().st_mode & 0o777 == 0o700

@@ -46,10 +46,12 @@ def layered(tmp_path: Path) -> Path:
                 "os/signal"
                 "syscall"
 
+                "github.com/acme/shop/v2/internal/buildinfo"
                 "github.com/acme/shop/v2/internal/server"
             )
 
             func main() {
+                println(buildinfo.Version)
                 ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
                 defer stop()
                 server.Run(ctx)
@@ -208,7 +210,7 @@ def test_embedded_assets_and_no_graceful_shutdown(run_cli: Run, tmp_path: Path) 
     assert "warning: no graceful shutdown on SIGTERM found" in r.err
     text = (root / "goship.toml").read_text()
     assert "Embedded with //go:embed, nothing to ship: assets" in text
-    assert "WARNING: no graceful shutdown found" in text
+    assert "WARNING: no graceful shutdown on SIGTERM found" in text
     cfg = parse(tomllib.loads(text)).base
     assert cfg.app.name == "pinger"
     assert cfg.run.port_env == "HTTP_PORT"
@@ -240,9 +242,9 @@ def test_hard_coded_port_and_no_health_route(run_cli: Run, tmp_path: Path) -> No
     r = run_cli("init", str(root))
     assert r.code == 0, r.err
     assert "no health route found; using /health" in r.err
-    assert "no port environment variable found (port 8081 is hard-coded)" in r.err
+    assert "the port 8081 is hard-coded at server/main.go:7: change the code" in r.err
     text = (root / "goship.toml").read_text()
-    assert "WARNING: no port variable found (port 8081 is hard-coded)" in text
+    assert "WARNING: no port setting found (port 8081 is hard-coded)" in text
     assert "WARNING: no health route found" in text
     cfg = parse(tomllib.loads(text)).base
     assert cfg.run.port_env == "PORT"
@@ -337,3 +339,117 @@ def test_string_vars() -> None:
 ])
 def test_default_app_name(module: str, name: str) -> None:
     assert goproject.default_app_name(module) == name
+
+
+def test_monorepo_root_points_to_the_module_and_buildinfo_builtat(
+        run_cli: Run, tmp_path: Path) -> None:
+    """go.mod in server/ (the admin monorepo shape); Version, GitCommit and BuiltAt of a
+    buildinfo package (issue #12: BuiltAt was missed); the name is not just "server"."""
+    root = project(tmp_path / "admin", {
+        "web/package.json": '{"scripts": {"build": "vite build"}}\n',
+        "server/go.mod": GIN_MOD.format(module="github.com/acme/admin/server"),
+        "server/main.go": """
+            package main
+
+            import (
+                "os"
+
+                "github.com/acme/admin/server/pkg/buildinfo"
+                "github.com/gin-gonic/gin"
+            )
+
+            func main() {
+                r := gin.Default()
+                r.GET("/health", func(c *gin.Context) { c.String(200, buildinfo.Version) })
+                r.Run(":" + os.Getenv("PORT"))
+            }
+        """,
+        "server/pkg/buildinfo/buildinfo.go": """
+            package buildinfo
+
+            var (
+                Version   = "dev"
+                GitCommit = "none"
+                BuiltAt   = "unknown"
+            )
+        """,
+    })
+    r = run_cli("init", str(root))
+    assert r.code == 0, r.err
+    cfg = parse(tomllib.loads((root / "goship.toml").read_text())).base
+    assert cfg.app.module_dir == "server"
+    assert cfg.app.name == "admin-server"
+    prefix = "github.com/acme/admin/server/pkg/buildinfo"
+    assert cfg.app.stamp == {f"{prefix}.Version": "{version}",
+                             f"{prefix}.GitCommit": "{commit}",
+                             f"{prefix}.BuiltAt": "{build_time}"}
+    assert cfg.run.health.path == "/health"
+
+
+def test_well_known_base_port_is_warned(run_cli: Run, tmp_path: Path) -> None:
+    root = project(tmp_path / "p", {
+        "go.mod": GIN_MOD.format(module="example.com/p"),
+        "main.go": """
+            package main
+
+            import ("os"; "github.com/gin-gonic/gin")
+
+            func main() {
+                port := os.Getenv("PORT")
+                if port == "" { port = "9000" }
+                gin.Default().Run(":" + port)
+            }
+        """,
+    })
+    r = run_cli("init", str(root), "--stdout")
+    assert r.code == 0, r.err
+    assert "port 9100 is node_exporter's well-known port" in r.err
+
+
+def test_only_the_chosen_binary_counts(tmp_path: Path) -> None:
+    """Another main package's /health, its data dir and its flag say nothing about this
+    service; uploads under static/ are data, not assets; -X of the Makefile kept."""
+    root = project(tmp_path / "two", {
+        "go.mod": GIN_MOD.format(module="example.com/two"),
+        "cmd/api/main.go": """
+            package main
+
+            import "github.com/gin-gonic/gin"
+
+            func main() {
+                r := gin.New()
+                r.Static("/static", "./static")
+                r.GET("/ping", func(c *gin.Context) {})
+                r.POST("/upload", func(c *gin.Context) {
+                    f, _ := c.FormFile("f")
+                    c.SaveUploadedFile(f, "static/uploads/"+f.Filename)
+                })
+                r.Run(":8080")
+            }
+        """,
+        "cmd/tool/main.go": """
+            package main
+
+            import ("flag"; "os"; "github.com/gin-gonic/gin")
+
+            func main() {
+                addr := flag.String("addr", ":9999", "")
+                os.MkdirAll("data", 0o755)
+                r := gin.New()
+                r.GET("/health", func(c *gin.Context) {})
+                r.Run(*addr)
+            }
+        """,
+        "static/app.css": "body{}\n",
+        "Makefile": "build:\n\tgo build -ldflags '-X main.Env=production "
+                    "-X example.com/two/internal/version.Version=$(V)' ./cmd/api\n",
+    })
+    ins = goproject.inspect(root, "cmd/api")
+    assert ins.health == "/ping"
+    assert ins.port_kind == "hardcoded"
+    assert ins.args == []
+    assert ins.data_dirs == ["static/uploads"]
+    assert ins.assets == ["static"]
+    assert any("static/uploads holds user uploads" in w for w in ins.warnings)
+    assert ins.literal_stamps == {"main.Env": "production"}
+    assert [s.flag for s in ins.stamps] == ["example.com/two/internal/version.Version"]

@@ -123,7 +123,7 @@ class CanaryEngine:
         arts = build_artifacts(self.project, self.env, {h.facts.arch or "amd64" for h in hosts},
                                allow_dirty=allow_dirty, skip_checks=skip_checks)
         by_host = {h.name: arts[h.facts.arch or "amd64"] for h in hosts}
-        fleet = plan_fleet(self.env.config, self.env.name, views(hosts, self.limit), "deploy",
+        fleet = plan_fleet(self.env.config, self.env.name, views(hosts, self.limit), "canary",
                            {n: a.release_id for n, a in by_host.items()},
                            {n: PlanArtifact(a.release_id, a.sha256)
                             for n, a in by_host.items()})
@@ -259,17 +259,15 @@ class CanaryEngine:
 
         lock = self._lock(hosts, "goship canary promote")
         try:
+            # Planned while the stable color is still live: it becomes the standby.
+            plans = [plan_host(self.env.config, v, "promote", rules.release, None)
+                     for v in views(hosts, self.limit)]
             for _, err in parallel(hosts, switch, self.limit):
                 if err is not None:
                     raise err
             time.sleep(0.3)
             moves = []
-            for h in hosts:
-                c = current(h) or {}
-                hp = plan_host(self.env.config, h.view(), "deploy", rules.release, None)
-                hp.live = {"color": str(c.get("stable_color")), "release": str(c.get("stable"))}
-                hp.color, hp.ports = rules.color, {k: list(v) for k, v in h.port_map.items()}
-                hp.drift, hp.prune = [], []
+            for h, hp in zip(hosts, plans, strict=True):
                 h.state["canary"] = None
                 moves.append(Move(h, hp, None))
             failed, _ = deployer._phase(moves, deployer.finish)

@@ -21,9 +21,11 @@ def init(directory: Path, force: bool, main_pkg: str | None, name: str | None,
          to_stdout: bool) -> None:
     """Read the Go project in DIR and write a commented goship.toml.
 
-    Finds the module, the main package, Gin, the health route, the port variable, the
-    asset directories, the version variables to stamp and whether the service drains on
-    SIGTERM.
+    Reads the code the main package is built from (go list -deps): the health route, how
+    the port is set (flag, env var, config file, hard-coded), the serve subcommand, config
+    files, data dirs, cgo, generated embeds, -X flags, version variables and SIGTERM
+    handling, and prints each fact with its certainty and where it was found
+    (docs/init.md).
 
     \b
     Example:
@@ -58,10 +60,7 @@ def init(directory: Path, force: bool, main_pkg: str | None, name: str | None,
         target = root / "goship.toml"
         initfile.write(target, result.text, force=force)
         ui.out(f"wrote {target}")
+    for line in initfile.facts_table(ins):
+        ui.info(line)
     for w in result.warnings:
         ui.warn(w)
-    summary = [f"module {ins.gomod.module}", f"main {ins.main}",
-               "gin" if ins.gin else "no gin",
-               f"health {ins.health or '/health (default)'}",
-               f"port ${ins.port.name}" if ins.port else "port $PORT (default)"]
-    ui.info("found: " + ", ".join(summary))

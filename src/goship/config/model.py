@@ -83,6 +83,12 @@ def _version(value: str) -> str:
     return value
 
 
+def _one_line(value: str) -> str:
+    if "\x00" in value or "\n" in value or "\r" in value:
+        raise ValueError("must be one line without NUL characters")
+    return value
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -108,6 +114,8 @@ class Build(Section):
     assets: list[RelPath] = Field(default_factory=list)
     files: list[RelPath] = Field(default_factory=list)
     out_dir: RelPath = "dist"
+    # Shell commands run in the project before `go build` (e.g. a front-end build).
+    before: list[Annotated[str, AfterValidator(_one_line)]] = Field(default_factory=list)
 
 
 class Health(Section):
@@ -148,6 +156,10 @@ class Run(Section):
     limit_nofile: int = Field(default=65536, ge=1024, le=1048576)
     health: Health = Field(default_factory=Health)
     ports: ColorPorts | None = None
+    # Arguments of the binary, never through a shell; {port}, {color}, {release} expand.
+    args: list[Annotated[str, AfterValidator(_one_line)]] = Field(default_factory=list)
+    data_dirs: list[RelPath] = Field(default_factory=list)
+    config_files: list[RelPath] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _ports_count(self) -> Run:

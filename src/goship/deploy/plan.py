@@ -14,7 +14,9 @@ from goship.deploy import ports as portsel
 from goship.deploy.layout import PortMap, other
 from goship.facts import Listener
 
-Action = Literal["deploy", "rollback"]
+# canary: the release starts beside the stable one, which keeps serving (routing rules
+# send it traffic); promote: the running canary becomes live.
+Action = Literal["deploy", "rollback", "canary", "promote"]
 STANDBY_MARGIN = 3.0  # seconds: a standby this close to its stop is not trusted
 
 
@@ -74,7 +76,7 @@ class HostPlan:
     start: Literal["start", "warm"]  # warm: the standby already runs the release
     stop_first: list[int]  # the color's old instances (leftovers) stopped before start
     gate: int  # consecutive 2xx answers the gate needs
-    switch: Literal["first", "lua", "reload"]
+    switch: Literal["first", "lua", "reload", "none"]
     after: Literal["standby", "stop", "nothing"]  # what happens to the old color
     standby_seconds: float
     drift: list[int]  # this app's instances on ports no color uses any more: stopped
@@ -86,7 +88,9 @@ class HostPlan:
         live = (f"{self.live['release']} on {self.live['color']}" if self.live
                 else "nothing yet")
         ports = ", ".join(str(p) for p in self.ports[self.color])
-        start = ("reuse the warm standby" if self.start == "warm" else
+        start = (f"the canary already runs on {self.color}" if self.start == "warm" and
+                 self.action == "promote" else
+                 "reuse the warm standby" if self.start == "warm" else
                  f"start {self.color} on {ports}" +
                  (f" (stop its old instances on {_join(self.stop_first)} first)"
                   if self.stop_first else ""))
@@ -134,7 +138,9 @@ def _join(ports: list[int]) -> str:
 
 def _switch(mode: str) -> str:
     return {"first": "install the nginx site (first release here)",
-            "lua": "Lua, no reload", "reload": "nginx -t, reload"}[mode]
+            "lua": "Lua, no reload", "reload": "nginx -t, reload",
+            "none": "none (the stable release stays live; the canary gets its share by the "
+                    "routing rules)"}[mode]
 
 
 def site_digest(config: Config, port_map: PortMap, lua: bool) -> str:
@@ -152,7 +158,8 @@ def site_digest(config: Config, port_map: PortMap, lua: bool) -> str:
 
 def plan_host(config: Config, view: HostView, action: Action, release: str,
               artifact: Artifact | None) -> HostPlan:
-    """One host's part of a deploy (artifact given) or a rollback to `release`."""
+    """One host's part of a deploy (artifact given), a rollback to `release`, a canary
+    start (artifact given) or the promotion of the running canary `release`."""
     live = ({"color": view.live_color, "release": view.live_release or "?"}
             if view.live_color else None)
     recorded = portsel.recorded_ports(view.state, config)
@@ -167,7 +174,9 @@ def plan_host(config: Config, view: HostView, action: Action, release: str,
                and bool(view.running.get(standby.color))
                and set(view.running.get(standby.color, [])) >= set(recorded[standby.color]))
     color = other(view.live_color) if view.live_color else "blue"
-    if warm_ok:
+    promoting = action == "promote" and live is not None
+    if warm_ok or promoting:
+        # The standby, or the canary being promoted, already runs the release.
         new_ports = recorded[color]
         start: Literal["start", "warm"] = "warm"
         stop_first: list[int] = []
@@ -206,16 +215,22 @@ def plan_host(config: Config, view: HostView, action: Action, release: str,
                      f"run.env and run.env_file")
     else:
         env = "write"
+    if promoting:
+        env = "restore" if release in view.env_kept else env
     if live is None:
-        switch: Literal["first", "lua", "reload"] = "first"
+        switch: Literal["first", "lua", "reload", "none"] = "first"
+    elif action == "canary":
+        switch = "none"  # the stable color stays live; routing rules reach the canary
     elif view.lua and view.state.get("site") == site_digest(config, port_map, view.lua):
         switch = "lua"
     else:
         switch = "reload"
     window = config.deploy.rollback_window
     after: Literal["standby", "stop", "nothing"] = (
-        "nothing" if live is None else "standby" if window > 0 else "stop")
-    gate = 1 if (warm_ok or action == "rollback") else config.run.health.successes
+        "nothing" if live is None or action == "canary" else
+        "standby" if window > 0 else "stop")
+    gate = 1 if (warm_ok or promoting or action == "rollback") else \
+        config.run.health.successes
     # The old color's instances on ports it no longer records (fewer instances, a changed
     # base_port): stopped after the switch. The new color's are stopped before its start.
     old = other(color)
@@ -225,6 +240,8 @@ def plan_host(config: Config, view: HostView, action: Action, release: str,
     prune = _prune(view, config.deploy.keep_releases, keep,
                    add=release if upload == "upload" and release not in view.releases
                    else None)
+    if action == "canary":
+        drift, prune = [], []  # nothing of the stable side changes while a canary runs
     return HostPlan(host=view.name, action=action, release=release, live=live, color=color,
                     ports=port_map, upload=upload, env=env, start=start,
                     stop_first=stop_first, gate=gate, switch=switch, after=after,
