@@ -8,6 +8,7 @@ during the build). Everything after FROM is the Dockerfile users get."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shutil
@@ -182,4 +183,34 @@ def test_a_failing_health_check_shows_unhealthy(tmp_path: Path, docker: list[str
         assert state == "unhealthy"
     finally:
         subprocess.run([*docker, "rm", "-f", name], capture_output=True, check=False)
+        subprocess.run([*docker, "rmi", "-f", tag], capture_output=True, check=False)
+
+
+def test_env_values_read_back_by_dockers_parser(tmp_path: Path, docker: list[str]) -> None:
+    """The ENV line of the rendered Dockerfile, with hostile values, parsed by the Docker
+    engine: each value arrives as written, no instruction is injected, no secret is
+    baked in."""
+    from goship.config import parse
+    from tests.unit.test_render_env import ONE_LINE
+
+    env = {f"V{i}": v for i, v in enumerate(ONE_LINE)}
+    cfg = parse({"app": {"name": "shop"},
+                 "run": {"env": {**env, "DB_PASSWORD": "never-in-the-image"}}}).base
+    dockerfile = render_kind("dockerfile", RenderInput(config=cfg, root=tmp_path))["Dockerfile"]
+    env_line = next(line for line in dockerfile.splitlines() if line.startswith("ENV PORT="))
+    assert "never-in-the-image" not in dockerfile
+    (tmp_path / "Dockerfile").write_text(f"FROM scratch\n{env_line}\n")
+    tag = "goship-test/env-quoting:1"
+    try:
+        subprocess.run([*docker, "build", "--network", "none", "-t", tag, str(tmp_path)],
+                       capture_output=True, check=True,
+                       env={**os.environ, "DOCKER_BUILDKIT": "0"})
+        out = subprocess.run([*docker, "image", "inspect", tag, "--format",
+                              "{{json .Config.Env}}"], capture_output=True, text=True,
+                             check=True).stdout
+        got = dict(item.split("=", 1) for item in json.loads(out))
+        assert got.pop("PORT") == "8080"
+        got.pop("PATH", None)
+        assert got == env
+    finally:
         subprocess.run([*docker, "rmi", "-f", tag], capture_output=True, check=False)

@@ -227,3 +227,92 @@ def test_supervisord_runs_the_program_and_keeps_it_running(tmp_path: Path,
     finally:
         subprocess.run([str(bindir / "supervisorctl"), "-c", conf, "shutdown"],
                        capture_output=True, check=False)
+
+
+ALLOW_CASES = [  # (client address, cookies, track): the allowlist, v4 and v6, and ids
+    ("10.99.3.4", {}, "canary"),
+    ("10.98.0.1", {}, "stable"),
+    ("2001:db8:abcd:12::5", {}, "canary"),
+    ("2001:db8:abce::5", {}, "stable"),
+    ("fd00::1", {}, "canary"),
+    ("fd00::2", {}, "stable"),
+    ("2001:db8:0:1:ffff::1", {}, "canary"),  # /63: ...:0:0::/64 and ...:0:1::/64
+    ("2001:db8:0:2::1", {}, "stable"),
+    ("::ffff:192.0.2.9", {}, "canary"),
+    ("::ffff:192.0.3.9", {}, "stable"),
+    ("192.0.2.9", {}, "stable"),  # an IPv4 client is not in an IPv6 network
+    ("::1", {}, "stable"),
+    ("127.0.0.5", {"uid": "u77"}, "canary"),
+    ("127.0.0.5", {"uid": "u78"}, "stable"),
+]
+
+
+def test_canary_allowlist_in_real_nginx_matches_explain(tmp_path: Path) -> None:
+    """The Lua in the nginx site routes the allowlist (addresses, v4 and v6, and ids) as
+    `goship canary explain` says (goship.canary.routing.decide)."""
+    from goship.canary.routing import Request, Rules, decide
+
+    need("curl")
+    if not all(Path(m).exists() for m in LUA):
+        pytest.fail("libnginx-mod-http-lua is not installed")
+    port = free_port()
+    cfg = config(proxy={"listen": port, "trusted_proxies": ["127.0.0.1"]})
+    paths = Paths(str(tmp_path / "srv"), "shop")
+    Path(paths.run_dir).mkdir(parents=True)
+    site = nginx_site_conf(cfg, paths, "blue", "r1", access_log=str(tmp_path / "access.log"),
+                           lua=True, system=False)
+    assert nginx_t(tmp_path, site, LUA).returncode == 0
+    run = tmp_path / "run"
+    nginx = subprocess.Popen(["nginx", "-c", str(run / "nginx.conf"), "-p", str(run), "-e",
+                              str(tmp_path / "err.log"), "-g", "daemon off;"])
+    try:
+        sock = paths.join("run", "nginx-control.sock")
+        for _ in range(100):
+            if Path(sock).exists():
+                break
+            time.sleep(0.05)
+        rules = Rules(release="r2", color="green", weight=0, allow_ids=("u77",),
+                      allow_cidrs=("10.99.0.0/16", "2001:db8:abcd::/48", "fd00::1",
+                                   "2001:db8:0:0::/63", "::ffff:192.0.2.0/120"),
+                      id_cookie="uid")
+        subprocess.run(["curl", "-sf", "--unix-socket", sock, "-X", "PUT", "--data-binary",
+                        rules.control_body(), "http://goship/canary"], check=True,
+                       capture_output=True)
+        got = {}
+        for ip, cookies, _ in ALLOW_CASES:
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={
+                "X-Forwarded-For": ip,
+                "Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())})
+            try:
+                with urllib.request.urlopen(req, timeout=5) as resp:
+                    track = resp.headers["X-Goship-Track"]
+            except urllib.error.HTTPError as e:  # no service behind: 502, routed all the same
+                track = e.headers["X-Goship-Track"]
+            got[(ip, tuple(cookies.items()))] = track
+        want = {(ip, tuple(c.items())): t for ip, c, t in ALLOW_CASES}
+        assert got == want
+        explained = {(ip, tuple(c.items())): decide(rules, Request(cookies=c, ip=ip))[0]
+                     for ip, c, _ in ALLOW_CASES}
+        assert explained == want
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=10)
+
+
+def test_env_file_read_back_by_systemd(lab: Any) -> None:
+    """The EnvironmentFile goship writes (envquote.systemd, as deploy's write_env does),
+    with hostile values, read by a real systemd (a lab host, PID 1 there) into a unit's
+    environment: each value arrives as written."""
+    import base64
+
+    from goship import envquote
+    from tests.unit.test_render_env import HOSTILE
+
+    env = {f"V{i}": v for i, v in enumerate(HOSTILE)}
+    text = "".join(f"{k}={envquote.systemd(v)}\n" for k, v in env.items())
+    data = base64.b64encode(text.encode()).decode()
+    res = lab.ssh("h1", f"f=/tmp/goship-envquote.env; echo {data} | base64 -d > $f && "
+                        f"systemd-run --quiet --wait --pipe -p EnvironmentFile=$f "
+                        f"/usr/bin/env -0; rc=$?; rm -f $f; exit $rc")
+    got = dict(item.split("=", 1) for item in res.stdout.split("\0") if "=" in item)
+    assert {k: got.get(k) for k in env} == env

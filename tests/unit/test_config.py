@@ -10,6 +10,7 @@ import pytest
 
 from goship.config import load, parse
 from goship.errors import ConfigError, ConfigErrors
+from tests.conftest import EXAMPLE, REPO
 
 BASE: dict[str, Any] = {"app": {"name": "shop"}}
 
@@ -203,3 +204,43 @@ def test_the_example_config_is_valid() -> None:
     assert project.base.app.name == "hello-gin"
     assert {"local", "lab"} <= set(project.envs)
     assert project.env("lab").target.lab == 2
+
+
+def test_config_show_masks_credentials_inside_urls(tmp_path: Path, run_cli: Any) -> None:
+    (tmp_path / "goship.toml").write_text(
+        '[app]\nname = "shop"\n[run]\nenv_file = ".env"\n[run.env]\n'
+        'DATABASE_URL = "postgres://u:pw-in-url@db/x"\n'
+        'CACHE = "redis://:only-pass@cache:6379/0"\n'
+        'UPSTREAMS = "http://a:s3cr%40t@one/,https://b:p2@two:8443/path?q=1"\n'
+        'PLAIN = "https://example.com/a@b"\n')
+    (tmp_path / ".env").write_text("FROM_FILE=file-secret\n")
+    for fmt in ([], ["--json"]):
+        r = run_cli("config", "show", *fmt, cwd=tmp_path)
+        assert r.code == 0, r.err
+        for secret in ("pw-in-url", "only-pass", "s3cr%40t", "p2@", "file-secret"):
+            assert secret not in r.out, (fmt, secret)
+        assert "postgres://u:****@db/x" in r.out
+        assert "redis://:****@cache:6379/0" in r.out
+        assert "http://a:****@one/" in r.out
+        assert "https://b:****@two:8443/path?q=1" in r.out
+        assert "https://example.com/a@b" in r.out  # no credentials: left as it is
+
+
+def test_what_is_not_built_exits_3_as_readme_says(tmp_path: Path, run_cli: Any) -> None:
+    r = run_cli("--config", str(EXAMPLE / "goship.toml"), "deploy", "lab", "--dry-run",
+                "--canary")
+    assert r.code == 3, r.err
+    assert "not yet: goship deploy --dry-run --canary" in r.err
+    (tmp_path / "goship.toml").write_text(
+        '[app]\nname = "shop"\n[deploy]\nstrategy = "canary"\n[env.here]\nlocal = true\n')
+    r = run_cli("deploy", "here", "--dry-run", cwd=tmp_path)
+    assert r.code == 3, r.err
+    assert "goship deploy ENV --canary" in r.err
+
+
+def test_docs_say_what_is_not_built() -> None:
+    doc = (REPO / "docs" / "config.md").read_text()
+    manager = next(line for line in doc.splitlines() if line.startswith("| `manager`"))
+    assert "`docker`: not yet" in manager
+    strategy = next(line for line in doc.splitlines() if line.startswith("| `strategy`"))
+    assert "deploy ENV --canary" in strategy

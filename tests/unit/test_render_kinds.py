@@ -14,14 +14,13 @@ from typing import Any
 
 import pytest
 
+from goship import envquote
 from goship.config import parse
 from goship.errors import ConfigError, ConfigErrors
 from goship.render.consul import api_body, definition
-from goship.render.docker import dquote
 from goship.render.inputs import RenderInput
 from goship.render.kinds import render_kind
 from goship.render.monitoring import file_sd, write_file_sd
-from goship.render.windows import ps_quote
 from tests.conftest import EXAMPLE, CliResult
 
 Run = Callable[..., CliResult]
@@ -69,20 +68,20 @@ def test_windows_scripts_hold_exactly_the_documented_commands() -> None:
 
 def test_winsw_xml_parses_and_carries_the_service() -> None:
     hostile = 'a<b>&"c\' $(x)'
-    xml = render_kind("windows", ri({"run": {"env": {"TOKEN": hostile}}}))["shop.xml"]
+    xml = render_kind("windows", ri({"run": {"env": {"GREETING": hostile}}}))["shop.xml"]
     root = ET.fromstring(xml)  # noqa: S314 (our own output)
     assert root.tag == "service"
     assert root.findtext("id") == "shop"
     assert root.findtext("executable") == "C:\\goship\\shop\\current\\shop.exe"
     assert root.findtext("startmode") == "Automatic"
     env = {e.get("name"): e.get("value") for e in root.findall("env")}
-    assert env["TOKEN"] == hostile  # escaped in XML, intact once parsed
+    assert env["GREETING"] == hostile  # escaped in XML, intact once parsed
     assert [f.get("action") for f in root.findall("onfailure")] == ["restart"] * 3
     assert root.find("log").get("mode") == "roll-by-size"  # type: ignore[union-attr]
 
 
 def test_powershell_quoting_keeps_values_literal() -> None:
-    assert ps_quote("it's $(rm -rf) `x`") == "'it''s $(rm -rf) `x`'"
+    assert envquote.powershell("it's $(rm -rf) `x`") == "'it''s $(rm -rf) `x`'"
 
 
 def test_windows_dir_with_quotes_is_refused() -> None:
@@ -108,7 +107,7 @@ def test_dockerfile_pins_builder_runs_non_root_and_checks_health() -> None:
 
 
 def test_dockerfile_quoting() -> None:
-    assert dquote('a\\b"c$d') == '"a\\\\b\\"c\\$d"'
+    assert envquote.dockerfile('a\\b"c$d') == '"a\\\\b\\"c\\$d"'
 
 
 def test_image_reference_is_validated() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from goship.cli.common import dry_run_option, json_option, load_env
-from goship.errors import EXIT_FAILED
+from goship.errors import EXIT_FAILED, NotYetError
 from goship.ui import ui
 
 
@@ -81,7 +81,7 @@ def deploy(ctx: click.Context, env: str, dry_run: bool, canary: bool, steps: str
         from goship.cli.cmd_canary import run_canary_deploy
 
         if dry_run:
-            raise click.UsageError("--dry-run does not go with --canary yet")
+            raise NotYetError("goship deploy --dry-run --canary", 7)  # unbuilt: exit 3
         run_canary_deploy(ctx, env, steps, step_min_requests, step_min_seconds, allow_dirty,
                           skip_checks, force, as_json)
         return

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from goship.cli.common import load_project
+from goship.errors import UsageError
 from goship.ui import ui
 
 SECRET_FILES = ("secret.yaml",)
@@ -44,7 +45,7 @@ def render(ctx: click.Context, what: str, env_name: str | None, out: Path | None
     env = project.env(env_name) if env_name else None
     config = env.config if env else project.base
     secrets = {}
-    if config.run.env_file and (project.root / config.run.env_file).is_file():
+    if config.run.env_file and (project.root / config.run.env_file).exists():
         secrets = parse_env_file(project.root / config.run.env_file)
     r = RenderInput(config=config, root=project.root, env=env_name,
                     hosts=host_addresses(env) if env else [],
@@ -70,15 +71,22 @@ def render(ctx: click.Context, what: str, env_name: str | None, out: Path | None
         return
     for name, text in files.items():
         path = out / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        secret = show_secrets and name.endswith(SECRET_FILES)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        if secret:
-            os.chmod(path, 0o600)  # an existing file keeps its old mode otherwise
-        elif name.endswith(".sh") or name.endswith(".ps1"):
-            os.chmod(path, 0o755)  # noqa: S103 (scripts, meant to be run)
+        try:
+            write_file(path, text, secret=show_secrets and name.endswith(SECRET_FILES))
+        except OSError as e:
+            raise UsageError(f"cannot write {e.filename or path}: {e.strerror or e}",
+                             hint="pass --out a directory you can write to") from None
         ui.out(f"wrote {path}")
     if skipped:
         ui.warn(f"not rendered without --env (they need the hosts): {', '.join(skipped)}")
+
+
+def write_file(path: Path, text: str, secret: bool) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    if secret:
+        os.chmod(path, 0o600)  # an existing file keeps its old mode otherwise
+    elif path.name.endswith((".sh", ".ps1")):
+        os.chmod(path, 0o755)  # noqa: S103 (scripts, meant to be run)

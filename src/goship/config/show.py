@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from goship.command import MASK
 from goship.config.load import Environment, Project, is_secret_name
 from goship.config.model import Config
 from goship.envfile import parse_env_file
+
+# scheme://user:PASSWORD@host: the password, wherever a URL sits in a value
+URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@,]*:)([^@/\s]+)(@)")
+URL_MASK = "****"
+
+
+def has_url_password(value: str) -> bool:
+    return URL_PASSWORD.search(value) is not None
+
+
+def mask_urls(data: Any) -> Any:
+    """Every string in data with the passwords of the URLs in it masked."""
+    if isinstance(data, str):
+        return URL_PASSWORD.sub(lambda m: m.group(1) + URL_MASK + m.group(3), data)
+    if isinstance(data, dict):
+        return {k: mask_urls(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [mask_urls(v) for v in data]
+    return data
 
 
 def effective(project: Project, env: Environment | None) -> dict[str, Any]:
@@ -20,13 +40,13 @@ def effective(project: Project, env: Environment | None) -> dict[str, Any]:
     data["app"]["binary"] = config.app.binary_name
     if config.run.env_file:
         path = project.root / config.run.env_file
-        keys = sorted(parse_env_file(path)) if path.is_file() else []
+        keys = sorted(parse_env_file(path)) if path.exists() else []
         # The names are useful to check a deploy; the values are secrets, never shown.
         data["run"]["env_file_keys"] = dict.fromkeys(keys, MASK)
     if env is not None:
         target = env.target.model_dump(mode="json", exclude_defaults=True)
         data = {"env": {"name": env.name, **target}, **data}
-    return data
+    return mask_urls(data)  # type: ignore[no-any-return]
 
 
 def to_json(data: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ from goship.deploy.plan import HostView
 from goship.deploy.ports import recorded_ports
 from goship.deploy.proxy import Nginx, OwnNginx, SystemNginx
 from goship.deploy.services import Services, Supervisor, Systemd
+from goship.envquote import systemd as _env_quote  # the EnvironmentFile syntax
 from goship.errors import ApplyError, NotYetError, TransportError
 from goship.facts import HostFacts, gather
 from goship.render import kinds
@@ -272,14 +273,6 @@ class Host:
             env = self.paths.release_env(rid)
             self.t.run(Cmd.of("rm", "-rf", "--", self.paths.release(rid), env, f"{env}.sh"))
         return doomed
-
-
-def _env_quote(value: str) -> str:
-    # systemd EnvironmentFile: double quotes, with backslash escapes for " \ and $.
-    if value and all(c.isalnum() or c in "._-/:@+,=" for c in value):
-        return value
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") \
-        .replace("\n", "\\n") + '"'
 
 
 def now() -> str:

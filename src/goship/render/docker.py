@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from importlib.resources import files
 
+from goship import envquote
 from goship.build.gobuild import BUILD_FLAGS, stamp_ldflags
 from goship.build.oci import UID
+from goship.errors import ConfigError
 from goship.render.engine import render
 from goship.render.inputs import RenderInput, go_version
 
@@ -27,9 +29,20 @@ def build_ldflags(stamp_vars: dict[str, str]) -> str:
                          ["-s", "-w", "-buildid="])
 
 
-def dquote(value: str) -> str:
-    """A Dockerfile ENV value in double quotes: \\, " and $ escaped."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+def image_env(r: RenderInput) -> list[tuple[str, str]]:
+    """run.env for the Dockerfile's ENV (the template quotes: `dockerfile_env`); secrets
+    are not among them (an image is readable by whoever can pull it): they are set when
+    the container runs."""
+    out = []
+    for k, v in sorted(r.public_env().items()):
+        try:
+            envquote.dockerfile(v)  # a value it cannot carry: said here, with the key
+            out.append((k, v))
+        except ValueError as e:
+            raise ConfigError("goship.toml", f"run.env.{k}", f"{e}",
+                              hint="pass it at run time (docker run -e / --env-file), "
+                              "or remove the line break") from None
+    return out
 
 
 def render_dockerfile(r: RenderInput) -> dict[str, str]:
@@ -41,11 +54,12 @@ def render_dockerfile(r: RenderInput) -> dict[str, str]:
     values = dict(
         app=r.app, binary=c.app.binary_name, go_image=go_image, base=c.docker.base,
         base_image=BASES[c.docker.base], uid=UID, port=c.run.base_port,
-        port_env=c.run.port_env, health=c.run.health.path, env=sorted(c.run.env.items()),
+        port_env=c.run.port_env, health=c.run.health.path, env=image_env(r),
+        runtime_env=sorted(r.secret_env()),
         assets=[*c.build.assets, *c.build.files], main=main, module_dir=module_dir,
         flags=" ".join(BUILD_FLAGS), ldflags=build_ldflags(c.app.stamp),
         tags=",".join(c.build.tags), cgo=c.build.cgo, probe_dir=PROBE_DIR,
-        version=r.version, dq=dquote,
+        version=r.version, dq=envquote.dockerfile,  # dq: for overrides written before
         timeout=max(1, round(c.run.health.timeout)),
         start=max(1, round(c.run.health.deadline)), drain=max(1, round(c.run.drain_timeout)),
     )

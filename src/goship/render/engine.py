@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from goship import envquote
 from goship.errors import ConfigError
 
 OVERRIDE_DIR = Path("goship") / "templates"
@@ -24,9 +25,14 @@ def _environment(overrides: Path | None) -> Any:
     if overrides is not None:
         loaders.append(FileSystemLoader(overrides))
     loaders.append(PackageLoader("goship", "templates/render"))
-    return Environment(loader=ChoiceLoader(loaders), undefined=StrictUndefined,
-                       keep_trailing_newline=True, trim_blocks=False,
-                       autoescape=False)  # noqa: S701 (config files, not HTML)
+    env = Environment(loader=ChoiceLoader(loaders), undefined=StrictUndefined,
+                      keep_trailing_newline=True, trim_blocks=False,
+                      autoescape=False)  # noqa: S701 (config files, not HTML)
+    # Quoting for each syntax that carries an environment value (goship/envquote.py).
+    env.filters.update(systemd_env=envquote.systemd, dockerfile_env=envquote.dockerfile,
+                       sh_quote=envquote.sh, supervisord_env=envquote.supervisord,
+                       ps_quote=envquote.powershell)
+    return env
 
 
 def render(name: str, project_root: Path | None = None, **context: Any) -> str:

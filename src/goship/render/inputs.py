@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from goship.config import Config, Environment
+from goship.config.load import is_secret_name
+from goship.config.show import has_url_password
+from goship.errors import ConfigError
 from goship.render.context import Paths
 
 SECRET_MASK = "REDACTED"  # noqa: S105 (the mask, not a secret)
@@ -31,11 +34,26 @@ class RenderInput:
     def app(self) -> str:
         return self.config.app.name
 
+    def public_env(self) -> dict[str, str]:
+        """run.env without its secrets: what may go into an image, a ConfigMap or a
+        script."""
+        return {k: v for k, v in self.config.run.env.items() if not _secret(k, v)}
+
+    def secret_env(self) -> dict[str, str]:
+        """Every secret: run.env's (by name, or a URL with a password), then the env
+        file's (which wins, as on a host)."""
+        named = {k: v for k, v in self.config.run.env.items() if _secret(k, v)}
+        return {**named, **self.secrets}
+
     def secret_values(self) -> dict[str, str]:
-        """The env file's values, or a mask for each: never printed by default."""
+        """The secrets, or a mask for each: never printed by default."""
         if self.show_secrets:
-            return dict(self.secrets)
-        return dict.fromkeys(self.secrets, SECRET_MASK)
+            return self.secret_env()
+        return dict.fromkeys(self.secret_env(), SECRET_MASK)
+
+
+def _secret(name: str, value: str) -> bool:
+    return is_secret_name(name) or has_url_password(value)
 
 
 def host_addresses(env: Environment) -> list[str]:
@@ -66,8 +84,11 @@ def go_version(root: Path, config: Config) -> str:
         return config.ci.go_version
     gomod = root / config.app.module_dir / "go.mod"
     try:
-        found = GO_LINE.findall(gomod.read_text())
-    except OSError:
+        found = GO_LINE.findall(gomod.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(str(gomod), "", "not UTF-8 text",
+                          hint="go.mod is UTF-8; save it as such") from None
+    except OSError:  # no go.mod (yet): the default Go version
         found = []
     toolchain = [str(v) for v in found if v.count(".") == 2]
     return str((toolchain or found or ["1.22"])[-1])

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable
 from pathlib import Path
 
+from goship import envquote
 from goship.config import Config
 from goship.errors import ConfigError
 from goship.render.context import (
@@ -42,7 +42,7 @@ def env_script(env: dict[str, str]) -> str:
     environment= cannot carry every value (its parser has no escapes); a shell-quoted
     export can."""
     lines = ["#!/bin/sh", "# Written by goship: the service's environment (secrets: mode 0700)."]
-    lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())]
+    lines += [f"export {k}={envquote.sh(v)}" for k, v in sorted(env.items())]
     lines.append('exec "$@"')
     return "\n".join(lines) + "\n"
 

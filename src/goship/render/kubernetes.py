@@ -25,7 +25,7 @@ def render_kubernetes(r: RenderInput) -> dict[str, str]:
     h = c.run.health
     values = dict(
         app=r.app, ns=k.namespace, k=k, version=r.version, image=image_ref(r), uid=UID,
-        port=c.run.base_port, port_env=c.run.port_env, env=sorted(c.run.env.items()),
+        port=c.run.base_port, port_env=c.run.port_env, env=sorted(r.public_env().items()),
         secrets=sorted(secrets.items()), has_secrets=bool(secrets),
         masked=bool(secrets) and not r.show_secrets, health=h.path,
         probe_timeout=max(1, round(h.timeout)),

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from goship.errors import ConfigError
 from goship.render.context import ports
 from goship.render.engine import render
 from goship.render.inputs import RenderInput
@@ -44,10 +45,16 @@ def file_sd(r: RenderInput, live: dict[str, tuple[str, str]] | None = None
 
 def write_file_sd(path: Path, groups: list[dict[str, Any]]) -> None:
     """Atomically: Prometheus re-reads the file on change and must never see half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(groups, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(groups, indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)
+    except OSError as e:
+        raise ConfigError("goship.toml", "metrics.file_sd",
+                          f"cannot write {path}: {e.strerror or e}",
+                          hint="point metrics.file_sd at a file in a writable directory") \
+            from None
 
 
 def render_prometheus(r: RenderInput) -> dict[str, str]:

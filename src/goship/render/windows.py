@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from xml.sax.saxutils import quoteattr
 
+from goship import envquote
 from goship.render.engine import render
 from goship.render.inputs import RenderInput
 
@@ -14,26 +15,24 @@ RESET_SECONDS = 86400
 ACTIONS = "restart/60000/restart/60000/restart/60000"
 
 
-def ps_quote(value: str) -> str:
-    """A PowerShell single-quoted string: nothing inside is expanded."""
-    return "'" + value.replace("'", "''") + "'"
-
-
 def render_windows(r: RenderInput) -> dict[str, str]:
     c = r.config
     service = c.windows.service or r.app
     base = c.windows.dir or f"C:\\goship\\{r.app}"
     exe = f"{c.app.binary_name}.exe"
-    env = {**c.run.env, c.run.port_env: str(c.run.base_port)}
+    # Secrets stay out of the scripts and the XML: they belong in the env file on the host.
+    env = {**r.public_env(), c.run.port_env: str(c.run.base_port)}
     values = dict(
         app=r.app, service=service, base=base, exe=exe, env=sorted(env.items()),
         drain_ms=int(c.run.drain_timeout * 1000), log_bytes=c.windows.log_bytes,
         log_files=c.windows.log_files, reset=RESET_SECONDS, actions=ACTIONS,
-        env_file=c.run.env_file is not None, drain_s=max(1, round(c.run.drain_timeout)),
+        env_file=c.run.env_file is not None, secret_names=sorted(r.secret_env()),
+        drain_s=max(1, round(c.run.drain_timeout)),
     )
     return {
-        "install-service.ps1": render("windows.install.ps1.j2", r.root, q=ps_quote, **values),
-        "uninstall-service.ps1": render("windows.uninstall.ps1.j2", r.root, q=ps_quote,
+        "install-service.ps1": render("windows.install.ps1.j2", r.root, q=envquote.powershell,
+                                      **values),
+        "uninstall-service.ps1": render("windows.uninstall.ps1.j2", r.root, q=envquote.powershell,
                                         **values),
         f"{service}.xml": render("windows.winsw.xml.j2", r.root, x=quoteattr, **values),
         "README.md": render("windows.README.md.j2", r.root, **values),
