@@ -2,19 +2,53 @@
 
 from __future__ import annotations
 
-# Exit codes, documented in docs/cli.md.
-EXIT_OK = 0
-EXIT_FAILED = 1  # a step failed while applying, or a check found problems
-EXIT_USAGE = 2  # bad usage, bad config, or a missing prerequisite: nothing was changed
-EXIT_NOT_YET = 3  # the capability is not built yet
-EXIT_INTERNAL = 70  # a bug in goship: traceback in the debug log
-EXIT_INTERRUPTED = 130
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Every exit code goship uses. `goship --help` and docs/cli.md list them from here."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    NOT_YET = 3
+    LOCK_HELD = 4
+    INTERNAL = 70
+    INTERRUPTED = 130
+
+    @property
+    def meaning(self) -> str:
+        return _MEANINGS[self]
+
+
+_MEANINGS = {
+    ExitCode.OK: "success",
+    ExitCode.FAILED: "failed while applying, or checks found problems (`doctor`)",
+    ExitCode.USAGE: "usage error, config error or missing prerequisite (tool, root): "
+                    "nothing was changed",
+    ExitCode.NOT_YET: "the capability is not built yet: the message names the issue that "
+                      "tracks it",
+    ExitCode.LOCK_HELD: "another goship holds the deploy lock (the message names it; "
+                        "`--wait` or `--force`)",
+    ExitCode.INTERNAL: "internal error: a bug in goship; the traceback is in the debug log "
+                       "named on stderr",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
+}
+
+# The names the commands import.
+EXIT_OK = ExitCode.OK
+EXIT_FAILED = ExitCode.FAILED
+EXIT_USAGE = ExitCode.USAGE
+EXIT_NOT_YET = ExitCode.NOT_YET
+EXIT_LOCK_HELD = ExitCode.LOCK_HELD
+EXIT_INTERNAL = ExitCode.INTERNAL
+EXIT_INTERRUPTED = ExitCode.INTERRUPTED
 
 
 class GoshipError(Exception):
     """Base of every error goship expects. `hint` says how to fix it."""
 
-    exit_code = EXIT_FAILED
+    exit_code: ExitCode = ExitCode.FAILED
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -31,7 +65,7 @@ class GoshipError(Exception):
 class UsageError(GoshipError):
     """Wrong arguments or a request that cannot be met as asked."""
 
-    exit_code = EXIT_USAGE
+    exit_code = ExitCode.USAGE
 
 
 class ConfigError(UsageError):
@@ -62,7 +96,7 @@ class PrerequisiteError(UsageError):
 class NotYetError(GoshipError):
     """A capability that is planned but not built yet. Says so plainly instead of pretending."""
 
-    exit_code = EXIT_NOT_YET
+    exit_code = ExitCode.NOT_YET
 
     def __init__(self, what: str, issue: int) -> None:
         super().__init__(
@@ -77,6 +111,20 @@ class ApplyError(GoshipError):
 
 class TransportError(ApplyError):
     """A host could not be reached or a command could not be run on it."""
+
+
+class Unreachable(TransportError):
+    """No connection to the host: it did not answer, refused us, or its host key is not
+    the one known_hosts trusts; or the connection was lost."""
+
+
+class CommandTimedOut(TransportError):
+    """A command did not finish within its timeout (it was stopped)."""
+
+    def __init__(self, host: str, display: str, timeout: float) -> None:
+        super().__init__(f"{host}: `{display}` timed out after {timeout:g}s")
+        self.host = host
+        self.timeout = timeout
 
 
 class CommandFailed(TransportError):

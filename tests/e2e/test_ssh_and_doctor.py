@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from goship.command import Cmd
-from goship.errors import TransportError
+from goship.errors import Unreachable
 from goship.lab import hosts, layout
 from goship.transport import SshOptions, SshTransport
 from tests.conftest import CliResult
@@ -70,7 +74,7 @@ def test_unknown_host_key_is_a_clear_error(lab: Lab, tmp_path: Path) -> None:
     empty.write_text("")
     t = SshTransport("root@10.78.0.11", SshOptions(identity_file=str(layout.key_path()),
                                                    known_hosts=str(empty)))
-    with pytest.raises(TransportError) as info:
+    with pytest.raises(Unreachable) as info:
         t.run(Cmd.of("true"))
     assert "cannot connect over ssh: Host key verification failed" in info.value.line()
 
@@ -110,3 +114,82 @@ def test_lab_env_needs_a_running_lab(lab: Lab, run_cli: Run, tmp_path: Path) -> 
     assert r.code == 2
     assert "lab host(s) h4, h5 not running; run `goship lab up --hosts 5`" in r.err
     assert hosts.status()  # the lab itself is untouched
+
+
+# ---- connections that outlive a goship command -----------------------------------------
+def master_pid(t: SshTransport) -> int | None:
+    """The pid of the master connection `t` would use, if one is running."""
+    res = subprocess.run([*t.base_argv(), "-O", "check", "--", t.host], capture_output=True,
+                         text=True, check=False, timeout=10)
+    found = re.search(r"pid=(\d+)", res.stderr)
+    return int(found.group(1)) if res.returncode == 0 and found else None
+
+
+def goship(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "goship", "--config", str(config), *args],
+                          capture_output=True, text=True, check=False, timeout=300)
+
+
+def test_a_master_outlives_the_command_and_a_dead_one_is_replaced(lab: Lab,
+                                                                  tmp_path: Path) -> None:
+    config = project(tmp_path)
+    h1 = lab_transport()  # the options `lab = N` uses: the same master
+    for t in (h1, lab_transport("10.78.0.12")):
+        t._retire_master()  # whatever earlier tests left: this test starts the masters
+    first = goship(config, "doctor", "lab")
+    assert first.returncode == 0, first.stdout + first.stderr
+    pid = master_pid(h1)
+    assert pid is not None  # still there after the command ended
+    second = goship(config, "doctor", "lab")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert master_pid(h1) == pid  # the second command went over it (no new handshake)
+    os.kill(pid, signal.SIGKILL)  # a dead master: its socket is left behind
+    third = goship(config, "doctor", "lab")
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert master_pid(h1) not in (None, pid)
+
+
+def test_a_master_to_a_cut_host_is_not_trusted(lab: Lab) -> None:
+    lab_transport("10.78.0.12").check(Cmd.of("true"))  # a master to h2, left running
+    hosts.cut("h2")
+    try:
+        t = lab_transport("10.78.0.12")
+        assert master_pid(t) is not None  # the master does not know yet
+        with pytest.raises(Unreachable) as info:
+            t.run(Cmd.of("true"))
+        assert "cannot connect over ssh" in info.value.line()
+    finally:
+        hosts.heal("h2")
+    after = lab_transport("10.78.0.12")
+    assert after.check(Cmd.of("hostname")).stdout.strip() == "lab-h2"
+
+
+def test_a_rotated_host_key_fails_even_with_a_master_open(lab: Lab) -> None:
+    """h3's sshd restarts with new host keys while a master to it is open (the master's
+    connection survives an sshd restart): a new goship must not use it."""
+    old = lab_transport("10.78.0.13")
+    old.check(Cmd.of("true"))
+    pid = master_pid(old)
+    assert pid is not None
+    lab.ssh("h3", "rm -rf /root/hostkeys && mkdir /root/hostkeys && "
+                  "cp -a /etc/ssh/ssh_host_* /root/hostkeys/")
+    try:
+        lab.ssh("h3", "rm -f /etc/ssh/ssh_host_* && ssh-keygen -A >/dev/null && "
+                      "(systemctl restart ssh || systemctl restart sshd)")
+        assert master_pid(old) == pid  # the old connection lives on
+        t = lab_transport("10.78.0.13")
+        with pytest.raises(Unreachable) as info:
+            t.run(Cmd.of("true"))
+        assert "Host key verification failed" in info.value.line()
+    finally:
+        restore = ("cp -a /root/hostkeys/* /etc/ssh/ && "
+                   "(systemctl restart ssh || systemctl restart sshd)")
+        # h3 now has keys known_hosts does not trust: this once, over a connection that
+        # trusts any key, to put the old ones back
+        subprocess.run(["ssh", "-i", str(layout.key_path()), "-o", "IdentitiesOnly=yes",
+                        "-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no",
+                        "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ControlPath=none",
+                        "root@10.78.0.13", restore], capture_output=True, check=False,
+                       timeout=60)
+        old.close()
+    assert lab_transport("10.78.0.13").check(Cmd.of("hostname")).stdout.strip() == "lab-h3"

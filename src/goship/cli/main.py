@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from goship import __version__
-from goship.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, GoshipError
+from goship.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, ExitCode, GoshipError
 from goship.ui import ui
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -55,7 +55,13 @@ COMMANDS = {
 }
 
 
-@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings=CONTEXT)
+def exit_codes_epilog() -> str:
+    """The exit codes, from the one list of them (ExitCode); \b keeps click from rewrapping."""
+    lines = [f"  {int(c):<4} {c.meaning}" for c in ExitCode]
+    return "\b\nExit codes:\n" + "\n".join(lines)
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings=CONTEXT, epilog=exit_codes_epilog())
 @click.version_option(__version__, "-V", "--version", prog_name="goship",
                       message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", count=True, help="Show more: commands run, timings.")
@@ -71,10 +77,6 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, config_path: Path | None)
       goship init                 # read the Go project, write goship.toml
       goship doctor local         # check this machine and the environment's hosts
       goship config show lab      # the merged config of [env.lab], secrets masked
-
-    Exit codes: 0 success, 1 failed while applying (or checks found problems),
-    2 usage, config or missing prerequisite (nothing changed), 3 not built yet,
-    70 internal error (traceback in the debug log), 130 interrupted.
     """
     ui.verbosity = -1 if quiet else verbose
     ctx.obj = config_path
@@ -107,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return rv if isinstance(rv, int) else 0
     except GoshipError as e:
         print(f"goship: {e.line()}", file=sys.stderr)
-        return e.exit_code
+        return int(e.exit_code)
     except click.exceptions.Exit as e:
         return int(e.exit_code)
     except click.exceptions.Abort:

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from goship.config import Environment, Project
-from goship.deploy.host import Host, Lock, open_host
+from goship.deploy.host import Host, open_host
+from goship.deploy.lock import Lock
 from goship.deploy.plan import Artifact as PlanArtifact
 from goship.deploy.plan import (
     FleetPlan,
@@ -26,7 +27,7 @@ from goship.deploy.plan import (
     site_digest,
 )
 from goship.deploy.runfiles import apply_files, plan_files
-from goship.errors import ApplyError, GoshipError, UsageError
+from goship.errors import ApplyError, GoshipError, Unreachable, UsageError
 from goship.targets import transports
 from goship.transport.base import Transport
 from goship.ui import ui
@@ -171,8 +172,7 @@ def connect(env: Environment) -> list[Host]:
         r = results[i]
         if isinstance(r, Host):
             hosts.append(r)
-        elif env.config.deploy.on_unreachable == "skip" and isinstance(r, GoshipError) and \
-                "cannot connect" in r.message:
+        elif env.config.deploy.on_unreachable == "skip" and isinstance(r, Unreachable):
             ui.warn(f"{t.name}: unreachable, skipped (deploy.on_unreachable = \"skip\")")
             t.close()
         else:
@@ -420,7 +420,7 @@ class Deployer:
         ui.info(f"prometheus targets: {path}")
 
     def _acquire(self, lock: Lock) -> None:
-        from goship.deploy.host import LockHeld
+        from goship.deploy.lock import LockHeld
 
         deadline = time.monotonic() + 600
         while True:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import secrets
 import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,12 +16,14 @@ from goship.command import Cmd
 from goship.config import Config, Environment
 from goship.deploy import scripts
 from goship.deploy.layout import Paths, PortMap, default_port_map
+from goship.deploy.lock import Lock as Lock
+from goship.deploy.lock import LockHeld as LockHeld
 from goship.deploy.plan import HostView
 from goship.deploy.ports import recorded_ports
 from goship.deploy.proxy import Nginx, OwnNginx, SystemNginx
 from goship.deploy.services import Services, Supervisor, Systemd
 from goship.envquote import systemd as _env_quote  # the EnvironmentFile syntax
-from goship.errors import ApplyError, GoshipError, NotYetError, TransportError
+from goship.errors import ApplyError, NotYetError, TransportError
 from goship.facts import HostFacts, gather
 from goship.render import kinds
 from goship.transport.base import Transport
@@ -332,68 +333,3 @@ def open_host(t: Transport, env: Environment, *, root_hint: bool = True) -> Host
     host = Host(t, env, facts, paths, services, nginx, local)
     host.refresh()
     return host
-
-
-class Lock:
-    """A lock per app and environment on every host: owner, pid, start time, heartbeat
-    (the owner file's mtime). Expired after deploy.lock_ttl without a heartbeat."""
-
-    def __init__(self, hosts: list[Host], command: str, force: bool) -> None:
-        self.hosts = hosts
-        self.token = secrets.token_hex(8)
-        self.owner = json.dumps({"token": self.token, "who": who(), "pid": os.getpid(),
-                                 "started": now(), "command": command})
-        self.force = force
-        self.held: list[Host] = []
-        self.notes: list[str] = []
-
-    def acquire(self) -> None:
-        for h in self.hosts:
-            ttl = h.config.deploy.lock_ttl
-            res = h.t.run(Cmd.of("sh", "-c", scripts.LOCK, "goship-lock", h.paths.root,
-                                 self.owner, f"{ttl:g}", "1" if self.force else "0"))
-            first = res.stdout.strip().splitlines()[:1]
-            if res.ok:
-                self.held.append(h)
-                if first and first[0].startswith("expired"):
-                    self.notes.append(f"{h.name}: took over an expired lock "
-                                      f"(no heartbeat for {first[0].split()[1]}s)")
-                elif first and first[0] == "broken":
-                    self.notes.append(f"{h.name}: broke the lock (--force)")
-                continue
-            self.release()
-            holder = _holder(res.stdout)
-            raise LockHeld(f"{h.name}: another goship holds the deploy lock ({holder})",
-                           hint="wait for it (--wait), or pass --force if it is gone")
-
-    def heartbeat(self) -> None:
-        for h in self.held:
-            try:
-                h.t.run(Cmd.of("sh", "-c", scripts.HEARTBEAT, "goship-heartbeat", h.paths.root,
-                               self.token), timeout=10)
-            except GoshipError:
-                continue
-
-    def release(self) -> None:
-        for h in self.held:
-            try:
-                h.t.run(Cmd.of("sh", "-c", scripts.UNLOCK, "goship-unlock", h.paths.root,
-                               self.token), timeout=15)
-            except TransportError:
-                continue
-        self.held = []
-
-
-def _holder(text: str) -> str:
-    lines = text.strip().splitlines()
-    age = lines[0].split()[1] if lines and lines[0].startswith("held") else "?"
-    try:
-        owner = json.loads(lines[1])
-        return (f"{owner.get('who')} pid {owner.get('pid')}, `{owner.get('command')}` since "
-                f"{owner.get('started')}, heartbeat {age}s ago")
-    except (IndexError, json.JSONDecodeError):
-        return f"heartbeat {age}s ago"
-
-
-class LockHeld(ApplyError):
-    exit_code = 4

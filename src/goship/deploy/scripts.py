@@ -26,20 +26,27 @@ done
 """
 
 LOCK = r"""
-# $1 app root  $2 owner JSON  $3 ttl (s)  $4 force (1|0)
-root=$1; owner=$2; ttl=${3%.*}; force=$4
-mkdir -p "$root"
+# $1 app root  $2 owner JSON  $3 ttl (s)  $4 force (1|0)  $5 token of a holder known to be
+# dead ("" if none). Judging the lock and breaking it happen under one flock, so of two
+# deployers that both find it expired exactly one takes it. Exit 3: held by someone else.
+root=$1; owner=$2; ttl=${3%.*}; force=$4; dead=$5
+mkdir -p "$root" || exit 5
+command -v flock >/dev/null 2>&1 || { echo "flock (util-linux) is not installed" >&2; exit 5; }
+exec 9>>"$root/.lock.guard" || exit 5
+flock -w 30 9 || { echo "$root/.lock.guard: still busy after 30s" >&2; exit 5; }
 take() { mkdir "$root/.lock" 2>/dev/null && printf '%s\n' "$owner" > "$root/.lock/owner"; }
 if take; then echo acquired; exit 0; fi
 now=$(date +%s)
-beat=$(stat -c %Y "$root/.lock/owner" 2>/dev/null || echo 0)
+beat=$(stat -c %Y "$root/.lock/owner" 2>/dev/null || stat -c %Y "$root/.lock" 2>/dev/null || echo 0)
 age=$((now - beat))
-if [ "$force" = 1 ] || [ "$age" -gt "$ttl" ]; then
+why=
+if [ "$force" = 1 ]; then why=broken
+elif [ -n "$dead" ] && grep -qF -- "$dead" "$root/.lock/owner" 2>/dev/null; then why=dead
+elif [ "$age" -gt "$ttl" ]; then why="expired $age"
+fi
+if [ -n "$why" ]; then
   rm -rf "$root/.lock"
-  if take; then
-    if [ "$force" = 1 ]; then echo broken; else echo expired "$age"; fi
-    exit 0
-  fi
+  if take; then echo "$why"; exit 0; fi
 fi
 echo "held $age"
 cat "$root/.lock/owner" 2>/dev/null
@@ -47,13 +54,16 @@ exit 3
 """
 
 UNLOCK = r"""
-# $1 app root  $2 token: only our own lock is removed
-if grep -q -- "$2" "$1/.lock/owner" 2>/dev/null; then rm -rf "$1/.lock"; fi
+# $1 app root  $2 token: only our own lock is removed (under the lock script's flock)
+[ -d "$1" ] || exit 0
+exec 9>>"$1/.lock.guard" && flock -w 30 9 || exit 5
+if grep -qF -- "$2" "$1/.lock/owner" 2>/dev/null; then rm -rf "$1/.lock"; fi
 """
 
 HEARTBEAT = r"""
 # $1 app root  $2 token
-grep -q -- "$2" "$1/.lock/owner" 2>/dev/null && touch "$1/.lock/owner"
+exec 9>>"$1/.lock.guard" && flock -w 30 9 || exit 5
+grep -qF -- "$2" "$1/.lock/owner" 2>/dev/null && touch "$1/.lock/owner"
 """
 
 UNPACK = r"""

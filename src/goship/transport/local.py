@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from goship.command import Cmd
-from goship.errors import TransportError
+from goship.errors import CommandTimedOut
 from goship.transport.base import Result, Transport
 from goship.ui import ui
 
@@ -25,8 +25,7 @@ class LocalTransport(Transport):
         except FileNotFoundError:
             return Result(127, "", f"{cmd.argv[0]}: command not found")
         except subprocess.TimeoutExpired:
-            raise TransportError(f"{self.name}: `{cmd.display()}` timed out after "
-                                 f"{timeout:g}s") from None
+            raise CommandTimedOut(self.name, cmd.display(), timeout) from None
         return Result(res.returncode, res.stdout.decode(errors="replace"),
                       res.stderr.decode(errors="replace"))
 

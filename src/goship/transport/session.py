@@ -1,6 +1,7 @@
-"""One long-lived remote shell per host: each command is written to its stdin and its
-output comes back framed, so a command costs a pipe round trip instead of a new SSH
-session (on a systemd host, every new session goes through PAM and logind: ~150 ms)."""
+"""One long-lived remote shell per host and goship process: each command is written to its
+stdin and its output comes back framed, so a command costs a pipe round trip instead of a
+new SSH session (on a systemd host, every new session goes through PAM and logind: ~150 ms).
+The shell ends with the process; the SSH connection under it may outlive both (ssh.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,19 @@ import select
 import subprocess
 import time
 
-from goship.errors import TransportError
+from goship.errors import Unreachable
 from goship.transport.base import Result
 
 BOOT = 'T=$(mktemp -d "${TMPDIR:-/tmp}/goship.XXXXXX") || exit 70\ntrap \'rm -rf "$T"\' EXIT\n'
+
+
+class SessionLost(Unreachable):
+    """The connection ended under the session. `sent`: whether the command in flight may
+    have reached the host (if not, running it again cannot run it twice)."""
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class Session:
@@ -24,13 +34,25 @@ class Session:
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
         self.buf = b""
-        self._write(BOOT.encode())
+        self.sent = False  # whether a command may have reached the host
+        self._write(BOOT.encode() + f"echo {self.marker} ready\n".encode())
+
+    def wait_ready(self, timeout: float) -> None:
+        """Until the remote shell answers: the connection (new or shared) really works.
+        TimeoutError when it does not answer in time, SessionLost when ssh gave up."""
+        deadline = time.monotonic() + timeout
+        while self._read_until(None, deadline).decode(errors="replace").split() != \
+                [self.marker, "ready"]:
+            pass
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def close(self) -> None:
-        if self.proc.poll() is None:
+    def close(self, *, kill: bool = False) -> None:
+        if self.proc.poll() is None and kill:
+            self.proc.kill()
+            self.proc.wait()
+        elif self.proc.poll() is None:
             try:
                 if self.proc.stdin is not None:
                     self.proc.stdin.close()
@@ -48,7 +70,7 @@ class Session:
         except (BrokenPipeError, OSError):
             raise self._dead() from None
 
-    def _dead(self) -> TransportError:
+    def _dead(self) -> SessionLost:
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
@@ -58,7 +80,7 @@ class Session:
             err = self.proc.stderr.read() or b""
         lines = [ln for ln in err.decode(errors="replace").splitlines() if ln.strip()]
         reason = lines[-1] if lines else f"the connection ended (ssh exit {self.proc.returncode})"
-        return TransportError(f"{self.name}: cannot connect over ssh: {reason}")
+        return SessionLost(f"{self.name}: cannot connect over ssh: {reason}", sent=self.sent)
 
     def _read_until(self, need: int | None, deadline: float) -> bytes:
         """`need` bytes, or a line when need is None."""
@@ -98,7 +120,11 @@ class Session:
             f'( {shell}\n) {redirect} > "$T/o" 2> "$T/e"; r=$?\n'
             f'printf "%s %s %s %s\\n" {self.marker} "$r" "$(wc -c < "$T/o")" '
             f'"$(wc -c < "$T/e")"\ncat "$T/o" "$T/e"\n')
-        self._write("".join(script).encode())
+        data = "".join(script).encode()
+        if self.proc.poll() is not None:  # gone before anything was written: not sent
+            raise self._dead()
+        self.sent = True
+        self._write(data)
         deadline = time.monotonic() + timeout
         header = self._read_until(None, deadline).decode(errors="replace").split()
         while header[:1] != [self.marker]:  # anything else on stdout is not ours
@@ -106,4 +132,5 @@ class Session:
         code, out_len, err_len = (int(x) for x in header[1:4])
         out = self._read_until(out_len, deadline)
         err = self._read_until(err_len, deadline)
+        self.sent = False
         return Result(code, out.decode(errors="replace"), err.decode(errors="replace"))

@@ -1,0 +1,105 @@
+"""The remote shell session and the SSH transport's handling of a connection that dies,
+with a local `sh` standing in for `ssh host sh` (real processes, real pipes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from goship.command import Cmd
+from goship.errors import CommandTimedOut, Unreachable
+from goship.transport import SshTransport
+from goship.transport.session import Session, SessionLost
+
+
+def test_a_session_answers_ready_then_runs_commands_with_stdin() -> None:
+    s = Session(["sh"], "here")
+    try:
+        s.wait_ready(10)
+        res = s.run("cat; echo err >&2; exit 3", b"in\x00put", 10)
+        assert (res.code, res.stdout, res.stderr) == (3, "in\x00put", "err\n")
+    finally:
+        s.close()
+
+
+def test_a_session_gone_before_the_command_left_says_not_sent() -> None:
+    s = Session(["sh"], "here")
+    s.wait_ready(10)
+    s.close(kill=True)
+    with pytest.raises(SessionLost) as info:
+        s.run("true", None, 10)
+    assert info.value.sent is False
+    assert "here: cannot connect over ssh" in info.value.line()
+
+
+def test_a_session_lost_mid_command_says_it_may_have_run() -> None:
+    s = Session(["sh"], "here")
+    s.wait_ready(10)
+    with pytest.raises(SessionLost) as info:
+        s.run("kill -9 $$; sleep 5", None, 10)  # the shell dies under the command
+    assert info.value.sent is True
+
+
+class Stub(SshTransport):
+    """An SshTransport whose connection is a local shell; counts the shells it opens."""
+
+    def __init__(self, log: Path) -> None:
+        super().__init__("root@h9")
+        self.log = log
+        self.opened: list[Session] = []
+        self.retired = 0
+
+    def master_running(self) -> bool:
+        return False
+
+    def _retire_master(self) -> None:
+        self.retired += 1
+
+    def _new_session(self) -> Session:
+        s = Session(["sh"], self.name)
+        self.opened.append(s)
+        return s
+
+
+def test_a_command_whose_connection_was_already_gone_runs_once_on_a_new_one(
+        tmp_path: Path) -> None:
+    t = Stub(tmp_path)
+    log = tmp_path / "ran"
+    t.check(Cmd.of("true"))
+    first = t.opened[0]
+    first.proc.kill()  # the connection dies between two commands...
+    first.proc.wait()
+    t.session = first
+    first.alive = lambda: True  # type: ignore[method-assign]  # ...unnoticed until used
+    t.check(Cmd.of("sh", "-c", 'echo x >> "$1"', "x", str(log)))
+    assert log.read_text() == "x\n"  # ran exactly once, over a second connection
+    assert len(t.opened) == 2
+    assert t.retired == 1
+    t.close()
+
+
+def test_a_command_lost_mid_way_is_not_run_again(tmp_path: Path) -> None:
+    t = Stub(tmp_path)
+    log = tmp_path / "ran"
+    t.check(Cmd.of("true"))
+    shell = t.opened[0].proc.pid  # the remote shell: it dies under the command
+    with pytest.raises(Unreachable):
+        t.run(Cmd.of("sh", "-c", 'echo x >> "$1"; kill -9 "$2"; sleep 5', "x", str(log),
+                     str(shell)))
+    assert log.read_text() == "x\n"
+    assert len(t.opened) == 1
+    # and the host is known down for a while: the next command fails at once
+    with pytest.raises(Unreachable):
+        t.run(Cmd.of("true"))
+    assert len(t.opened) == 1
+
+
+def test_a_timed_out_command_ends_its_session(tmp_path: Path) -> None:
+    t = Stub(tmp_path)
+    with pytest.raises(CommandTimedOut) as info:
+        t.run(Cmd.of("sleep", "30"), timeout=0.3)
+    assert info.value.line() == "root@h9: `sleep 30` timed out after 0.3s"
+    assert not t.opened[0].alive()
+    assert t.check(Cmd.of("echo", "ok")).stdout == "ok\n"  # a new session next time
+    t.close()
