@@ -41,6 +41,9 @@ assets = ["templates", "static"]
 [run]
 env_file = ".env.lab"
 drain_timeout = 5.0
+# What `goship init` writes for many services; green's 9100 is node_exporter's on the lab
+# hosts (copies of this machine), so the port preflight moves it.
+base_port = 9000
 
 
 [run.health]

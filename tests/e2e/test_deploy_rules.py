@@ -179,7 +179,7 @@ def test_wait_takes_the_lock_once_it_is_free(run_cli: Run, project: Project) -> 
 def environ(lab: Lab, host: str) -> dict[str, str]:
     """The environment of the live color's running instance."""
     state = json.loads(lab.ssh(host, "cat /srv/rules/state.json").stdout)
-    port = 9600 if state["live"]["color"] == "blue" else 9700
+    port = state["ports"][state["live"]["color"]][0]
     pid = lab.ssh(host, f"systemctl show -p MainPID --value rules-{state['live']['color']}"
                         f"@{port}").stdout.strip()
     raw = lab.ssh(host, f"tr '\\0' '\\n' < /proc/{pid}/environ").stdout
