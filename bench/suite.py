@@ -517,6 +517,19 @@ def _other_proxies(run: Path, app_port: int, h_port: int,
     ]
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of these processes (all their threads), from /proc."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 def proxy(b: Bench) -> str:
     from goship.config import parse
     from goship.render.context import Paths
@@ -561,17 +574,27 @@ def proxy(b: Bench) -> str:
                "the articles' nginx config": a_port,
                haproxy_name: h_port,
                "Caddy (reverse_proxy, no log)": c_port}
+    # Whose CPU each row costs: the proxy's (nginx: its workers), the service's when direct.
+    # CPU per request holds up on a busy shared machine far better than throughput does.
+    master = int((run / "nginx.pid").read_text())
+    whose = {name: ([app.pid] if port == app_port else [others[0].pid] if port == h_port
+                    else [others[1].pid] if port == c_port else _children(master))
+             for name, port in targets.items()}
     res: dict[str, list[tuple[float, float, float]]] = {k: [] for k in targets}
+    cpu: dict[str, list[float]] = {k: [] for k in targets}
     try:
         for i in range(b.runs + 2):
             order = list(targets.items())
             for name, port in order if i % 2 == 0 else reversed(order):
+                before = _cpu_seconds(whose[name])
                 out = sh("wrk", "-t2", "-c32", "-d4s", "--latency",
                          f"http://127.0.0.1:{port}/api/items").stdout
                 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
                 p50 = _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1))  # type: ignore[union-attr]
                 p99 = _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))  # type: ignore[union-attr]
                 res[name].append((rps, p50, p99))
+                served = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+                cpu[name].append((_cpu_seconds(whose[name]) - before) / served * 1e6)
     finally:
         sh("nginx", "-c", str(run / "nginx.conf"), "-p", str(run), "-e", str(run / "err.log"),
            "-s", "quit", check=False)
@@ -589,7 +612,8 @@ def proxy(b: Bench) -> str:
         ratio = statistics.median(x[0] / a for x, a in zip(xs, article_rps, strict=True))
         vs_hap = statistics.median(x[0] / h[0] for x, h in zip(xs, hap, strict=True))
         rows.append(f"| {name} | {rps.show('req/s', '{:.0f}')} | {p50.show('ms')} | "
-                    f"{p99.show('ms')} | {ratio:.2f}x | {vs_hap:.2f}x |")
+                    f"{p99.show('ms')} | {ratio:.2f}x | {vs_hap:.2f}x | "
+                    f"{Series(cpu[name]).show('us', '{:.1f}')} |")
     g = res["goship's nginx config (Lua routing on)"]
     over = statistics.median(x[1] for x in g) / direct_p50 - 1
     thr = statistics.median(x[0] / a for x, a in zip(g, article_rps, strict=True))
@@ -606,8 +630,9 @@ def proxy(b: Bench) -> str:
         "Debian's packages with their defaults (upstream keepalive, no access log). "
         "Runs in turn, the order reversed every other round.",
         "",
-        "| path | throughput | p50 | p99 | throughput / articles' | throughput / HAProxy |",
-        "|---|---|---|---|---|---|",
+        "| path | throughput | p50 | p99 | throughput / articles' | throughput / HAProxy | "
+        "CPU / request (proxy; direct: the service) |",
+        "|---|---|---|---|---|---|---|",
         *rows,
         "",
         f"- goship (Lua) p50 over direct: {over:+.0%} (target <= +15%: "
