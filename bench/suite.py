@@ -476,6 +476,60 @@ def rollback_time(b: Bench) -> str:
 
 # ---- 4. proxy -----------------------------------------------------------------------------
 
+HAPROXY_CFG = """global
+    nbthread 2
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+frontend bench
+    bind 127.0.0.1:%(listen)d
+    default_backend app
+backend app
+    server app 127.0.0.1:%(port)d
+"""
+CADDYFILE = """{
+    admin off
+    auto_https off
+}
+:%(listen)d {
+    reverse_proxy 127.0.0.1:%(port)d
+}
+"""
+
+
+def _other_proxies(run: Path, app_port: int, h_port: int,
+                   c_port: int) -> list[subprocess.Popen[bytes]]:
+    """HAProxy (2 threads, as nginx has 2 workers; server keepalive is its default, no log)
+    and Caddy (reverse_proxy, its defaults: keepalive, no access log), Debian's packages."""
+    (run / "haproxy.cfg").write_text(HAPROXY_CFG % {"listen": h_port, "port": app_port})
+    (run / "Caddyfile").write_text(CADDYFILE % {"listen": c_port, "port": app_port})
+    caddy_env = {**os.environ, "HOME": str(run), "XDG_DATA_HOME": str(run / "caddy"),
+                 "XDG_CONFIG_HOME": str(run / "caddy")}
+    return [
+        subprocess.Popen(["haproxy", "-db", "-f", str(run / "haproxy.cfg")],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen(["caddy", "run", "--config", str(run / "Caddyfile"), "--adapter",
+                          "caddyfile"], env=caddy_env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL),
+    ]
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of these processes (all their threads), from /proc."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 def proxy(b: Bench) -> str:
     from goship.config import parse
     from goship.render.context import Paths
@@ -484,6 +538,7 @@ def proxy(b: Bench) -> str:
     binary = b.tmp / "proxy-app"
     shutil.copy(next((b.project / "dist").rglob("linux_amd64/bench-app")), binary)
     app_port, g_port, g_plain_port, a_port = 18901, 18902, 18903, 18904
+    h_port, c_port = 18905, 18906
     app = subprocess.Popen([str(binary)], cwd=EXAMPLE, env={"PORT": str(app_port),
                                                            "GIN_MODE": "release"},
                            stdout=subprocess.DEVNULL)
@@ -506,59 +561,87 @@ def proxy(b: Bench) -> str:
     mods = ["/usr/lib/nginx/modules/ndk_http_module.so",
             "/usr/lib/nginx/modules/ngx_http_lua_module.so"]
     main = nginx_main_conf(cfg, paths, str(run), "/etc/nginx/mime.types", mods)
-    (run / "nginx.conf").write_text(main.replace(paths.run_dir, str(run)).replace(
-        "worker_processes 1;", "worker_processes 2;"))
+    # 2 workers whatever the core count: the same as HAProxy's 2 threads
+    (run / "nginx.conf").write_text(re.sub(r"worker_processes \w+;", "worker_processes 2;",
+                                           main.replace(paths.run_dir, str(run))))
     sh("nginx", "-c", str(run / "nginx.conf"), "-p", str(run), "-e", str(run / "err.log"))
-    time.sleep(1)
+    others = _other_proxies(run, app_port, h_port, c_port)
+    time.sleep(1.5)
+    haproxy_name = "HAProxy (keepalive, no log)"
     targets = {"direct to the service": app_port,
                "goship's nginx config (Lua routing on)": g_port,
                "goship's nginx config (no Lua)": g_plain_port,
-               "the articles' nginx config": a_port}
+               "the articles' nginx config": a_port,
+               haproxy_name: h_port,
+               "Caddy (reverse_proxy, no log)": c_port}
+    # Whose CPU each row costs: the proxy's (nginx: its workers), the service's when direct.
+    # CPU per request holds up on a busy shared machine far better than throughput does.
+    master = int((run / "nginx.pid").read_text())
+    whose = {name: ([app.pid] if port == app_port else [others[0].pid] if port == h_port
+                    else [others[1].pid] if port == c_port else _children(master))
+             for name, port in targets.items()}
     res: dict[str, list[tuple[float, float, float]]] = {k: [] for k in targets}
+    cpu: dict[str, list[float]] = {k: [] for k in targets}
     try:
-        for _ in range(b.runs + 2):
-            for name, port in targets.items():
+        for i in range(b.runs + 2):
+            order = list(targets.items())
+            for name, port in order if i % 2 == 0 else reversed(order):
+                before = _cpu_seconds(whose[name])
                 out = sh("wrk", "-t2", "-c32", "-d4s", "--latency",
                          f"http://127.0.0.1:{port}/api/items").stdout
                 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
                 p50 = _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1))  # type: ignore[union-attr]
                 p99 = _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))  # type: ignore[union-attr]
                 res[name].append((rps, p50, p99))
+                served = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+                cpu[name].append((_cpu_seconds(whose[name]) - before) / served * 1e6)
     finally:
         sh("nginx", "-c", str(run / "nginx.conf"), "-p", str(run), "-e", str(run / "err.log"),
            "-s", "quit", check=False)
-        app.terminate()
-        app.wait()
+        for proc in [*others, app]:
+            proc.terminate()
+            proc.wait()
     rows = []
     direct_p50 = statistics.median(x[1] for x in res["direct to the service"])
     article_rps = [x[0] for x in res["the articles' nginx config"]]
+    hap = res[haproxy_name]
     for name, xs in res.items():
         rps = Series([x[0] for x in xs])
         p50 = Series([x[1] for x in xs])
         p99 = Series([x[2] for x in xs])
         ratio = statistics.median(x[0] / a for x, a in zip(xs, article_rps, strict=True))
+        vs_hap = statistics.median(x[0] / h[0] for x, h in zip(xs, hap, strict=True))
         rows.append(f"| {name} | {rps.show('req/s', '{:.0f}')} | {p50.show('ms')} | "
-                    f"{p99.show('ms')} | {ratio:.2f}x |")
+                    f"{p99.show('ms')} | {ratio:.2f}x | {vs_hap:.2f}x | "
+                    f"{Series(cpu[name]).show('us', '{:.1f}')} |")
     g = res["goship's nginx config (Lua routing on)"]
     over = statistics.median(x[1] for x in g) / direct_p50 - 1
     thr = statistics.median(x[0] / a for x, a in zip(g, article_rps, strict=True))
+    h_thr = statistics.median(x[0] / h[0] for x, h in zip(g, hap, strict=True))
+    h_p50 = statistics.median(x[1] / h[1] for x, h in zip(g, hap, strict=True)) - 1
     return "\n".join([
         "## 4. Proxy",
         "",
         "wrk (2 threads, 32 connections, 4 s, loopback) against the example service "
-        "directly, and through one nginx (2 workers) holding three sites: goship's config "
+        "directly, through one nginx (2 workers) holding three sites: goship's config "
         "with its Lua routing (balancer and canary chain, JSON access log), goship's config "
         "without Lua, and the articles' config (plain proxy_pass: a new upstream connection "
-        "per request, default access log). Runs in turn.",
+        "per request, default access log); and through HAProxy (2 threads) and Caddy, "
+        "Debian's packages with their defaults (upstream keepalive, no access log). "
+        "Runs in turn, the order reversed every other round.",
         "",
-        "| path | throughput | p50 | p99 | throughput / articles' |",
-        "|---|---|---|---|---|",
+        "| path | throughput | p50 | p99 | throughput / articles' | throughput / HAProxy | "
+        "CPU / request (proxy; direct: the service) |",
+        "|---|---|---|---|---|---|---|",
         *rows,
         "",
         f"- goship (Lua) p50 over direct: {over:+.0%} (target <= +15%: "
         f"{'met' if over <= 0.15 else 'MISSED'})",
         f"- goship (Lua) throughput over the articles' config: {thr:.2f}x (target >= 1.5x: "
         f"{'met' if thr >= 1.5 else 'MISSED'})",
+        f"- goship (Lua, routing and JSON log on) against HAProxy: throughput {h_thr:.2f}x, "
+        f"p50 {h_p50:+.0%} (target: within 10% on both: "
+        f"{'met' if h_thr >= 0.9 and h_p50 <= 0.10 else 'MISSED'})",
         "",
     ])
 
@@ -830,6 +913,7 @@ def main() -> None:
         "ansible-core": version([str(BIN / "ansible"), "--version"]),
         "pyinfra": version([str(BIN / "pyinfra"), "--version"]),
         "OpenSSH": version(["ssh", "-V"]),
+        "HAProxy": version(["haproxy", "-v"]), "Caddy": version(["caddy", "version"]),
     }
     runs_note = ("1 run each: a quick pass, read the figures as indications" if args.quick
                  else "3 runs or more")

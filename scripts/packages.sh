@@ -9,19 +9,35 @@
 # prometheus-node-exporter: lab hosts are copies of this machine, and most monitored
 # servers run it on 9100, a port a Gin service's default scheme can want (the port
 # preflight's real neighbour). gcc, libc6-dev: cgo builds (SQLite services).
+# haproxy, caddy: the proxies bench/ compares goship's nginx config with; their own
+# services are disabled (lab hosts boot this root, and Caddy's default site takes :80).
+# upx is not in Debian bookworm (upx-ucl was dropped), so its test is an allowed skip
+# (README.md, Tests); where Debian has it, it is installed and the test runs.
+# Fails, naming what is missing, when it cannot install (not root, or no apt-get).
 set -euo pipefail
 PKGS=(nginx libnginx-mod-http-lua openssh-server openssh-client systemd iproute2 iptables
       util-linux procps curl git sudo docker.io wrk prometheus rsyslog logrotate openssl
-      busybox-static prometheus-node-exporter gcc libc6-dev)
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  missing=()
-  for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-  if [ ${#missing[@]} -gt 0 ]; then
-    echo "installing: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      "${missing[@]}" >/dev/null
+      busybox-static prometheus-node-exporter gcc libc6-dev haproxy caddy)
+missing=()
+for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+upx=()
+if ! command -v upx >/dev/null && command -v apt-cache >/dev/null; then
+  for p in upx-ucl upx; do
+    if apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [0-9]'; then upx=("$p"); break; fi
+  done
+fi
+if [ ${#missing[@]} -gt 0 ] || [ ${#upx[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    echo "error: missing Debian packages: ${missing[*]}; run as root on Debian (apt-get) or install them" >&2
+    exit 1
   fi
-else
-  echo "not root: the lab tests will be skipped (they need root)"
+  echo "installing: ${missing[*]} ${upx[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" "${upx[@]}" >/dev/null
+  for s in haproxy caddy; do
+    if [[ " ${missing[*]} " == *" $s "* ]]; then
+      systemctl disable --now "$s" >/dev/null 2>&1 || true
+    fi
+  done
 fi

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLE, need
+from tests.conftest import EXAMPLE, need, skip
 
 
 def snapshot() -> dict[str, set[str]]:
@@ -67,7 +67,7 @@ class Lab:
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     if os.geteuid() != 0:
-        pytest.skip("the lab needs root (CI runs as root)")
+        skip("the lab needs root (CI runs as root)")
     from goship.lab import hosts
 
     before = snapshot()
@@ -96,7 +96,7 @@ DOCKER_SOCK = "/run/goship-test-docker.sock"
 def docker() -> Iterator[list[str]]:
     """A Docker engine of the tests' own, started by hand (no image can be pulled here)."""
     if shutil.which("dockerd") is None or os.geteuid() != 0:
-        pytest.skip("needs root and Debian's docker.io (dockerd)")
+        skip("needs root and Debian's docker.io (dockerd)")
     cli = ["docker", "-H", f"unix://{DOCKER_SOCK}"]
     proc = None
     if subprocess.run([*cli, "info"], capture_output=True, check=False).returncode != 0:

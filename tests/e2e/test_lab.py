@@ -77,6 +77,16 @@ def test_up_twice_is_harmless(lab: Lab, run_cli: Run) -> None:
                           check=False).returncode != 0
 
 
+def test_up_install_checks_the_real_packages(lab: Lab, run_cli: Run) -> None:
+    """--install asks dpkg on this machine; with everything there it installs nothing and
+    the running lab is reused (scripts/packages.sh put the packages here)."""
+    assert system.missing_packages(system.dpkg_installed) == []
+    r = run_cli("lab", "up", "--install", "--hosts", "3")
+    assert r.code == 0, r.err
+    assert "the lab's Debian packages are all installed" in r.err
+    assert r.out.count("already up") == 3
+
+
 def test_stop_and_start(lab: Lab, run_cli: Run) -> None:
     lab.ssh("h3", "mkdir -p /srv/keep && echo kept > /srv/keep/file")
     assert run_cli("lab", "stop", "h3").code == 0

@@ -30,16 +30,23 @@ def lab() -> None:
 @lab.command()
 @click.option("--hosts", "count", type=int, default=3, show_default=True,
               help="How many hosts (1 to 20).")
+@click.option("--install", is_flag=True,
+              help="First apt-get install the Debian packages the lab needs (as root).")
 @json_option
-def up(count: int, as_json: bool) -> None:
+def up(count: int, install: bool, as_json: bool) -> None:
     """Boot hosts h1..hN in parallel; returns when every sshd answers. Reuses a running lab.
 
     \b
     Example:
       sudo goship lab up --hosts 3
+      sudo goship lab up --install    # on a fresh Debian machine
     """
-    from goship.lab import hosts
+    from goship.lab import hosts, system
 
+    if install:
+        installed = system.install_packages()
+        ui.info(f"installed: {' '.join(installed)}" if installed
+                else "the lab's Debian packages are all installed")
     started = time.monotonic()
     all_hosts, booted = hosts.up(count)
     elapsed = time.monotonic() - started

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from goship.errors import LabError, PrerequisiteError
@@ -21,6 +22,46 @@ TOOLS = {
 HOST_BINARIES = {
     "/usr/sbin/sshd": "openssh-server", str(SYSTEMD): "systemd", "/usr/sbin/nginx": "nginx",
 }
+# What `goship lab up --install` installs: the tools above, and what each host runs (hosts
+# boot from this machine's root). The Lua module: deploys switch and canaries shift without
+# an nginx reload; iptables: the rule that lets bridge traffic past a Docker FORWARD drop.
+PACKAGES = ("systemd", "openssh-server", "openssh-client", "nginx", "libnginx-mod-http-lua",
+            "iproute2", "iptables", "util-linux", "mount", "coreutils")
+
+
+def missing_packages(installed: Callable[[str], bool]) -> list[str]:
+    """The lab's Debian packages `installed` says are absent, in PACKAGES order."""
+    return [p for p in PACKAGES if not installed(p)]
+
+
+def dpkg_installed(package: str) -> bool:
+    res = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package], capture_output=True,
+                         text=True, check=False)
+    return res.returncode == 0 and res.stdout.strip().endswith(" installed")
+
+
+def install_packages() -> list[str]:
+    """apt-get update + install of the lab's missing Debian packages; what it installed.
+    Refuses with one line, changing nothing, when not root or not on Debian (apt-get)."""
+    if os.geteuid() != 0:
+        raise PrerequisiteError("installing the lab's Debian packages needs root",
+                                hint="sudo goship lab up --install")
+    if shutil.which("apt-get") is None or shutil.which("dpkg-query") is None:
+        raise PrerequisiteError(
+            "--install needs Debian's apt-get; install these packages with your system's "
+            f"package manager: {' '.join(PACKAGES)}")
+    missing = missing_packages(dpkg_installed)
+    if not missing:
+        return []
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (["apt-get", "update", "-qq"],
+                 ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]):
+        res = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800,
+                             check=False)
+        if res.returncode != 0:
+            tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["?"]
+            raise LabError(f"{' '.join(argv[:2])} failed ({res.returncode}): {tail[0]}")
+    return missing
 
 
 def require() -> None:
@@ -38,7 +79,8 @@ def require() -> None:
     if missing:
         pkgs = " ".join(sorted(set(missing)))
         raise PrerequisiteError(f"the lab needs packages that are not installed: {pkgs}",
-                                hint=f"apt-get install -y {pkgs}")
+                                hint=f"sudo goship lab up --install (or apt-get install -y "
+                                     f"{pkgs})")
 
 
 def sh(*argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
