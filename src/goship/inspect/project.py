@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from goship.build.golist import parse_stream
 from goship.inspect import detect
 
 SKIP = {"vendor", "node_modules", ".git", "testdata"}
@@ -23,19 +24,6 @@ def _go_env() -> dict[str, str]:
     # CgoFiles are listed (with CGO_ENABLED=0 go list hides them).
     return {**os.environ, "GOFLAGS": "-mod=mod", "GOWORK": "off", "GOPROXY": "off",
             "CGO_ENABLED": "1"}
-
-
-def _decode_stream(text: str) -> list[dict[str, Any]]:
-    dec = json.JSONDecoder()
-    out: list[dict[str, Any]] = []
-    i = 0
-    while True:
-        while i < len(text) and text[i].isspace():
-            i += 1
-        if i >= len(text):
-            return out
-        obj, i = dec.raw_decode(text, i)
-        out.append(obj)
 
 
 @dataclass
@@ -61,7 +49,7 @@ def list_deps(module_root: Path, main: str) -> Packages | None:
         return None
     if res.returncode != 0 or not res.stdout.strip():
         return None
-    pkgs = _decode_stream(res.stdout)
+    pkgs = parse_stream(res.stdout)
     out = Packages()
     for p in pkgs:
         out.imports.append(p.get("ImportPath", ""))
