@@ -62,3 +62,30 @@ def test_port_holders_names_a_foreign_holder_and_not_the_apps_own() -> None:
     assert t.calls == [ss_cmd([18555, 18558, 18559])]  # one command for every port
     assert port_holders(t, []) == []
     assert len(t.calls) == 1
+
+
+def test_a_systemd_gate_failure_says_the_log_and_the_holder() -> None:
+    import tomllib
+
+    from goship.config.model import Config
+    from goship.deploy.layout import Paths
+    from goship.deploy.services import Systemd
+
+    config = Config.model_validate(tomllib.loads('[app]\nname = "shop"\n[run]\n'
+                                                 'base_port = 9000\n'))
+    log = ('{"level":"INFO","msg":"listening","port":"9100"}\n'
+           '{"level":"ERROR","msg":"listen failed","err":"listen tcp :9100: bind: address '
+           'already in use"}\n')
+    ss = 'LISTEN 0 4096 *:9100 *:* users:(("prometheus-node",pid=312,fd=3))\n'
+    t = FakeTransport("h1", {
+        "journalctl": Result(0, log, ""),
+        "systemctl show": Result(0, "MainPID=0\nActiveState=activating\n", ""),
+        "ss -ltnpH": Result(0, ss, ""),
+    })
+    why = Systemd(t, config, Paths("/srv", "shop")).why("green")
+    assert why == ('log: {"level":"INFO","msg":"listening","port":"9100"} | '
+                   '{"level":"ERROR","msg":"listen failed","err":"listen tcp :9100: bind: '
+                   'address already in use"}; port 9100 is held by prometheus-node (pid 312)')
+    # The app's own running instance on a port is never named as the holder.
+    t.answers["systemctl show"] = Result(0, "MainPID=312\nActiveState=active\n", "")
+    assert "held by" not in Systemd(t, config, Paths("/srv", "shop")).why("green")
