@@ -4,17 +4,21 @@ data it was told to keep, the other keeps serving through the same nginx, untouc
 from __future__ import annotations
 
 import json
+import os
+import socket
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import CliResult
+from tests.conftest import CliResult, need
 from tests.e2e.conftest import Lab
-from tests.e2e.helpers import Project
+from tests.e2e.helpers import Project, example_repo, free_port
 from tests.e2e.load import Load
 
-pytestmark = [pytest.mark.lab, pytest.mark.slow]
+pytestmark = pytest.mark.slow
+lab_test = pytest.mark.lab
 Run = Callable[..., CliResult]
 H1 = "10.78.0.11"
 KEEP, GONE = "rm-keep", "rm-gone"
@@ -61,6 +65,7 @@ def apps(tmp_path_factory: pytest.TempPathFactory, lab: Lab) -> Iterator[dict[st
     lab.remove_app(GONE, ["h1"])
 
 
+@lab_test
 def test_remove_takes_one_app_off_and_leaves_the_other(run_cli: Run, lab: Lab,
                                                       apps: dict[str, Project]) -> None:
     default_before = sh(lab, "test -e /etc/nginx/sites-enabled/default && echo yes")
@@ -140,6 +145,7 @@ def test_remove_takes_one_app_off_and_leaves_the_other(run_cli: Run, lab: Lab,
     assert sh(lab, f"test -e /etc/sysusers.d/{GONE}.conf && echo present") == ""
 
 
+@lab_test
 def test_remove_refuses_while_a_deploy_holds_the_lock(run_cli: Run, lab: Lab,
                                                       apps: dict[str, Project]) -> None:
     keep = apps[KEEP]
@@ -154,3 +160,46 @@ def test_remove_refuses_while_a_deploy_holds_the_lock(run_cli: Run, lab: Lab,
     r = run_cli("remove", "lab", "--yes", "--purge-data", cwd=keep.root)
     assert r.code == 0, r.out + r.err
     assert sh(lab, f"test -e /srv/{KEEP} && echo present") == ""
+
+
+def test_local_mode_remove_stops_the_apps_own_supervisord_and_nginx(
+        run_cli: Run, tmp_path: Path) -> None:
+    need("nginx")
+    base = tmp_path / "deploy"
+    listen = free_port(10000, 15000)
+    root = example_repo(tmp_path / "svc", toml=f"""
+[app]
+name = "rm-local"
+[build]
+assets = ["templates", "static"]
+[run]
+base_port = {free_port(15000, 29000)}
+[run.health]
+interval = 0.2
+[deploy]
+base_path = "{base}"
+[metrics]
+file_sd = "targets/rm-local.json"
+[env.local]
+local = true
+[env.local.proxy]
+listen = {listen}
+""")
+    r = run_cli("deploy", "local", "--skip-checks", cwd=root)
+    assert r.code == 0, r.out + r.err
+    run_dir = base / "rm-local" / "run"
+    pids = [int((run_dir / f).read_text()) for f in ("supervisord.pid", "nginx.pid")]
+    assert (root / "targets" / "rm-local.json").exists()
+    r = run_cli("remove", "local", "--yes", cwd=root)
+    assert r.code == 0, r.out + r.err
+    for pid in pids:  # goship's own supervisord and nginx of this app are gone
+        assert not Path(f"/proc/{pid}").exists() or \
+            Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z", pid
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", listen), timeout=1).close()
+    assert not (base / "rm-local").exists()
+    assert not (root / "targets" / "rm-local.json").exists()
+    assert os.listdir(base) == []
+    r = run_cli("remove", "local", cwd=root)
+    assert r.code == 0, r.out + r.err
+    assert "nothing of rm-local to remove on local" in r.out
