@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from goship.command import Cmd
 from goship.config import Environment, Project
@@ -22,6 +22,9 @@ from goship.errors import ApplyError, GoshipError, UsageError
 from goship.facts import HostFacts, gather, sections
 from goship.transport.base import Transport
 from goship.ui import ui
+
+if TYPE_CHECKING:
+    from goship.deploy.host import Lock
 
 # $1 app root  $2 app  $3 service user  $4 deploy base path. One round trip; every name is an
 # argument, never spliced into the script.
@@ -560,7 +563,7 @@ def _apply(project: Project, env: Environment, paths: Paths, reached: list[Reach
     return 0
 
 
-def _lock(env: Environment, paths: Paths, reached: list[Reached], force: bool) -> Any:
+def _lock(env: Environment, paths: Paths, reached: list[Reached], force: bool) -> Lock:
     """The deploy's own lock on every host that has the app's root (taking it elsewhere
     would create the root): a running deploy makes remove refuse (exit 4)."""
     from goship.deploy.host import Host, Lock
