@@ -83,12 +83,15 @@ link
 @end
 """
 
+# Captured on this machine: `goship deploy local` twice (goship's own supervisord and nginx,
+# the warm standby's sleeper), then the probe; Debian's nginx site is enabled here.
 LOCAL = """\
 @root
 yes
 @entries
 blue
 current
+green
 incoming
 journal.jsonl
 logs
@@ -99,12 +102,14 @@ state.json
 @shared
 data
 env.blue
+env.green
 envs
 @data
 0
 4
 @releases
 v1.0.0-ba593961c0
+v1.1.0-f292566b15
 @lock
 @unitfiles
 @units
@@ -112,16 +117,18 @@ v1.0.0-ba593961c0
 @nginx
 @defaultoff
 @defaults
+enabled
+\tlisten 80 default_server;
+\tlisten [::]:80 default_server;
 @own
-supervisord-conf
 supervisord
-nginx-conf
 nginx
-sleeper /srv/shop/run/standby.green.pid
+sleeper /tmp/rmtest/deploy/rmlocal/run/standby.blue.pid
 @user
 @userrefs
 @end
 """
+LP = Paths("/tmp/rmtest/deploy", "rmlocal")
 
 GONE = "@root\n@entries\n@shared\n@data\n@releases\n@lock\n@unitfiles\n@units\n@etc\n" \
     "@nginx\nactive\n@defaultoff\n@defaults\n@own\n@user\n998\n@userrefs\n@end\n"
@@ -188,15 +195,20 @@ def test_debian_default_site_stays_aside_when_another_site_is_default_on_its_por
 
 
 def test_local_mode_stops_the_apps_own_nginx_and_supervisord() -> None:
-    steps = kinds(LOCAL)
+    f = parse_probe(LOCAL, "rmlocal", "rmlocal", LP)
+    assert (f.other_default_ports, f.default_enabled) == ((80,), True)
+    plan = plan_host("local", "rmlocal", "rmlocal", LP, f, purge_data=False)
+    steps = {s.kind: s.what for s in plan.steps}
     assert list(steps) == ["stop nginx", "cancel standby stop", "stop supervisord",
                            "remove files"]
-    assert steps["cancel standby stop"] == ("/srv/shop/run/standby.green.pid",)
-    assert "/srv/shop/shared/data" in steps["remove files"]  # empty: nothing to keep
-    plan = plan_host("local", "shop", "shop", P, parse_probe(LOCAL, "shop", "shop", P),
-                     purge_data=False)
-    assert plan.kept == ()
+    assert steps["cancel standby stop"] == ("/tmp/rmtest/deploy/rmlocal/run/standby.blue.pid",)
+    assert "/tmp/rmtest/deploy/rmlocal/shared/data" in steps["remove files"]  # empty
+    assert plan.kept == ()  # no data, no user of its own (local mode runs as the deployer)
     assert plan.take_lock
+    assert plan.lines()[-1] == (
+        "  remove files: /tmp/rmtest/deploy/rmlocal/ blue, current, green, incoming, "
+        "journal.jsonl, logs, releases, run, state.json, shared/data, shared/env.blue, "
+        "shared/env.green, shared/envs (2 release(s), state, journal, environments)")
 
 
 def test_nothing_left_is_nothing_to_remove() -> None:

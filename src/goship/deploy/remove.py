@@ -11,7 +11,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -62,9 +62,7 @@ for f in /etc/nginx/conf.d/*.conf /etc/nginx/sites-enabled/*; do
   [ -f "$f" ] && grep -hs '^[[:space:]]*listen.*default_server' "$f"
 done
 echo @own
-[ -f "$root/run/supervisord.conf" ] && echo supervisord-conf
 kill -0 "$(cat "$root/run/supervisord.pid" 2>/dev/null)" 2>/dev/null && echo supervisord
-[ -f "$root/run/nginx.conf" ] && echo nginx-conf
 kill -0 "$(cat "$root/run/nginx.pid" 2>/dev/null)" 2>/dev/null && echo nginx
 for f in "$root"/run/standby.*.pid; do [ -e "$f" ] && echo "sleeper $f"; done
 echo @user; id -u "$user" 2>/dev/null
@@ -103,10 +101,8 @@ class RemoveFacts:
     default_off_ports: tuple[int, ...] = ()
     default_enabled: bool = False  # /etc/nginx/sites-enabled/default exists
     other_default_ports: tuple[int, ...] = ()  # default_server ports of the other sites
-    supervisord_conf: bool = False
-    supervisord: bool = False
-    own_nginx_conf: bool = False
-    own_nginx: bool = False
+    supervisord: bool = False  # the app's own supervisord runs
+    own_nginx: bool = False  # the app's own nginx runs
     sleepers: tuple[str, ...] = ()
     user_exists: bool = False
     user_refs: tuple[str, ...] = ()  # other files that name the service user
@@ -164,9 +160,7 @@ def parse_probe(text: str, app: str, user: str, paths: Paths) -> RemoveFacts:
         default_off_ports=_ports(off[1:]),
         default_enabled="enabled" in defaults,
         other_default_ports=_ports([d for d in defaults if d != "enabled"]),
-        supervisord_conf="supervisord-conf" in own,
         supervisord="supervisord" in own,
-        own_nginx_conf="nginx-conf" in own,
         own_nginx="nginx" in own,
         sleepers=tuple(ln.split(" ", 1)[1] for ln in own if ln.startswith("sleeper ")),
         user_exists=bool(lines("user")) and lines("user")[0].isdigit(),
@@ -326,9 +320,6 @@ class FleetRemoval:
         if self.file_sd:
             out.append(f"here: prometheus targets of {self.env} out of {self.file_sd}")
         return out
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def file_sd_left(groups: list[dict[str, Any]], env: str,
