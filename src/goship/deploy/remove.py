@@ -10,6 +10,7 @@ import json
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -515,6 +516,16 @@ def _apply(project: Project, env: Environment, paths: Paths, reached: list[Reach
 
     by_host = {p.host: p for p in plan.hosts}
     lock = _lock(env, paths, [r for r in reached if by_host[r.t.name].take_lock], force)
+    # A heartbeat as deploy's: a removal that outlasts deploy.lock_ttl (drains on many
+    # hosts) must not look abandoned to a deploy started meanwhile.
+    stop = threading.Event()
+    interval = max(2.0, env.config.deploy.lock_ttl / 4)
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            lock.heartbeat()
+
+    threading.Thread(target=beat, daemon=True).start()
     failed: list[str] = []
     removed: list[Reached] = []
     try:
@@ -541,6 +552,7 @@ def _apply(project: Project, env: Environment, paths: Paths, reached: list[Reach
                 ui.out(f"{r.t.name}: {env.config.app.name} removed ({len(p.steps)} step(s))"
                        f"{kept}")
     finally:
+        stop.set()
         lock.release()
         for r in removed:
             r.t.run(Cmd.of("sh", "-c", REMOVE_ROOT, "goship-remove-root", paths.root))
