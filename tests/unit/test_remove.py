@@ -22,11 +22,13 @@ from tests.conftest import CliResult
 
 P = Paths("/srv", "shop")
 
+# Captured on lab host h1 (systemd, Lua): `shop` deployed twice (its green moved to 9101:
+# prometheus-node-exporter holds 9100; blue is the warm standby under its timer) beside
+# `shop-admin` on 8093, with a file in shop's data; then the probe.
 LAB = """\
 @root
 yes
 @entries
-.lock
 blue
 current
 green
@@ -44,42 +46,46 @@ env.blue
 env.green
 envs
 @data
-2
-12
+1
+4
 @releases
-v1.0.0-aaaaaaaaaa
-v1.1.0-bbbbbbbbbb
+v1.0.0-f0f8ab8594
+v1.1.0-c4fbadfd03
 @lock
 @unitfiles
+/etc/systemd/system/multi-user.target.wants/shop-admin-blue@9200.service
+/etc/systemd/system/multi-user.target.wants/shop-green@9101.service
+/etc/systemd/system/shop-admin-blue@.service
+/etc/systemd/system/shop-admin-green@.service
 /etc/systemd/system/shop-blue@.service
 /etc/systemd/system/shop-green@.service
-/etc/systemd/system/multi-user.target.wants/shop-green@8100.service
-/etc/systemd/system/shop-admin-blue@.service
 @units
-shop-blue@8000.service loaded active running shop (blue color) on port 8000
-shop-green@8100.service loaded active running shop (green color) on port 8100
-shop-admin-blue@8200.service loaded active running shop-admin (blue color) on port 8200
-goship-shop-standby-blue.timer loaded active waiting goship: stop the warm standby blue
-goship-shop-admin-standby-blue.timer loaded active waiting goship: stop the warm standby
+goship-shop-standby-blue.service loaded inactive dead    goship: stop the warm standby blue of shop
+shop-admin-blue@9200.service     loaded active   running shop-admin (blue color) on port 9200
+shop-blue@9000.service           loaded active   running shop (blue color) on port 9000
+shop-green@9101.service          loaded active   running shop (green color) on port 9101
+goship-shop-standby-blue.timer   loaded active   waiting goship: stop the warm standby blue of shop
 @etc
 /etc/sysusers.d/shop.conf
 /etc/tmpfiles.d/goship-shop.conf
 /run/goship/shop
 /etc/nginx/conf.d/goship-shop.conf
 /var/log/nginx/goship-shop.access.log
-/var/log/nginx/goship-shop.access.log.1
 @nginx
 active
 @defaultoff
 link
-	listen 80 default_server;
-	listen [::]:80 default_server;
+\tlisten 80 default_server;
+\tlisten [::]:80 default_server;
 @defaults
-    listen 8091 default_server;
+    listen 8093 default_server;
 @own
 @user
-998
+995
 @userrefs
+/etc/systemd/system/shop-blue@.service
+/etc/systemd/system/shop-green@.service
+/etc/sysusers.d/shop.conf
 @end
 """
 
@@ -146,15 +152,16 @@ def test_a_systemd_host_loses_every_name_of_the_app_and_no_other() -> None:
         "nginx site", "nginx default site", "stop timers", "stop and disable units",
         "remove unit files", "remove tmpfiles.d entry", "remove control socket dir",
         "remove nginx access logs", "remove files"]
-    assert steps["stop timers"] == ("goship-shop-standby-blue.timer",)
-    assert steps["stop and disable units"] == ("shop-blue@8000.service",
-                                               "shop-green@8100.service")
+    assert steps["stop timers"] == ("goship-shop-standby-blue.service",
+                                    "goship-shop-standby-blue.timer")
+    assert steps["stop and disable units"] == ("shop-blue@9000.service",
+                                               "shop-green@9101.service")
     assert steps["remove unit files"] == (
-        "/etc/systemd/system/multi-user.target.wants/shop-green@8100.service",
+        "/etc/systemd/system/multi-user.target.wants/shop-green@9101.service",
         "/etc/systemd/system/shop-blue@.service", "/etc/systemd/system/shop-green@.service")
     assert "shop-admin" not in repr(steps)  # a prefix is not the app
     assert steps["nginx default site"] == ("/etc/nginx/sites-enabled/default",)
-    # The data (2 entries) stays; the environments (secrets) and everything else go.
+    # The data stays; the environments (secrets) and everything else go.
     assert steps["remove files"] == tuple(f"/srv/shop/{e}" for e in (
         "blue", "current", "green", "incoming", "journal.jsonl", "logs",
         "nginx-default-site.off", "releases", "run", "state.json", "shared/env.blue",
@@ -164,7 +171,7 @@ def test_a_systemd_host_loses_every_name_of_the_app_and_no_other() -> None:
 def test_data_and_user_are_kept_and_said_so_unless_purged() -> None:
     plan = plan_host("h1", "shop", "shop", P, parse_probe(LAB, "shop", "shop", P),
                      purge_data=False)
-    assert plan.kept == ("/srv/shop/shared/data (2 entries, 12 KiB; --purge-data removes "
+    assert plan.kept == ("/srv/shop/shared/data (1 entry, 4 KiB; --purge-data removes "
                          "it)", "user shop and /etc/sysusers.d/shop.conf (owner of the data; "
                          "--purge-data removes it)")
     assert "keeps: /srv/shop/shared/data" in "\n".join(plan.lines())
@@ -175,8 +182,7 @@ def test_data_and_user_are_kept_and_said_so_unless_purged() -> None:
 
 
 def test_a_user_another_app_names_is_never_deleted() -> None:
-    text = LAB.replace("@userrefs\n", "@userrefs\n/etc/systemd/system/other@.service\n"
-                       "/etc/systemd/system/shop-blue@.service\n")
+    text = LAB.replace("@userrefs\n", "@userrefs\n/etc/systemd/system/other@.service\n")
     f = parse_probe(text, "shop", "shop", P)
     assert f.user_refs == ("/etc/systemd/system/other@.service",)  # its own units don't count
     plan = plan_host("h1", "shop", "shop", P, f, purge_data=True)
@@ -185,7 +191,7 @@ def test_a_user_another_app_names_is_never_deleted() -> None:
 
 
 def test_debian_default_site_stays_aside_when_another_site_is_default_on_its_port() -> None:
-    clash = LAB.replace("    listen 8091 default_server;", "  listen 80 default_server;")
+    clash = LAB.replace("    listen 8093 default_server;", "  listen 80 default_server;")
     assert "nginx default site" not in kinds(clash)  # a link: its target stays available
     as_file = clash.replace("@defaultoff\nlink", "@defaultoff\nfile")
     assert kinds(as_file)["nginx default site"] == (

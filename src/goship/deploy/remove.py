@@ -278,7 +278,8 @@ def plan_host(host: str, app: str, user: str, paths: Paths, f: RemoveFacts, *,
             if f.releases else ""
         steps.append(Step("remove files", tuple(doomed), detail))
     if keep_data:
-        kept.append(f"{data} ({f.data_entries} entries, {_size(f.data_kib)}; "
+        n = f.data_entries
+        kept.append(f"{data} ({n} entr{'y' if n == 1 else 'ies'}, {_size(f.data_kib)}; "
                     f"--purge-data removes it)")
     sysusers = f"/etc/sysusers.d/{app}.conf"
     user_note = ""
