@@ -367,38 +367,19 @@ def probe(t: Transport, env: Environment, paths: Paths, address: str) -> Reached
 
 def apply_host(r: Reached, env: Environment, paths: Paths, plan: HostRemoval) -> list[str]:
     """Run one host's steps in order; returns what was done, one phrase per step."""
-    from goship.deploy.proxy import OwnNginx, SystemNginx, _reason
-    from goship.deploy.services import Supervisor, install_file
+    from goship.deploy.proxy import OwnNginx
+    from goship.deploy.services import Supervisor
     from goship.targets import kind
 
-    t, config, app = r.t, env.config, env.config.app.name
+    t, config = r.t, env.config
     done: list[str] = []
     for step in plan.steps:
         k = step.kind
-        if k == "nginx site":
-            nginx = SystemNginx(t, config, paths, systemd=r.facts.systemd_pid1, lua=False)
-            old = nginx.read_site()
-            t.check(Cmd.of("rm", "-f", "--", nginx.site_path))
-            if r.found.system_nginx:
-                problem = nginx.test()
-                if problem:
-                    if old is not None:
-                        install_file(t, nginx.site_path, old)
-                    raise ApplyError(f"{t.name}: nginx -t fails without {app}'s site, which "
-                                     f"is back in place; nothing else was changed: "
-                                     f"{_reason(problem)}")
-                nginx.reload()
-        elif k == "nginx default site":
-            off = paths.join("nginx-default-site.off")
-            dest = step.what[0]
-            t.check(Cmd.of("mv", "-f", "--", off, dest))
-            if dest.startswith("/etc/nginx/sites-enabled/") and r.found.system_nginx:
-                nginx = SystemNginx(t, config, paths, systemd=r.facts.systemd_pid1, lua=False)
-                if nginx.test():  # a clash nobody foresaw: leave it disabled, never broken
-                    t.check(Cmd.of("mv", "-f", "--", dest,
-                                   f"/etc/nginx/sites-available/default.goship-{app}"))
-                else:
-                    nginx.reload()
+        if k in ("nginx site", "nginx default site"):
+            if k == "nginx default site" and any(x.kind == "nginx site" for x in plan.steps):
+                done.append(step.line())
+                continue  # done with the site: one nginx -t, one reload for both
+            _nginx_sites(r, env, paths, plan)
         elif k == "stop nginx":
             own = OwnNginx(t, config, paths, lua=False)
             t.run(Cmd.of(*own.base(), "-s", "quit"))
@@ -440,6 +421,40 @@ def apply_host(r: Reached, env: Environment, paths: Paths, plan: HostRemoval) ->
     # /run/goship stays while other apps use it; the root goes when nothing is kept in it.
     t.run(Cmd.of("rmdir", "--ignore-fail-on-non-empty", "/run/goship"))
     return done
+
+
+def _nginx_sites(r: Reached, env: Environment, paths: Paths, plan: HostRemoval) -> None:
+    """The app's site out and, when the plan says so, Debian's default site back: one
+    `nginx -t` and one reload, so the other apps' keepalive connections are closed once.
+    A test that fails puts the app's site back and stops the removal there."""
+    from goship.deploy.proxy import SystemNginx, _reason
+    from goship.deploy.services import install_file
+
+    t, app = r.t, env.config.app.name
+    nginx = SystemNginx(t, env.config, paths, systemd=r.facts.systemd_pid1, lua=False)
+    kinds = {s.kind: s for s in plan.steps}
+    old = nginx.read_site() if "nginx site" in kinds else None
+    if "nginx site" in kinds:
+        t.check(Cmd.of("rm", "-f", "--", nginx.site_path))
+    restored = None
+    if "nginx default site" in kinds:
+        dest = kinds["nginx default site"].what[0]
+        t.check(Cmd.of("mv", "-f", "--", paths.join("nginx-default-site.off"), dest))
+        restored = dest if dest.startswith("/etc/nginx/sites-enabled/") else None
+    if not r.found.system_nginx:
+        return
+    problem = nginx.test()
+    if problem and restored:
+        # A clash nobody foresaw: Debian's site stays disabled rather than nginx broken.
+        t.check(Cmd.of("mv", "-f", "--", restored,
+                       f"/etc/nginx/sites-available/default.goship-{app}"))
+        problem = nginx.test()
+    if problem:
+        if old is not None:
+            install_file(t, nginx.site_path, old)
+        raise ApplyError(f"{t.name}: nginx -t fails without {app}'s site, which is back in "
+                         f"place; nothing else was changed: {_reason(problem)}")
+    nginx.reload()
 
 
 WAIT_GONE = r"""
