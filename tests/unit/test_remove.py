@@ -9,15 +9,22 @@ from pathlib import Path
 
 import pytest
 
+from goship.command import Cmd
+from goship.config.load import Environment
 from goship.deploy.layout import Paths
 from goship.deploy.remove import (
     FleetRemoval,
+    Reached,
     RemoveFacts,
+    _nginx_sites,
     file_sd_left,
     own_units,
     parse_probe,
     plan_host,
 )
+from goship.facts import parse_facts
+from goship.transport.base import Result
+from goship.transport.fake import Answer, FakeTransport
 from tests.conftest import CliResult
 
 P = Paths("/srv", "shop")
@@ -285,3 +292,51 @@ def test_remove_needs_yes_without_a_terminal(run_cli: Callable[..., CliResult],
     assert not (base / "shop").exists()
     r = run_cli("remove", "local", cwd=tmp_path)
     assert (r.code, r.out.splitlines()[-1]) == (0, "nothing of shop to remove on local")
+
+
+def _reached(text: str, answers: dict[str, Answer]) -> tuple[Reached, FakeTransport]:
+    t = FakeTransport("h1", answers)
+    facts = parse_facts("@pid1\nsystemd\n")
+    return Reached(t, facts, parse_probe(text, "shop", "shop", P), "10.78.0.11"), t
+
+
+def _env() -> Environment:
+    import tomllib
+
+    from goship.config.model import Config, Target_
+
+    config = Config.model_validate(tomllib.loads('[app]\nname = "shop"\n'))
+    return Environment("lab", Target_.model_validate({"lab": 1}), config)
+
+
+def test_site_out_and_default_site_back_in_one_reload() -> None:
+    ok = Result(0, "", "")
+    r, t = _reached(LAB, {"cat": Result(0, "server {}\n", ""), "rm": ok, "mv": ok,
+                       "nginx -t": ok, "systemctl": ok})
+    plan = plan_host("h1", "shop", "shop", P, r.found, purge_data=False)
+    _nginx_sites(r, _env(), P, plan)
+    shells = [c.shell() for c in t.calls]
+    assert shells == [
+        "cat /etc/nginx/conf.d/goship-shop.conf",
+        "rm -f -- /etc/nginx/conf.d/goship-shop.conf",
+        "mv -f -- /srv/shop/nginx-default-site.off /etc/nginx/sites-enabled/default",
+        "nginx -t", "systemctl is-active --quiet nginx", "systemctl reload nginx"]
+
+
+def test_a_default_site_that_breaks_nginx_stays_disabled() -> None:
+    tests = iter([Result(1, "", "nginx: [emerg] a duplicate default server for 0.0.0.0:80"),
+                  Result(0, "", "")])
+
+    def nginx_t(_: Cmd) -> Result:
+        return next(tests)
+
+    ok = Result(0, "", "")
+    r, t = _reached(LAB, {"cat": Result(0, "server {}\n", ""), "rm": ok, "mv": ok,
+                       "nginx -t": nginx_t, "systemctl": ok})
+    plan = plan_host("h1", "shop", "shop", P, r.found, purge_data=False)
+    _nginx_sites(r, _env(), P, plan)
+    shells = [c.shell() for c in t.calls]
+    assert "mv -f -- /etc/nginx/sites-enabled/default " \
+        "/etc/nginx/sites-available/default.goship-shop" in shells
+    assert shells[-1] == "systemctl reload nginx"
+    assert shells.count("nginx -t") == 2
