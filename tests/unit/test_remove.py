@@ -232,8 +232,8 @@ def test_nothing_left_is_nothing_to_remove() -> None:
     assert plan.lines() == ["h1: nothing to remove", "  keeps: user shop (owner of the "
                             "data; --purge-data removes it)"]
     kept_data = GONE.replace("@root\n", "@root\nyes\n").replace(
-        "@entries\n", "@entries\nshared\n").replace("@shared\n", "@shared\ndata\n").replace(
-        "@data\n", "@data\n1\n4\n")
+        "@entries\n", "@entries\n.lock.guard\nshared\n").replace(
+        "@shared\n", "@shared\ndata\n").replace("@data\n", "@data\n1\n4\n")
     again = plan_host("h1", "shop", "shop", P, parse_probe(kept_data, "shop", "shop", P),
                       purge_data=False)
     assert again.nothing  # only kept data: a second remove has nothing to do

@@ -222,6 +222,11 @@ def _size(kib: int | None) -> str:
     return f"{kib / 1024:.1f} MiB" if kib >= 1024 else f"{kib} KiB"
 
 
+# The deploy lock's own files (the removal holds the lock, releases it, then clears them)
+# and shared/, whose entries are judged one by one.
+LOCK_FILES = (".lock", ".lock.guard", "shared")
+
+
 def plan_host(host: str, app: str, user: str, paths: Paths, f: RemoveFacts, *,
               purge_data: bool) -> HostRemoval:
     """What removing `app` does on one host: a pure function of its facts."""
@@ -271,7 +276,7 @@ def plan_host(host: str, app: str, user: str, paths: Paths, f: RemoveFacts, *,
     data = paths.join("shared", "data")
     has_data = bool(f.data_entries)
     keep_data = has_data and not purge_data
-    doomed = [paths.join(e) for e in f.entries if e not in (".lock", "shared")]
+    doomed = [paths.join(e) for e in f.entries if e not in LOCK_FILES]
     doomed += [paths.join("shared", e) for e in f.shared if e != "data" or not keep_data]
     if doomed:
         detail = f"{len(f.releases)} release(s), state, journal, environments" \
@@ -466,7 +471,9 @@ exit 0
 """
 
 REMOVE_ROOT = r"""
-# $1 app root: gone when nothing is kept in it (shared/ only holds kept data)
+# $1 app root, after the lock is released: the lock's guard file goes, then the root when
+# nothing is kept in it (shared/ only holds kept data)
+[ -e "$1/.lock" ] || rm -f "$1/.lock.guard"
 rmdir "$1/shared" 2>/dev/null; rmdir "$1" 2>/dev/null; exit 0
 """
 
