@@ -52,6 +52,7 @@ COMMANDS = {
     "status": "goship.cli.cmd_deploy:status",
     "logs": "goship.cli.cmd_deploy:logs",
     "canary": "goship.cli.cmd_canary:canary",
+    "remove": "goship.cli.cmd_remove:remove",
 }
 
 

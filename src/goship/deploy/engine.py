@@ -270,9 +270,8 @@ class Deployer:
         gate = h.gate(m.new_color, interval=0.05 if quick else None, successes=p.gate)
         m.timings["gate"] = time.monotonic() - t0
         if not gate.ok:
-            tail = h.services.log_tail(m.new_color, 8).splitlines()[-3:]
-            detail = gate.detail + (f"; log: {' | '.join(tail)}" if tail else "")
-            raise StepFailed(h.name, "health gate", detail)
+            why = h.services.why(m.new_color)  # the log's last lines, a port's holder
+            raise StepFailed(h.name, "health gate", gate.detail + (f"; {why}" if why else ""))
         m.timings["prepare"] = time.monotonic() - started
         ui.info(f"{h.name}: {m.release} healthy on {m.new_color} "
                 f"({m.timings['prepare']:.1f}s)")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from goship.command import Cmd
 from goship.config import Config
+from goship.deploy.holders import port_holders, ports_in_use_errors
 from goship.deploy.layout import (
     COLORS,
     Paths,
@@ -29,7 +30,7 @@ from goship.deploy.scripts import (
     SYSTEMD_ENABLE,
     SYSTEMD_STANDBY,
 )
-from goship.errors import ApplyError, PrerequisiteError
+from goship.errors import ApplyError, GoshipError, PrerequisiteError
 from goship.render import kinds
 from goship.transport.base import Transport
 
@@ -90,6 +91,22 @@ class Services(abc.ABC):
     def enable(self, live: str, also: list[int] | None = None) -> None:
         """Start the live color at boot, not the other one."""
 
+    def why(self, color: str, lines: int = 4) -> str:
+        """Why a color did not start or pass its gate, for the error: the last lines of its
+        instances' log and, when a port is the cause, the process holding it. Empty when
+        neither says anything."""
+        try:
+            tail = self.log_tail(color, 40)
+            pids = self.pids(color)
+        except GoshipError:
+            return ""
+        # A bind the log says failed, else a port whose instance is not running.
+        ports = ports_in_use_errors(tail) or [p for p, pid in pids.items() if pid is None]
+        held = port_holders(self.t, ports, exclude={pid for pid in pids.values() if pid})
+        shown = [ln.strip() for ln in tail.splitlines() if ln.strip()][-lines:]
+        parts = ([f"log: {' | '.join(shown)}"] if shown else []) + held
+        return "; ".join(parts)
+
     @abc.abstractmethod
     def logs_cmd(self, follow: bool, since: str | None, lines: int) -> Cmd: ...
 
@@ -115,7 +132,11 @@ class Systemd(Services):
     def start(self, color: str) -> None:
         units = self.units(color)
         self.t.run(Cmd.of("systemctl", "reset-failed", *units))
-        self.t.check(Cmd.of("systemctl", "start", *units), timeout=120)
+        res = self.t.run(Cmd.of("systemctl", "start", *units), timeout=120)
+        if not res.ok:
+            said = (res.stderr or res.stdout).strip().splitlines()[:1]
+            raise ApplyError(_failed(f"{self.t.name}: systemctl start failed"
+                                     f"{': ' + said[0] if said else ''}", self.why(color)))
 
     def stop(self, color: str, ports: list[int] | None = None) -> None:
         units = self.units(color, ports)
@@ -241,7 +262,9 @@ class Supervisor(Services):
     def start(self, color: str) -> None:
         res = self.t.run(self.ctl("start", *self.programs(color)), timeout=120)
         if not res.ok and "ERROR" in res.stdout and "already started" not in res.stdout:
-            raise ApplyError(f"{self.t.name}: supervisorctl start failed: {res.stdout.strip()}")
+            said = " ".join(res.stdout.split())
+            raise ApplyError(_failed(f"{self.t.name}: supervisorctl start failed: {said}",
+                                     self.why(color)))
 
     def stop(self, color: str, ports: list[int] | None = None) -> None:
         programs = self.programs(color, ports)
@@ -292,6 +315,10 @@ class Supervisor(Services):
         files = [f"{self.paths.logs}/{self.config.app.name}-{c}-{p}.log"
                  for c in COLORS for p in self.ports(c)]
         return Cmd.of("tail", "-q", "-n", str(lines), *(["-F"] if follow else []), *files)
+
+
+def _failed(what: str, why: str) -> str:
+    return f"{what}; {why}" if why else what
 
 
 UNIT_LINE = re.compile(r"^(?P<app>[a-z0-9][a-z0-9-]*)-(?P<color>blue|green)@(?P<port>\d+)"
