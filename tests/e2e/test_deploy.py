@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -62,12 +62,14 @@ batch = 1
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory, lab: Lab) -> Project:
+def project(tmp_path_factory: pytest.TempPathFactory, lab: Lab) -> Iterator[Project]:
     p = Project(tmp_path_factory.mktemp("deploy") / "hello-gin", TOML)
     (p.root / ".env.lab").write_text("DB_PASSWORD=s3cr3t-lab-value\n")
     (p.root / ".gitignore").write_text("dist/\n.env.lab\n")
     p.release("v1.0.0")
-    return p
+    yield p
+    # The lab is shared: its ports (9000, and the moved green) go back to the next suite.
+    lab.remove_app("hello-gin", ["h1", "h2", "h3"], "goship-hello-gin-standby-*")
 
 
 def version(addr: str, path: str = "/version") -> str:
