@@ -19,9 +19,11 @@ pytestmark = [pytest.mark.lab]
 H1 = "10.78.0.11"
 APP = "argvtest"
 
-# Specifiers (%i, %n, %%), variables ($X, ${X}, $$), quotes, backslashes, separators.
+# Specifiers (%i, %n, %%), variables ($X, $$), quotes, backslashes (a trailing one too),
+# separators and comment marks. ("${X}" is refused at validation: {X} is no placeholder.)
 HOSTILE = ["two words", "%i", "%n", "100%", "%%", "$HOME", "${", "$$", "back\\slash",
-           "\\n", 'a "quoted" one', "it's", "", ";", "a;b", "tab\there", "ünïcode", "-x"]
+           "\\n", 'a "quoted" one', "it's", "", ";", "a;b", "a ;b", "c #d", "x\\",
+           "tab\there", "ünïcode", "-x"]
 PLACED = ["--addr", ":{port}", "--color={color}", "--release={release}", "{data}/x"]
 
 # The "binary": keeps its argv in /proc while systemd runs it.
