@@ -19,7 +19,8 @@ from goship.deploy.runfiles import (
 from goship.errors import ConfigErrors
 
 HOSTILE = ["plain", "two words", 'a "quoted" one', "it's", "$HOME", "${X}", "100%", "%i",
-           "back\\slash", ";", "", "ünïcode", "a;b", "--flag=x y"]
+           "back\\slash", ";", "", "ünïcode", "a;b", "--flag=x y", "a ;b", "c #d", "tab\t;x",
+           "#"]
 
 
 def config(**run: Any) -> Any:
@@ -58,6 +59,15 @@ def test_supervisord_command_survives_hostile_values() -> None:
                               port=8080, color="blue", release="v1", data="/d")
     # supervisord %-expands command= first, then splits it like a shell.
     assert shlex.split(cmd % {}) == ["/run/env.blue.sh", "/srv/shop/blue/shop", *HOSTILE]
+
+
+def test_supervisord_command_hides_ini_comment_marks() -> None:
+    # supervisord's ini reader ends a value at whitespace + ";" or "#", quotes or not.
+    cmd = supervisord_command(["/e"], ["a ;b", "c\t#d"], port=1, color="b", release="r",
+                              data="/d")
+    assert " ;" not in cmd
+    assert "\t#" not in cmd
+    assert shlex.split(cmd % {}) == ["/e", "a ;b", "c\t#d"]
 
 
 def test_supervisord_placeholders() -> None:

@@ -74,12 +74,18 @@ def systemd_exec(binary: str, args: list[str], *, color: str, data: str) -> str:
     return " ".join(words)
 
 
+COMMENT_MARK = re.compile(r"(\s)([;#])")
+
+
 def supervisord_command(prefix: list[str], args: list[str], *, port: int, color: str,
                         release: str, data: str) -> str:
     """supervisord's command=: %-expanded (so % is doubled), then split like a shell."""
     values = {"port": str(port), "color": color, "release": release, "data": data}
     argv = [*prefix, *(expand(a, values) for a in args)]
-    return shlex.join(argv).replace("%", "%%")
+    # Its ini reader cuts a value at ";" or "#" after whitespace even inside quotes: an
+    # empty quoted string ('') between them keeps the word and hides the comment marker
+    # (shlex.join quotes every word holding those, so each match is inside quotes).
+    return COMMENT_MARK.sub(r"\1''\2", shlex.join(argv).replace("%", "%%"))
 
 
 # ---- on the host --------------------------------------------------------------------------
