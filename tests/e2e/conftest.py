@@ -58,10 +58,16 @@ class Lab:
         (units, nginx site, files, and `more` units or paths)."""
         units = " ".join(u for u in more if not u.startswith("/"))
         paths = " ".join(p for p in more if p.startswith("/"))
+        # Debian's default site, which the app's first deploy moved aside, comes back
+        # unless another site is the default server now (a fresh server's port 80).
+        off = f"/srv/{app}/nginx-default-site.off"
+        restore = (f"if [ -f {off} ] && [ ! -e /etc/nginx/sites-enabled/default ] && ! grep -qs "
+                   f"default_server /etc/nginx/conf.d/*.conf; then mv {off} "
+                   f"/etc/nginx/sites-enabled/default; fi")
         for h in hosts:
             self.ssh(h, f"systemctl stop '{app}-*' {units}; "
-                        f"rm -f /etc/nginx/conf.d/goship-{app}.conf; systemctl reload nginx; "
-                        f"rm -rf /srv/{app} {paths}", check=False)
+                        f"rm -f /etc/nginx/conf.d/goship-{app}.conf; {restore}; "
+                        f"systemctl reload nginx; rm -rf /srv/{app} {paths}", check=False)
 
 
 @pytest.fixture(scope="session")
