@@ -76,6 +76,9 @@ def lab() -> Iterator[Lab]:
         skip("the lab needs root (CI runs as root)")
     from goship.lab import hosts
 
+    # A lab left up by an interrupted run keeps its hosts' disks (apps, canaries, moved
+    # nginx sites): the suites start from fresh servers, and `before` is the bare machine.
+    hosts.down()
     before = snapshot()
     hosts.up(3)
     yield Lab(before)
