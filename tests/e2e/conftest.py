@@ -31,8 +31,10 @@ def snapshot() -> dict[str, set[str]]:
                   for line in lines("ip", "-o", "link", "show")},
         "mounts": {line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()},
         "forward": lines("iptables", "-S", "FORWARD"),
+        # (a process waiting for the lab's lock is not part of the lab)
         "processes": {line for line in lines("ps", "-eo", "args")
-                      if "goship-lab" in line or "systemd --system" in line},
+                      if ("goship-lab" in line and "goship-lab.lock" not in line)
+                      or "systemd --system" in line},
         "files": {str(p) for p in Path("/run").glob("goship-lab*")},
         "cgroups": cgroups,
         "sysctl": {Path("/proc/sys/fs/inotify/max_user_instances").read_text().strip()},

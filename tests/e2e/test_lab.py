@@ -40,9 +40,16 @@ def test_host_keys_and_machine_ids_differ(lab: Lab) -> None:
 
 
 def test_hosts_reach_each_other_over_tcp(lab: Lab) -> None:
-    # nginx is installed and running as on a fresh server; h1 reaches h2's port 80.
-    res = lab.ssh("h1", "curl -s -o /dev/null -w '%{http_code}' http://10.78.0.12/")
-    assert res.stdout == "200"
+    # A listener of the test's own on h2 (the suites before this one own nginx's sites).
+    lab.ssh("h2", "mkdir -p /tmp/lab-tcp && echo from-h2 > /tmp/lab-tcp/index.html && "
+                  "systemd-run --unit lab-tcp-check --working-directory /tmp/lab-tcp "
+                  "python3 -m http.server --bind 10.78.0.12 18080")
+    try:
+        res = lab.ssh("h1", "for i in $(seq 50); do curl -sf http://10.78.0.12:18080/ && "
+                            "exit 0; sleep 0.1; done; exit 1")
+        assert res.stdout == "from-h2\n"
+    finally:
+        lab.ssh("h2", "systemctl stop lab-tcp-check", check=False)
 
 
 def test_units_on_one_host_do_not_touch_another(lab: Lab) -> None:
