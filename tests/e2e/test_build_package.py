@@ -382,6 +382,28 @@ def test_image_loads_into_docker_and_serves_as_non_root(run_cli: Run, release: P
                        capture_output=True, check=False)
 
 
+def test_an_image_carries_run_env_but_never_its_secrets(run_cli: Run,
+                                                        tmp_path: Path) -> None:
+    need("go")
+    root = copy_example(tmp_path / "hello-gin")
+    toml = root / "goship.toml"
+    toml.write_text(toml.read_text().replace(
+        '[run.env]\n', '[run.env]\nLOG_LEVEL = "info"\nDB_PASSWORD = "hunter2"\n'
+        'DATABASE_URL = "postgres://shop:pw-in-url@db/shop"\n', 1))
+    git(root, "commit", "-qam", "env")
+    git(root, "tag", "-f", "v1.2.3")
+    r = run_cli("package", "--image", "--json", "--skip-checks", cwd=root)
+    assert r.code == 0, r.err
+    with tarfile.open(json.loads(r.out)["image"]["path"]) as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+        config = json.loads(tar.extractfile(manifest[0]["Config"]).read())  # type: ignore[union-attr]
+    env = config["config"]["Env"]
+    assert "LOG_LEVEL=info" in env
+    assert not [e for e in env if e.startswith(("DB_PASSWORD=", "DATABASE_URL="))]
+    assert "hunter2" not in json.dumps(config)  # not in its labels or history either
+    assert "pw-in-url" not in json.dumps(config)
+
+
 PROJECTS = Path(__file__).resolve().parents[1] / "projects"
 
 

@@ -203,12 +203,16 @@ def run_package(project: Project, config: Config, *, image: bool = False,
             from goship.errors import UsageError
 
             raise UsageError("--image needs a linux target", hint="add --target linux/amd64")
+        from goship.render.inputs import public_env
+
         assets = archive.collect(project.root, config.build.assets, config.build.files)
         inputs = [oci.ImageInput(
             app=config.app.name, arch=b.target.arch,
             binary=archive.Entry(b.path.name, b.path.read_bytes(), 0o755), assets=assets,
             port=config.run.base_port, port_env=config.run.port_env,
-            env=dict(config.run.env)) for b in linux]
+            # A secret (by name, or a URL with a password) never goes into an image: the
+            # host passes it at run time from the release's 0600 env file.
+            env=public_env(config)) for b in linux]
         out = result.plan.out_dir / f"{config.app.name}_{result.plan.stamp.safe_version}" \
                                     "_image.tar"
         img = oci.build_image(inputs, result.plan.stamp, out)

@@ -37,7 +37,7 @@ class RenderInput:
     def public_env(self) -> dict[str, str]:
         """run.env without its secrets: what may go into an image, a ConfigMap or a
         script."""
-        return {k: v for k, v in self.config.run.env.items() if not _secret(k, v)}
+        return public_env(self.config)
 
     def secret_env(self) -> dict[str, str]:
         """Every secret: run.env's (by name, or a URL with a password), then the env
@@ -50,6 +50,10 @@ class RenderInput:
         if self.show_secrets:
             return self.secret_env()
         return dict.fromkeys(self.secret_env(), SECRET_MASK)
+
+
+def public_env(config: Config) -> dict[str, str]:
+    return {k: v for k, v in config.run.env.items() if not _secret(k, v)}
 
 
 def _secret(name: str, value: str) -> bool:
