@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from goship.command import Cmd
-from goship.errors import CommandTimedOut, Unreachable
+from goship.errors import CommandFailed, CommandTimedOut, Unreachable
 from goship.transport import SshTransport
 from goship.transport.session import Session, SessionLost
 
@@ -103,3 +103,41 @@ def test_a_timed_out_command_ends_its_session(tmp_path: Path) -> None:
     assert not t.opened[0].alive()
     assert t.check(Cmd.of("echo", "ok")).stdout == "ok\n"  # a new session next time
     t.close()
+
+
+def test_commands_sent_together_answer_in_order_each_with_its_own_output(
+        tmp_path: Path) -> None:
+    t = Stub(tmp_path)
+    cmds = [Cmd.of("sh", "-c", "echo one; echo e1 >&2; exit 1"),
+            Cmd.of("cat").with_stdin(b"two\n"),
+            Cmd.of("sh", "-c", "printf three")]
+    got = t.run_all(cmds)
+    assert [(r.code, r.stdout, r.stderr) for r in got] == \
+        [(1, "one\n", "e1\n"), (0, "two\n", ""), (0, "three", "")]
+    assert len(t.opened) == 1
+    t.close()
+
+
+def test_a_later_command_runs_in_order_and_its_failure_is_raised_by_settle(
+        tmp_path: Path) -> None:
+    t = Stub(tmp_path)
+    log = tmp_path / "order"
+    t.later(Cmd.of("sh", "-c", 'echo a >> "$1"', "x", str(log)))
+    t.later(Cmd.of("sh", "-c", 'echo b >> "$1"; echo no room >&2; exit 4', "x", str(log)))
+    # A command after them runs after them on the host, and still answers for itself.
+    assert t.run(Cmd.of("sh", "-c", 'echo c >> "$1"; cat "$1"', "x", str(log))).stdout == \
+        "a\nb\nc\n"
+    with pytest.raises(CommandFailed) as info:
+        t.settle()
+    assert "exited 4" in info.value.line()
+    assert "no room" in info.value.line()
+    t.settle()  # reported once
+    t.close()
+
+
+def test_close_reads_what_later_commands_owe_before_the_shell_ends(tmp_path: Path) -> None:
+    t = Stub(tmp_path)
+    log = tmp_path / "done"
+    t.later(Cmd.of("sh", "-c", 'sleep 0.3; echo done > "$1"', "x", str(log)))
+    t.close(wait=False)
+    assert log.read_text() == "done\n"  # ran to the end before close returned

@@ -191,13 +191,22 @@ def connect(env: Environment) -> list[Host]:
 
 def close(hosts: list[Host]) -> None:
     for h in hosts:
-        h.t.close()
+        try:
+            h.t.settle()  # the last records (journal, unlock) answer here
+        except GoshipError as e:
+            ui.warn(f"{h.name}: {e.message}")
+        # The command is over: its remote shells end by themselves, nobody waits for them.
+        h.t.close(wait=False)
 
 
 @contextmanager
 def fleet(env: Environment) -> Iterator[list[Host]]:
     """The environment's hosts, connected and with their facts; closed however the block
     ends. The one place that owns connect and close."""
+    from goship.render.engine import warm
+
+    # The nginx site is rendered at every switch: compile it while the hosts answer.
+    threading.Thread(target=warm, args=("nginx.site.conf.j2",), daemon=True).start()
     hosts = connect(env)
     try:
         yield hosts
@@ -229,6 +238,7 @@ class Deployer:
             h.services.cancel_stop(m.new_color)
             m.notes.append(f"warm standby on {m.new_color}: no start")
             self._gate(m, started)
+            h.t.settle()
             return
         h.ensure_layout()
         h.clean(p.clean)
@@ -261,6 +271,7 @@ class Deployer:
                     owner=None if h.local else self.config.service_user)
         h.services.start(m.new_color)
         self._gate(m, started)
+        h.t.settle()
 
     def _gate(self, m: Move, started: float) -> None:
         h, p = m.host, m.plan
@@ -283,6 +294,7 @@ class Deployer:
         t0 = time.monotonic()
         m.old_workers = h.nginx.switch(m.new_color, m.release, self.project.root)
         m.switched = True
+        h.t.settle()
         m.timings["switch"] = time.monotonic() - t0
         ui.info(f"{h.name}: nginx -> {m.new_color} ({m.release})")
 
@@ -317,11 +329,12 @@ class Deployer:
             m.notes.append(f"stopped this app's instances left on {_ports(p.drift)}")
         m.step = "record"
         h.services.enable(m.new_color, p.drift)
-        h.link(h.paths.current, f"releases/{m.release}")
+        h.link(h.paths.current, f"releases/{m.release}", later=True)
         history = [r for r in h.state.get("history", []) if r != m.release] + [m.release]
         previous = ({"release": m.old_release, "color": m.old_color}
                     if m.old_release else h.state.get("previous"))
-        h.write_state(live={"release": m.release, "color": m.new_color}, previous=previous,
+        h.write_state(later=True, live={"release": m.release, "color": m.new_color},
+                      previous=previous,
                       history=history[-50:], ports=p.ports, standby=standby,
                       site=site_digest(self.config, p.ports, h.nginx.lua))
         h.live_color, h.live_release = m.new_color, m.release
@@ -329,6 +342,7 @@ class Deployer:
         if removed:
             m.notes.append(f"pruned {', '.join(removed)}")
         self.hook_remote(h, self.config.deploy.hooks.post_deploy_remote, m)
+        h.t.settle()  # the records above, sent without waiting for each answer
         m.step = "done"
 
     def undo(self, m: Move) -> None:
@@ -353,6 +367,7 @@ class Deployer:
             # It was the warm standby: it stays one, for what is left of its window.
             h.services.schedule_stop(m.new_color, new_ports,
                                      float(before["until"]) - time.time())
+            h.t.settle()
             return
         h.services.stop(m.new_color, new_ports)
 

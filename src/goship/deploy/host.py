@@ -23,7 +23,7 @@ from goship.deploy.ports import recorded_ports
 from goship.deploy.proxy import Nginx, OwnNginx, SystemNginx
 from goship.deploy.services import Services, Supervisor, Systemd
 from goship.envquote import systemd as _env_quote  # the EnvironmentFile syntax
-from goship.errors import ApplyError, NotYetError, TransportError
+from goship.errors import ApplyError, CommandFailed, NotYetError, TransportError
 from goship.facts import HostFacts, gather
 from goship.render import kinds
 from goship.transport.base import Transport
@@ -74,7 +74,7 @@ class Host:
 
     # ---- facts -------------------------------------------------------------------------
     def refresh(self) -> None:
-        res = self.t.run(Cmd.of("cat", self.paths.state))
+        res, *site = self.t.run_all([Cmd.of("cat", self.paths.state), *self.nginx.live_cmds()])
         try:
             self.state = json.loads(res.stdout) if res.ok else {}
         except json.JSONDecodeError:
@@ -83,7 +83,7 @@ class Host:
             self.state = {}
         self.use_ports(recorded_ports(self.state, self.config))
         self.nginx.site_ports = {c: list(p) for c, p in self.port_map.items()}
-        self.live_color, self.live_release = self.nginx.live_color()
+        self.live_color, self.live_release = self.nginx.live_from(*site)
 
     def view(self) -> HostView:
         """The facts a plan reads: releases on disk with their sha256, environments kept,
@@ -198,8 +198,12 @@ class Host:
             raise ApplyError(f"{self.name}: the upload failed verification, nothing was "
                              f"used: {res.stderr.strip().splitlines()[-1:] or res.stdout}")
 
-    def link(self, link: str, target: str) -> None:
-        self.t.check(Cmd.of("sh", "-c", scripts.LINK, "goship-link", link, target))
+    def link(self, link: str, target: str, *, later: bool = False) -> None:
+        cmd = Cmd.of("sh", "-c", scripts.LINK, "goship-link", link, target)
+        if later:
+            self.t.later(cmd)  # a record: what follows does not depend on it
+        else:
+            self.t.check(cmd)
 
     def point_color(self, color: str, rid: str) -> None:
         self.link(self.paths.color_link(color), f"releases/{rid}")
@@ -208,17 +212,27 @@ class Host:
     def gate(self, color: str, *, interval: float | None = None,
              successes: int | None = None) -> Gate:
         h = self.config.run.health
-        before = self.services.pids(color)
         urls = [f"http://127.0.0.1:{p}{h.path}" for p in self.services.ports(color)]
-        res = self.t.run(Cmd.of("sh", "-c", scripts.HEALTH_GATE, "goship-gate",
-                                f"{h.deadline:g}", str(successes or h.successes),
-                                f"{interval or h.interval:g}", f"{h.timeout:g}", *urls),
-                         timeout=h.deadline + 30)
+        gate = Cmd.of("sh", "-c", scripts.HEALTH_GATE, "goship-gate", f"{h.deadline:g}",
+                      str(successes or h.successes), f"{interval or h.interval:g}",
+                      f"{h.timeout:g}", *urls)
+        query = self.services.pids_query(color)
+        if query is not None:
+            # PIDs before, the gate, PIDs after: in order on the host, one round trip.
+            cmd, parse = query
+            b, res, a = self.t.run_all([cmd, gate, cmd], timeout=h.deadline + 30)
+            for r in (b, a):
+                if not r.ok:
+                    raise CommandFailed(self.name, cmd.display(), r.code, r.stderr.strip())
+            before, after = parse(b.stdout), parse(a.stdout)
+        else:
+            before = self.services.pids(color)
+            res = self.t.run(gate, timeout=h.deadline + 30)
+            after = self.services.pids(color) if res.ok else {}
         last = (res.stdout.strip().splitlines() or ["fail ? no output"])[-1]
         if not res.ok:
             _, url, detail = ([*last.split(" ", 2), "", ""])[:3]
             return Gate(False, f"{url}: {detail}")
-        after = self.services.pids(color)
         dead = [p for p, pid in after.items() if pid is None]
         if dead:
             return Gate(False, f"instance on port {dead[0]} is not running after the gate")
@@ -229,11 +243,15 @@ class Host:
         return Gate(True, f"{len(urls)} instance(s) healthy")
 
     # ---- records -----------------------------------------------------------------------
-    def write_state(self, **changes: Any) -> None:
+    def write_state(self, *, later: bool = False, **changes: Any) -> None:
+        """`later`: the answer is read with the next command's (`settle` raises)."""
         state = {**self.state, **changes, "app": self.config.app.name, "schema": 1,
                  "updated": now(), "manager": self.services.name}
         data = (json.dumps(state, indent=2, sort_keys=True) + "\n").encode()
-        self.t.put(self.paths.state, data, mode=0o644)
+        if later:
+            self.t.put_later(self.paths.state, data, mode=0o644)
+        else:
+            self.t.put(self.paths.state, data, mode=0o644)
         self.state = state
 
     def journal(self, entry: dict[str, Any]) -> None:
@@ -242,8 +260,9 @@ class Host:
         line = json.dumps({"time": now(), "who": who(), "host": self.name, **entry},
                           sort_keys=True)
         try:
-            self.t.run(Cmd.of("sh", "-c", scripts.APPEND, "goship-journal",
-                              self.paths.journal, line), timeout=15)
+            # Read with the next command's answer; the engine settles (and warns) at the end.
+            self.t.later(Cmd.of("sh", "-c", scripts.APPEND, "goship-journal",
+                                self.paths.journal, line), timeout=15)
         except TransportError as e:
             from goship.ui import ui
 

@@ -86,8 +86,9 @@ class Lock:
     def release(self) -> None:
         for h in self.held:
             try:
-                h.t.run(Cmd.of("sh", "-c", scripts.UNLOCK, "goship-unlock", h.paths.root,
-                               self.token), timeout=15)
+                # Its answer is read when the host's connection closes.
+                h.t.later(Cmd.of("sh", "-c", scripts.UNLOCK, "goship-unlock", h.paths.root,
+                                 self.token), timeout=15)
             except TransportError:
                 continue
         self.held = []

@@ -16,7 +16,7 @@ from goship.deploy.services import install_file
 from goship.errors import ApplyError
 from goship.render import kinds
 from goship.render.context import COLORS, Paths, control_socket, tls_site
-from goship.transport.base import Transport
+from goship.transport.base import Result, Transport
 
 HEADER = re.compile(r"\(release ([A-Za-z0-9._-]+), color (blue|green)\)")
 LUA_MODULES = ("/usr/lib/nginx/modules/ndk_http_module.so",
@@ -89,18 +89,25 @@ class Nginx(abc.ABC):
     def live_color(self) -> tuple[str | None, str | None]:
         """(color, release) nginx routes to now: asked of nginx itself (Lua), else read from
         the installed site. The truth, even if goship crashed before writing its state."""
-        text = self.read_site()
+        return self.live_from(*self.t.run_all(self.live_cmds()))
+
+    def live_cmds(self) -> list[Cmd]:
+        """The site and the Lua control's answer (read together: one round trip)."""
+        return [Cmd.of("cat", self.site_path), self._control_cmd()]
+
+    def live_from(self, site: Result, control: Result) -> tuple[str | None, str | None]:
+        text = site.stdout if site.ok else None
         if not text:
             return None, None
         if "balancer_by_lua_block" in text:
-            answer = self._control()
+            answer = self._answer(control)
             if answer is not None:
                 return answer
         m = HEADER.search(text)
         return (m.group(2), m.group(1)) if m else (None, None)
 
-    def _control(self, put: tuple[str, str] | None = None,
-                 ports: PortMap | None = None) -> tuple[str, str] | None:
+    def _control_cmd(self, put: tuple[str, str] | None = None,
+                     ports: PortMap | None = None) -> Cmd:
         args = ["curl", "-s", "--max-time", "5", "--unix-socket", self.control,
                 "http://goship/live"]
         if put:
@@ -108,7 +115,14 @@ class Nginx(abc.ABC):
                 f" {c}={','.join(str(p) for p in ports[c])}" for c in COLORS
                 if ports and ports.get(c))
             args += ["-X", "PUT", "--data-binary", body]
-        res = self.t.run(Cmd.of(*args))
+        return Cmd.of(*args)
+
+    def _control(self, put: tuple[str, str] | None = None,
+                 ports: PortMap | None = None) -> tuple[str, str] | None:
+        return self._answer(self.t.run(self._control_cmd(put, ports)))
+
+    @staticmethod
+    def _answer(res: Result) -> tuple[str, str] | None:
         parts = res.stdout.split()
         if res.ok and len(parts) == 2 and parts[0] in COLORS:
             return parts[0], parts[1]
@@ -132,14 +146,16 @@ class Nginx(abc.ABC):
         """Route to `color`. Returns the old workers, which finish in-flight requests (none
         when Lua switched without a reload)."""
         text = self.render(color, release, root)
-        old_text = self.read_site()
+        site, control = self.t.run_all(self.live_cmds())
+        old_text = site.stdout if site.ok else None
         if self.lua and old_text is not None:
-            live = self._control()
+            live = self._answer(control)
             if live is not None and \
                     self.render(live[0], live[1], root, self.site_ports) == old_text:
                 # Same config but for the color and the ports: no reload. The file gets the
-                # new default so a restarted nginx comes back on the right color and ports.
-                install_file(self.t, self.site_path, text)
+                # new default so a restarted nginx comes back on the right color and ports
+                # (written just before the switch, on the host, in that order).
+                install_file(self.t, self.site_path, text, later=True)
                 if self._control(put=(color, release), ports=self.port_map) \
                         != (color, release):
                     raise ApplyError(f"{self.t.name}: nginx's control socket did not take "

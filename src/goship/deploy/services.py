@@ -8,6 +8,7 @@ import re
 import shlex
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from goship.command import Cmd
@@ -35,8 +36,13 @@ from goship.render import kinds
 from goship.transport.base import Transport
 
 
-def install_file(t: Transport, path: str, text: str, mode: str = "644") -> bool:
+def install_file(t: Transport, path: str, text: str, mode: str = "644", *,
+                 later: bool = False) -> bool:
+    """Whether the file changed (`later`: not known, the answer is read later)."""
     cmd = Cmd.of("sh", "-c", INSTALL_FILE, "goship-install", path, mode)
+    if later:
+        t.later(cmd.with_stdin(text.encode()))
+        return True
     res = t.check(cmd.with_stdin(text.encode()))
     return res.stdout.strip() == "changed"
 
@@ -83,6 +89,12 @@ class Services(abc.ABC):
     @abc.abstractmethod
     def pids(self, color: str) -> dict[int, int | None]:
         """port -> running PID (None when not running)."""
+
+    def pids_query(self, color: str
+                   ) -> tuple[Cmd, Callable[[str], dict[int, int | None]]] | None:
+        """`pids` as a command and the parser of its output, so the health gate can send
+        it with the gate in one round trip; None: call `pids`."""
+        return None
 
     @abc.abstractmethod
     def log_tail(self, color: str, lines: int = 15) -> str: ...
@@ -153,21 +165,28 @@ class Systemd(Services):
 
     def schedule_stop(self, color: str, ports: list[int], seconds: float) -> None:
         name = standby_unit(self.config.app.name, color)
-        # One round trip: forget an earlier timer of that name, then arm the new one.
-        self.t.check(Cmd.of("sh", "-c", SYSTEMD_STANDBY, "goship-standby", name,
+        # One command: forget an earlier timer of that name, then arm the new one. Its
+        # answer is read with the next command's (`settle` raises a failure).
+        self.t.later(Cmd.of("sh", "-c", SYSTEMD_STANDBY, "goship-standby", name,
                             f"{max(1, int(seconds + 0.999))}s",
                             f"goship: stop the warm standby {color} of {self.config.app.name}",
                             *self.units(color, ports)))
 
     def cancel_stop(self, color: str) -> None:
         name = standby_unit(self.config.app.name, color)
-        self.t.run(Cmd.of("sh", "-c", SYSTEMD_CANCEL, "goship-standby-cancel", name))
+        self.t.later(Cmd.of("sh", "-c", SYSTEMD_CANCEL, "goship-standby-cancel", name))
 
     def pids(self, color: str) -> dict[int, int | None]:
+        cmd, parse = self.pids_query(color)
+        return parse(self.t.check(cmd).stdout)
+
+    def pids_query(self, color: str) -> tuple[Cmd, Callable[[str], dict[int, int | None]]]:
         units = self.units(color)
-        res = self.t.check(Cmd.of("systemctl", "show", "-p", "MainPID", "-p", "ActiveState",
-                                  *units))
-        blocks = list(res.stdout.strip().split("\n\n"))
+        return (Cmd.of("systemctl", "show", "-p", "MainPID", "-p", "ActiveState", *units),
+                lambda text: self._parse_pids(color, text))
+
+    def _parse_pids(self, color: str, text: str) -> dict[int, int | None]:
+        blocks = list(text.strip().split("\n\n"))
         out: dict[int, int | None] = {}
         for port, block in zip(self.ports(color), blocks, strict=False):
             props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
@@ -188,7 +207,7 @@ class Systemd(Services):
         stale = [u for c in COLORS for u in self.units(c, [*self.ports(c), *(also or [])])
                  if u not in keep]
         # --no-reload: boot only needs the symlinks; a daemon-reload costs ~0.25 s each.
-        self.t.check(Cmd.of("sh", "-c", SYSTEMD_ENABLE, "goship-enable", str(len(keep)),
+        self.t.later(Cmd.of("sh", "-c", SYSTEMD_ENABLE, "goship-enable", str(len(keep)),
                             *keep, *dict.fromkeys(stale)))
 
     def logs_cmd(self, follow: bool, since: str | None, lines: int) -> Cmd:

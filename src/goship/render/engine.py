@@ -3,6 +3,7 @@ same name in goship/templates/ next to goship.toml."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from pathlib import Path
@@ -33,6 +34,18 @@ def _environment(overrides: Path | None) -> Any:
                        sh_quote=envquote.sh, supervisord_env=envquote.supervisord,
                        ps_quote=envquote.powershell)
     return env
+
+
+def warm(*names: str) -> None:
+    """Import Jinja and compile templates ahead of their first use (a deploy starts this in
+    a thread while it waits for its hosts to answer). Templates a project overrides are
+    compiled when first used."""
+    from jinja2 import TemplateError
+
+    env = _environment(None)
+    for name in names:
+        with contextlib.suppress(TemplateError):
+            env.get_template(name)
 
 
 def render(name: str, project_root: Path | None = None, **context: Any) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import abc
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from goship.command import Cmd
@@ -48,6 +49,36 @@ class Transport(abc.ABC):
                                 mask(res.stderr or res.stdout, cmd.secrets))
         return res
 
+    def run_all(self, cmds: Sequence[Cmd], *, timeout: float = 120.0) -> list[Result]:
+        """Independent commands, answered in order as `run` answers each. Where the
+        transport can (an SSH session), they leave together: one round trip for all."""
+        return [self.run(c, timeout=timeout) for c in cmds]
+
+    def later(self, cmd: Cmd, *, timeout: float = 120.0) -> None:
+        """A command nobody needs the answer of right now (a record, a timer): a failure is
+        raised by the next `settle`. Over SSH it leaves at once and its answer is read with
+        the next command's, so a run of them costs one round trip."""
+        res = self.run(cmd, timeout=timeout)
+        if not res.ok:
+            self._late(cmd, res)
+
+    def put_later(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
+        """`put`, answered like `later`."""
+        self.put(path, data, mode=mode)
+
+    def settle(self) -> None:
+        """Raise the first failure of the commands run `later` since the last settle."""
+        failures: list[CommandFailed] = self.__dict__.pop("_late_failures", [])
+        if failures:
+            raise failures[0]
+
+    def _late(self, cmd: Cmd, res: Result) -> None:
+        from goship.command import mask
+
+        self.__dict__.setdefault("_late_failures", []).append(
+            CommandFailed(self.name, cmd.display(), res.code,
+                          mask(res.stderr or res.stdout, cmd.secrets)))
+
     def stream(self, cmd: Cmd) -> subprocess.Popen[bytes]:
         """Start a long-running command (`tail -F`, `journalctl -f`); stdout is a pipe."""
         return subprocess.Popen(self.stream_argv(cmd), stdout=subprocess.PIPE,
@@ -56,8 +87,9 @@ class Transport(abc.ABC):
     def stream_argv(self, cmd: Cmd) -> list[str]:
         return list(cmd.full_argv())
 
-    def close(self) -> None:  # noqa: B027 (most transports hold nothing)
-        """Release the connection, if any."""
+    def close(self, *, wait: bool = True) -> None:  # noqa: B027 (most hold nothing)
+        """Release the connection, if any (`wait=False`: this process is ending, do not
+        wait for the remote side to finish closing)."""
 
 
 PUT_SCRIPT = (

@@ -48,7 +48,10 @@ class Session:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def close(self, *, kill: bool = False) -> None:
+    def close(self, *, kill: bool = False, wait: bool = True) -> None:
+        """End the remote shell: at its stdin's end it removes its temporary directory and
+        exits, and ssh with it. `wait=False` when this process is about to exit anyway: the
+        shell finishes by itself, and the user does not wait for it."""
         if self.proc.poll() is None and kill:
             self.proc.kill()
             self.proc.wait()
@@ -56,7 +59,8 @@ class Session:
             try:
                 if self.proc.stdin is not None:
                     self.proc.stdin.close()
-                self.proc.wait(timeout=5)
+                if wait:
+                    self.proc.wait(timeout=5)
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
@@ -108,6 +112,12 @@ class Session:
             self.buf += chunk
 
     def run(self, shell: str, stdin: bytes | None, timeout: float) -> Result:
+        self.send(shell, stdin)
+        return self.receive(timeout)
+
+    def send(self, shell: str, stdin: bytes | None) -> None:
+        """Write one command; its answer comes back, in order, from `receive`. Several may
+        be sent before the first is received (the shell runs them one after another)."""
         script = []
         if stdin is not None:
             end = "GOSHIP_EOF_" + secrets.token_hex(8)
@@ -125,6 +135,8 @@ class Session:
             raise self._dead()
         self.sent = True
         self._write(data)
+
+    def receive(self, timeout: float) -> Result:
         deadline = time.monotonic() + timeout
         header = self._read_until(None, deadline).decode(errors="replace").split()
         while header[:1] != [self.marker]:  # anything else on stdout is not ours

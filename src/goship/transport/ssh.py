@@ -27,6 +27,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,6 +105,7 @@ class SshTransport(Transport):
         self.user, self.host, self.port = user, host, port
         self.name = name or (host if user is None else f"{user}@{host}")
         self.session: Session | None = None
+        self.pending: list[Cmd] = []  # sent by `later`, answers not read yet (in order)
         self.lock = threading.Lock()
         self._control_path: str | None = None
         self._config: dict[str, str] | None = None
@@ -245,24 +247,63 @@ class SshTransport(Transport):
         return self.session
 
     # ---- the transport ------------------------------------------------------------------
+    def _argv(self, cmd: Cmd) -> str:
+        return shlex.join(cmd.argv if self.options.sudo else cmd.full_argv())
+
+    def _live_session(self) -> Session:
+        if self.down is not None and time.monotonic() - self.down[0] < DOWN_SECONDS:
+            raise self.down[1]
+        try:
+            return self._session()
+        except Unreachable as e:
+            self.down = (time.monotonic(), e)
+            raise
+
+    def _lost(self, session: Session, e: BaseException, what: str, timeout: float) -> None:
+        """The session is unusable after a timeout or a lost connection: raise the error
+        the caller sees. Answers still owed by commands sent `later` are lost with it."""
+        lost, self.pending = self.pending, []
+        for c in lost:
+            self._late(c, Result(255, "", "the connection ended before it answered"))
+        if isinstance(e, TimeoutError):
+            session.close(kill=True)
+            self.session = None
+            raise CommandTimedOut(self.name, what, timeout) from None
+        self.session = None
+        if isinstance(e, SessionLost):
+            self.down = (time.monotonic(), e)
+        raise e
+
+    def _drain(self, timeout: float = 120.0) -> None:
+        """Read the answers owed by commands sent `later` (they come first on the stream)."""
+        while self.pending:
+            session = self.session
+            if session is None:
+                self._lost_quietly()
+                return
+            try:
+                res = session.receive(timeout)
+            except (TimeoutError, SessionLost) as e:
+                self._lost(session, e, self.pending[0].display(), timeout)
+            c = self.pending.pop(0)
+            if not res.ok:
+                self._late(c, res)
+
+    def _lost_quietly(self) -> None:
+        lost, self.pending = self.pending, []
+        for c in lost:
+            self._late(c, Result(255, "", "the connection ended before it answered"))
+
     def run(self, cmd: Cmd, *, timeout: float = 120.0) -> Result:
         ui.debug(f"{self.name}: {cmd.display()}")
         with self.lock:
-            if self.down is not None and time.monotonic() - self.down[0] < DOWN_SECONDS:
-                raise self.down[1]
-            argv = cmd.argv if self.options.sudo else cmd.full_argv()
+            self._drain()
             for attempt in (1, 2):
+                session = self._live_session()
                 try:
-                    session = self._session()
-                except Unreachable as e:
-                    self.down = (time.monotonic(), e)
-                    raise
-                try:
-                    return session.run(shlex.join(argv), cmd.stdin, timeout)
-                except TimeoutError:
-                    session.close(kill=True)
-                    self.session = None
-                    raise CommandTimedOut(self.name, cmd.display(), timeout) from None
+                    return session.run(self._argv(cmd), cmd.stdin, timeout)
+                except TimeoutError as e:
+                    self._lost(session, e, cmd.display(), timeout)
                 except SessionLost as e:
                     self.session = None
                     if attempt == 1 and not e.sent:
@@ -275,11 +316,53 @@ class SshTransport(Transport):
                     raise
             raise AssertionError("unreachable: the second attempt returns or raises")
 
+    def run_all(self, cmds: Sequence[Cmd], *, timeout: float = 120.0) -> list[Result]:
+        if len(cmds) < 2 or sum(len(c.stdin or b"") for c in cmds) > 1 << 16:
+            # Large inputs go one by one: all written before any answer is read, they could
+            # fill both pipes.
+            return super().run_all(cmds, timeout=timeout)
+        for c in cmds:
+            ui.debug(f"{self.name}: {c.display()}")
+        with self.lock:
+            self._drain()
+            session = self._live_session()
+            out = []
+            try:
+                for c in cmds:
+                    session.send(self._argv(c), c.stdin)
+                for _ in cmds:
+                    out.append(session.receive(timeout))
+            except (TimeoutError, SessionLost) as e:
+                self._lost(session, e, cmds[len(out)].display(), timeout)
+            return out
+
+    def later(self, cmd: Cmd, *, timeout: float = 120.0) -> None:
+        if cmd.stdin is not None and len(cmd.stdin) > 1 << 16:
+            super().later(cmd, timeout=timeout)
+            return
+        ui.debug(f"{self.name}: {cmd.display()} (answer read later)")
+        with self.lock:
+            if len(self.pending) >= 16:
+                self._drain(timeout)
+            session = self._live_session()
+            try:
+                session.send(self._argv(cmd), cmd.stdin)
+            except SessionLost as e:
+                self._lost(session, e, cmd.display(), timeout)
+            self.pending.append(cmd)
+
+    def settle(self) -> None:
+        with self.lock:
+            self._drain()
+        super().settle()
+
     def put(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
-        res = self.run(Cmd.of("sh", "-c", PUT_SCRIPT, "goship-put", path, f"{mode:o}")
-                       .with_stdin(data), timeout=300)
+        res = self.run(_put_cmd(path, data, mode), timeout=300)
         if not res.ok:
             raise TransportError(f"{self.name}: cannot write {path}: {res.stderr.strip()}")
+
+    def put_later(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
+        self.later(_put_cmd(path, data, mode), timeout=300)
 
     def get(self, path: str) -> bytes:
         # Through the session (base64: its output is text), so a stale master is replaced
@@ -292,9 +375,18 @@ class SshTransport(Transport):
     def stream_argv(self, cmd: Cmd) -> list[str]:
         return [*self.base_argv(), "--", self.host, self._remote(cmd.full_argv())]
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = True) -> None:
         """End this process's remote shell. The master stays for the next goship command
-        (and for any other goship using it right now)."""
-        if self.session is not None:
-            self.session.close()
-            self.session = None
+        (and for any other goship using it right now). Answers owed by `later` commands
+        are read first; their failures are for `settle` before this."""
+        with self.lock:
+            if self.pending:
+                with contextlib.suppress(TransportError, TimeoutError):
+                    self._drain(15)
+            if self.session is not None:
+                self.session.close(wait=wait)
+                self.session = None
+
+
+def _put_cmd(path: str, data: bytes, mode: int) -> Cmd:
+    return Cmd.of("sh", "-c", PUT_SCRIPT, "goship-put", path, f"{mode:o}").with_stdin(data)
