@@ -86,6 +86,16 @@ def lab() -> Iterator[Lab]:
 
 
 @pytest.fixture(scope="session")
+def docker_lab(lab: Lab) -> Lab:
+    """The lab's hosts with a Docker engine each (`goship lab up --docker`); `lab`'s
+    teardown removes them, engines and containers included."""
+    from goship.lab import hosts
+
+    hosts.up(3, docker=True)
+    return lab
+
+
+@pytest.fixture(scope="session")
 def hello_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example service, built with version variables stamped as goship will stamp them."""
     go = need("go")

@@ -252,3 +252,19 @@ def test_pids_are_running_containers_only() -> None:
     s.port_map["blue"] = [8080, 8081]
     assert s.pids("blue") == {8080: 41, 8081: None}
     assert "shop-blue-8081 restarting (exit code 2, restarted 5 time(s))" in s.why("blue")
+
+
+# ---- goship remove -----------------------------------------------------------------------
+def test_remove_plans_the_apps_containers_and_images_only() -> None:
+    from goship.deploy.remove import parse_probe, plan_host
+
+    text = ("@root\nyes\n@entries\nreleases\n@containers\nshop-blue-8080\nshop-green-8180\n"
+            "shop-admin-blue-8090\n@images\ngoship-shop:v1-abc\ngoship-shop-admin:v1-x\n"
+            "@user\n@end\n")
+    f = parse_probe(text, "shop", "shop", PATHS)
+    assert f.containers == ("shop-blue-8080", "shop-green-8180")
+    assert f.images == ("goship-shop:v1-abc",)
+    steps = {s.kind: s.what for s in plan_host("h1", "shop", "shop", PATHS, f,
+                                               purge_data=False).steps}
+    assert steps["stop and remove containers"] == ("shop-blue-8080", "shop-green-8180")
+    assert steps["remove images"] == ("goship-shop:v1-abc",)
