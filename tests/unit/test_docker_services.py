@@ -106,7 +106,10 @@ def test_run_argv_hardening_limits_and_env_file() -> None:
     assert "no-new-privileges" in argv
     assert argv[argv.index("--user") + 1] == "998:998"
     assert "nproc=512:1024" in argv
-    assert "nofile=65536:65536" in argv
+    assert not any(a.startswith("nofile=") for a in argv)  # the engine's default
+    argv = run_argv(config(limit_nofile=4096), PATHS, color="green", port=8180, release="r1",
+                    env_file="/e", user=None)
+    assert "nofile=4096:4096" in argv
     assert argv[argv.index("--restart") + 1] == "unless-stopped"
     assert "/tmp:rw,nosuid,nodev,size=64m" in joined
     assert argv[-1] == "goship-shop:r1"
@@ -155,8 +158,8 @@ def test_env_file_is_literal_and_refuses_newlines() -> None:
 def test_parse_ps_and_inspect() -> None:
     assert parse_ps("blue 8080 running\ngreen 8180 exited\ngreen 8181 restarting\n"
                     "other 1 running\n") == {"blue": [8080], "green": [8181]}
-    got = parse_inspect("/shop-blue-8080|running|123|2|abcdef0123456789|goship-shop:r1|none|0\n"
-                        "garbage\n")
+    got = parse_inspect('/shop-blue-8080|2|abcdef0123456789|goship-shop:r1|{"Status":"running",'
+                        '"Pid":123,"ExitCode":0,"Error":"a|b"}\ngarbage\n')
     c = got["shop-blue-8080"]
     assert (c.pid, c.restarts, c.status, c.health, c.image) == \
         (123, 2, "running", "none", "goship-shop:r1")
@@ -246,8 +249,9 @@ def test_standby_is_a_systemd_timer_that_stops_the_containers() -> None:
 
 
 def test_pids_are_running_containers_only() -> None:
-    out = ("/shop-blue-8080|running|41|0|a|goship-shop:r1|none|0\n"
-           "/shop-blue-8081|restarting|0|5|b|goship-shop:r1|none|2\n")
+    out = ('/shop-blue-8080|0|a|goship-shop:r1|{"Status":"running","Pid":41,"ExitCode":0}\n'
+           '/shop-blue-8081|5|b|goship-shop:r1|{"Status":"restarting","Pid":0,"ExitCode":2,'
+           '"Health":{"Status":"unhealthy"}}\n')
     s, _ = services({"docker inspect": Result(0, out, "")})
     s.port_map["blue"] = [8080, 8081]
     assert s.pids("blue") == {8080: 41, 8081: None}

@@ -40,6 +40,13 @@ IN_CONTAINER_DATA = "/data"  # where {data} (the app's shared data directory) is
 APP_DIR = "/app"
 
 
+def first_line(text: str) -> str:
+    """docker's own error line: the first one (the last is "Run 'docker run --help'")."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()
+             and not ln.strip().startswith(("See 'docker", "Run 'docker"))]
+    return lines[0] if lines else "no output"
+
+
 def image_ref(app: str, rid: str) -> str:
     return f"goship-{app}:{rid}"
 
@@ -165,8 +172,11 @@ def run_argv(config: Config, paths: Paths, *, color: str, port: int, release: st
         argv += ["--cpus", f"{d.cpus:g}"]
     if d.pids_limit is not None:
         argv += ["--pids-limit", str(d.pids_limit)]
-    ulimits = {"nofile": f"{config.run.limit_nofile}:{config.run.limit_nofile}",
-               **d.ulimits}
+    # nofile: the engine's own default (Debian's: 1048576) unless run.limit_nofile is set;
+    # a container cannot raise a limit past the engine's hard limit.
+    n = config.run.limit_nofile
+    ulimits = {**({"nofile": f"{n}:{n}"} if "limit_nofile" in config.run.model_fields_set
+                  else {}), **d.ulimits}
     for name, value in sorted(ulimits.items()):
         argv += ["--ulimit", f"{name}={value}"]
     root = data_root(paths)
@@ -214,9 +224,9 @@ exec systemd-run --quiet --collect --unit="$name" --on-active="$delay" \
   "$t" "$@"
 """
 
-INSPECT_FORMAT = ("{{.Name}}|{{.State.Status}}|{{.State.Pid}}|{{.RestartCount}}|{{.Id}}|"
-                  "{{.Config.Image}}|{{if .State.Health}}{{.State.Health.Status}}"
-                  "{{else}}none{{end}}|{{.State.ExitCode}}")
+# State as JSON, last: engines before 23 fail a template that names a missing key
+# (.State.Health of an image without HEALTHCHECK), and an error string may hold "|".
+INSPECT_FORMAT = "{{.Name}}|{{.RestartCount}}|{{.Id}}|{{.Config.Image}}|{{json .State}}"
 
 PS_FORMAT = '{{.Label "io.goship.color"}} {{.Label "io.goship.port"}} {{.State}}'
 
@@ -236,14 +246,23 @@ class Container:
 def parse_inspect(text: str) -> dict[str, Container]:
     out = {}
     for line in text.splitlines():
-        parts = line.strip().split("|")
-        if len(parts) != 8:
+        parts = line.strip().split("|", 4)
+        if len(parts) != 5:
             continue
-        name, status, pid, restarts, cid, image, health, code = parts
+        name, restarts, cid, image, raw = parts
+        try:
+            state = json.loads(raw)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(state, dict):
+            continue
+        health = state.get("Health")
         name = name.lstrip("/")
-        out[name] = Container(name, status, int(pid or 0) if pid.isdigit() else 0,
-                              int(restarts) if restarts.isdigit() else 0, cid, image, health,
-                              int(code) if code.lstrip("-").isdigit() else 0)
+        out[name] = Container(
+            name, str(state.get("Status", "")), int(state.get("Pid") or 0),
+            int(restarts) if restarts.isdigit() else 0, cid, image,
+            str(health.get("Status", "none")) if isinstance(health, dict) else "none",
+            int(state.get("ExitCode") or 0))
     return out
 
 
@@ -369,8 +388,8 @@ class DockerServices(Services):
                                     container_name(self.config.app.name, color, port),
                                     *argv), timeout=120)
             if not res.ok:
-                said = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["no output"]
-                raise ApplyError(_failed(f"{self.t.name}: docker run failed: {said[0]}",
+                said = first_line(res.stderr or res.stdout)
+                raise ApplyError(_failed(f"{self.t.name}: docker run failed: {said}",
                                          self.why(color)))
 
     def stop(self, color: str, ports: list[int] | None = None) -> None:
