@@ -53,6 +53,11 @@ step_timeout = 60.0
 guard_interval = 1.0
 [env.lab]
 lab = 2
+[env.fixed]
+lab = 2
+[env.fixed.run.ports]
+blue = [9350]
+green = [9450]
 [env.short]
 lab = 2
 [env.short.deploy]
@@ -220,6 +225,46 @@ def test_engine_down_is_one_line_and_changes_nothing(run_cli: Run, project: Proj
                 break
         except OSError:
             time.sleep(0.5)
+
+
+def test_an_image_that_does_not_load_changes_nothing(run_cli: Run, project: Project,
+                                                     docker_lab: Lab,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from goship.deploy import docker
+
+    real = docker.release_image
+
+    def broken(app: str, rid: str, archive: bytes) -> docker.ReleaseImage:
+        img = real(app, rid, archive)
+        return docker.ReleaseImage(img.ref, img.id, img.data[: len(img.data) // 2])
+
+    monkeypatch.setattr(docker, "release_image", broken)
+    project.release("v2.2.0")
+    with Load(f"http://{H1}/api/items") as load:
+        r = deploy(run_cli, project)
+    assert r.code == 1, r.out + r.err
+    assert "docker load refused the image of v2.2.0-" in r.out
+    assert version(H1) == version(H2) == "v1.0.0"
+    assert load.result.failed == 0, load.result.text
+    images = docker_lab.ssh("h1", f"docker images -q goship-{APP}:'v2.2.0-*'").stdout
+    assert images.strip() == ""
+
+
+def test_an_explicit_port_taken_is_refused_before_any_change(run_cli: Run, project: Project,
+                                                            docker_lab: Lab) -> None:
+    project.release("v2.3.0")
+    before = docker_lab.ssh("h1", f"cat /srv/{APP}/state.json").stdout
+    for port in (9350, 9450):
+        docker_lab.ssh("h1", f"systemd-run --unit=squat-{port} python3 -m http.server {port}")
+    try:
+        time.sleep(1.0)
+        r = deploy(run_cli, project, "fixed")
+        assert r.code == 2, r.out + r.err
+        assert "is held by squat-" in r.err
+        assert docker_lab.ssh("h1", f"cat /srv/{APP}/state.json").stdout == before
+        assert version(H1) == "v1.0.0"
+    finally:
+        docker_lab.ssh("h1", "systemctl stop squat-9350 squat-9450", check=False)
 
 
 def test_canary_by_header_and_weight(run_cli: Run, project: Project) -> None:
