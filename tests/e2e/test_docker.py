@@ -58,6 +58,10 @@ lab = 2
 [env.fixed.run.ports]
 blue = [9350]
 green = [9450]
+[env.rolling]
+lab = 2
+[env.rolling.deploy]
+strategy = "rolling"
 [env.short]
 lab = 2
 [env.short.deploy]
@@ -285,6 +289,24 @@ def test_canary_by_header_and_weight(run_cli: Run, project: Project) -> None:
     assert promoted.code == 0, promoted.out + promoted.err
     assert version(H1) == version(H2) == "v3.0.0"
     assert load.result.failed == 0, load.result.text
+
+
+def test_rolling_across_two_hosts(run_cli: Run, project: Project) -> None:
+    project.release("v3.1.0")
+    with Load(f"http://{H1}/api/items") as load:
+        r = deploy(run_cli, project, "rolling")
+    assert r.code == 0, r.out + r.err
+    assert "batch 2: h2" in r.err
+    assert version(H1) == version(H2) == "v3.1.0"
+    assert load.result.failed == 0, load.result.text
+
+
+def test_doctor_reports_the_engine(run_cli: Run, project: Project) -> None:
+    r = run_cli("doctor", "lab", cwd=project.root)
+    line = next((ln for ln in r.out.splitlines() if "h1: docker:" in ln), "")
+    assert line.startswith("ok"), r.out
+    assert "storage vfs, cgroup v1 (cgroupfs)" in line
+    assert "GiB free in /var/lib/goship-docker" in line
 
 
 def test_remove_takes_containers_and_images(run_cli: Run, project: Project,
