@@ -272,3 +272,30 @@ def test_remove_plans_the_apps_containers_and_images_only() -> None:
                                                purge_data=False).steps}
     assert steps["stop and remove containers"] == ("shop-blue-8080", "shop-green-8180")
     assert steps["remove images"] == ("goship-shop:v1-abc",)
+
+
+# ---- [docker] registry --------------------------------------------------------------------
+def test_registry_layout_and_reference() -> None:
+    from goship.deploy.registry import Registry, read_layout
+
+    img = release_image("shop", "r1", archive())
+    lay = read_layout(img.data)
+    manifest = json.loads(lay.manifest)
+    assert set(lay.blobs) == {manifest["config"]["digest"],
+                              *(x["digest"] for x in manifest["layers"])}
+    assert "sha256:" + lay.manifest_digest[7:] == lay.manifest_digest
+    assert img.id == manifest["config"]["digest"]  # what the host's engine calls it
+    reg = Registry.parse("10.78.0.13:5000/team/shop", insecure=True)
+    assert reg.base == "http://10.78.0.13:5000/v2/team/shop"
+    assert reg.ref(lay.manifest_digest) == f"10.78.0.13:5000/team/shop@{lay.manifest_digest}"
+
+
+@pytest.mark.parametrize("value", ["no-repo", "Host:5000/app", "h:5000/a b", "h/../x",
+                                   "http://h/app", "h:5000/app;rm"])
+def test_bad_registry_is_refused(value: str) -> None:
+    with pytest.raises(ConfigErrors):
+        config({"registry": value})
+
+
+def test_registry_accepted() -> None:
+    assert config({"registry": "registry.example.com:5000/team/app"}).docker.registry

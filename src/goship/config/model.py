@@ -364,6 +364,17 @@ def _ulimits(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+REGISTRY = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?"
+                      r"/[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+
+
+def _registry(value: str) -> str:
+    if not REGISTRY.match(value):
+        raise ValueError(f"expected host[:port]/repository like registry.example.com:5000/"
+                         f"team/app, found {value!r}")
+    return value
+
+
 class Docker(Section):
     base: Literal["scratch", "distroless", "alpine"] = "scratch"
     go_image: Annotated[str, AfterValidator(v.image)] | None = None
@@ -379,6 +390,9 @@ class Docker(Section):
     tmpfs_size: Size = "64m"
     cap_drop_all: bool = True
     log_max_size: Size = "10m"
+    # host[:port]/repository: goship pushes the image there (by digest), hosts pull it.
+    registry: Annotated[str, AfterValidator(_registry)] | None = None
+    registry_insecure: bool = False
 
     @model_validator(mode="after")
     def _restart(self) -> Docker:

@@ -317,6 +317,8 @@ class DockerServices(Services):
         img = release_image(self.config.app.name, rid, archive)
         if self.image_id(rid) == img.id:
             return "kept"
+        if self.config.docker.registry:
+            return self._pull(rid, img)
         have = self.t.run(Cmd.of("docker", "image", "inspect", "--format", "{{.Id}}", img.id))
         if have.ok and have.stdout.strip() == img.id:
             self.t.check(Cmd.of("docker", "tag", img.id, img.ref))
@@ -332,6 +334,25 @@ class DockerServices(Services):
             raise ApplyError(f"{self.t.name}: after docker load, {img.ref} is {got}, "
                              f"expected {img.id}")
         return "loaded"
+
+    def _pull(self, rid: str, img: ReleaseImage) -> str:
+        """[docker] registry: pushed once (by digest, no daemon), pulled by digest here."""
+        from goship.deploy.registry import Registry, push
+
+        d = self.config.docker
+        reg = Registry.parse(str(d.registry), d.registry_insecure)
+        ref = reg.ref(push(reg, img.data, rid))
+        res = self.t.run(Cmd.of("docker", "pull", "--quiet", ref), timeout=600)
+        if not res.ok:
+            raise ApplyError(f"{self.t.name}: docker pull {ref} failed: "
+                             f"{first_line(res.stderr or res.stdout)}",
+                             hint="the host must reach the registry (and list it in "
+                                  "insecure-registries for plain HTTP)")
+        self.t.check(Cmd.of("docker", "tag", ref, img.ref))
+        got = self.image_id(rid)
+        if got != img.id:
+            raise ApplyError(f"{self.t.name}: {ref} is {got}, expected {img.id}")
+        return "pulled"
 
     def forget(self, rids: list[str]) -> None:
         """Pruned releases take their images with them (an image a container still uses

@@ -46,6 +46,8 @@ DOCKER_DAEMON = {
     "iptables": False,
     "ip6tables": False,
     "log-level": "warn",
+    # A registry on a lab host speaks plain HTTP ([docker] registry_insecure).
+    "insecure-registries": ["10.78.0.0/24"],
 }
 HOST_KEY_TYPES = ("ed25519", "ecdsa")
 LAUNCH_SCRIPT = """#!/bin/sh
