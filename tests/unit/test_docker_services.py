@@ -299,3 +299,20 @@ def test_bad_registry_is_refused(value: str) -> None:
 
 def test_registry_accepted() -> None:
     assert config({"registry": "registry.example.com:5000/team/app"}).docker.registry
+
+
+def test_parse_ldd_keeps_the_resolved_libraries_and_the_loader() -> None:
+    from goship.deploy.docker import parse_ldd
+
+    text = ("\tlinux-vdso.so.1 (0x00007ffd5b9f5000)\n"
+            "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f1a2c000000)\n"
+            "\t/lib64/ld-linux-x86-64.so.2 (0x00007f1a2c3e0000)\n")
+    assert parse_ldd(text) == ["/lib/x86_64-linux-gnu/libc.so.6",
+                               "/lib64/ld-linux-x86-64.so.2"]
+
+
+def test_a_cgo_build_for_another_architecture_is_refused() -> None:
+    from goship.deploy.docker import c_libraries
+
+    with pytest.raises(ApplyError, match="cgo build for linux/s390x"):
+        c_libraries(b"\x7fELF", "s390x", "r1")

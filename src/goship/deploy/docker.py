@@ -26,6 +26,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from goship.build.archive import Entry
 from goship.command import Cmd
 from goship.config import Config
 from goship.deploy.layout import COLORS, Paths, PortMap
@@ -78,7 +79,6 @@ def release_image(app: str, rid: str, archive: bytes) -> ReleaseImage:
 
 
 def _build(app: str, rid: str, archive: bytes) -> ReleaseImage:
-    from goship.build.archive import Entry
     from goship.build.gitinfo import Stamp
     from goship.build.oci import ImageInput, build_image
 
@@ -98,12 +98,14 @@ def _build(app: str, rid: str, archive: bytes) -> ReleaseImage:
         raise ApplyError(f"release {rid}: its binary {meta.get('binary')!r} is not in the "
                          f"archive")
     arch = str(meta.get("target", "linux/amd64")).split("/")[-1]
+    build = meta.get("build") if isinstance(meta.get("build"), dict) else {}
+    system = c_libraries(binary.data, arch, rid) if build.get("cgo") else ()
     stamp = Stamp(str(meta.get("version", rid)), str(meta.get("commit", "unknown")), epoch,
                   False)
     # No environment in the image: it comes from the release's kept env file at run time.
     inp = ImageInput(app=app, arch=arch, binary=binary,
                      assets=sorted(entries.values(), key=lambda e: e.path), port=8080,
-                     port_env="PORT", env={})
+                     port_env="PORT", env={}, system=system)
     with tempfile.TemporaryDirectory(prefix="goship-image-") as tmp:
         out = Path(tmp) / "image.tar"
         build_image([inp], stamp, out)
@@ -111,6 +113,41 @@ def _build(app: str, rid: str, archive: bytes) -> ReleaseImage:
     ref = image_ref(app, rid)
     data, config = _retag(data, ref)
     return ReleaseImage(ref, f"sha256:{config}", data)
+
+
+LDD_LINE = re.compile(r"^\s*(?:\S+\s+=>\s+)?(/\S+)\s+\(0x[0-9a-f]+\)$")
+
+
+def parse_ldd(text: str) -> list[str]:
+    """The absolute paths `ldd` resolved (libraries and the loader), in order."""
+    return [m.group(1) for ln in text.splitlines() if (m := LDD_LINE.match(ln))]
+
+
+def c_libraries(binary: bytes, arch: str, rid: str) -> tuple[Entry, ...]:
+    """A cgo binary links the C library dynamically: its libraries and loader, from the
+    machine that built it (the same ones it was linked against), go into the image at
+    their paths. Only for this machine's own architecture, where `ldd` can tell."""
+    import platform
+    import subprocess
+
+    native = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(),
+                                                          platform.machine())
+    if arch != native:
+        raise ApplyError(f"release {rid} is a cgo build for linux/{arch}: its C libraries "
+                         f"can only be read on a linux/{arch} machine",
+                         hint="deploy it from a machine of that architecture, or build "
+                              "without cgo")
+    with tempfile.TemporaryDirectory(prefix="goship-ldd-") as tmp:
+        exe = Path(tmp) / "binary"
+        exe.write_bytes(binary)
+        exe.chmod(0o755)
+        res = subprocess.run(["ldd", str(exe)], capture_output=True, text=True, check=False)
+    if "not a dynamic executable" in res.stdout + res.stderr:
+        return ()
+    if res.returncode != 0:
+        raise ApplyError(f"release {rid}: ldd could not read its binary: "
+                         f"{(res.stderr or res.stdout).strip()}")
+    return tuple(Entry(p.lstrip("/"), Path(p).read_bytes(), 0o755) for p in parse_ldd(res.stdout))
 
 
 def _retag(data: bytes, ref: str) -> tuple[bytes, str]:
