@@ -309,6 +309,16 @@ def test_doctor_reports_the_engine(run_cli: Run, project: Project) -> None:
     assert "GiB free in /var/lib/goship-docker" in line
 
 
+def test_images_are_pruned_with_their_releases(docker_lab: Lab) -> None:
+    releases = set(docker_lab.ssh("h1", f"ls /srv/{APP}/releases").stdout.split())
+    tags = docker_lab.ssh("h1", f"docker images --format '{{{{.Tag}}}}' goship-{APP}"
+                          ).stdout.split()
+    # deploy.keep_releases (5) of the ~10 releases shipped: images went with their
+    # releases (one that never loaded has a directory and no image)
+    assert len(releases) <= 5, releases
+    assert set(tags) <= releases, (tags, releases)
+
+
 def test_remove_takes_containers_and_images(run_cli: Run, project: Project,
                                             docker_lab: Lab) -> None:
     r = run_cli("remove", "lab", "--yes", cwd=project.root)

@@ -503,7 +503,9 @@ class DockerServices(Services):
         out: dict[int, int | None] = {}
         for port, name in zip(self.ports(color), self.names(color), strict=True):
             c = found.get(name)
-            out[port] = c.pid if c and c.status == "running" and c.pid else None
+            # An image with its own HEALTHCHECK: Docker's "unhealthy" fails the gate too.
+            ok = c is not None and c.status == "running" and c.health != "unhealthy"
+            out[port] = c.pid if ok and c is not None and c.pid else None
         return out
 
     def details(self, color: str) -> dict[int, dict[str, object]]:
