@@ -174,6 +174,8 @@ def test_status_and_logs_show_containers(run_cli: Run, project: Project) -> None
     assert inst["image"].startswith(f"goship-{APP}:v1.0.0-")
     assert len(inst["container"]) == 12
     assert inst["restarts"] == 0
+    text = run_cli("status", "lab", cwd=project.root).out
+    assert f"container {inst['container']} running, 0 restart(s)" in text
     version(H1)
     logs = run_cli("logs", "lab", "-n", "5", cwd=project.root)
     assert logs.code == 0, logs.err
@@ -301,6 +303,23 @@ def test_rolling_across_two_hosts(run_cli: Run, project: Project) -> None:
     assert load.result.failed == 0, load.result.text
 
 
+def test_canary_abort_leaves_the_stable_containers(run_cli: Run, project: Project,
+                                                    docker_lab: Lab) -> None:
+    project.release("v3.2.0")
+    r = run_cli("canary", "start", "lab", "--header", "X-App-Version=beta", "--skip-checks",
+                cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    with Load(f"http://{H1}/api/items") as load:
+        assert version(H1, {"X-App-Version": "beta"}) == "v3.2.0"
+        aborted = run_cli("canary", "abort", "lab", cwd=project.root)
+    assert aborted.code == 0, aborted.out + aborted.err
+    assert version(H1, {"X-App-Version": "beta"}) == version(H2) == "v3.1.0"
+    assert load.result.failed == 0, load.result.text
+    images = [str(c["Config"]["Image"]) for c in  # type: ignore[index]
+              containers(docker_lab, "h1").values()]
+    assert not any("v3.2.0" in i for i in images), images
+
+
 def test_doctor_reports_the_engine(run_cli: Run, project: Project) -> None:
     r = run_cli("doctor", "lab", cwd=project.root)
     line = next((ln for ln in r.out.splitlines() if "h1: docker:" in ln), "")
@@ -313,9 +332,10 @@ def test_images_are_pruned_with_their_releases(docker_lab: Lab) -> None:
     releases = set(docker_lab.ssh("h1", f"ls /srv/{APP}/releases").stdout.split())
     tags = docker_lab.ssh("h1", f"docker images --format '{{{{.Tag}}}}' goship-{APP}"
                           ).stdout.split()
-    # deploy.keep_releases (5) of the ~10 releases shipped: images went with their
-    # releases (one that never loaded has a directory and no image)
-    assert len(releases) <= 5, releases
+    # deploy.keep_releases (5): early releases were pruned, their images with them (one
+    # that never loaded has a directory and no image)
+    gone = [r for r in (*releases, *tags) if r.startswith(("v1.1.0-", "v1.2.0-"))]
+    assert gone == [], (releases, tags)
     assert set(tags) <= releases, (tags, releases)
 
 
