@@ -85,14 +85,18 @@ def lab() -> Iterator[Lab]:
     hosts.down()
 
 
-@pytest.fixture(scope="session")
-def docker_lab(lab: Lab) -> Lab:
-    """The lab's hosts with a Docker engine each (`goship lab up --docker`); `lab`'s
-    teardown removes them, engines and containers included."""
+@pytest.fixture(scope="module")
+def docker_lab(lab: Lab) -> Iterator[Lab]:
+    """The lab's hosts with a Docker engine each (`goship lab up --docker`), for one test
+    module: the engines stop after it, so the suites after it see fresh servers again
+    (`lab`'s teardown removes everything)."""
     from goship.lab import hosts
 
     hosts.up(3, docker=True)
-    return lab
+    yield lab
+    for h in ("h1", "h2", "h3"):
+        lab.ssh(h, "systemctl stop docker.socket docker.service containerd.service",
+                check=False, timeout=60)
 
 
 @pytest.fixture(scope="session")
