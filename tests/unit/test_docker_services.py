@@ -316,3 +316,20 @@ def test_a_cgo_build_for_another_architecture_is_refused() -> None:
 
     with pytest.raises(ApplyError, match="cgo build for linux/s390x"):
         c_libraries(b"\x7fELF", "s390x", "r1")
+
+
+def test_doctor_judges_the_engine() -> None:
+    from goship.doctor import judge_engine
+
+    ok = judge_engine("h1", {"version": "28.2.2", "driver": "overlay2", "cgroup": "2",
+                             "cgroup_driver": "systemd", "root": "/var/lib/docker",
+                             "free_kib": str(20 * 1024 * 1024)})
+    assert ok.line() == ("ok   h1: docker: engine 28.2.2, storage overlay2, cgroup v2 "
+                         "(systemd), 20.0 GiB free in /var/lib/docker")
+    full = judge_engine("h1", {"version": "28.2.2", "driver": "vfs", "cgroup": "1",
+                               "cgroup_driver": "cgroupfs", "root": "/d", "free_kib": "1000"})
+    assert full.level == "fail"
+    assert "docker image prune" in full.line()
+    down = judge_engine("h1", None)
+    assert down.level == "fail"
+    assert "the engine does not answer" in down.line()
