@@ -122,7 +122,27 @@ def host_checks(t: Transport, env: Environment) -> list[Check]:
     except GoshipError as e:
         return [Check(where, "reachable", "fail", e.message,
                       "check the address, the ssh key (ssh-add -l) and known_hosts")]
-    return [Check(where, "reachable", "ok", "ok"), *judge(where, facts, env)]
+    out = [Check(where, "reachable", "ok", "ok"), *judge(where, facts, env)]
+    if cfg.run.manager == "docker" and facts.docker:
+        from goship.deploy.docker import engine_facts
+
+        out.append(judge_engine(where, engine_facts(t)))
+    return out
+
+
+def judge_engine(where: str, e: dict[str, str] | None) -> Check:
+    """Pure: the Docker engine's facts (deploy.docker.engine_facts) as one check."""
+    if e is None:
+        return Check(where, "docker", "fail", "the engine does not answer (`docker info`)",
+                     "systemctl start docker; `journalctl -u docker` says why it stopped")
+    free = int(e["free_kib"]) if e["free_kib"].isdigit() else None
+    space = f"{free / 1024 / 1024:.1f} GiB free" if free is not None else "free space unknown"
+    detail = (f"engine {e['version']}, storage {e['driver']}, cgroup v{e['cgroup']} "
+              f"({e['cgroup_driver']}), {space} in {e['root']}")
+    if free is not None and free < MIN_FREE_KIB:
+        return Check(where, "docker", "fail", detail, "free at least 1 GiB in Docker's root "
+                     "(docker image prune)")
+    return Check(where, "docker", "ok", detail)
 
 
 def judge(where: str, f: HostFacts, env: Environment) -> list[Check]:

@@ -87,6 +87,20 @@ def lab() -> Iterator[Lab]:
     hosts.down()
 
 
+@pytest.fixture(scope="module")
+def docker_lab(lab: Lab) -> Iterator[Lab]:
+    """The lab's hosts with a Docker engine each (`goship lab up --docker`), for one test
+    module: the engines stop after it, so the suites after it see fresh servers again
+    (`lab`'s teardown removes everything)."""
+    from goship.lab import hosts
+
+    hosts.up(3, docker=True)
+    yield lab
+    for h in ("h1", "h2", "h3"):
+        lab.ssh(h, "systemctl stop docker.socket docker.service containerd.service",
+                check=False, timeout=60)
+
+
 @pytest.fixture(scope="session")
 def hello_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example service, built with version variables stamped as goship will stamp them."""

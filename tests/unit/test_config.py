@@ -240,8 +240,6 @@ def test_what_is_not_built_exits_3_as_readme_says(tmp_path: Path, run_cli: Any) 
 
 def test_docs_say_what_is_not_built() -> None:
     doc = (REPO / "docs" / "config.md").read_text()
-    manager = next(line for line in doc.splitlines() if line.startswith("| `manager`"))
-    assert "`docker`: not yet" in manager
     strategy = next(line for line in doc.splitlines() if line.startswith("| `strategy`"))
     assert "deploy ENV --canary" in strategy
 

@@ -85,9 +85,9 @@ def test_systemd_form_read_back_by_systemds_grammar() -> None:
 
 
 def test_host_env_file_is_written_with_envquote() -> None:
-    from goship.deploy import host
+    from goship.deploy import services
 
-    assert host._env_quote is envquote.systemd
+    assert services._env_quote is envquote.systemd
 
 
 def test_supervisord_form_read_back_by_supervisors_parser() -> None:

@@ -37,6 +37,8 @@ class ImageInput:
     port: int
     port_env: str
     env: dict[str, str]
+    # Files outside /app (paths relative to /): a cgo binary's C libraries and loader.
+    system: tuple[Entry, ...] = ()
 
 
 @dataclass
@@ -85,6 +87,8 @@ def layer(inp: ImageInput, mtime: int) -> bytes:
     files: dict[str, tuple[bytes | None, int, str | None, int]] = {}
     for path, data, mode, link in system_files():
         files[path] = (data, mode, link, 0)
+    for e in inp.system:
+        files[e.path] = (e.data, e.mode, None, 0)
     files[f"app/{inp.binary.path}"] = (inp.binary.data, 0o755, None, 0)
     for e in inp.assets:
         files[f"app/{e.path}"] = (e.data, e.mode, None, 0)

@@ -171,7 +171,9 @@ def status(ctx: click.Context, env: str, as_json: bool) -> None:
         if "error" in h:
             ui.out(f"{name}: unreachable: {h['error']}")
             continue
-        inst = ", ".join(f"{p} {i['health']}" for p, i in h["instances"].items()) or "none"
+        inst = ", ".join(f"{p} {i['health']}" + (
+            f" container {i['container']} {i['state']}, {i['restarts']} restart(s)"
+            if "container" in i else "") for p, i in h["instances"].items()) or "none"
         last = h["last"] or {}
         drift = "  DRIFT" if h["drift"] else ""
         ui.out(f"{name}: {h['release'] or 'nothing deployed'} on {h['color'] or '-'} "

@@ -32,14 +32,17 @@ def lab() -> None:
               help="How many hosts (1 to 20).")
 @click.option("--install", is_flag=True,
               help="First apt-get install the Debian packages the lab needs (as root).")
+@click.option("--docker", is_flag=True,
+              help="Also run a Docker engine on every host (for run.manager = \"docker\").")
 @json_option
-def up(count: int, install: bool, as_json: bool) -> None:
+def up(count: int, install: bool, docker: bool, as_json: bool) -> None:
     """Boot hosts h1..hN in parallel; returns when every sshd answers. Reuses a running lab.
 
     \b
     Example:
       sudo goship lab up --hosts 3
       sudo goship lab up --install    # on a fresh Debian machine
+      sudo goship lab up --docker     # hosts with a Docker engine
     """
     from goship.lab import hosts, system
 
@@ -48,7 +51,7 @@ def up(count: int, install: bool, as_json: bool) -> None:
         ui.info(f"installed: {' '.join(installed)}" if installed
                 else "the lab's Debian packages are all installed")
     started = time.monotonic()
-    all_hosts, booted = hosts.up(count)
+    all_hosts, booted = hosts.up(count, docker=docker)
     elapsed = time.monotonic() - started
     if as_json:
         ui.out(json.dumps({"hosts": [{"name": h.name, "addr": h.addr} for h in all_hosts],

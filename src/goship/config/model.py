@@ -348,10 +348,57 @@ class Canary(Section):
     id_header: Annotated[str, AfterValidator(_header)] | None = None
 
 
+ULIMIT_NAMES = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
+                "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
+ULIMIT = re.compile(r"^-?[0-9]+(:-?[0-9]+)?$")
+
+
+def _ulimits(value: dict[str, str]) -> dict[str, str]:
+    for name, limit in value.items():
+        if name not in ULIMIT_NAMES:
+            raise ValueError(f"unknown ulimit {name!r}; expected one of "
+                             f"{', '.join(ULIMIT_NAMES)}")
+        if not ULIMIT.match(limit):
+            raise ValueError(f"ulimit {name} = {limit!r}: expected SOFT or SOFT:HARD, "
+                             f"e.g. \"65536:65536\"")
+    return value
+
+
+REGISTRY = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?"
+                      r"/[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+
+
+def _registry(value: str) -> str:
+    if not REGISTRY.match(value):
+        raise ValueError(f"expected host[:port]/repository like registry.example.com:5000/"
+                         f"team/app, found {value!r}")
+    return value
+
+
 class Docker(Section):
     base: Literal["scratch", "distroless", "alpine"] = "scratch"
     go_image: Annotated[str, AfterValidator(v.image)] | None = None
     image: Annotated[str, AfterValidator(v.image)] | None = None
+    # run.manager = "docker": limits and hardening of every container (docs/config.md).
+    memory: Size | None = None
+    cpus: float | None = Field(default=None, gt=0, le=1024)
+    pids_limit: int | None = Field(default=None, ge=16, le=4194304)
+    ulimits: Annotated[dict[str, str], AfterValidator(_ulimits)] = Field(default_factory=dict)
+    restart: Literal["no", "on-failure", "always", "unless-stopped"] = "unless-stopped"
+    restart_max: int | None = Field(default=None, ge=1, le=1000)
+    read_only: bool = True
+    tmpfs_size: Size = "64m"
+    cap_drop_all: bool = True
+    log_max_size: Size = "10m"
+    # host[:port]/repository: goship pushes the image there (by digest), hosts pull it.
+    registry: Annotated[str, AfterValidator(_registry)] | None = None
+    registry_insecure: bool = False
+
+    @model_validator(mode="after")
+    def _restart(self) -> Docker:
+        if self.restart_max is not None and self.restart != "on-failure":
+            raise ValueError("restart_max counts restarts of restart = \"on-failure\" only")
+        return self
 
 
 class Kubernetes(Section):

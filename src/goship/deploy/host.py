@@ -15,6 +15,7 @@ from typing import Any
 from goship.command import Cmd
 from goship.config import Config, Environment
 from goship.deploy import scripts
+from goship.deploy.docker import DockerServices
 from goship.deploy.layout import Paths, PortMap, default_port_map
 from goship.deploy.lock import Lock as Lock
 from goship.deploy.lock import LockHeld as LockHeld
@@ -22,8 +23,7 @@ from goship.deploy.plan import HostView
 from goship.deploy.ports import recorded_ports
 from goship.deploy.proxy import Nginx, OwnNginx, SystemNginx
 from goship.deploy.services import Services, Supervisor, Systemd
-from goship.envquote import systemd as _env_quote  # the EnvironmentFile syntax
-from goship.errors import ApplyError, CommandFailed, NotYetError, TransportError
+from goship.errors import ApplyError, CommandFailed, TransportError
 from goship.facts import HostFacts, gather
 from goship.render import kinds
 from goship.transport.base import Transport
@@ -158,8 +158,7 @@ class Host:
         """The release's environment (run.env and run.env_file), kept with the release so
         a rollback brings back the configuration it ran with, then the color's own copy: a
         canary's environment never reaches the stable color's instances."""
-        texts = ["".join(f"{k}={_env_quote(v)}\n" for k, v in sorted(env.items())),
-                 kinds.env_script(env)]
+        texts = [self.services.env_text(env), kinds.env_script(env)]
         forms = self._env_forms(color, rid)
         for (saved, _, mode), text in zip(forms, texts, strict=False):
             cmd = Cmd.of("sh", "-c", scripts.INSTALL_FILE, "goship-install", saved, mode,
@@ -187,7 +186,7 @@ class Host:
     def has_release(self, rid: str, sha: str) -> bool:
         res = self.t.run(Cmd.of("sh", "-c", scripts.HAS_RELEASE, "goship-has-release",
                                 self.paths.release(rid), sha))
-        return res.stdout.strip() == "yes"
+        return res.stdout.strip() == "yes" and self.services.has_release(rid)
 
     def upload(self, rid: str, data: bytes, sha: str) -> None:
         incoming = f"{self.paths.incoming}/{rid}.tar.gz"
@@ -197,6 +196,7 @@ class Host:
         if not res.ok:
             raise ApplyError(f"{self.name}: the upload failed verification, nothing was "
                              f"used: {res.stderr.strip().splitlines()[-1:] or res.stdout}")
+        self.services.receive(rid, data)
 
     def link(self, link: str, target: str, *, later: bool = False) -> None:
         cmd = Cmd.of("sh", "-c", scripts.LINK, "goship-link", link, target)
@@ -291,6 +291,7 @@ class Host:
         for rid in doomed:
             env = self.paths.release_env(rid)
             self.t.run(Cmd.of("rm", "-rf", "--", self.paths.release(rid), env, f"{env}.sh"))
+        self.services.forget(doomed)
         return doomed
 
 
@@ -318,8 +319,9 @@ def open_host(t: Transport, env: Environment, *, root_hint: bool = True) -> Host
     facts = gather(t, base, config.service_user)
     paths = Paths(base, config.app.name)
     manager = config.run.manager
-    if manager == "docker":
-        raise NotYetError("run.manager = \"docker\"", 6)
+    if manager == "docker" and not facts.docker:
+        raise ApplyError(f"{t.name}: run.manager is docker but the host has no docker "
+                         f"command", hint="apt-get install docker.io (or your engine)")
     systemd_ok = facts.systemd_pid1 and facts.privilege != "none"
     if manager == "auto":
         manager = "systemd" if systemd_ok else "supervisord"
@@ -337,7 +339,12 @@ def open_host(t: Transport, env: Environment, *, root_hint: bool = True) -> Host
     services: Services
     nginx: Nginx
     port_map = default_port_map(config)
-    if manager == "systemd":
+    if manager == "docker":
+        services = DockerServices(t, config, paths, systemd=facts.systemd_pid1)
+        services.check_engine()  # a clear line, before anything changes, when it is down
+        nginx = OwnNginx(t, config, paths, lua) if local or facts.privilege == "none" \
+            else SystemNginx(t, config, paths, systemd=facts.systemd_pid1, lua=lua)
+    elif manager == "systemd":
         services = Systemd(t, config, paths)
         nginx = SystemNginx(t, config, paths, systemd=True, lua=lua)
     else:

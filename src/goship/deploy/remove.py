@@ -66,6 +66,12 @@ echo @own
 kill -0 "$(cat "$root/run/supervisord.pid" 2>/dev/null)" 2>/dev/null && echo supervisord
 kill -0 "$(cat "$root/run/nginx.pid" 2>/dev/null)" 2>/dev/null && echo nginx
 for f in "$root"/run/standby.*.pid; do [ -e "$f" ] && echo "sleeper $f"; done
+echo @containers
+command -v docker >/dev/null && \
+  docker ps --all --filter "label=io.goship.app=$app" --format '{{.Names}}' 2>/dev/null
+echo @images
+command -v docker >/dev/null && \
+  docker images --format '{{.Repository}}:{{.Tag}}' "goship-$app" 2>/dev/null
 echo @user; id -u "$user" 2>/dev/null
 echo @userrefs
 grep -lsx -F "User=$user" /etc/systemd/system/*.service
@@ -107,6 +113,8 @@ class RemoveFacts:
     sleepers: tuple[str, ...] = ()
     user_exists: bool = False
     user_refs: tuple[str, ...] = ()  # other files that name the service user
+    containers: tuple[str, ...] = ()  # run.manager = "docker": the app's containers
+    images: tuple[str, ...] = ()  # and its release images (goship-APP:RELEASE)
 
 
 LISTEN_PORT = re.compile(r"listen\s+(?:\[[^\]]*\]:|[^\s;:]+:)?(\d+)")
@@ -166,6 +174,9 @@ def parse_probe(text: str, app: str, user: str, paths: Paths) -> RemoveFacts:
         sleepers=tuple(ln.split(" ", 1)[1] for ln in own if ln.startswith("sleeper ")),
         user_exists=bool(lines("user")) and lines("user")[0].isdigit(),
         user_refs=tuple(sorted(f for f in lines("userrefs") if f not in user_files)),
+        containers=tuple(sorted(c for c in lines("containers")
+                                if re.fullmatch(rf"{re.escape(app)}-(blue|green)-\d+", c))),
+        images=tuple(sorted(i for i in lines("images") if i.startswith(f"goship-{app}:"))),
     )
 
 
@@ -259,6 +270,8 @@ def plan_host(host: str, app: str, user: str, paths: Paths, f: RemoveFacts, *,
     if instances:
         running = sum(1 for u in f.units if u.name in instances and u.active != "inactive")
         steps.append(Step("stop and disable units", instances, f"{running} running"))
+    if f.containers:
+        steps.append(Step("stop and remove containers", f.containers))
     if f.supervisord:
         steps.append(Step("stop supervisord", (paths.join("run", "supervisord.conf"),),
                           "every program of this app, then its supervisord"))
@@ -282,6 +295,8 @@ def plan_host(host: str, app: str, user: str, paths: Paths, f: RemoveFacts, *,
         detail = f"{len(f.releases)} release(s), state, journal, environments" \
             if f.releases else ""
         steps.append(Step("remove files", tuple(doomed), detail))
+    if f.images:
+        steps.append(Step("remove images", f.images))
     if keep_data:
         n = f.data_entries
         kept.append(f"{data} ({n} entr{'y' if n == 1 else 'ies'}, {_size(f.data_kib)}; "
@@ -403,6 +418,14 @@ def apply_host(r: Reached, env: Environment, paths: Paths, plan: HostRemoval) ->
                     timeout=config.run.drain_timeout + 60)
             t.run(Cmd.of("systemctl", "disable", "--quiet", "--no-reload", *step.what))
             t.run(Cmd.of("systemctl", "reset-failed", *step.what))
+        elif k == "stop and remove containers":
+            from goship.deploy.docker import STOP
+
+            wait = str(max(1, int(config.run.drain_timeout + 0.999)))
+            t.check(Cmd.of("sh", "-c", STOP, "goship-stop", wait, *step.what),
+                    timeout=config.run.drain_timeout + 60)
+        elif k == "remove images":
+            t.run(Cmd.of("docker", "image", "rm", *step.what), timeout=120)
         elif k == "stop supervisord":
             sup = Supervisor(t, config, paths, local=kind(env).local, as_user=None)
             t.run(sup.ctl("stop", "all"), timeout=config.run.drain_timeout + 60)

@@ -31,6 +31,7 @@ from goship.deploy.scripts import (
     SYSTEMD_ENABLE,
     SYSTEMD_STANDBY,
 )
+from goship.envquote import systemd as _env_quote
 from goship.errors import ApplyError, GoshipError, PrerequisiteError
 from goship.render import kinds
 from goship.transport.base import Transport
@@ -121,6 +122,28 @@ class Services(abc.ABC):
 
     @abc.abstractmethod
     def logs_cmd(self, follow: bool, since: str | None, lines: int) -> Cmd: ...
+
+    # Hooks for managers that run releases from something besides the unpacked archive
+    # (docker: the release's image). The defaults are the unpacked archive alone.
+    def env_text(self, env: dict[str, str]) -> str:
+        """The color's environment file, in the syntax its instances' manager reads."""
+        return "".join(f"{k}={_env_quote(v)}\n" for k, v in sorted(env.items()))
+
+    def has_release(self, rid: str) -> bool:
+        """Beyond the unpacked archive, the host holds what runs `rid`."""
+        return True
+
+    def receive(self, rid: str, archive: bytes) -> str:
+        """After the archive is unpacked: what else runs it, made from it."""
+        return ""
+
+    def forget(self, rids: list[str]) -> None:
+        """Pruned releases: what receive() made for them goes too."""
+        return None
+
+    def details(self, color: str) -> dict[int, dict[str, object]]:
+        """For `goship status`: what the manager knows of each instance beyond its PID."""
+        return {}
 
 
 class Systemd(Services):

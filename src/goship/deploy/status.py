@@ -19,11 +19,13 @@ def host_status(h: Host) -> dict[str, Any]:
     instances = {}
     if color:
         pids = h.services.pids(color)
+        extra = h.services.details(color)  # docker: container, image, health, restarts
         path = h.config.run.health.path
         for port in h.port_map[color]:
             res = h.t.run(Cmd.of("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
                                  "--max-time", "2", f"http://127.0.0.1:{port}{path}"))
-            instances[str(port)] = {"pid": pids.get(port), "health": res.stdout.strip() or "000"}
+            instances[str(port)] = {"pid": pids.get(port), "health": res.stdout.strip() or "000",
+                                    **extra.get(port, {})}
     nginx_up = h.t.run(Cmd.of("sh", "-c", 'kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null',
                               "goship-alive", h.nginx.pid_file)).ok
     last = h.read_journal(1)

@@ -31,6 +31,24 @@ MASKED_UNITS = (
     "fstrim.timer", "logrotate.timer", "systemd-tmpfiles-clean.timer",
     "prometheus.service", "rsyslog.service", "syslog.socket",
 )
+DOCKER_UNITS = ("docker.service", "docker.socket", "containerd.service")
+# Debian's dockerd on a lab host (`lab up --docker`): its default /var/lib/docker sits in
+# the overlay root, which refuses to rename a directory of the lower layer (EXDEV), and
+# overlay2 cannot stack on that overlay: a fresh data-root and the vfs driver work (cgroup
+# v1, cgroupfs). Nothing is pulled: images come from `goship package --image` or a deploy.
+# No bridge and no iptables: goship's containers use the host's network.
+DOCKER_DAEMON = {
+    "data-root": "/var/lib/goship-docker",
+    "exec-root": "/run/goship-docker",
+    "storage-driver": "vfs",
+    "exec-opts": ["native.cgroupdriver=cgroupfs"],
+    "bridge": "none",
+    "iptables": False,
+    "ip6tables": False,
+    "log-level": "warn",
+    # A registry on a lab host speaks plain HTTP ([docker] registry_insecure).
+    "insecure-registries": ["10.78.0.0/24"],
+}
 HOST_KEY_TYPES = ("ed25519", "ecdsa")
 LAUNCH_SCRIPT = """#!/bin/sh
 # On the machine: join the host's own cgroups, then enter its namespaces.
@@ -255,8 +273,34 @@ def existing_hosts() -> list[HostLayout]:
     return [HostLayout(i) for i in sorted(found)]
 
 
-def up(count: int) -> tuple[list[HostLayout], list[HostLayout]]:
-    """Boot h1..hN (reusing hosts already up). Returns (all hosts, those booted now)."""
+def _enable_docker(h: HostLayout) -> None:
+    """A running Docker engine on the host (see DOCKER_DAEMON): its units unmasked, its
+    configuration written into the host's disk, started and answering."""
+    import json
+
+    units = h.root / "etc" / "systemd" / "system"
+    for unit in DOCKER_UNITS:
+        link = units / unit
+        if link.is_symlink() and os.readlink(link) == "/dev/null":
+            link.unlink()
+    conf = h.root / "etc" / "docker" / "daemon.json"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(json.dumps(DOCKER_DAEMON, indent=2) + "\n")
+    script = ("systemctl daemon-reload && systemctl start docker.service && "
+              "for i in $(seq 100); do docker info >/dev/null 2>&1 && exit 0; sleep 0.2; done; "
+              "exit 1")
+    res = subprocess.run([*ssh_argv(h), script], capture_output=True, text=True, timeout=120,
+                         check=False)
+    if res.returncode != 0:
+        log = subprocess.run([*ssh_argv(h), "journalctl -u docker -n 5 --no-pager -o cat"],
+                             capture_output=True, text=True, timeout=30, check=False)
+        tail = " | ".join(x.strip() for x in log.stdout.splitlines() if x.strip())
+        raise LabError(f"{h.name}: dockerd did not start: {tail or res.stderr.strip()}")
+
+
+def up(count: int, docker: bool = False) -> tuple[list[HostLayout], list[HostLayout]]:
+    """Boot h1..hN (reusing hosts already up). Returns (all hosts, those booted now).
+    `docker`: every host also runs a Docker engine."""
     if not 1 <= count <= MAX_HOSTS:
         raise UsageError(f"--hosts {count}: expected 1 to {MAX_HOSTS}")
     system.require()
@@ -284,6 +328,9 @@ def up(count: int) -> tuple[list[HostLayout], list[HostLayout]]:
         layout.write_state(state)
         if errors:
             raise LabError("; ".join(errors), hint="`goship lab down` removes what was made")
+        if docker:
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(_enable_docker, hosts))
         return [HostLayout(i) for i in state["hosts"]], booting
 
 

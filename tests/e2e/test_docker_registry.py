@@ -1,0 +1,142 @@
+"""[docker] registry on lab hosts: a real distribution registry (built from its Go module)
+on h3; goship pushes its image there by digest without a daemon, h1 and h2 pull it by
+digest, under a steady load: zero failed requests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.conftest import CliResult, need
+from tests.e2e.conftest import Lab
+from tests.e2e.helpers import Project
+from tests.e2e.load import Load
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+Run = Callable[..., CliResult]
+H1, H2 = "10.78.0.11:8083", "10.78.0.12:8083"
+APP = "reg-app"
+REGISTRY = "10.78.0.13:5000"
+REGISTRY_MODULE = "github.com/distribution/distribution/v3/cmd/registry@v3.0.0"
+REGISTRY_CONFIG = """version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: /var/lib/goship-registry
+http:
+  addr: :5000
+"""
+
+TOML = f"""
+[app]
+name = "{APP}"
+[app.stamp]
+"main.version" = "{{version}}"
+[build]
+assets = ["templates", "static"]
+[run]
+manager = "docker"
+base_port = 9600
+drain_timeout = 3.0
+[run.health]
+interval = 0.2
+[proxy]
+listen = 8083
+[docker]
+registry = "{REGISTRY}/team/{APP}"
+registry_insecure = true
+[env.lab]
+lab = 2
+"""
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory, docker_lab: Lab) -> Iterator[str]:
+    """The distribution registry, built from its Go module here, running on h3."""
+    from goship.lab.layout import HostLayout
+
+    go = need("go")
+    gobin = tmp_path_factory.mktemp("registry")
+    subprocess.run([go, "install", REGISTRY_MODULE], check=True, timeout=900,
+                   env={**os.environ, "GOBIN": str(gobin), "CGO_ENABLED": "0"})
+    root = HostLayout(3).root
+    (root / "usr" / "local" / "bin" / "goship-registry").write_bytes(
+        (gobin / "registry").read_bytes())
+    (root / "usr" / "local" / "bin" / "goship-registry").chmod(0o755)
+    (root / "etc" / "goship-registry.yml").write_text(REGISTRY_CONFIG)
+    docker_lab.ssh("h3", "systemd-run --unit=goship-registry /usr/local/bin/goship-registry "
+                         "serve /etc/goship-registry.yml")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+    yield REGISTRY
+    docker_lab.ssh("h3", "systemctl stop goship-registry; rm -rf /var/lib/goship-registry",
+                   check=False)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, docker_lab: Lab,
+            registry: str) -> Iterator[Project]:
+    p = Project(tmp_path_factory.mktemp("docker-registry") / "app", TOML)
+    p.release("v1.0.0")
+    yield p
+    for h in ("h1", "h2"):
+        docker_lab.ssh(h, f"docker rm -f $(docker ps -aq --filter label=io.goship.app={APP}) "
+                          f"2>/dev/null; systemctl stop 'goship-{APP}-standby-*' 2>/dev/null",
+                       check=False)
+    docker_lab.remove_app(APP, ["h1", "h2"])
+
+
+def version(addr: str) -> str:
+    with urllib.request.urlopen(f"http://{addr}/version", timeout=5) as r:
+        return str(json.loads(r.read())["version"])
+
+
+def test_hosts_pull_goships_image_by_digest(run_cli: Run, project: Project,
+                                            docker_lab: Lab) -> None:
+    r = run_cli("deploy", "lab", "--skip-checks", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    project.release("v1.1.0")
+    with Load(f"http://{H1}/api/items") as load:
+        r = run_cli("deploy", "lab", "--skip-checks", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    assert version(H1) == version(H2) == "v1.1.0"
+    assert load.result.failed == 0, load.result.text
+    # the registry has the release under its id, and each host's image came from there
+    tags = json.loads(urllib.request.urlopen(
+        f"http://{REGISTRY}/v2/team/{APP}/tags/list", timeout=5).read())["tags"]
+    assert sorted(t.split("-")[0] for t in tags) == ["v1.0.0", "v1.1.0"]
+    for h in ("h1", "h2"):
+        state = json.loads(docker_lab.ssh(h, f"cat /srv/{APP}/state.json").stdout)
+        ref = f"goship-{APP}:{state['live']['release']}"
+        digests = json.loads(docker_lab.ssh(
+            h, f"docker image inspect --format '{{{{json .RepoDigests}}}}' {ref}").stdout)
+        assert any(d.startswith(f"{REGISTRY}/team/{APP}@sha256:") for d in digests), digests
+
+
+def test_an_unreachable_registry_is_one_line_and_changes_nothing(
+        run_cli: Run, project: Project, docker_lab: Lab) -> None:
+    docker_lab.ssh("h3", "systemctl stop goship-registry")
+    try:
+        project.release("v1.2.0")
+        r = run_cli("deploy", "lab", "--skip-checks", cwd=project.root)
+        assert r.code == 1, r.out + r.err
+        assert f"registry http://{REGISTRY}" in r.out
+        assert version(H1) == version(H2) == "v1.1.0"
+    finally:
+        docker_lab.ssh("h3", "systemd-run --unit=goship-registry /usr/local/bin/"
+                             "goship-registry serve /etc/goship-registry.yml", check=False)
