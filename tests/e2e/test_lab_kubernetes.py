@@ -75,8 +75,9 @@ def image(tmp_path_factory: pytest.TempPathFactory, cluster: Lab) -> str:
                          cwd=repo, capture_output=True, text=True, timeout=600, check=False)
     assert out.returncode == 0, out.stderr
     img = json.loads(out.stdout)["image"]
-    kubernetes.import_image([HostLayout(i) for i in (1, 2, 3)], Path(img["path"]))
-    return f"docker.io/library/{img['tags'][0]}"
+    repo = kubernetes.import_image([HostLayout(i) for i in (1, 2, 3)], Path(img["path"]))
+    assert repo == "docker.io/library/hello-gin"
+    return f"{repo}:{img['tags'][0].rsplit(':', 1)[1]}"
 
 
 def test_every_node_is_ready_and_the_lab_says_where_its_kubeconfig_is(

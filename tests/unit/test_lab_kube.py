@@ -114,6 +114,8 @@ def test_each_node_routes_the_other_nodes_pod_subnets_via_their_hosts() -> None:
     assert "ExecStart=/sbin/ip route replace 10.244.3.0/24 via 10.78.0.13 dev eth0" in unit
     assert "10.244.2.0/24" not in unit  # its own subnet is on its bridge
     assert "net.ipv4.ip_forward=1" in unit
+    # no default route on a lab host: ClusterIPs need one to be connected to at all
+    assert "ExecStart=/sbin/ip route replace 10.96.0.0/16 dev eth0" in unit
 
 
 def test_the_cni_network_bridges_the_nodes_own_subnet() -> None:
@@ -196,6 +198,20 @@ def test_the_wrapper_module_replaces_every_staging_module_with_its_release() -> 
     main_go = (kube_build.SRC / "main.go").read_text()
     for component in kube_build.COMPONENTS:
         assert f'"{component}"' in main_go
+
+
+def test_an_image_is_imported_under_the_name_kubernetes_resolves(tmp_path: Path) -> None:
+    assert kubernetes.qualified_repository("hello-gin") == "docker.io/library/hello-gin"
+    assert kubernetes.qualified_repository("team/app") == "docker.io/team/app"
+    assert kubernetes.qualified_repository("10.78.0.13:5000/team/app") == \
+        "10.78.0.13:5000/team/app"
+    tar = tmp_path / "image.tar"
+    with tarfile.open(tar, "w") as t:
+        body = json.dumps([{"RepoTags": ["hello-gin:v1.0.0-amd64"]}]).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(body)
+        t.addfile(info, io.BytesIO(body))
+    assert kubernetes.image_repository(tar) == "docker.io/library/hello-gin"
 
 
 def test_the_version_is_stamped_where_components_report_it() -> None:

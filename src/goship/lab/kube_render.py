@@ -124,8 +124,11 @@ def control_units(control: HostLayout, binary: str) -> dict[str, str]:
 
 def network_unit(h: HostLayout, hosts: list[HostLayout]) -> str:
     """Forwarding on, and a route to every other node's pod subnet via that node: the lab
-    hosts share one bridge, so plain routes carry pod traffic between them."""
-    starts = ["/usr/sbin/sysctl -w net.ipv4.ip_forward=1"]
+    hosts share one bridge, so plain routes carry pod traffic between them. Lab hosts have
+    no default route, so the Service range gets one too: without it a connection from the
+    host to a ClusterIP fails before kube-proxy's rules can rewrite its destination."""
+    starts = ["/usr/sbin/sysctl -w net.ipv4.ip_forward=1",
+              f"/sbin/ip route replace {SERVICE_CIDR} dev eth0"]
     starts += [f"/sbin/ip route replace {pod_subnet(o)} via {o.addr} dev eth0"
                for o in hosts if o.index != h.index]
     body = "".join(f"ExecStart={s}\n" for s in starts)

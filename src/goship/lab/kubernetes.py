@@ -301,20 +301,48 @@ def enable(hosts: list[HostLayout], progress: Progress = lambda _m: None) -> Non
     layout.write_state(state)
 
 
-def import_image(hosts: list[HostLayout], tar: Path) -> None:
+def image_repository(tar: Path) -> str:
+    """The repository a `goship package --image` tar is tagged with, as Kubernetes names it
+    (hello-gin -> docker.io/library/hello-gin): `ctr images import` names an OCI layout's
+    images by its ref.name annotation (the tag) under this base name."""
+    import tarfile
+
+    with tarfile.open(tar) as t:
+        member = t.extractfile("manifest.json")
+        tags = json.loads(member.read()) if member is not None else []
+    if not tags or not tags[0].get("RepoTags"):
+        raise UsageError(f"{tar}: no image tag in manifest.json",
+                         hint="use an image tar from `goship package --image`")
+    repo = str(tags[0]["RepoTags"][0]).rsplit(":", 1)[0]
+    return qualified_repository(repo)
+
+
+def qualified_repository(repo: str) -> str:
+    """What the kubelet resolves an image name to (docker's normalization)."""
+    first = repo.split("/", 1)[0]
+    if "/" in repo and ("." in first or ":" in first or first == "localhost"):
+        return repo
+    return f"docker.io/{repo}" if "/" in repo else f"docker.io/library/{repo}"
+
+
+def import_image(hosts: list[HostLayout], tar: Path) -> str:
     """An image tar (`goship package --image`) into containerd's k8s.io namespace on each
-    host: pods run it with imagePullPolicy Never or IfNotPresent, no registry needed."""
+    host: pods run it with imagePullPolicy Never or IfNotPresent, no registry needed.
+    Returns the repository it is imported under (docker.io/library/<app>)."""
+    base = image_repository(tar)
+
     def one(h: HostLayout) -> None:
         target = h.root / IMAGES_DIR.lstrip("/") / tar.name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(tar, target)
         inside = f"{IMAGES_DIR}/{tar.name}"
-        res = _ssh(h, f"ctr -n k8s.io images import --snapshotter native "
-                      f"{shlex.quote(inside)}; rc=$?; rm -f {shlex.quote(inside)}; exit $rc",
-                   timeout=300)
+        res = _ssh(h, f"ctr -n k8s.io images import --snapshotter native --base-name "
+                      f"{shlex.quote(base)} {shlex.quote(inside)}; rc=$?; "
+                      f"rm -f {shlex.quote(inside)}; exit $rc", timeout=300)
         if res.returncode != 0:
             raise LabError(f"{h.name}: `ctr images import {tar.name}` failed: "
                            f"{res.stderr.strip()}")
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(one, hosts))
+    return base
