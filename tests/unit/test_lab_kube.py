@@ -10,6 +10,7 @@ import io
 import ipaddress
 import json
 import re
+import subprocess
 import tarfile
 import tomllib
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from goship.errors import LabError, PrerequisiteError
 from goship.lab import kube_build, kube_pki, kube_render, kubernetes, layout
 from goship.lab.layout import HostLayout
 from tests.conftest import REPO, CliResult
@@ -278,3 +280,35 @@ def test_the_test_command_builds_the_components_and_docs_describe_them() -> None
         assert pkg in doc
     assert "goship lab up --hosts 3 --kubernetes" in doc
     assert "CoreDNS" in doc
+
+
+def test_a_missing_package_is_named_with_the_command_that_installs_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kubernetes, "HOST_BINARIES", {"/nonexistent/etcd": "etcd-server"})
+    with pytest.raises(PrerequisiteError) as e:
+        kubernetes.require()
+    line = e.value.line()
+    assert "the Kubernetes lab needs packages that are not installed: etcd-server" in line
+    assert "apt-get install -y etcd-server" in line
+    assert "--install" in line
+    assert e.value.exit_code == 2
+
+
+def test_a_unit_that_fails_to_start_is_reported_with_its_log_tail(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def fake_ssh(h: HostLayout, command: str,
+                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        if command.startswith("journalctl -u kubelet.service"):
+            return subprocess.CompletedProcess([], 0, "starting\nfailed to run Kubelet: boom\n",
+                                               "")
+        if "is-active --quiet kube-proxy.service" in command:
+            return subprocess.CompletedProcess([], 0, "", "")
+        return subprocess.CompletedProcess([], 1, "", "job failed")
+
+    monkeypatch.setattr(kubernetes, "_ssh", fake_ssh)
+    with pytest.raises(LabError) as e:
+        kubernetes._start(HOSTS[1], ("kubelet.service", "kube-proxy.service"))
+    assert e.value.line().startswith(
+        "h2: Kubernetes units did not start: kubelet.service: starting | failed to run "
+        "Kubelet: boom")
+    assert "kube-proxy" not in e.value.line()
