@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from goship.errors import LabError, PrerequisiteError
+from goship.errors import LabError, PrerequisiteError, UsageError
 from goship.lab import kube_build, kube_pki, kube_render, kubernetes, layout
 from goship.lab.layout import HostLayout
 from tests.conftest import REPO, CliResult
@@ -312,3 +312,13 @@ def test_a_unit_that_fails_to_start_is_reported_with_its_log_tail(
         "h2: Kubernetes units did not start: kubelet.service: starting | failed to run "
         "Kubelet: boom")
     assert "kube-proxy" not in e.value.line()
+
+
+def test_a_cluster_of_another_size_is_refused_before_anything_boots(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kubernetes, "status", lambda: {"nodes": ["h1"]})
+    kubernetes.check_nodes(HOSTS[:1])  # the same cluster again: fine
+    with pytest.raises(UsageError) as e:
+        kubernetes.check_nodes(HOSTS[:2])
+    assert e.value.line() == ("the lab's Kubernetes cluster runs on h1, not h1, h2; "
+                              "`goship lab down` first, then `goship lab up --kubernetes`")

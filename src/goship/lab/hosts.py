@@ -317,6 +317,7 @@ def up(count: int, docker: bool = False, kubernetes: bool = False,
         from goship.lab import kubernetes as kube
 
         kube.require()
+        kube.check_nodes([HostLayout(i) for i in range(1, count + 1)])
         # Built (or found in the cache) before any host boots: hosts see it through their
         # overlay of this machine's root.
         kube_build.ensure(progress)

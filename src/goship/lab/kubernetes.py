@@ -226,17 +226,23 @@ def _load_or_issue_pki(hosts: list[HostLayout]) -> kube_pki.Pki:
     return pki
 
 
+def check_nodes(hosts: list[HostLayout]) -> None:
+    """A cluster of another size is refused (before any host boots): nodes are not added
+    to or taken from a running cluster."""
+    names = [h.name for h in hosts]
+    found = status()
+    if found is not None and found.get("nodes") != names:
+        raise UsageError(f"the lab's Kubernetes cluster runs on {', '.join(found['nodes'])}, "
+                         f"not {', '.join(names)}",
+                         hint="`goship lab down` first, then `goship lab up --kubernetes`")
+
+
 def enable(hosts: list[HostLayout], progress: Progress = lambda _m: None) -> None:
     """The cluster on `hosts` (h1 first), up and every node Ready. Runs again harmlessly on
     a cluster that is up; a cluster of another size must go first (`lab down`)."""
     require()
-    state = layout.read_state()
+    check_nodes(hosts)
     names = [h.name for h in hosts]
-    found = state.get("kubernetes")
-    if isinstance(found, dict) and found.get("nodes") != names:
-        raise UsageError(f"the lab's Kubernetes cluster runs on {', '.join(found['nodes'])}, "
-                         f"not {', '.join(names)}",
-                         hint="`goship lab down` first, then `goship lab up --kubernetes`")
     b = kube_build.ensure(progress)
     kube_dir().mkdir(parents=True, exist_ok=True)
     kube_dir().chmod(0o700)
