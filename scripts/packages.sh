@@ -13,11 +13,15 @@
 # services are disabled (lab hosts boot this root, and Caddy's default site takes :80).
 # upx is not in Debian bookworm (upx-ucl was dropped), so its test is an allowed skip
 # (README.md, Tests); where Debian has it, it is installed and the test runs.
+# etcd-server, containerd, runc, containernetworking-plugins: `goship lab up --kubernetes`
+# (etcd on h1; containerd, runc and the CNI plugins on every node). Debian enables etcd on
+# install: disabled here, lab hosts mask it, `up --kubernetes` runs it on h1 only.
 # Fails, naming what is missing, when it cannot install (not root, or no apt-get).
 set -euo pipefail
 PKGS=(nginx libnginx-mod-http-lua openssh-server openssh-client systemd iproute2 iptables
       util-linux procps curl git sudo docker.io wrk prometheus rsyslog logrotate openssl
-      busybox-static prometheus-node-exporter gcc libc6-dev haproxy caddy)
+      busybox-static prometheus-node-exporter gcc libc6-dev haproxy caddy
+      etcd-server containerd runc containernetworking-plugins)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 upx=()
@@ -35,9 +39,9 @@ if [ ${#missing[@]} -gt 0 ] || [ ${#upx[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" "${upx[@]}" >/dev/null
-  for s in haproxy caddy; do
+  for s in haproxy caddy etcd-server; do
     if [[ " ${missing[*]} " == *" $s "* ]]; then
-      systemctl disable --now "$s" >/dev/null 2>&1 || true
+      systemctl disable --now "${s%-server}" >/dev/null 2>&1 || true
     fi
   done
 fi

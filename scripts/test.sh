@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
 bash scripts/packages.sh
 bash scripts/install.sh
+bash scripts/kubernetes.sh  # the Kubernetes lab's components: built once, then cached
 
 echo "== ruff"; .venv/bin/ruff check src tests bench
 echo "== mypy"; .venv/bin/mypy

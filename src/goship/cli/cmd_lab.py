@@ -34,8 +34,11 @@ def lab() -> None:
               help="First apt-get install the Debian packages the lab needs (as root).")
 @click.option("--docker", is_flag=True,
               help="Also run a Docker engine on every host (for run.manager = \"docker\").")
+@click.option("--kubernetes", is_flag=True,
+              help="Also run a Kubernetes cluster: control plane on h1, a node on every host "
+                   "(1 to 5 hosts; the first run builds the components, minutes).")
 @json_option
-def up(count: int, install: bool, docker: bool, as_json: bool) -> None:
+def up(count: int, install: bool, docker: bool, kubernetes: bool, as_json: bool) -> None:
     """Boot hosts h1..hN in parallel; returns when every sshd answers. Reuses a running lab.
 
     \b
@@ -43,25 +46,47 @@ def up(count: int, install: bool, docker: bool, as_json: bool) -> None:
       sudo goship lab up --hosts 3
       sudo goship lab up --install    # on a fresh Debian machine
       sudo goship lab up --docker     # hosts with a Docker engine
+      sudo goship lab up --hosts 2 --kubernetes   # a Kubernetes cluster of 2 nodes
     """
     from goship.lab import hosts, system
 
     if install:
-        installed = system.install_packages()
+        extra: tuple[str, ...] = ()
+        if kubernetes:
+            from goship.lab.kubernetes import PACKAGES as KUBE_PACKAGES
+
+            extra = KUBE_PACKAGES
+        installed = system.install_packages(extra)
         ui.info(f"installed: {' '.join(installed)}" if installed
                 else "the lab's Debian packages are all installed")
     started = time.monotonic()
-    all_hosts, booted = hosts.up(count, docker=docker)
+    all_hosts, booted = hosts.up(count, docker=docker, kubernetes=kubernetes,
+                                 progress=ui.info)
     elapsed = time.monotonic() - started
+    kube = None
+    if kubernetes:
+        from goship.lab import kubernetes as k8s
+
+        kube = k8s.status()
     if as_json:
         ui.out(json.dumps({"hosts": [{"name": h.name, "addr": h.addr} for h in all_hosts],
-                           "booted": [h.name for h in booted], "seconds": round(elapsed, 2)}))
+                           "booted": [h.name for h in booted], "seconds": round(elapsed, 2),
+                           "kubernetes": kube}))
         return
     for h in all_hosts:
         note = "booted" if h in booted else "already up"
         ui.out(f"{h.name}  {h.addr}  {note}")
     ui.info(f"{len(booted)} booted, {len(all_hosts) - len(booted)} reused in {elapsed:.1f}s; "
             "use it with [env.lab] lab = N in goship.toml")
+    if kube is not None:
+        ui.out(_kube_line(kube))
+
+
+def _kube_line(kube: dict[str, object]) -> str:
+    nodes = kube.get("nodes")
+    count = len(nodes) if isinstance(nodes, list) else 0
+    return (f"kubernetes {kube.get('version')}  {count} node(s)  API {kube.get('server')}  "
+            f"kubeconfig {kube.get('kubeconfig')}  kubectl {kube.get('kubectl')}")
 
 
 @lab.command()
@@ -74,11 +99,14 @@ def status(as_json: bool) -> None:
       goship lab status --json
     """
     from goship.lab import hosts, system
+    from goship.lab import kubernetes as k8s
 
     system.require()
     rows = hosts.status()
+    kube = k8s.status()
     if as_json:
-        ui.out(json.dumps({"hosts": [r.as_dict() for r in rows]}, indent=2))
+        ui.out(json.dumps({"hosts": [r.as_dict() for r in rows], "kubernetes": kube},
+                          indent=2))
         return
     if not rows:
         ui.out("no lab (start one with `goship lab up`)")
@@ -87,6 +115,26 @@ def status(as_json: bool) -> None:
         state = "running" if r.running else "stopped"
         ui.out(f"{r.name}  {r.addr}  {state}  network {r.network}  "
                f"ssh {'ok' if r.ssh else 'no'}")
+    if kube is not None:
+        ui.out(_kube_line(kube))
+
+
+@lab.command()
+def kubeconfig() -> None:
+    """Print the path of the lab cluster's admin kubeconfig (`lab up --kubernetes`).
+
+    \b
+    Example:
+      export KUBECONFIG=$(goship lab kubeconfig)
+      $(dirname $KUBECONFIG)/bin/kubectl get nodes
+    """
+    from goship.errors import UsageError
+    from goship.lab import kubernetes as k8s
+
+    if k8s.status() is None or not k8s.kubeconfig_path().exists():
+        raise UsageError("the lab runs no Kubernetes cluster",
+                         hint="sudo goship lab up --hosts 2 --kubernetes")
+    ui.out(str(k8s.kubeconfig_path()))
 
 
 @lab.command(context_settings={"ignore_unknown_options": True})

@@ -10,7 +10,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +30,7 @@ MASKED_UNITS = (
     "apt-daily.timer", "apt-daily-upgrade.timer", "man-db.timer", "e2scrub_all.timer",
     "fstrim.timer", "logrotate.timer", "systemd-tmpfiles-clean.timer",
     "prometheus.service", "rsyslog.service", "syslog.socket",
+    "etcd.service",  # Debian's etcd-server enables it; `up --kubernetes` runs it on h1 only
 )
 DOCKER_UNITS = ("docker.service", "docker.socket", "containerd.service")
 # Debian's dockerd on a lab host (`lab up --docker`): its default /var/lib/docker sits in
@@ -49,6 +50,7 @@ DOCKER_DAEMON = {
     # A registry on a lab host speaks plain HTTP ([docker] registry_insecure).
     "insecure-registries": ["10.78.0.0/24"],
 }
+KUBE_MAX_HOSTS = 5
 HOST_KEY_TYPES = ("ed25519", "ecdsa")
 LAUNCH_SCRIPT = """#!/bin/sh
 # On the machine: join the host's own cgroups, then enter its namespaces.
@@ -298,12 +300,27 @@ def _enable_docker(h: HostLayout) -> None:
         raise LabError(f"{h.name}: dockerd did not start: {tail or res.stderr.strip()}")
 
 
-def up(count: int, docker: bool = False) -> tuple[list[HostLayout], list[HostLayout]]:
+def up(count: int, docker: bool = False, kubernetes: bool = False,
+       progress: Callable[[str], None] = lambda _m: None,
+       ) -> tuple[list[HostLayout], list[HostLayout]]:
     """Boot h1..hN (reusing hosts already up). Returns (all hosts, those booted now).
-    `docker`: every host also runs a Docker engine."""
+    `docker`: every host also runs a Docker engine. `kubernetes`: h1..hN form a Kubernetes
+    cluster (goship.lab.kubernetes)."""
     if not 1 <= count <= MAX_HOSTS:
         raise UsageError(f"--hosts {count}: expected 1 to {MAX_HOSTS}")
+    if kubernetes and count > KUBE_MAX_HOSTS:
+        raise UsageError(f"--hosts {count} --kubernetes: expected 1 to {KUBE_MAX_HOSTS}",
+                         hint="a Kubernetes lab has at most 5 nodes")
     system.require()
+    if kubernetes:
+        from goship.lab import kube_build
+        from goship.lab import kubernetes as kube
+
+        kube.require()
+        kube.check_nodes([HostLayout(i) for i in range(1, count + 1)])
+        # Built (or found in the cache) before any host boots: hosts see it through their
+        # overlay of this machine's root.
+        kube_build.ensure(progress)
     with _locked():
         _ensure_key()
         _ensure_network()
@@ -331,6 +348,8 @@ def up(count: int, docker: bool = False) -> tuple[list[HostLayout], list[HostLay
         if docker:
             with ThreadPoolExecutor(max_workers=8) as pool:
                 list(pool.map(_enable_docker, hosts))
+        if kubernetes:
+            kube.enable(hosts, progress)
         return [HostLayout(i) for i in state["hosts"]], booting
 
 

@@ -40,8 +40,9 @@ def dpkg_installed(package: str) -> bool:
     return res.returncode == 0 and res.stdout.strip().endswith(" installed")
 
 
-def install_packages() -> list[str]:
-    """apt-get update + install of the lab's missing Debian packages; what it installed.
+def install_packages(extra: tuple[str, ...] = ()) -> list[str]:
+    """apt-get update + install of the lab's missing Debian packages (and `extra`: those of
+    `up --kubernetes`); what it installed.
     Refuses with one line, changing nothing, when not root or not on Debian (apt-get)."""
     if os.geteuid() != 0:
         raise PrerequisiteError("installing the lab's Debian packages needs root",
@@ -49,8 +50,9 @@ def install_packages() -> list[str]:
     if shutil.which("apt-get") is None or shutil.which("dpkg-query") is None:
         raise PrerequisiteError(
             "--install needs Debian's apt-get; install these packages with your system's "
-            f"package manager: {' '.join(PACKAGES)}")
+            f"package manager: {' '.join((*PACKAGES, *extra))}")
     missing = missing_packages(dpkg_installed)
+    missing += [p for p in extra if p not in missing and not dpkg_installed(p)]
     if not missing:
         return []
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}

@@ -1,0 +1,229 @@
+"""What each lab host of the Kubernetes lab runs, as files: pure functions of the host
+list and the certificates, tested as data. `kubernetes.py` writes and starts them."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shlex
+
+from goship.lab.layout import HostLayout
+
+CLUSTER_CIDR = "10.244.0.0/16"
+SERVICE_CIDR = "10.96.0.0/16"
+SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service: the first address of SERVICE_CIDR
+CLUSTER_DOMAIN = "cluster.local"
+API_PORT = 6443
+ETC = "/etc/goship-kube"
+PKI = f"{ETC}/pki"
+CONTAINERD_ROOT = "/var/lib/goship-containerd"
+CONTAINERD_SOCK = "/run/containerd/containerd.sock"
+CNI_BIN = "/usr/lib/cni"  # Debian's containernetworking-plugins
+CNI_BRIDGE = "cni0"
+CONTROL_UNITS = ("etcd.service", "kube-apiserver.service", "kube-controller-manager.service",
+                 "kube-scheduler.service")
+NODE_UNITS = ("goship-kube-network.service", "containerd.service", "kubelet.service",
+              "kube-proxy.service")
+# Masked on every lab host (a fresh server runs neither): unmasked where the cluster needs it.
+DEBIAN_UNITS = ("etcd.service", "containerd.service")
+
+
+def node_name(h: HostLayout) -> str:
+    return f"lab-{h.name}"  # the host's hostname
+
+
+def pod_subnet(h: HostLayout) -> str:
+    """Each node's own /24 of CLUSTER_CIDR, by host index (h1: 10.244.1.0/24)."""
+    return f"10.244.{h.index}.0/24"
+
+
+def api_url(control: HostLayout) -> str:
+    return f"https://{control.addr}:{API_PORT}"
+
+
+def kubeconfig(server: str, ca: bytes, cert: bytes, key: bytes, user: str) -> str:
+    """A kubeconfig with everything embedded (JSON is YAML; kubectl reads either)."""
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    return json.dumps({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "goship-lab", "cluster": {
+            "server": server, "certificate-authority-data": b64(ca)}}],
+        "users": [{"name": user, "user": {
+            "client-certificate-data": b64(cert), "client-key-data": b64(key)}}],
+        "contexts": [{"name": "goship-lab", "context": {"cluster": "goship-lab", "user": user}}],
+        "current-context": "goship-lab",
+    }, indent=2) + "\n"
+
+
+def _unit(description: str, argv: list[str], after: str = "network.target",
+          extra: str = "") -> str:
+    # binary and component on the first line, one flag a line after
+    words = [" ".join(shlex.quote(a) for a in argv[:2]), *(shlex.quote(a) for a in argv[2:])]
+    lines = " \\\n    ".join(words)
+    return (f"[Unit]\nDescription={description} (goship lab)\nAfter={after}\n\n"
+            f"[Service]\nExecStart={lines}\nRestart=on-failure\nRestartSec=2\n{extra}"
+            f"\n[Install]\nWantedBy=multi-user.target\n")
+
+
+def etcd_default() -> str:
+    """/etc/default/etcd for Debian's etcd.service: one member, on loopback only (only the
+    API server on the same host talks to it)."""
+    return ("ETCD_LISTEN_CLIENT_URLS=http://127.0.0.1:2379\n"
+            "ETCD_ADVERTISE_CLIENT_URLS=http://127.0.0.1:2379\n"
+            "ETCD_LISTEN_PEER_URLS=http://127.0.0.1:2380\n"
+            "ETCD_INITIAL_ADVERTISE_PEER_URLS=http://127.0.0.1:2380\n"
+            "ETCD_INITIAL_CLUSTER=lab-h1=http://127.0.0.1:2380\n"
+            "ETCD_NAME=lab-h1\n"
+            "ETCD_DATA_DIR=/var/lib/etcd/goship-lab\n")
+
+
+def control_units(control: HostLayout, binary: str) -> dict[str, str]:
+    """kube-apiserver, controller-manager and scheduler units for h1."""
+    apiserver = [
+        binary, "kube-apiserver",
+        f"--advertise-address={control.addr}", f"--secure-port={API_PORT}",
+        "--etcd-servers=http://127.0.0.1:2379",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        f"--client-ca-file={PKI}/ca.crt",
+        f"--tls-cert-file={PKI}/apiserver.crt", f"--tls-private-key-file={PKI}/apiserver.key",
+        f"--kubelet-certificate-authority={PKI}/ca.crt",
+        f"--kubelet-client-certificate={PKI}/apiserver-kubelet-client.crt",
+        f"--kubelet-client-key={PKI}/apiserver-kubelet-client.key",
+        "--kubelet-preferred-address-types=InternalIP",
+        f"--service-account-issuer=https://kubernetes.default.svc.{CLUSTER_DOMAIN}",
+        f"--service-account-key-file={PKI}/sa.pub",
+        f"--service-account-signing-key-file={PKI}/sa.key",
+        "--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
+        "--allow-privileged=true", "--profiling=false",
+    ]
+    controller = [
+        binary, "kube-controller-manager",
+        f"--kubeconfig={ETC}/controller-manager.kubeconfig", "--bind-address=127.0.0.1",
+        "--leader-elect=false", "--use-service-account-credentials=true",
+        f"--service-account-private-key-file={PKI}/sa.key",
+        f"--root-ca-file={PKI}/ca.crt",
+        f"--cluster-signing-cert-file={PKI}/ca.crt",
+        f"--cluster-signing-key-file={PKI}/ca.key",
+        f"--service-cluster-ip-range={SERVICE_CIDR}", "--allocate-node-cidrs=false",
+        "--profiling=false",
+    ]
+    scheduler = [binary, "kube-scheduler", f"--kubeconfig={ETC}/scheduler.kubeconfig",
+                 "--bind-address=127.0.0.1", "--leader-elect=false", "--profiling=false"]
+    api_after = "network.target etcd.service"
+    return {
+        "kube-apiserver.service": _unit("Kubernetes API server", apiserver, api_after,
+                                        "LimitNOFILE=65536\n"),
+        "kube-controller-manager.service": _unit("Kubernetes controller manager", controller,
+                                                 "kube-apiserver.service"),
+        "kube-scheduler.service": _unit("Kubernetes scheduler", scheduler,
+                                        "kube-apiserver.service"),
+    }
+
+
+def network_unit(h: HostLayout, hosts: list[HostLayout]) -> str:
+    """Forwarding on, and a route to every other node's pod subnet via that node: the lab
+    hosts share one bridge, so plain routes carry pod traffic between them. Lab hosts have
+    no default route, so the Service range gets one too: without it a connection from the
+    host to a ClusterIP fails before kube-proxy's rules can rewrite its destination."""
+    starts = ["/usr/sbin/sysctl -w net.ipv4.ip_forward=1",
+              f"/sbin/ip route replace {SERVICE_CIDR} dev eth0"]
+    starts += [f"/sbin/ip route replace {pod_subnet(o)} via {o.addr} dev eth0"
+               for o in hosts if o.index != h.index]
+    body = "".join(f"ExecStart={s}\n" for s in starts)
+    return ("[Unit]\nDescription=Pod routes between lab nodes (goship lab)\n"
+            "Before=kubelet.service\n\n"
+            f"[Service]\nType=oneshot\nRemainAfterExit=yes\n{body}"
+            "\n[Install]\nWantedBy=multi-user.target\n")
+
+
+def node_units(h: HostLayout, hosts: list[HostLayout], binary: str) -> dict[str, str]:
+    kubelet = [binary, "kubelet", f"--config={ETC}/kubelet.json",
+               f"--kubeconfig={ETC}/kubelet.kubeconfig", f"--node-ip={h.addr}",
+               f"--hostname-override={node_name(h)}"]
+    proxy = [binary, "kube-proxy", f"--config={ETC}/kube-proxy.json"]
+    return {
+        "goship-kube-network.service": network_unit(h, hosts),
+        "kubelet.service": _unit("Kubernetes node agent", kubelet,
+                                 "containerd.service goship-kube-network.service"),
+        "kube-proxy.service": _unit("Kubernetes Service proxy", proxy,
+                                    "goship-kube-network.service"),
+    }
+
+
+def containerd_config() -> str:
+    """containerd 1.6 (Debian) for the CRI plugin on a lab host. Each line learnt from a
+    failure (docs/lab.md): a fresh root and the native snapshotter (overlay snapshots cannot
+    stack on the host's overlay root), restrict_oom_score_adj (lowering oom_score_adj is
+    denied here, and runc then fails every sandbox), Debian's CNI path, cgroupfs."""
+    return f"""version = 2
+root = "{CONTAINERD_ROOT}"
+state = "/run/containerd"
+disabled_plugins = ["io.containerd.snapshotter.v1.overlayfs", "io.containerd.snapshotter.v1.aufs",
+                    "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+                    "io.containerd.snapshotter.v1.devmapper"]
+
+[grpc]
+  address = "{CONTAINERD_SOCK}"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "registry.k8s.io/pause:3.6"
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "native"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{CNI_BIN}"
+    conf_dir = "/etc/cni/net.d"
+"""
+
+
+def cni_conflist(h: HostLayout) -> str:
+    return json.dumps({
+        "cniVersion": "1.0.0", "name": "goship-lab",
+        "plugins": [
+            {"type": "bridge", "bridge": CNI_BRIDGE, "isGateway": True, "ipMasq": True,
+             "hairpinMode": True,
+             "ipam": {"type": "host-local", "ranges": [[{"subnet": pod_subnet(h)}]],
+                      "routes": [{"dst": "0.0.0.0/0"}]}},
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    }, indent=2) + "\n"
+
+
+def kubelet_config(h: HostLayout) -> str:
+    return json.dumps({
+        "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+        "authentication": {"x509": {"clientCAFile": f"{PKI}/ca.crt"},
+                           "webhook": {"enabled": True}, "anonymous": {"enabled": False}},
+        "authorization": {"mode": "Webhook"},
+        "cgroupDriver": "cgroupfs",
+        "failSwapOn": False,
+        "containerRuntimeEndpoint": f"unix://{CONTAINERD_SOCK}",
+        "clusterDomain": CLUSTER_DOMAIN,
+        "tlsCertFile": f"{PKI}/kubelet-{node_name(h)}-serving.crt",
+        "tlsPrivateKeyFile": f"{PKI}/kubelet-{node_name(h)}-serving.key",
+        "readOnlyPort": 0,
+        # The host's disk is a tmpfs-backed overlay and its memory the machine's: evict
+        # only when really short, never because the lab looks like a small node.
+        "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%",
+                         "imagefs.available": "1%", "nodefs.inodesFree": "1%"},
+    }, indent=2) + "\n"
+
+
+def kube_proxy_config(h: HostLayout) -> str:
+    return json.dumps({
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
+        "clientConnection": {"kubeconfig": f"{ETC}/kube-proxy.kubeconfig"},
+        "hostnameOverride": node_name(h),
+        "mode": "iptables",
+        "clusterCIDR": CLUSTER_CIDR,
+        # conntrack sysctls outside the initial network namespace are read-only: leave them.
+        "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s",
+                      "tcpCloseWaitTimeout": "0s"},
+    }, indent=2) + "\n"
