@@ -110,7 +110,7 @@ def parse(value: str) -> Mode | None:
 
 def _control(h: Host, method: str, body: str | None = None) -> tuple[int, str]:
     args = ["curl", "-s", "--max-time", "5", "--unix-socket", h.nginx.control,
-            "-o", "/dev/stdout", "-w", "\n%{http_code}", "-X", method,
+            "-w", "\n%{http_code}", "-X", method,
             "http://goship/maintenance"]
     cmd = Cmd.of(*args, *(["--data-binary", "@-"] if body is not None else []))
     if body is not None:
