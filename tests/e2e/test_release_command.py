@@ -164,3 +164,20 @@ def test_a_failing_release_command_aborts_with_nothing_switched(
     failed = [j for j in last if j.get("outcome") == "failed"]
     assert any(j["action"] == "release command" and "exited 3" in j["error"] for j in failed)
     assert any(j["action"] == "deploy" and j["step"] == "release command" for j in failed)
+
+
+def test_rolling_runs_it_once_before_the_first_batch(run_cli: Run, project: Project,
+                                                     lab: Lab) -> None:
+    # h2 runs it and asks h1 (the first batch) what it serves meanwhile
+    project.toml = toml(MARK.replace("127.0.0.1", H1)).replace(
+        'release_host = "h2"', 'release_host = "h2"\nstrategy = "rolling"')
+    project.release("v1.3.0")
+    with Load(f"http://{H1}:{LISTEN}/api/items") as load:
+        r = run_cli("deploy", "lab", "--skip-checks", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    assert load.result.failed == 0, load.result.text
+    assert served(H1) == served(H2) == "v1.3.0"
+    mine = [x for x in runs(lab, "h2") if "release=v1.3.0-" in x]
+    assert len(mine) == 1, mine
+    assert '"version":"v1.1.0"' in mine[0].partition(" serving=")[2]
+    assert runs(lab, "h1") == []

@@ -281,12 +281,12 @@ class Deployer:
         h, p = m.host, m.plan
         m.step = "prepare host"
         m.launched = True
+        h.use_env(m.new_color, m.release)
         releases = {m.new_color: m.release,
                     **({m.old_color: m.old_release} if m.old_color and m.old_release else {})}
         h.services.install(m.new_color, m.old_color or m.new_color, self.project.root,
                            releases)
         h.nginx.prepare(self.project.root)
-        h.use_env(m.new_color, m.release)
         h.services.cancel_stop(m.new_color)
         m.step = f"start {m.new_color}"
         # Whatever runs on the new color is a leftover or the standby: stop it first.
