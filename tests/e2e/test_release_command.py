@@ -181,3 +181,17 @@ def test_rolling_runs_it_once_before_the_first_batch(run_cli: Run, project: Proj
     assert len(mine) == 1, mine
     assert '"version":"v1.1.0"' in mine[0].partition(" serving=")[2]
     assert runs(lab, "h1") == []
+
+
+def test_canary_start_runs_it_abort_does_not(run_cli: Run, project: Project,
+                                             lab: Lab) -> None:
+    project.toml = toml(MARK)
+    project.release("v1.4.0")
+    r = run_cli("canary", "start", "lab", "--skip-checks", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    assert "h2: release command done" in r.out + r.err
+    aborted = run_cli("canary", "abort", "lab", cwd=project.root)
+    assert aborted.code == 0, aborted.out + aborted.err
+    mine = [x for x in runs(lab, "h2") if "release=v1.4.0-" in x]
+    assert len(mine) == 1, mine  # at the start, not again for the abort
+    assert served(H1) == served(H2) == "v1.3.0"

@@ -139,7 +139,8 @@ class CanaryEngine:
         lock = self._lock(hosts, "goship canary start")
         try:
             # deploy.release_command runs here too: the canary's code meets its schema.
-            failed = deployer.prepare_all(moves, values, fleet.release_command)
+            with deployer.beating(lock):
+                failed = deployer.prepare_all(moves, values, fleet.release_command)
             if failed is None:
                 # The canary's ports may have moved (port preflight): the site must name them
                 # before the rules send traffic there. Still routed to the stable color.

@@ -527,6 +527,17 @@ class Deployer:
                 ui.info(f"waiting: {e.message}")
                 time.sleep(2)
 
+    @contextmanager
+    def beating(self, lock: Lock) -> Iterator[None]:
+        """The lock's heartbeat while the block runs (a release command may outlast
+        deploy.lock_ttl)."""
+        stop = threading.Event()
+        threading.Thread(target=self._beat, args=(lock, stop), daemon=True).start()
+        try:
+            yield
+        finally:
+            stop.set()
+
     def _beat(self, lock: Lock, stop: threading.Event) -> None:
         interval = max(2.0, self.config.deploy.lock_ttl / 4)
         while not stop.wait(interval):
