@@ -13,12 +13,13 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import CliResult
+from tests.conftest import CliResult, need
 from tests.e2e.conftest import Lab
-from tests.e2e.helpers import Project
+from tests.e2e.helpers import Project, example_repo, free_port
 from tests.e2e.load import Load
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -162,3 +163,45 @@ def test_a_host_that_cannot_is_reported_the_others_change(run_cli: Run, project:
         off = run_cli("maintenance", "off", "lab", cwd=project.root)
     assert off.code == 0, off.out + off.err
     assert get(HOSTS["h2"], "/")[0] == 200  # h2 never went into maintenance
+
+
+def test_local_mode_has_it_too(run_cli: Run, tmp_path: Path) -> None:
+    """This machine (goship's own supervisord and nginx, with the Lua module): the same."""
+    need("nginx")
+    listen = free_port(10000, 15000)
+    base = tmp_path / "deploy"
+    root = example_repo(tmp_path / "svc", toml=f"""
+[app]
+name = "maintlocal"
+[build]
+assets = ["templates", "static"]
+[run]
+base_port = {free_port(15000, 29000)}
+[run.health]
+interval = 0.2
+[deploy]
+base_path = "{base}"
+[env.local]
+local = true
+[env.local.proxy]
+listen = {listen}
+""")
+    r = run_cli("deploy", "local", "--skip-checks", cwd=root)
+    try:
+        assert r.code == 0, r.out + r.err
+        pid = (base / "maintlocal" / "run" / "nginx.pid").read_text()
+        on = run_cli("maintenance", "on", "local", "--message", "local <b>", cwd=root)
+        assert on.code == 0, on.out + on.err
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"http://127.0.0.1:{listen}/", timeout=10)
+        assert e.value.code == 503
+        assert "<p>local &lt;b&gt;</p>" in e.value.read().decode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{listen}/health", timeout=10) as ok:
+            assert ok.status == 200
+        off = run_cli("maintenance", "off", "local", cwd=root)
+        assert off.code == 0, off.out + off.err
+        with urllib.request.urlopen(f"http://127.0.0.1:{listen}/", timeout=10) as ok:
+            assert ok.status == 200
+        assert (base / "maintlocal" / "run" / "nginx.pid").read_text() == pid  # no restart
+    finally:
+        run_cli("remove", "local", "--yes", "--purge-data", cwd=root)
