@@ -168,8 +168,8 @@ def test_the_command_line_is_one_quoted_argument_and_the_environment_goes_by_std
     rc.run(host_of(t), step, {"DB_PASSWORD": "s3cr3t-value", "GIN_MODE": "release"})
     cmd = t.calls[-1]
     argv = shlex.split(cmd.shell())
-    assert argv[-1] == hostile  # exactly the user's line, one argument for `sh -c`
-    assert argv[-5:-1] == ["/srv/shop/releases/v2", "300", "shop", "/srv/shop/shared/data"]
+    assert argv[-2] == hostile  # exactly the user's line, one argument for `sh -c`
+    assert argv[-6:-2] == ["/srv/shop/releases/v2", "300", "shop", "/srv/shop/shared/data"]
     assert "s3cr3t-value" not in cmd.shell()  # never on a command line
     assert cmd.stdin is not None
     assert b"export DB_PASSWORD=s3cr3t-value" in cmd.stdin

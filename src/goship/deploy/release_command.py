@@ -23,21 +23,22 @@ TAIL_LINES = 20
 # deploying shell (SSH variables, root's HOME) leaks in, as under the service manager.
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-# $1 release dir  $2 timeout (s)  $3 user ("": as is)  $4 home  $5 the command line.
+# $1 release dir  $2 timeout (s)  $3 user ("": as is)  $4 home  $5 the command line
+# $6 PATH.
 # stdin: the release's environment as `export K='v'` lines (never on a command line, never
 # on disk in clear beyond the release's 0600 file). The command itself runs by `sh -c`
 # (the user writes shell) with stdin closed, stderr into stdout, in its own process group
 # that `timeout` kills whole (TERM, then KILL 10 s later).
 SCRIPT = r"""
-dir=$1; limit=$2; user=$3; home=$4; line=$5
+dir=$1; limit=$2; user=$3; home=$4; line=$5; path=$6
 [ -d "$dir" ] || { echo "release directory $dir is missing"; exit 125; }
 inner='eval "$(cat)" || exit 125; cd "$1" || exit 125
 exec timeout -k 10 "$2" sh -c "$3" </dev/null 2>&1'
 if [ -n "$user" ]; then
-  exec runuser -u "$user" -- env -i PATH="$PATH_BASE" HOME="$home" LANG=C.UTF-8 \
+  exec runuser -u "$user" -- env -i PATH="$path" HOME="$home" LANG=C.UTF-8 \
     sh -c "$inner" goship-release "$dir" "$limit" "$line"
 fi
-exec env -i PATH="$PATH_BASE" HOME="$home" LANG=C.UTF-8 \
+exec env -i PATH="$path" HOME="$home" LANG=C.UTF-8 \
   sh -c "$inner" goship-release "$dir" "$limit" "$line"
 """
 
@@ -132,9 +133,8 @@ def run(h: Host, step: ReleaseStep, env: dict[str, str]) -> tuple[float, str]:
     exit status and the output's tail when the command fails or times out."""
     release_dir = h.paths.release(step.release)
     home = h.paths.join("shared", "data")
-    script = SCRIPT.replace("$PATH_BASE", BASE_PATH)
-    cmd = Cmd.of("sh", "-c", script, "goship-release-command", release_dir,
-                 f"{step.timeout:g}", step.user or "", home, step.command,
+    cmd = Cmd.of("sh", "-c", SCRIPT, "goship-release-command", release_dir,
+                 f"{step.timeout:g}", step.user or "", home, step.command, BASE_PATH,
                  secrets=env.values()).with_stdin(exports(env).encode())
     t0 = time.monotonic()
     res = h.t.run(cmd, timeout=step.timeout + 30)
