@@ -164,6 +164,9 @@ def test_a_failing_release_command_aborts_with_nothing_switched(
     failed = [j for j in last if j.get("outcome") == "failed"]
     assert any(j["action"] == "release command" and "exited 3" in j["error"] for j in failed)
     assert any(j["action"] == "deploy" and j["step"] == "release command" for j in failed)
+    last = json.loads(lab.ssh("h1", f"tail -n 1 /srv/{APP}/journal.jsonl").stdout)
+    assert (last["action"], last["outcome"], last["step"]) == ("deploy", "failed",
+                                                               "release command")
 
 
 def test_rolling_runs_it_once_before_the_first_batch(run_cli: Run, project: Project,

@@ -324,6 +324,8 @@ class Deployer:
             h.journal({"action": "release command", "release": m.release,
                        "command": step.command, "outcome": "failed",
                        "error": e.message.split("; output:")[0]})
+            for other in moves:  # every host's journal: the deploy stopped at this step
+                other.step = "release command"
             raise StepFailed(h.name, "release command", e.message) from None
         for line in release_command.tail(output, list(values.values())).splitlines():
             ui.debug(f"{h.name}: release command: {line}")
