@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.cookies import SimpleCookie
 
 import pytest
@@ -45,10 +45,12 @@ lab = 2
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory, lab: Lab) -> Project:
+def project(tmp_path_factory: pytest.TempPathFactory, lab: Lab) -> Iterator[Project]:
     p = Project(tmp_path_factory.mktemp("canary") / "app", TOML)
     p.release("v1.0.0")
-    return p
+    yield p
+    # the suites share the lab: a canary left running would refuse the next suite's start
+    lab.remove_app("canary-app", ["h1", "h2"], "goship-canary-app-standby-*")
 
 
 def fetch(addr: str, headers: dict[str, str] | None = None,

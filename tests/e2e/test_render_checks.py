@@ -6,8 +6,10 @@ import json
 import re
 import shutil
 import subprocess
+import threading
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -316,3 +318,82 @@ def test_env_file_read_back_by_systemd(lab: Any) -> None:
                         f"/usr/bin/env -0; rc=$?; rm -f $f; exit $rc")
     got = dict(item.split("=", 1) for item in res.stdout.split("\0") if "=" in item)
     assert {k: got.get(k) for k in env} == env
+
+
+class _Named(BaseHTTPRequestHandler):
+    """A backend that answers with its own name (which color and port served)."""
+
+    def do_GET(self) -> None:
+        body = self.server.name.encode()  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _backend(port: int, name: str) -> ThreadingHTTPServer:
+    srv = ThreadingHTTPServer(("127.0.0.1", port), _Named)
+    srv.name = name  # type: ignore[attr-defined]
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def test_lua_site_routes_the_live_color_canary_and_moved_ports(tmp_path: Path) -> None:
+    """Each color has a plain upstream with this file's ports; a color that goship moved to
+    other ports (sent through the control socket, no reload) goes through the balancer;
+    the canary track follows the same rule. What a user sees: every request reaches the
+    color goship said, on the ports goship said."""
+    need("curl")
+    if not all(Path(m).exists() for m in LUA):
+        pytest.fail("libnginx-mod-http-lua is not installed")
+    listen, blue, green, moved = (free_port() for _ in range(4))
+    cfg = config(proxy={"listen": listen}, run={"ports": {"blue": [blue], "green": [green]}})
+    paths = Paths(str(tmp_path / "srv"), "shop")
+    Path(paths.run_dir).mkdir(parents=True)
+    site = nginx_site_conf(cfg, paths, "blue", "r1", access_log=str(tmp_path / "access.log"),
+                           lua=True, system=False)
+    assert nginx_t(tmp_path, site, LUA).returncode == 0
+    servers = [_backend(blue, "blue"), _backend(green, "green"), _backend(moved, "moved")]
+    run = tmp_path / "run"
+    nginx = subprocess.Popen(["nginx", "-c", str(run / "nginx.conf"), "-p", str(run), "-e",
+                              str(tmp_path / "err.log"), "-g", "daemon off;"])
+    sock = paths.join("run", "nginx-control.sock")
+
+    def control(path: str, body: str) -> None:
+        subprocess.run(["curl", "-sf", "--unix-socket", sock, "-X", "PUT", "--data-binary",
+                        body, f"http://goship{path}"], check=True, capture_output=True)
+
+    def served(n: int = 6, headers: dict[str, str] | None = None) -> set[str]:
+        seen = set()
+        for _ in range(n):
+            req = urllib.request.Request(f"http://127.0.0.1:{listen}/", headers=headers or {})
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                seen.add(resp.read().decode())
+        return seen
+
+    try:
+        for _ in range(100):
+            if Path(sock).exists():
+                break
+            time.sleep(0.05)
+        assert served() == {"blue"}  # the file's color, before goship says anything
+        control("/live", f"green r2 blue={blue} green={green}")
+        assert served() == {"green"}
+        control("/live", f"green r3 blue={blue} green={moved}")  # green moved off its port
+        assert served() == {"moved"}
+        control("/live", f"blue r1 blue={blue} green={moved}")
+        assert served() == {"blue"}
+        rules = "c.release=r3\nc.color=green\nc.weight=0\n"
+        control("/canary", rules)
+        assert served(headers={"X-Goship-Track": "canary"}) == {"moved"}
+        assert served(headers={"X-Goship-Track": "stable"}) == {"blue"}
+        control("/live", f"blue r1 blue={blue} green={green}")  # green back on its own port
+        assert served(headers={"X-Goship-Track": "canary"}) == {"green"}
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=10)
+        for srv in servers:
+            srv.shutdown()
