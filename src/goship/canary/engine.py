@@ -18,6 +18,7 @@ from goship.deploy.engine import (
     build_artifacts,
     env_values,
     parallel,
+    release_host,
     say_notes,
     views,
 )
@@ -126,7 +127,7 @@ class CanaryEngine:
         fleet = plan_fleet(self.env.config, self.env.name, views(hosts, self.limit), "canary",
                            {n: a.release_id for n, a in by_host.items()},
                            {n: PlanArtifact(a.release_id, a.sha256)
-                            for n, a in by_host.items()})
+                            for n, a in by_host.items()}, **release_host(self.env))
         say_notes(fleet)
         moves = [Move(h, hp, by_host[h.name])
                  for h, hp in zip(hosts, fleet.hosts, strict=True)]
@@ -137,7 +138,9 @@ class CanaryEngine:
         values = env_values(self.project, self.env)
         lock = self._lock(hosts, "goship canary start")
         try:
-            failed, _ = deployer._phase(moves, lambda m: deployer.prepare(m, values))
+            # deploy.release_command runs here too: the canary's code meets its schema.
+            with deployer.beating(lock):
+                failed = deployer.prepare_all(moves, values, fleet.release_command)
             if failed is None:
                 # The canary's ports may have moved (port preflight): the site must name them
                 # before the rules send traffic there. Still routed to the stable color.

@@ -183,6 +183,11 @@ def status(ctx: click.Context, env: str, as_json: bool) -> None:
         if h.get("stray"):
             ui.out(f"{name}: DRIFT: instances of this app on ports no color uses: "
                    f"{', '.join(str(p) for p in h['stray'])} (the next deploy stops them)")
+        m = h.get("maintenance") or {}
+        if m.get("on"):
+            held = f"requests held up to {m['hold']}s, then " if m["hold"] else ""
+            ui.out(f"{name}: MAINTENANCE on: {held}503 with the page, Retry-After "
+                   f"{m['retry_after']}s (`goship maintenance off`)")
         sb = h.get("standby")
         if sb and sb.get("running"):
             ui.out(f"{name}: standby {sb['release']} on {sb['color']}, warm for "

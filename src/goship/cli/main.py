@@ -53,6 +53,7 @@ COMMANDS = {
     "logs": "goship.cli.cmd_deploy:logs",
     "canary": "goship.cli.cmd_canary:canary",
     "remove": "goship.cli.cmd_remove:remove",
+    "maintenance": "goship.cli.cmd_maintenance:maintenance",
 }
 
 

@@ -114,12 +114,32 @@ def parse(raw: dict[str, Any], *, file: str = FILENAME, path: Path | None = None
                            overrides=overrides)
         if target is not None and merged is not None:
             envs[name] = Environment(name, target, merged)
+            wanted = merged.deploy.release_host
+            if wanted is not None and _release_host(target, wanted) is None:
+                where = f"{prefix}.deploy.release_host" if _in(
+                    overrides, ("deploy", "release_host")) else "deploy.release_host"
+                errors.append(ConfigError(
+                    file, where, f"{wanted!r} is not a host of env.{name}",
+                    hint=f"name one of its hosts ({_host_list(target)}) or drop the key "
+                         f"(default: the first host)"))
 
     if errors:
         raise ConfigErrors(_dedupe(errors))
     if base is None:  # unreachable: a failed base always added an error
         raise ConfigErrors([ConfigError(file, "", "invalid configuration")])
     return Project(file=path or Path(file), base=base, envs=envs)
+
+
+def _release_host(target: Target_, wanted: str) -> str | None:
+    from goship.deploy.release_command import resolve
+
+    return resolve(target, wanted)
+
+
+def _host_list(target: Target_) -> str:
+    from goship.deploy.release_command import host_names
+
+    return ", ".join(spec for spec, _ in host_names(target))
 
 
 def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

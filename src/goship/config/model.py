@@ -323,6 +323,22 @@ class Deploy(Section):
     # window is one health answer and a switch. 0: stop it at once.
     rollback_window: float = Field(default=600.0, ge=0, le=7 * 86400)
     hooks: Hooks = Field(default_factory=Hooks)
+    # Run once per deploy (a migration), by `sh -c` on one host, before any host starts the
+    # new release (docs/deploy.md#release-command).
+    release_command: Annotated[str, AfterValidator(_before_step)] | None = None
+    release_host: Annotated[str, AfterValidator(_release_host)] | None = None
+    release_command_timeout: float = Field(default=300.0, gt=0, le=86400)
+
+
+RELEASE_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:\[\]-]{0,252}$")
+
+
+def _release_host(value: str) -> str:
+    # A name of the environment's hosts (checked against them when the file loads).
+    if not RELEASE_HOST.match(value):
+        raise ValueError(f"expected a host of the environment like h1 or deploy@app1, "
+                         f"found {value!r}")
+    return value
 
 
 def _steps(value: list[float]) -> list[float]:

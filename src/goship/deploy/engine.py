@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from goship.config import Environment, Project
+from goship.deploy import release_command
 from goship.deploy.host import Host, open_host
 from goship.deploy.lock import Lock
 from goship.deploy.plan import Artifact as PlanArtifact
@@ -26,6 +27,7 @@ from goship.deploy.plan import (
     plan_host,
     site_digest,
 )
+from goship.deploy.release_command import ReleaseStep
 from goship.deploy.runfiles import apply_files, plan_files
 from goship.errors import ApplyError, GoshipError, Unreachable, UsageError
 from goship.targets import transports
@@ -56,6 +58,8 @@ class Move:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     restored: bool = False  # failed within deploy.max_failures: back on its old release
+    staged: bool = False  # the release and its environment on the host, nothing started
+    launched: bool = False  # the new color was touched (stopped first, started)
     before: dict[str, Any] = field(default_factory=dict)  # state before, for an undo
 
     @property
@@ -228,30 +232,40 @@ class Deployer:
         running and healthy (or the warm standby proven healthy)."""
         h, p = m.host, m.plan
         started = time.monotonic()
-        m.step = "prepare host"
-        m.before = {"ports": {c: list(v) for c, v in h.port_map.items()},
-                    "standby": h.state.get("standby")}
         if p.start == "warm":
+            m.step = "prepare host"
+            m.before = {"ports": {c: list(v) for c, v in h.port_map.items()},
+                        "standby": h.state.get("standby")}
             # The standby runs this release with its own environment, on a host the deploy
             # that left it there set up: prove it answers, nothing else.
+            m.launched = True
             h.use_ports(p.ports)
             h.services.cancel_stop(m.new_color)
             m.notes.append(f"warm standby on {m.new_color}: no start")
             self._gate(m, started)
             h.t.settle()
             return
+        if not m.staged:
+            self.stage(m, env_values)
+        self.launch(m, started)
+
+    def stage(self, m: Move, env_values: dict[str, str]) -> None:
+        """The release on disk with its environment kept, nothing started or changed of
+        what runs: what the release command needs, and all an abort leaves behind."""
+        h, p = m.host, m.plan
+        m.step = "prepare host"
+        m.before = {"ports": {c: list(v) for c, v in h.port_map.items()},
+                    "standby": h.state.get("standby")}
         h.ensure_layout()
         h.clean(p.clean)
         h.nginx.prepare_tls()
         h.use_ports(p.ports)
-        if p.env != "restore" or not h.restore_env(m.new_color, m.release):
+        # The color's own copy is made at launch: until then a running standby keeps
+        # reading the environment it started with.
+        if p.env != "restore" or not h.restore_env(m.new_color, m.release, use=False):
             # The release's own id too: {release} in run.args reads it under systemd.
-            h.write_env({**env_values, "GOSHIP_RELEASE": m.release}, m.new_color, m.release)
-        releases = {m.new_color: m.release,
-                    **({m.old_color: m.old_release} if m.old_color and m.old_release else {})}
-        h.services.install(m.new_color, m.old_color or m.new_color, self.project.root,
-                           releases)
-        h.nginx.prepare(self.project.root)
+            h.write_env({**env_values, "GOSHIP_RELEASE": m.release}, m.new_color, m.release,
+                        use=False)
         if m.artifact is not None:
             m.step = "upload"
             if p.upload == "skip" and h.has_release(m.release, m.artifact.sha256):
@@ -260,6 +274,19 @@ class Deployer:
                 t0 = time.monotonic()
                 h.upload(m.release, m.artifact.data, m.artifact.sha256)
                 m.timings["upload"] = time.monotonic() - t0
+        m.staged = True
+
+    def launch(self, m: Move, started: float) -> None:
+        """The staged release started on its color and gated."""
+        h, p = m.host, m.plan
+        m.step = "prepare host"
+        m.launched = True
+        h.use_env(m.new_color, m.release)
+        releases = {m.new_color: m.release,
+                    **({m.old_color: m.old_release} if m.old_color and m.old_release else {})}
+        h.services.install(m.new_color, m.old_color or m.new_color, self.project.root,
+                           releases)
+        h.nginx.prepare(self.project.root)
         h.services.cancel_stop(m.new_color)
         m.step = f"start {m.new_color}"
         # Whatever runs on the new color is a leftover or the standby: stop it first.
@@ -272,6 +299,57 @@ class Deployer:
         h.services.start(m.new_color)
         self._gate(m, started)
         h.t.settle()
+
+    def release_step(self, moves: list[Move], step: ReleaseStep | None,
+                     env_values: dict[str, str]) -> None:
+        """deploy.release_command, once, on its host (staged first when it is not yet):
+        under the lock, before any host starts the new release. Raises StepFailed."""
+        if step is None:
+            return
+        m = next(m for m in moves if m.host.name == step.host)
+        h = m.host
+        if not m.staged:
+            self.stage(m, env_values)
+        m.step = "release command"
+        # run.data_dirs linked into the release first: a migration of a SQLite file finds
+        # the data the service will use.
+        ops = plan_files(self.config, h.paths, m.new_color, m.release, [])
+        apply_files(h.t, ops, owner=None if h.local else self.config.service_user)
+        ui.info(f"{h.name}: release command: {step.command}")
+        values = {**env_values, "GOSHIP_RELEASE": m.release, "GOSHIP_ENV": self.env.name,
+                  "GOSHIP_HOST": h.name}
+        try:
+            seconds, output = release_command.run(h, step, values)
+        except ApplyError as e:
+            h.journal({"action": "release command", "release": m.release,
+                       "command": step.command, "outcome": "failed",
+                       "error": e.message.split("; output:")[0]})
+            for other in moves:  # every host's journal: the deploy stopped at this step
+                other.step = "release command"
+            raise StepFailed(h.name, "release command", e.message) from None
+        for line in release_command.tail(output, list(values.values())).splitlines():
+            ui.debug(f"{h.name}: release command: {line}")
+        m.timings["release_command"] = seconds
+        m.notes.append(f"release command ran ({seconds:.1f}s)")
+        h.journal({"action": "release command", "release": m.release, "command": step.command,
+                   "outcome": "ok", "seconds": round(seconds, 3)})
+        ui.info(f"{h.name}: release command done ({seconds:.1f}s)")
+
+    def prepare_all(self, moves: list[Move], env_values: dict[str, str],
+                    step: ReleaseStep | None) -> StepFailed | None:
+        """Every host prepared; with a release command, every host's upload first, then
+        the command, then the starts: no host runs the new release before it succeeded."""
+        if step is not None:
+            failed, _ = self._phase([m for m in moves if m.plan.start != "warm"],
+                                    lambda m: self.stage(m, env_values))
+            if failed is not None:
+                return failed
+            try:
+                self.release_step(moves, step, env_values)
+            except StepFailed as e:
+                return e
+        failed, _ = self._phase(moves, lambda m: self.prepare(m, env_values))
+        return failed
 
     def _gate(self, m: Move, started: float) -> None:
         h, p = m.host, m.plan
@@ -349,6 +427,10 @@ class Deployer:
         """Put a host back as it was: nginx to the old color (still running until finish),
         the new color stopped, or back to standby if it was one."""
         h = m.host
+        if not m.launched and not m.switched:
+            # Only staged (the release and its environment on disk): whatever ran on the
+            # new color (the warm standby) still runs as it did.
+            return
         new_ports = list(m.plan.ports[m.new_color])
         if m.before.get("ports"):
             h.use_ports(m.before["ports"])  # the site as it was: a Lua flip back
@@ -392,7 +474,7 @@ class Deployer:
 
     # ---- the whole fleet ---------------------------------------------------------------
     def release(self, hosts: list[Host], moves: list[Move], *, env_values: dict[str, str],
-                action: str) -> Outcome:
+                action: str, step: ReleaseStep | None = None) -> Outcome:
         started = time.monotonic()
         # Checked on every host before the lock or anything else touches one.
         for h in hosts:
@@ -407,9 +489,9 @@ class Deployer:
         try:
             strategy = self.config.deploy.strategy
             if strategy == "rolling":
-                outcome = self._rolling(moves, env_values, action, started)
+                outcome = self._rolling(moves, env_values, action, started, step)
             else:
-                outcome = self._bluegreen(moves, env_values, action, started)
+                outcome = self._bluegreen(moves, env_values, action, started, step)
             if outcome.ok:
                 self.write_file_sd(moves)
             return outcome
@@ -447,17 +529,28 @@ class Deployer:
                 ui.info(f"waiting: {e.message}")
                 time.sleep(2)
 
+    @contextmanager
+    def beating(self, lock: Lock) -> Iterator[None]:
+        """The lock's heartbeat while the block runs (a release command may outlast
+        deploy.lock_ttl)."""
+        stop = threading.Event()
+        threading.Thread(target=self._beat, args=(lock, stop), daemon=True).start()
+        try:
+            yield
+        finally:
+            stop.set()
+
     def _beat(self, lock: Lock, stop: threading.Event) -> None:
         interval = max(2.0, self.config.deploy.lock_ttl / 4)
         while not stop.wait(interval):
             lock.heartbeat()
 
     def _bluegreen(self, moves: list[Move], env_values: dict[str, str], action: str,
-                   started: float) -> Outcome:
+                   started: float, step: ReleaseStep | None = None) -> Outcome:
         """Every host starts and gates the new release; only when all are healthy does
         any host switch; a failed switch anywhere switches every host back."""
         try:
-            failed, _ = self._phase(moves, lambda m: self.prepare(m, env_values))
+            failed = self.prepare_all(moves, env_values, step)
             if failed is None:
                 failed, _ = self._phase(moves, self.switch)
             if failed is not None:
@@ -471,10 +564,15 @@ class Deployer:
         return self._outcome(action, moves, started, ok=True)
 
     def _rolling(self, moves: list[Move], env_values: dict[str, str], action: str,
-                 started: float) -> Outcome:
+                 started: float, step: ReleaseStep | None = None) -> Outcome:
         by_name = {m.host.name: m for m in moves}
         finished: list[Move] = []
         failures = 0
+        try:
+            # Once, before the first batch starts anything (its host staged first).
+            self.release_step(moves, step, env_values)
+        except (GoshipError, KeyboardInterrupt) as e:
+            return self._fail(action, moves, started, e, self._undo_all(moves))
         for i, names in enumerate(batches(self.config, [m.host.name for m in moves])):
             batch = [by_name[n] for n in names]
             ui.info(f"batch {i + 1}: {', '.join(names)}")
@@ -654,6 +752,15 @@ def refuse_during_canary(hosts: list[Host]) -> None:
                          hint="`goship canary promote` or `goship canary abort` it first")
 
 
+def release_host(env: Environment) -> dict[str, Any]:
+    """plan_fleet's arguments for the release command: its host (validated against the
+    environment's hosts when goship.toml loaded) and whether it runs as goship's user."""
+    from goship.targets import kind
+
+    name = release_command.resolve(env.target, env.config.deploy.release_host)
+    return {"release_host": name, "local": kind(env).local}
+
+
 def say_notes(plan: FleetPlan) -> None:
     """What the plan chose that a user should know before it happens (moved ports, a
     replaced standby, an environment not kept)."""
@@ -692,12 +799,14 @@ def release_built(d: Deployer, hosts: list[Host], artifacts: dict[str, Artifact]
     by_host = {h.name: artifacts[h.facts.arch or "amd64"] for h in hosts}
     plan = plan_fleet(env.config, env.name, views(hosts, d.limit), "deploy",
                       {n: a.release_id for n, a in by_host.items()},
-                      {n: PlanArtifact(a.release_id, a.sha256) for n, a in by_host.items()})
+                      {n: PlanArtifact(a.release_id, a.sha256) for n, a in by_host.items()},
+                      **release_host(env))
     if dry_run:
         return plan
     say_notes(plan)
     moves = [Move(h, hp, by_host[h.name]) for h, hp in zip(hosts, plan.hosts, strict=True)]
-    outcome = d.release(hosts, moves, env_values=values, action="deploy")
+    outcome = d.release(hosts, moves, env_values=values, action="deploy",
+                        step=plan.release_command)
     outcome.plan = plan.as_dict()
     if outcome.ok:
         d.hooks_local(env.config.deploy.hooks.post_deploy, outcome.release)

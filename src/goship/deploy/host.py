@@ -154,26 +154,33 @@ class Host:
             forms.append((f"{saved}.sh", self.paths.env_script(color), "700"))
         return forms
 
-    def write_env(self, env: dict[str, str], color: str, rid: str) -> None:
+    def write_env(self, env: dict[str, str], color: str, rid: str, *,
+                  use: bool = True) -> None:
         """The release's environment (run.env and run.env_file), kept with the release so
-        a rollback brings back the configuration it ran with, then the color's own copy: a
-        canary's environment never reaches the stable color's instances."""
+        a rollback brings back the configuration it ran with, then (`use`) the color's own
+        copy: a canary's environment never reaches the stable color's instances."""
         texts = [self.services.env_text(env), kinds.env_script(env)]
         forms = self._env_forms(color, rid)
         for (saved, _, mode), text in zip(forms, texts, strict=False):
             cmd = Cmd.of("sh", "-c", scripts.INSTALL_FILE, "goship-install", saved, mode,
                          secrets=env.values())
             self.t.check(cmd.with_stdin(text.encode()))
-        self._use_env(forms)
+        if use:
+            self._use_env(forms)
 
-    def restore_env(self, color: str, rid: str) -> bool:
-        """The environment `rid` was deployed with, back on `color`; False when this host
-        has none kept (a release deployed before goship kept them)."""
+    def restore_env(self, color: str, rid: str, *, use: bool = True) -> bool:
+        """The environment `rid` was deployed with, back on `color` (`use`); False when
+        this host has none kept (a release deployed before goship kept them)."""
         forms = self._env_forms(color, rid)
         if not all(self.t.run(Cmd.of("test", "-f", saved)).ok for saved, *_ in forms):
             return False
-        self._use_env(forms)
+        if use:
+            self._use_env(forms)
         return True
+
+    def use_env(self, color: str, rid: str) -> None:
+        """The kept environment of `rid` becomes `color`'s (written or found at staging)."""
+        self._use_env(self._env_forms(color, rid))
 
     def _use_env(self, forms: list[tuple[str, str, str]]) -> None:
         for saved, live, mode in forms:

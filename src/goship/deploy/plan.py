@@ -12,6 +12,7 @@ from typing import Any, Literal
 from goship.config import Config
 from goship.deploy import ports as portsel
 from goship.deploy.layout import PortMap, other
+from goship.deploy.release_command import ReleaseStep, plan_step
 from goship.facts import Listener
 
 # canary: the release starts beside the stable one, which keeps serving (routing rules
@@ -119,9 +120,12 @@ class FleetPlan:
     strategy: str
     batches: list[list[str]]
     hosts: list[HostPlan]
+    release_command: ReleaseStep | None = None  # run once, before any host starts
 
     def lines(self) -> list[str]:
         out = [f"{self.action} {self.env}: {self.strategy}, {len(self.hosts)} host(s)"]
+        if self.release_command is not None:
+            out += self.release_command.lines()
         if self.strategy == "rolling":
             out += [f"batch {i + 1}: {', '.join(b)}" for i, b in enumerate(self.batches)]
         for hp in self.hosts:
@@ -271,11 +275,15 @@ def batches(config: Config, names: list[str]) -> list[list[str]]:
 
 
 def plan_fleet(config: Config, env: str, views: list[HostView], action: Action,
-               releases: dict[str, str], artifacts: dict[str, Artifact | None]) -> FleetPlan:
+               releases: dict[str, str], artifacts: dict[str, Artifact | None], *,
+               release_host: str | None = None, local: bool = False) -> FleetPlan:
     """`releases` and `artifacts` by host name (hosts of several architectures get their
-    own build)."""
+    own build). `release_host`: the host deploy.release_host names (None: the first)."""
     hosts = [plan_host(config, v, action, releases[v.name], artifacts.get(v.name))
              for v in views]
+    names = [v.name for v in views]
     return FleetPlan(action=action, env=env, strategy=config.deploy.strategy
                      if config.deploy.strategy != "canary" else "bluegreen",
-                     batches=batches(config, [v.name for v in views]), hosts=hosts)
+                     batches=batches(config, names), hosts=hosts,
+                     release_command=plan_step(config, action, names, release_host,
+                                               releases, local=local))

@@ -41,7 +41,12 @@ def host_status(h: Host) -> dict[str, Any]:
     # base_port, more instances) and not stopped yet.
     stray = sorted(p for c, ps in h.services.running().items() for p in ps
                    if p not in h.port_map.get(c, []))
+    from goship.deploy import maintenance
+
+    m = maintenance.read(h)
     return {
+        "maintenance": {"on": m.on, "hold": m.hold, "retry_after": m.retry_after}
+        if m.on else {"on": False},
         "stray": stray,
         "release": h.live_release, "color": color, "manager": h.services.name,
         "instances": instances, "nginx": "running" if nginx_up else "stopped",

@@ -82,6 +82,16 @@ class NginxSite:
     stream_paths: list[str]
     lua: bool = False
     control_socket: str = ""
+    health_path: str = "/health"
+    maintenance_file: str = ""  # goship maintenance's flag, read back after a restart
+
+    @property
+    def health_path_lua(self) -> str:
+        return lua_string(self.health_path)
+
+    @property
+    def maintenance_file_lua(self) -> str:
+        return lua_string(self.maintenance_file)
 
     @property
     def default_server(self) -> bool:
@@ -118,5 +128,18 @@ def nginx_site(config: Config, paths: Paths, color: str, release: str,
         static=[StaticDir(url=st.url, dir=st.dir.rstrip("/"), expires=st.expires)
                 for st in p.static],
         stream_paths=list(p.stream_paths),
+        health_path=config.run.health.path, maintenance_file=maintenance_file(paths),
     )
+
+
+def maintenance_file(paths: Paths) -> str:
+    """`goship maintenance`'s flag on the host, as nginx reads it back after a restart."""
+    return paths.join("maintenance")
+
+
+def lua_string(text: str) -> str:
+    """A Lua string literal of `text`, whatever it holds (decimal escapes for the rest)."""
+    safe = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789./_-+@~:,")
+    return '"' + "".join(c if c in safe else "".join(f"\\{b:03d}" for b in c.encode())
+                         for c in text) + '"'
 
