@@ -2,7 +2,7 @@
 environment selects it, its hosts' transports and addresses, and the deploy target that
 plans, applies, reports and rolls back a release there.
 
-A kind added here (Kubernetes: `kubernetes = ...` in an environment, a later issue) is
+A kind added here (Kubernetes: `kubernetes = ...` in an environment, goship.kube) is
 picked up by the config's "exactly one of" rule, `goship render --env`, doctor and the
 CLI's deploy, rollback, status and logs."""
 
@@ -104,6 +104,12 @@ def _lab_addresses(env: Environment) -> list[str]:
     return [HostLayout(i).addr for i in range(1, (env.target.lab or 0) + 1)]
 
 
+def _kube_target() -> type[DeployTarget]:
+    from goship.kube.target import KubeTarget
+
+    return KubeTarget
+
+
 REGISTRY: dict[str, TargetKind] = {
     k.name: k for k in (
         TargetKind("hosts", lambda t: bool(t.hosts), _ssh_transports,
@@ -112,6 +118,9 @@ REGISTRY: dict[str, TargetKind] = {
                    lambda env: ["127.0.0.1"], HostFleet, local=True),
         TargetKind("lab", lambda t: t.lab is not None, _lab_transports, _lab_addresses,
                    HostFleet),
+        # No hosts of its own: the cluster's API server is reached with its kubeconfig.
+        TargetKind("kubernetes", lambda t: t.kubernetes is not None, lambda env: [],
+                   lambda env: [], _kube_target()),
     )
 }
 

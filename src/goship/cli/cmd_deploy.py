@@ -167,6 +167,13 @@ def status(ctx: click.Context, env: str, as_json: bool) -> None:
     if as_json:
         ui.out(json.dumps(data, indent=2, default=str))
         return
+    if data.get("target") == "kubernetes":
+        pods = ", ".join(f"{n}: {c}" for n, c in data["nodes"].items()) or "no pods"
+        ui.out(f"deployment/{data['deployment']} in {data['namespace']}: "
+               f"{data['release'] or 'nothing deployed'} (revision {data['revision'] or '-'}), "
+               f"{data['ready']}/{data['desired']} ready; pods per node: {pods}; "
+               f"url {data['url'] or '-'}")
+        return
     for name, h in data["hosts"].items():
         if "error" in h:
             ui.out(f"{name}: unreachable: {h['error']}")

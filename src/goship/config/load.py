@@ -107,9 +107,8 @@ def parse(raw: dict[str, Any], *, file: str = FILENAME, path: Path | None = None
         for key in table:
             if key not in (*TARGET_KEYS, *SECTIONS):
                 errors.append(_unknown(file, f"{prefix}.{key}", key, (*TARGET_KEYS, *SECTIONS)))
-        target = _validate(Target_, {k: table[k] for k in TARGET_KEYS if k in table}, file,
-                           prefix, errors)
-        overrides = {k: table[k] for k in SECTIONS if k in table}
+        target_raw, overrides = _split_env_table(table)
+        target = _validate(Target_, target_raw, file, prefix, errors)
         merged = _validate(Config, deep_merge(base_raw, overrides), file, prefix, errors,
                            overrides=overrides)
         if target is not None and merged is not None:
@@ -128,6 +127,28 @@ def parse(raw: dict[str, Any], *, file: str = FILENAME, path: Path | None = None
     if base is None:  # unreachable: a failed base always added an error
         raise ConfigErrors([ConfigError(file, "", "invalid configuration")])
     return Project(file=path or Path(file), base=base, envs=envs)
+
+
+CLUSTER_KEYS = ("lab", "kubeconfig", "context")
+
+
+def _split_env_table(table: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An environment's keys: where it deploys (Target_) and what it overrides (sections).
+    `kubernetes` is both: a string (`"lab"`) or a table's lab/kubeconfig/context choose the
+    cluster; the table's other keys (namespace, replicas, ...) override [kubernetes]."""
+    target = {k: table[k] for k in TARGET_KEYS if k in table and k != "kubernetes"}
+    overrides = {k: table[k] for k in SECTIONS if k in table and k != "kubernetes"}
+    kube = table.get("kubernetes")
+    if isinstance(kube, dict):
+        cluster = {k: kube[k] for k in CLUSTER_KEYS if k in kube}
+        rest = {k: val for k, val in kube.items() if k not in CLUSTER_KEYS}
+        if cluster:
+            target["kubernetes"] = cluster
+        if rest or not cluster:
+            overrides["kubernetes"] = rest
+    elif kube is not None:
+        target["kubernetes"] = kube
+    return target, overrides
 
 
 def _release_host(target: Target_, wanted: str) -> str | None:

@@ -7,7 +7,14 @@ import ipaddress
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from goship.config import validators as v
 
@@ -519,14 +526,50 @@ class Config(Section):
 SECTIONS = tuple(Config.model_fields)
 
 
+def _plain_text(value: str) -> str:
+    if not value or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("expected a non-empty value without control characters (newlines)")
+    return value
+
+
+PlainText = Annotated[str, AfterValidator(_plain_text)]
+
+
+class KubeCluster(Section):
+    """An environment's Kubernetes cluster: `kubernetes = "lab"` or a table naming a
+    kubeconfig and its context (the namespace is `[kubernetes] namespace`)."""
+
+    lab: bool = False  # the lab cluster (`goship lab kubeconfig`)
+    kubeconfig: PlainText | None = None
+    context: PlainText | None = None
+
+    @model_validator(mode="after")
+    def _one_cluster(self) -> KubeCluster:
+        if self.lab and (self.kubeconfig or self.context):
+            raise ValueError("lab = true is the lab's cluster: drop kubeconfig and context, "
+                             "or drop lab")
+        return self
+
+
 class Target_(Section):
-    """Where an environment deploys: exactly one of hosts, local, lab."""
+    """Where an environment deploys: exactly one of hosts, local, lab, kubernetes."""
 
     hosts: list[HostSpec] | None = Field(default=None, min_length=1)
     local: bool = False
     lab: int | None = Field(default=None, ge=1, le=20)
+    kubernetes: KubeCluster | None = None
     sudo: bool | None = None
     identity_file: str | None = None
+
+    @field_validator("kubernetes", mode="before")
+    @classmethod
+    def _cluster(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value != "lab":
+                raise ValueError(f'expected "lab" (the lab cluster) or a table '
+                                 f'{{ kubeconfig = "...", context = "..." }}, found {value!r}')
+            return {"lab": True}
+        return value
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Target_:
@@ -535,7 +578,8 @@ class Target_(Section):
         picked = chosen(self)
         if len(picked) != 1:
             found = ", ".join(picked) if picked else "none of them"
-            names = ", ".join({"local": "local = true", "lab": "lab = N"}.get(k, k)
+            names = ", ".join({"local": "local = true", "lab": "lab = N",
+                                "kubernetes": "kubernetes = ..."}.get(k, k)
                               for k in REGISTRY)
             raise ValueError(f"expected exactly one of {names}; found {found}")
         return self

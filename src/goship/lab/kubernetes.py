@@ -331,18 +331,20 @@ def qualified_repository(repo: str) -> str:
     return f"docker.io/{repo}" if "/" in repo else f"docker.io/library/{repo}"
 
 
-def import_image(hosts: list[HostLayout], tar: Path) -> str:
+def import_image(hosts: list[HostLayout], tar: Path, *, digests: bool = False) -> str:
     """An image tar (`goship package --image`) into containerd's k8s.io namespace on each
     host: pods run it with imagePullPolicy Never or IfNotPresent, no registry needed.
+    With digests, also named REPO@sha256:MANIFEST, so a pod spec can pin the digest.
     Returns the repository it is imported under (docker.io/library/<app>)."""
     base = image_repository(tar)
+    flags = "--digests " if digests else ""
 
     def one(h: HostLayout) -> None:
         target = h.root / IMAGES_DIR.lstrip("/") / tar.name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(tar, target)
         inside = f"{IMAGES_DIR}/{tar.name}"
-        res = _ssh(h, f"ctr -n k8s.io images import --snapshotter native --base-name "
+        res = _ssh(h, f"ctr -n k8s.io images import {flags}--snapshotter native --base-name "
                       f"{shlex.quote(base)} {shlex.quote(inside)}; rc=$?; "
                       f"rm -f {shlex.quote(inside)}; exit $rc", timeout=300)
         if res.returncode != 0:

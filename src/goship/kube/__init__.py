@@ -1,0 +1,1 @@
+"""Kubernetes as a deploy target (docs/kubernetes.md)."""

@@ -1,0 +1,133 @@
+"""The API server, through lightkube (typed, server-side apply built in, no kubectl):
+what the Kubernetes target reads and changes in a cluster, as plain dicts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from goship.config.model import KubeCluster
+from goship.errors import ApplyError, UsageError
+
+FIELD_MANAGER = "goship"
+# Sets the first replica count only: the HorizontalPodAutoscaler owns it afterwards, and
+# goship's own manager never holds the field (its next apply would reset the count).
+REPLICAS_MANAGER = "goship-initial-replicas"
+
+
+def kubeconfig_of(cluster: KubeCluster) -> Path:
+    if cluster.lab:
+        from goship.lab import kubernetes
+
+        return kubernetes.kubeconfig_path()
+    if cluster.kubeconfig:
+        return Path(os.path.expanduser(cluster.kubeconfig))
+    return Path(os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0]
+                ).expanduser()
+
+
+class Cluster:
+    def __init__(self, cluster: KubeCluster, namespace: str) -> None:
+        from lightkube import Client, KubeConfig
+
+        path = kubeconfig_of(cluster)
+        if not path.is_file():
+            hint = ("start it: sudo goship lab up --hosts 3 --kubernetes" if cluster.lab
+                    else "set kubernetes.kubeconfig to an existing file")
+            raise UsageError(f"no kubeconfig at {path}", hint=hint)
+        config = KubeConfig.from_file(path)
+        try:
+            single = config.get(cluster.context) if cluster.context else config
+        except Exception as e:  # lightkube raises ConfigError for an unknown context
+            raise UsageError(f"{path}: {e}",
+                             hint="name a context of that kubeconfig") from None
+        self.namespace = namespace
+        self.client = Client(single, namespace=namespace, field_manager=FIELD_MANAGER)
+
+    def apply(self, text: str) -> list[str]:
+        """Server-side apply of one rendered file's objects; their kind/name."""
+        from lightkube import ApiError, codecs
+
+        done = []
+        for obj in codecs.load_all_yaml(text):
+            try:
+                self.client.apply(obj, force=True)
+            except ApiError as e:
+                raise ApplyError(f"apply {obj.kind}/{obj.metadata.name}: "  # type: ignore
+                                 f"{e.status.message}") from None
+            done.append(f"{obj.kind}/{obj.metadata.name}")  # type: ignore[union-attr]
+        return done
+
+    def set_initial_replicas(self, name: str, replicas: int) -> None:
+        from lightkube.resources.apps_v1 import Deployment
+
+        self.client.patch(Deployment, name, {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "metadata": {"name": name},
+                                             "spec": {"replicas": replicas}},
+                          patch_type=_apply_patch(), field_manager=REPLICAS_MANAGER,
+                          force=True)
+
+    def apply_template(self, name: str, template: dict[str, Any]) -> None:
+        """The Deployment's pod template replaced by `template` (an undo)."""
+        from lightkube.resources.apps_v1 import Deployment
+
+        self.client.patch(Deployment, name, {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "metadata": {"name": name},
+                                             "spec": {"template": template}},
+                          patch_type=_apply_patch(), field_manager=FIELD_MANAGER,
+                          force=True)
+
+    def deployment(self, name: str) -> dict[str, Any] | None:
+        from lightkube import ApiError
+        from lightkube.resources.apps_v1 import Deployment
+
+        try:
+            return self.client.get(Deployment, name).to_dict()
+        except ApiError as e:
+            if e.status.code == 404:
+                return None
+            raise
+
+    def replicasets(self, selector: dict[str, str]) -> list[dict[str, Any]]:
+        from lightkube.resources.apps_v1 import ReplicaSet
+
+        labels: dict[str, Any] = dict(selector)
+        return [rs.to_dict() for rs in self.client.list(ReplicaSet, labels=labels)]
+
+    def pods(self, selector: dict[str, str]) -> list[dict[str, Any]]:
+        from lightkube.resources.core_v1 import Pod
+
+        labels: dict[str, Any] = dict(selector)
+        return [p.to_dict() for p in self.client.list(Pod, labels=labels)]
+
+    def service(self, name: str) -> dict[str, Any] | None:
+        from lightkube import ApiError
+        from lightkube.resources.core_v1 import Service
+
+        try:
+            return self.client.get(Service, name).to_dict()
+        except ApiError:
+            return None
+
+    def events(self, pod: str, limit: int = 8) -> list[str]:
+        from lightkube.resources.core_v1 import Event
+
+        found = [e.to_dict() for e in self.client.list(
+            Event, fields={"involvedObject.name": pod})]
+        found.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+        return [f"{e.get('reason', '')}: {e.get('message', '').strip()}" for e in found[-limit:]]
+
+    def log_tail(self, pod: str, lines: int = 10) -> list[str]:
+        from lightkube import ApiError
+
+        try:
+            return [x.rstrip("\n") for x in self.client.log(pod, tail_lines=lines)]
+        except ApiError as e:
+            return [f"(no log: {e.status.message})"]
+
+
+def _apply_patch() -> Any:
+    from lightkube.types import PatchType
+
+    return PatchType.APPLY

@@ -1,0 +1,140 @@
+"""The Kubernetes target's decisions, pure functions of config and cluster facts: which
+rendered manifests are applied, the image pinned by digest, what a rollout's state means
+(wait, done, undo and why) and which pod template an undo goes back to."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from goship.config import Config
+from goship.errors import UsageError
+
+# What `goship deploy` applies of `goship render kubernetes`, in this order (the
+# Deployment reads the ConfigMap and Secret; the PDB and HPA refer to the Deployment).
+# Not yet: the Ingress (the lab has no ingress controller) and the canary track.
+APPLIED = ("configmap.yaml", "secret.yaml", "deployment.yaml", "service.yaml", "pdb.yaml",
+           "hpa.yaml")
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+HASH_LABEL = "pod-template-hash"
+REVISION = "deployment.kubernetes.io/revision"
+# Waiting reasons that no amount of waiting fixes: undo at once.
+FATAL_WAITING = frozenset({
+    "CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull",
+    "InvalidImageName", "CreateContainerConfigError", "CreateContainerError",
+    "RunContainerError",
+})
+
+
+def applied(rendered: dict[str, str]) -> list[tuple[str, str]]:
+    """(file, text) of the rendered manifests goship applies, in apply order."""
+    return [(name, rendered[name]) for name in APPLIED if name in rendered]
+
+
+def digest_ref(repository: str, digest: str) -> str:
+    """REPO@sha256:...: what the pods run, immutable (a tag can move, a digest cannot)."""
+    if not DIGEST.match(digest):
+        raise UsageError(f"image digest {digest!r} is not sha256:<64 hex>")
+    return f"{repository}@{digest}"
+
+
+def pinned(config: Config, image: str) -> Config:
+    """The config the renderer gets for a deploy: [docker] image set to the pinned
+    reference, so the Deployment's image comes out of the same template as
+    `goship render kubernetes`."""
+    return config.model_copy(update={"docker": config.docker.model_copy(
+        update={"image": image})})
+
+
+@dataclass(frozen=True)
+class Pod:
+    name: str
+    template_hash: str
+    node: str = ""  # scheduled onto; "" while pending
+    ready: bool = False
+    restarts: int = 0
+    waiting: str = ""  # the container's waiting reason, if any
+    terminating: bool = False
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """A Deployment's rollout at one moment, as `kubectl rollout status` reads it."""
+
+    generation: int
+    observed: int
+    desired: int
+    updated: int
+    available: int
+    total: int  # status.replicas: old and new pods
+    new_hash: str  # the pod-template-hash of the ReplicaSet of this revision
+    pods: list[Pod] = field(default_factory=list)
+    deadline_exceeded: bool = False  # Progressing=False, ProgressDeadlineExceeded
+    elapsed: float = 0.0
+    timeout: float = 300.0
+    max_restarts: int = 3
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: Literal["wait", "done", "undo"]
+    reason: str = ""
+    pod: str = ""  # the pod whose events and log explain an undo
+
+
+def verdict(r: Rollout) -> Verdict:
+    new = [p for p in r.pods if p.template_hash == r.new_hash and not p.terminating]
+    for p in new:
+        if p.waiting in FATAL_WAITING:
+            return Verdict("undo", f"pod {p.name}: {p.waiting}", p.name)
+        if p.restarts >= r.max_restarts:
+            return Verdict("undo", f"pod {p.name} restarted {p.restarts} times", p.name)
+    if (r.observed >= r.generation and r.updated >= r.desired and r.available >= r.desired
+            and r.total <= r.updated):
+        return Verdict("done")
+    if r.deadline_exceeded or r.elapsed > r.timeout:
+        stuck = next((p for p in new if not p.ready), None)
+        what = f"; pod {stuck.name} never became Ready" if stuck else ""
+        return Verdict("undo", f"the rollout did not complete within {r.timeout:g}s "
+                               f"({r.available}/{r.desired} available){what}",
+                       stuck.name if stuck else "")
+    return Verdict("wait")
+
+
+def changes(before: dict[str, Pod], now: list[Pod]) -> list[str]:
+    """What happened to each pod since the last look: one line per transition."""
+    lines = []
+    for p in sorted(now, key=lambda x: x.name):
+        old = before.get(p.name)
+        if p.node and (old is None or not old.node):
+            lines.append(f"{p.name}: scheduled on {p.node}")
+        if p.ready and (old is None or not old.ready):
+            lines.append(f"{p.name}: ready")
+        if p.waiting and (old is None or old.waiting != p.waiting):
+            lines.append(f"{p.name}: {p.waiting}")
+        if p.terminating and old is not None and not old.terminating:
+            lines.append(f"{p.name}: terminating")
+    return lines
+
+
+def previous_template(replicasets: list[dict[str, Any]], current: int) -> dict[str, Any] | None:
+    """The pod template of the newest ReplicaSet older than revision `current`
+    (`kubectl rollout undo`), without its pod-template-hash label; None when there is
+    none (a first deploy has nothing to go back to)."""
+    older = [rs for rs in replicasets if 0 < _revision(rs) < current]
+    if not older:
+        return None
+    template: dict[str, Any] = dict(max(older, key=_revision)["spec"]["template"])
+    meta = dict(template.get("metadata") or {})
+    meta["labels"] = {k: val for k, val in (meta.get("labels") or {}).items()
+                      if k != HASH_LABEL}
+    template["metadata"] = meta
+    return template
+
+
+def _revision(rs: dict[str, Any]) -> int:
+    try:
+        return int(rs.get("metadata", {}).get("annotations", {}).get(REVISION, "0"))
+    except ValueError:
+        return 0

@@ -1,0 +1,288 @@
+"""`goship deploy | rollback | status` to a Kubernetes cluster: build the image, make it
+available to the nodes, apply what `goship render kubernetes` renders (pinned to the
+image's digest), watch the rollout, gate on health through the Service, and undo to the
+previous ReplicaSet's pod template when the release is unhealthy."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import time
+from typing import TYPE_CHECKING, Any
+
+from goship.errors import ApplyError, NotYetError
+from goship.kube import plan
+from goship.kube.cluster import Cluster
+from goship.targets import DeployTarget
+from goship.ui import ui
+
+if TYPE_CHECKING:
+    from goship.deploy.engine import Outcome
+    from goship.deploy.plan import FleetPlan
+
+ISSUE = 16
+POLL = 1.0
+
+
+class KubeTarget(DeployTarget):
+    @property
+    def _cfg(self) -> Any:
+        return self.env.config
+
+    def _cluster(self) -> Cluster:
+        assert self.env.target.kubernetes is not None  # noqa: S101 (the kind says so)
+        return Cluster(self.env.target.kubernetes, self._cfg.kubernetes.namespace)
+
+    def _selector(self, track: str = "stable") -> dict[str, str]:
+        return {"app.kubernetes.io/name": self._cfg.app.name, "goship.dev/track": track}
+
+    # deploy ----------------------------------------------------------------------------
+    def deploy(self, **opts: Any) -> Outcome | FleetPlan:
+        from goship.deploy.engine import Outcome
+
+        cluster_cfg = self.env.target.kubernetes
+        if opts.get("dry_run"):
+            raise NotYetError("goship deploy --dry-run to a Kubernetes environment", ISSUE)
+        # The default (bluegreen, for hosts) means rolling here; another one said
+        # explicitly is not built on Kubernetes yet.
+        if ("strategy" in self._cfg.deploy.model_fields_set
+                and self._cfg.deploy.strategy != "rolling"):
+            raise NotYetError(f"deploy.strategy = {self._cfg.deploy.strategy!r} on "
+                              f"Kubernetes (rolling works)", ISSUE)
+        if cluster_cfg is None or not cluster_cfg.lab:
+            raise NotYetError("deploying to a cluster other than the lab's (pushing the "
+                              "image to [docker] registry)", ISSUE)
+        start = time.monotonic()
+        cluster = self._cluster()
+        image, version = self._build_and_import(opts)
+        ui.info(f"image {image}")
+        self._apply(cluster, image, version)
+        ok, reason = self._watch(cluster)
+        if ok:
+            ok, reason = self._health(cluster)
+        app = self._cfg.app.name
+        if not ok:
+            ui.warn(f"release {version} is unhealthy: {reason}")
+            restored = self._undo(cluster)
+            return Outcome("deploy", self.env.name, version, {}, False,
+                           time.monotonic() - start, failure=reason,
+                           restored=[f"deployment/{app}"] if restored else [])
+        return Outcome("deploy", self.env.name, version, self._hosts(cluster, version), True,
+                       time.monotonic() - start)
+
+    def _build_and_import(self, opts: dict[str, Any]) -> tuple[str, str]:
+        from goship.build.pipeline import run_package
+        from goship.lab import kubernetes as lab_kube
+        from goship.lab.layout import HostLayout
+
+        result = run_package(self.project, self._cfg, image=True,
+                             allow_dirty=bool(opts.get("allow_dirty")),
+                             checks=not opts.get("skip_checks"))
+        img = result.image
+        if img is None or "linux/amd64" not in img.digests:
+            raise ApplyError("the build made no linux/amd64 image for the lab's nodes")
+        nodes = [HostLayout(i) for i in range(1, _lab_nodes() + 1)]
+        repo = lab_kube.import_image(nodes, img.path, digests=True)
+        ui.info(f"image imported into containerd on {len(nodes)} node(s)")
+        return plan.digest_ref(repo, img.digests["linux/amd64"]), \
+            result.build.plan.stamp.safe_version
+
+    def _apply(self, cluster: Cluster, image: str, version: str) -> None:
+        from goship.envfile import parse_env_file
+        from goship.render.inputs import RenderInput
+        from goship.render.kubernetes import render_kubernetes
+
+        cfg = plan.pinned(self._cfg, image)
+        secrets = {}
+        if cfg.run.env_file and (self.project.root / cfg.run.env_file).exists():
+            secrets = parse_env_file(self.project.root / cfg.run.env_file)
+        # show_secrets: the Secret gets its real values; it goes to the API server only.
+        rendered = render_kubernetes(RenderInput(config=cfg, root=self.project.root,
+                                                 env=self.env.name, version=version,
+                                                 secrets=secrets, show_secrets=True))
+        app = cfg.app.name
+        first = cluster.deployment(app) is None
+        for name, text in plan.applied(rendered):
+            for obj in cluster.apply(text):
+                ui.info(f"applied {obj}")
+            if name == "deployment.yaml" and first:
+                cluster.set_initial_replicas(app, cfg.kubernetes.min_replicas)
+
+    def _facts(self, cluster: Cluster, elapsed: float) -> plan.Rollout | None:
+        app = self._cfg.app.name
+        d = cluster.deployment(app)
+        if d is None:
+            return None
+        rev = d["metadata"].get("annotations", {}).get(plan.REVISION, "")
+        new_hash = ""
+        for rs in cluster.replicasets(self._selector()):
+            if rs["metadata"].get("annotations", {}).get(plan.REVISION) == rev:
+                new_hash = rs["metadata"].get("labels", {}).get(plan.HASH_LABEL, "")
+        st = d.get("status", {})
+        conds = st.get("conditions") or []
+        return plan.Rollout(
+            generation=d["metadata"].get("generation", 0),
+            observed=st.get("observedGeneration", 0),
+            desired=d["spec"].get("replicas", 1), updated=st.get("updatedReplicas", 0),
+            available=st.get("availableReplicas", 0), total=st.get("replicas", 0),
+            new_hash=new_hash, pods=[_pod(p) for p in cluster.pods(self._selector())],
+            deadline_exceeded=any(c.get("reason") == "ProgressDeadlineExceeded"
+                                  for c in conds),
+            elapsed=elapsed, timeout=self._timeout(),
+            max_restarts=self._cfg.metrics.restarts)
+
+    def _timeout(self) -> float:
+        h = self._cfg.run.health
+        return float(max(60.0, 2 * h.deadline + 30 + self._cfg.kubernetes.pre_stop_seconds))
+
+    def _watch(self, cluster: Cluster) -> tuple[bool, str]:
+        """Poll the rollout, printing each pod's transitions, until done or undo."""
+        start = time.monotonic()
+        seen: dict[str, plan.Pod] = {}
+        while True:
+            facts = self._facts(cluster, time.monotonic() - start)
+            if facts is None:
+                return False, "the Deployment is gone"
+            for line in plan.changes(seen, facts.pods):
+                ui.info(line)
+            seen = {p.name: p for p in facts.pods}
+            v = plan.verdict(facts)
+            if v.action == "done":
+                ui.info(f"rollout complete: {facts.available}/{facts.desired} available")
+                return True, ""
+            if v.action == "undo":
+                self._explain(cluster, v.pod)
+                return False, v.reason
+            time.sleep(POLL)
+
+    def _explain(self, cluster: Cluster, pod: str) -> None:
+        if not pod:
+            return
+        for line in cluster.events(pod):
+            ui.out(f"  event {pod}: {line}")
+        for line in cluster.log_tail(pod):
+            ui.out(f"  log {pod}: {line}")
+
+    def _health(self, cluster: Cluster) -> tuple[bool, str]:
+        """goship's gate through the Service: health.successes consecutive 2xx from the
+        ClusterIP, asked from a node (the lab's h1)."""
+        svc = cluster.service(self._cfg.app.name)
+        ip = (svc or {}).get("spec", {}).get("clusterIP")
+        if not ip:
+            return False, "the Service has no ClusterIP"
+        h = self._cfg.run.health
+        url = f"http://{ip}{h.path}"
+        deadline = time.monotonic() + h.deadline
+        good, last = 0, ""
+        while time.monotonic() < deadline:
+            code, last = _node_get(url, h.timeout)
+            good = good + 1 if 200 <= code < 300 else 0
+            if good >= h.successes:
+                ui.info(f"health: {good} x 2xx from {url} through the Service")
+                return True, ""
+            time.sleep(0.5)
+        return False, f"health check through the Service failed: {url}: {last}"
+
+    def _undo(self, cluster: Cluster) -> bool:
+        app = self._cfg.app.name
+        d = cluster.deployment(app)
+        current = int((d or {}).get("metadata", {}).get("annotations", {})
+                      .get(plan.REVISION, "0") or 0)
+        template = plan.previous_template(cluster.replicasets(self._selector()), current)
+        if template is None:
+            ui.warn("nothing to undo to: no earlier ReplicaSet (a first deploy)")
+            return False
+        ui.info("undo: re-applying the previous ReplicaSet's pod template")
+        cluster.apply_template(app, template)
+        ok, reason = self._watch(cluster)
+        if not ok:
+            ui.warn(f"the undo did not complete either: {reason}")
+        return ok
+
+    def _hosts(self, cluster: Cluster, version: str) -> dict[str, dict[str, Any]]:
+        s = self.status()
+        return {"cluster": {"release": version, "color": f"deployment/{s['deployment']}",
+                            "url": s["url"], "restored": False,
+                            "notes": [f"{s['ready']}/{s['desired']} ready", *(
+                                f"{n}: {c} pod(s)" for n, c in s["nodes"].items())]}}
+
+    # rollback, status, logs ------------------------------------------------------------
+    def rollback(self, *, to: str | None, **opts: Any) -> Outcome | FleetPlan:
+        from goship.deploy.engine import Outcome
+
+        if to is not None or opts.get("dry_run"):
+            raise NotYetError("goship rollback --to/--dry-run on Kubernetes", ISSUE)
+        start = time.monotonic()
+        cluster = self._cluster()
+        ok = self._undo(cluster)
+        s = self.status()
+        return Outcome("rollback", self.env.name, s["release"] or "-",
+                       self._hosts(cluster, s["release"]) if ok else {}, ok,
+                       time.monotonic() - start,
+                       failure=None if ok else "no previous ReplicaSet to roll back to")
+
+    def status(self) -> dict[str, Any]:
+        cluster = self._cluster()
+        app = self._cfg.app.name
+        d = cluster.deployment(app) or {}
+        pods = [p for p in cluster.pods(self._selector())
+                if "deletionTimestamp" not in p["metadata"]]
+        nodes: dict[str, int] = {}
+        for p in pods:
+            node = p.get("spec", {}).get("nodeName") or "(pending)"
+            nodes[node] = nodes.get(node, 0) + 1
+        svc = cluster.service(app) or {}
+        ip = svc.get("spec", {}).get("clusterIP")
+        labels = d.get("spec", {}).get("template", {}).get("metadata", {}).get("labels", {})
+        return {
+            "target": "kubernetes", "namespace": cluster.namespace, "deployment": app,
+            "release": labels.get("app.kubernetes.io/version"),
+            "revision": d.get("metadata", {}).get("annotations", {}).get(plan.REVISION),
+            "desired": d.get("spec", {}).get("replicas", 0),
+            "ready": d.get("status", {}).get("readyReplicas", 0),
+            "nodes": dict(sorted(nodes.items())),
+            "url": f"http://{ip}/" if ip else None,
+        }
+
+    def logs(self, *, host: str | None, follow: bool, since: str | None, lines: int) -> None:
+        raise NotYetError("goship logs on Kubernetes", ISSUE)
+
+
+def _pod(p: dict[str, Any]) -> plan.Pod:
+    st = p.get("status", {})
+    cs = (st.get("containerStatuses") or [{}])[0]
+    return plan.Pod(
+        name=p["metadata"]["name"],
+        template_hash=p["metadata"].get("labels", {}).get(plan.HASH_LABEL, ""),
+        node=p.get("spec", {}).get("nodeName") or "", ready=bool(cs.get("ready")),
+        restarts=int(cs.get("restartCount", 0)),
+        waiting=(cs.get("state", {}).get("waiting") or {}).get("reason", ""),
+        terminating="deletionTimestamp" in p["metadata"])
+
+
+def _lab_nodes() -> int:
+    from goship.lab import kubernetes as lab_kube
+
+    found = lab_kube.status()
+    if not found:
+        raise ApplyError("the lab has no Kubernetes cluster",
+                         hint="sudo goship lab up --hosts 3 --kubernetes")
+    return len(found.get("nodes") or [])
+
+
+def _node_get(url: str, timeout: float) -> tuple[int, str]:
+    """(status, what happened) of a GET from the lab's h1 (ClusterIPs route there only)."""
+    from goship.lab.hosts import ssh_argv
+    from goship.lab.layout import HostLayout
+
+    cmd = (f"curl -s -o /dev/null -w '%{{http_code}}' --max-time {timeout:g} "
+           f"{shlex.quote(url)}")
+    try:
+        res = subprocess.run([*ssh_argv(HostLayout(1)), cmd], capture_output=True, text=True,
+                             timeout=timeout + 10, check=False)
+    except subprocess.TimeoutExpired:
+        return 0, "timed out"
+    code = res.stdout.strip()
+    if not code.isdigit() or code == "000":
+        return 0, "connection refused or timed out"
+    return int(code), f"HTTP {code}"
