@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -63,6 +64,16 @@ func main() {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.Use(gin.Recovery(), jsonLog(logger))
+	// Once told to stop, every answer says "Connection: close": a client on a keep-alive
+	// connection (one reaching the pod straight through a Kubernetes Service, no proxy in
+	// between) reconnects, to another pod, instead of racing the close of an idle one.
+	var draining atomic.Bool
+	r.Use(func(c *gin.Context) {
+		if draining.Load() {
+			c.Header("Connection", "close")
+		}
+		c.Next()
+	})
 	r.Use(func(c *gin.Context) {
 		if latency > 0 {
 			time.Sleep(latency)
@@ -123,6 +134,8 @@ func main() {
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	sig := <-stop
 	logger.Info("shutting down", "signal", sig.String(), "drain", drain.String())
+	draining.Store(true)
+	time.Sleep(min(time.Second, drain/2)) // busy keep-alive connections get their close
 	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {

@@ -100,7 +100,8 @@ def test_unknown_environment_names_the_defined_ones() -> None:
         (with_(app={"name": "shop", "stamp": {"version": "x"}}),
          "expected a Go variable as import/path.Name"),
         ({"app": {"name": "shop"}, "env": {"prod": {}}},
-         "env.prod: expected exactly one of hosts, local = true, lab = N; found none of them"),
+         "env.prod: expected exactly one of hosts, local = true, lab = N, kubernetes = ...; "
+         "found none of them"),
         ({"app": {"name": "shop"}, "env": {"prod": {"local": True, "lab": 2}}},
          "found local, lab"),
         ({"app": {"name": "shop"}, "env": {"prod": {"lab": 21}}},

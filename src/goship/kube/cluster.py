@@ -69,14 +69,54 @@ class Cluster:
                           force=True)
 
     def apply_template(self, name: str, template: dict[str, Any]) -> None:
-        """The Deployment's pod template replaced by `template` (an undo)."""
+        """The Deployment's pod template replaced by `template` (an undo). The apply
+        carries every field goship's apply set (the selector, strategy and history from
+        the live object): server-side apply removes what its manager stops sending."""
         from lightkube.resources.apps_v1 import Deployment
 
-        self.client.patch(Deployment, name, {"apiVersion": "apps/v1", "kind": "Deployment",
-                                             "metadata": {"name": name},
-                                             "spec": {"template": template}},
-                          patch_type=_apply_patch(), field_manager=FIELD_MANAGER,
-                          force=True)
+        live = self.deployment(name)
+        if live is None:
+            raise ApplyError(f"deployment/{name} is gone: nothing to undo")
+        spec = {k: live["spec"][k] for k in ("selector", "strategy", "revisionHistoryLimit")
+                if k in live["spec"]}
+        from lightkube import ApiError
+
+        try:
+            self.client.patch(Deployment, name, {
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": name, "labels": live["metadata"].get("labels") or {}},
+                "spec": {**spec, "template": template}},
+                patch_type=_apply_patch(), field_manager=FIELD_MANAGER, force=True)
+        except ApiError as e:
+            raise ApplyError(f"undo of deployment/{name}: {e.status.message}") from None
+
+    def env_objects(self, app: str) -> list[dict[str, Any]]:
+        """The app's ConfigMap and Secret as they are now, as apply-able objects: what an
+        undo puts back (the environment goes back with the release, as on hosts)."""
+        from lightkube import ApiError
+        from lightkube.resources.core_v1 import ConfigMap, Secret
+
+        out: list[dict[str, Any]] = []
+        for res, name in ((ConfigMap, f"{app}-config"), (Secret, f"{app}-secrets")):
+            try:
+                got: Any = self.client.get(res, name)
+                obj: dict[str, Any] = got.to_dict()
+            except ApiError as e:
+                if e.status.code == 404:
+                    continue
+                raise
+            meta = obj["metadata"]
+            out.append({"apiVersion": "v1", "kind": obj["kind"],
+                        "metadata": {"name": meta["name"], "namespace": meta["namespace"],
+                                     "labels": meta.get("labels") or {}},
+                        "data": obj.get("data") or {}})
+        return out
+
+    def apply_objects(self, objs: list[dict[str, Any]]) -> None:
+        from lightkube import codecs
+
+        for obj in objs:
+            self.client.apply(codecs.from_dict(obj), force=True)
 
     def deployment(self, name: str) -> dict[str, Any] | None:
         from lightkube import ApiError

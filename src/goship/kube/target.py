@@ -25,6 +25,8 @@ POLL = 1.0
 
 
 class KubeTarget(DeployTarget):
+    _env_before: list[dict[str, Any]] | None = None  # ConfigMap, Secret before this deploy
+
     @property
     def _cfg(self) -> Any:
         return self.env.config
@@ -102,6 +104,7 @@ class KubeTarget(DeployTarget):
                                                  secrets=secrets, show_secrets=True))
         app = cfg.app.name
         first = cluster.deployment(app) is None
+        self._env_before = cluster.env_objects(app)
         for name, text in plan.applied(rendered):
             for obj in cluster.apply(text):
                 ui.info(f"applied {obj}")
@@ -193,6 +196,8 @@ class KubeTarget(DeployTarget):
             ui.warn("nothing to undo to: no earlier ReplicaSet (a first deploy)")
             return False
         ui.info("undo: re-applying the previous ReplicaSet's pod template")
+        if self._env_before:  # the environment the previous release ran with
+            cluster.apply_objects(self._env_before)
         cluster.apply_template(app, template)
         ok, reason = self._watch(cluster)
         if not ok:

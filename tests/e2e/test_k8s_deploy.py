@@ -1,0 +1,168 @@
+"""`goship deploy` to the lab's Kubernetes cluster (3 nodes): v1 lands Ready and answers
+through its Service, v2 rolls out under steady load with no failed request, and a release
+that never passes its health check is undone to v2 with the reason printed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import CliResult
+from tests.e2e.conftest import Lab
+from tests.e2e.helpers import Project
+from tests.e2e.load import Load
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+Run = Callable[..., CliResult]
+NODE_PORT = 30481
+APP = "hello-gin"
+TOML = f"""
+[app]
+name = "{APP}"
+[app.stamp]
+"main.version" = "{{version}}"
+[build]
+targets = ["linux/amd64"]
+assets = ["templates", "static"]
+[run]
+port_env = "PORT"
+base_port = 8080
+[run.health]
+path = "/health"
+deadline = 10.0
+[kubernetes]
+min_replicas = 2
+[deploy]
+strategy = "rolling"
+[env.k8s]
+kubernetes = "lab"
+"""
+# The test's own door into the cluster from this machine (the rendered Service is a
+# ClusterIP): the same pods, reached on every node's port.
+NODE_PORT_SERVICE = f"""
+apiVersion: v1
+kind: Service
+metadata: {{name: {APP}-nodeport}}
+spec:
+  type: NodePort
+  selector: {{app.kubernetes.io/name: {APP}, goship.dev/track: stable}}
+  ports: [{{port: 80, targetPort: 8080, nodePort: {NODE_PORT}}}]
+"""
+
+
+def kubectl(*args: str, stdin: str | None = None) -> str:
+    from goship.lab import kubernetes
+
+    res = subprocess.run([str(kubernetes.kubectl_path()), *args], input=stdin,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 0, f"kubectl {' '.join(args)}: {res.stderr.strip()}"
+    return res.stdout
+
+
+def kget(*args: str) -> Any:
+    return json.loads(kubectl("get", *args, "-o", "json"))
+
+
+def version_at(host: int) -> str:
+    with urllib.request.urlopen(f"http://10.78.0.1{host}:{NODE_PORT}/version",
+                                timeout=5) as r:
+        return str(json.loads(r.read())["version"])
+
+
+@pytest.fixture(scope="module")
+def cluster(lab: Lab) -> Iterator[Lab]:
+    from goship.lab import hosts
+
+    hosts.up(3, kubernetes=True)
+    yield lab
+    hosts.down()  # the cluster goes with the hosts' disks; later suites get fresh ones
+    hosts.up(3)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, cluster: Lab) -> Project:
+    return Project(tmp_path_factory.mktemp("k8s") / APP, TOML)
+
+
+@pytest.fixture(scope="module")
+def v1(project: Project, cluster: Lab) -> None:
+    project.release("v1.0.0")
+    r = subprocess.run([sys.executable, "-m", "goship", "deploy", "k8s", "--skip-checks"],
+                       cwd=project.root, capture_output=True, text=True, timeout=600,
+                       check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    kubectl("apply", "-f", "-", stdin=NODE_PORT_SERVICE)
+
+
+def test_v1_is_ready_on_two_nodes_and_answers_through_its_service(
+        project: Project, v1: None, run_cli: Run, cluster: Lab) -> None:
+    dep = kget("deployment", APP)
+    assert dep["status"]["readyReplicas"] == 2
+    [container] = dep["spec"]["template"]["spec"]["containers"]
+    assert "@sha256:" in container["image"]  # pinned by digest
+    pods = kget("pods", "-l", f"app.kubernetes.io/name={APP}")["items"]
+    assert len({p["spec"]["nodeName"] for p in pods}) == 2
+    # through the rendered ClusterIP Service, from a node
+    ip = kget("service", APP)["spec"]["clusterIP"]
+    out = cluster.ssh("h3", f"curl -fsS --max-time 5 http://{ip}/version")
+    assert "v1.0.0" in out.stdout
+    assert version_at(1) == "v1.0.0"
+    status = run_cli("status", "k8s", "--json", cwd=project.root)
+    assert status.code == 0, status.err
+    data = json.loads(status.out)
+    assert (data["release"], data["ready"], data["desired"]) == ("v1.0.0", 2, 2)
+    assert data["url"] == f"http://{ip}/"
+    assert sum(data["nodes"].values()) == 2
+
+
+def test_v2_rolls_out_under_load_with_no_failed_request(
+        project: Project, v1: None, run_cli: Run) -> None:
+    project.release("v2.0.0")
+    with Load(f"http://10.78.0.12:{NODE_PORT}/", connections=8) as load:
+        r = run_cli("deploy", "k8s", "--skip-checks", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    assert "rollout complete: 2/2 available" in r.err
+    assert ": ready" in r.err
+    assert ": scheduled on lab-h" in r.err
+    assert load.result.requests > 100, load.result.text
+    assert load.result.failed == 0, load.result.text
+    assert {version_at(i) for i in (1, 2, 3)} == {"v2.0.0"}
+
+
+def test_an_unhealthy_release_is_undone_with_the_reason_and_v2_keeps_serving(
+        project: Project, v1: None, run_cli: Run) -> None:
+    before = kget("deployment", APP)["spec"]["template"]["spec"]["containers"][0]["image"]
+    project.release("v3.0.0", HELLO_TEST_FAIL_HEALTH="1")
+    with Load(f"http://10.78.0.11:{NODE_PORT}/", connections=4) as load:
+        r = run_cli("deploy", "k8s", "--skip-checks", cwd=project.root)
+    assert r.code == 1, r.out + r.err
+    assert "deploy k8s FAILED:" in r.out
+    assert "never became Ready" in r.out or "restarted" in r.out, r.out
+    assert "event " in r.out
+    assert "Unhealthy" in r.out
+    assert "log " in r.out  # the failing pod's log tail
+    assert "restored: deployment/hello-gin" in r.out
+    after = kget("deployment", APP)
+    assert after["spec"]["template"]["spec"]["containers"][0]["image"] == before
+    assert after["status"]["readyReplicas"] == 2
+    assert {version_at(i) for i in (1, 2, 3)} == {"v2.0.0"}
+    assert load.result.failed == 0, load.result.text
+    # the environment went back with the release: a v2 pod restarted later stays healthy
+    assert "HELLO_TEST_FAIL_HEALTH" not in kget("configmap", f"{APP}-config").get("data", {})
+
+
+def test_cluster_config_missing_is_one_line_and_changes_nothing(
+        tmp_path: Path, run_cli: Run) -> None:
+    (tmp_path / "goship.toml").write_text(
+        TOML + '[env.other]\nkubernetes = { kubeconfig = "/nonexistent/kubeconfig" }\n')
+    r = run_cli("status", "other", cwd=tmp_path)
+    assert r.code == 2
+    assert r.err.strip() == ("goship: no kubeconfig at /nonexistent/kubeconfig; set "
+                             "kubernetes.kubeconfig to an existing file")

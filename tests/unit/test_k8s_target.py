@@ -1,0 +1,173 @@
+"""The Kubernetes target's pure parts as data: the environment's `kubernetes` key, which
+rendered manifests are applied, the image pinned by digest, the rollout verdict (wait,
+done, undo and why) and the pod template an undo goes back to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from goship.config.load import load as load_project
+from goship.errors import ConfigErrors, UsageError
+from goship.kube import plan
+from goship.render.inputs import RenderInput
+from goship.render.kubernetes import render_kubernetes
+from goship.targets import kind
+
+BASE = '[app]\nname = "shop"\n[run]\nenv_file = ".env"\n[run.env]\nMODE = "x"\n'
+DIGEST = "sha256:" + "ab" * 32
+
+
+def project(tmp_path: Path, env: str) -> Any:
+    (tmp_path / "goship.toml").write_text(BASE + env)
+    return load_project(tmp_path / "goship.toml")
+
+
+def errors(tmp_path: Path, env: str) -> list[str]:
+    with pytest.raises(ConfigErrors) as e:
+        project(tmp_path, env)
+    return [x.line() for x in e.value.errors]
+
+
+@pytest.mark.parametrize(("env", "lab", "kubeconfig", "context", "namespace"), [
+    ('[env.k]\nkubernetes = "lab"\n', True, None, None, "default"),
+    ('[env.k.kubernetes]\nlab = true\nnamespace = "shop"\nmin_replicas = 3\n', True, None,
+     None, "shop"),
+    ('[env.k]\nkubernetes = { kubeconfig = "~/.kube/config", context = "prod", '
+     'namespace = "shop" }\n', False, "~/.kube/config", "prod", "shop"),
+])
+def test_an_environment_chooses_a_cluster(tmp_path: Path, env: str, lab: bool,
+                                          kubeconfig: str | None, context: str | None,
+                                          namespace: str) -> None:
+    e = project(tmp_path, env).env("k")
+    assert kind(e).name == "kubernetes"
+    cluster = e.target.kubernetes
+    assert (cluster.lab, cluster.kubeconfig, cluster.context) == (lab, kubeconfig, context)
+    # the table's other keys override [kubernetes], as any section
+    assert e.config.kubernetes.namespace == namespace
+
+
+def test_a_kubernetes_override_table_alone_is_not_a_cluster(tmp_path: Path) -> None:
+    e = project(tmp_path, '[env.h]\nlab = 2\n[env.h.kubernetes]\nnamespace = "shop"\n').env("h")
+    assert kind(e).name == "lab"
+    assert e.target.kubernetes is None
+    assert e.config.kubernetes.namespace == "shop"
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ('[env.k]\nkubernetes = "lab"\nlab = 2\n', "found lab, kubernetes"),
+    ('[env.k]\nkubernetes = "lab"\nhosts = ["a"]\n', "found hosts, kubernetes"),
+    ('[env.k]\nkubernetes = "prod"\n', 'expected "lab" (the lab cluster) or a table'),
+    ('[env.k.kubernetes]\nlab = true\nkubeconfig = "/k"\n', "lab = true is the lab's"),
+    ('[env.k.kubernetes]\ncontext = "a\\nb"\n', "without control characters"),
+])
+def test_misuse_gets_one_line(tmp_path: Path, env: str, expected: str) -> None:
+    lines = errors(tmp_path, env)
+    assert any(expected in line for line in lines), lines
+    assert all("\n" not in line and line.startswith(str(tmp_path)) for line in lines), lines
+
+
+def test_misuse_exits_2(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from goship.cli.main import main
+
+    (tmp_path / "goship.toml").write_text(BASE + '[env.k]\nkubernetes = "lab"\nlocal = true\n')
+    assert main(["--config", str(tmp_path / "goship.toml"), "status", "k"]) == 2
+    err = capfd.readouterr().err
+    assert "found local, kubernetes" in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def rendered(tmp_path: Path, secrets: dict[str, str]) -> dict[str, str]:
+    e = project(tmp_path, '[env.k]\nkubernetes = "lab"\n').env("k")
+    cfg = plan.pinned(e.config, plan.digest_ref("docker.io/library/shop", DIGEST))
+    return render_kubernetes(RenderInput(config=cfg, root=tmp_path, env="k", version="v1",
+                                         secrets=secrets, show_secrets=True))
+
+
+def test_what_is_applied_is_the_renderer_s_output_pinned_by_digest(tmp_path: Path) -> None:
+    out = rendered(tmp_path, {"DB_PASSWORD": "hunter2"})
+    files = plan.applied(out)
+    assert [f for f, _ in files] == ["configmap.yaml", "secret.yaml", "deployment.yaml",
+                                     "service.yaml", "pdb.yaml", "hpa.yaml"]
+    assert all(text == out[name] for name, text in files)  # not edited on the way
+    docs = {name: yaml.safe_load(text) for name, text in files}
+    [c] = docs["deployment.yaml"]["spec"]["template"]["spec"]["containers"]
+    assert c["image"] == f"docker.io/library/shop@{DIGEST}"
+    # the secret goes to the Secret only, with its value; never to the ConfigMap
+    assert docs["secret.yaml"]["stringData"] == {"DB_PASSWORD": "hunter2"}
+    assert "hunter2" not in out["configmap.yaml"]
+    assert docs["configmap.yaml"]["data"] == {"MODE": "x"}
+    # zero-downtime rolling: no pod down before its replacement is Ready
+    strategy = docs["deployment.yaml"]["spec"]["strategy"]["rollingUpdate"]
+    assert strategy["maxUnavailable"] == 0
+    assert c["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert c["lifecycle"]["preStop"]["sleep"]["seconds"] > 0
+
+
+def test_without_secrets_there_is_no_secret(tmp_path: Path) -> None:
+    assert "secret.yaml" not in [f for f, _ in plan.applied(rendered(tmp_path, {}))]
+
+
+@pytest.mark.parametrize("digest", ["sha256:abc", "latest", "sha256:" + "AB" * 32, ""])
+def test_only_a_sha256_digest_pins(digest: str) -> None:
+    with pytest.raises(UsageError):
+        plan.digest_ref("docker.io/library/shop", digest)
+
+
+def rollout(**kw: Any) -> plan.Rollout:
+    base: dict[str, Any] = dict(generation=2, observed=2, desired=2, updated=2, available=2,
+                                total=2, new_hash="new", timeout=60.0, max_restarts=3)
+    return plan.Rollout(**{**base, **kw})
+
+
+@pytest.mark.parametrize(("r", "action", "why"), [
+    (rollout(), "done", ""),
+    (rollout(observed=1), "wait", ""),  # the controller has not seen the new spec yet
+    (rollout(total=3), "wait", ""),  # an old pod still terminating
+    (rollout(available=1, elapsed=10), "wait", ""),
+    (rollout(available=1, pods=[plan.Pod("p1", "new", waiting="CrashLoopBackOff")]),
+     "undo", "pod p1: CrashLoopBackOff"),
+    (rollout(available=1, pods=[plan.Pod("p1", "new", restarts=3)]), "undo",
+     "pod p1 restarted 3 times"),
+    # an old pod's crash is not this release's fault
+    (rollout(available=1, pods=[plan.Pod("p0", "old", waiting="CrashLoopBackOff")]), "wait",
+     ""),
+    (rollout(available=1, elapsed=61, pods=[plan.Pod("p1", "new", node="n1")]), "undo",
+     "did not complete within 60s (1/2 available); pod p1 never became Ready"),
+    (rollout(available=1, deadline_exceeded=True), "undo", "did not complete"),
+    (rollout(available=1, pods=[plan.Pod("p1", "new", waiting="ErrImageNeverPull")]), "undo",
+     "ErrImageNeverPull"),
+])
+def test_the_rollout_verdict(r: plan.Rollout, action: str, why: str) -> None:
+    v = plan.verdict(r)
+    assert v.action == action
+    assert why in v.reason
+
+
+def rs(revision: str, image: str) -> dict[str, Any]:
+    return {"metadata": {"annotations": {plan.REVISION: revision}},
+            "spec": {"template": {"metadata": {"labels": {"app": "shop",
+                                                          plan.HASH_LABEL: "h" + revision}},
+                                  "spec": {"containers": [{"image": image}]}}}}
+
+
+def test_undo_goes_back_to_the_newest_older_replicaset() -> None:
+    sets = [rs("1", "v1"), rs("3", "v3"), rs("2", "v2"), rs("4", "v4")]
+    t = plan.previous_template(sets, current=4)
+    assert t is not None
+    assert t["spec"]["containers"][0]["image"] == "v3"
+    assert t["metadata"]["labels"] == {"app": "shop"}  # the hash is the controller's
+    assert plan.previous_template([rs("1", "v1")], current=1) is None
+
+
+def test_each_pod_transition_is_printed_once() -> None:
+    a = plan.Pod("p1", "new")
+    b = plan.Pod("p1", "new", node="n1")
+    c = plan.Pod("p1", "new", node="n1", ready=True)
+    assert plan.changes({}, [a]) == []
+    assert plan.changes({"p1": a}, [b]) == ["p1: scheduled on n1"]
+    assert plan.changes({"p1": b}, [c]) == ["p1: ready"]
+    assert plan.changes({"p1": c}, [c]) == []
