@@ -1,6 +1,7 @@
 """`goship deploy` to the lab's Kubernetes cluster (3 nodes): v1 lands Ready and answers
-through its Service, v2 rolls out under steady load with no failed request, and a release
-that never passes its health check is undone to v2 with the reason printed."""
+through its Service, v2 rolls out under steady load with no failed request, a release
+that never passes its health check is undone to v2 with the reason printed, and
+`goship rollback` returns to v1 (not to the undone release), under load."""
 
 from __future__ import annotations
 
@@ -156,6 +157,19 @@ def test_an_unhealthy_release_is_undone_with_the_reason_and_v2_keeps_serving(
     assert load.result.failed == 0, load.result.text
     # the environment went back with the release: a v2 pod restarted later stays healthy
     assert "HELLO_TEST_FAIL_HEALTH" not in kget("configmap", f"{APP}-config").get("data", {})
+
+
+def test_rollback_returns_to_v1_skipping_the_undone_release(
+        project: Project, v1: None, run_cli: Run) -> None:
+    with Load(f"http://10.78.0.13:{NODE_PORT}/", connections=4) as load:
+        r = run_cli("rollback", "k8s", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    assert "rollback k8s: v1.0.0" in r.out
+    assert {version_at(i) for i in (1, 2, 3)} == {"v1.0.0"}
+    assert load.result.failed == 0, load.result.text
+    status = run_cli("status", "k8s", cwd=project.root)
+    assert status.out.startswith("deployment/hello-gin in default: v1.0.0 (revision 5), "
+                                 "2/2 ready; pods per node: lab-h"), status.out
 
 
 def test_cluster_config_missing_is_one_line_and_changes_nothing(

@@ -126,6 +126,9 @@ def rollout(**kw: Any) -> plan.Rollout:
 @pytest.mark.parametrize(("r", "action", "why"), [
     (rollout(), "done", ""),
     (rollout(observed=1), "wait", ""),  # the controller has not seen the new spec yet
+    # ... so the pods of the hash it reports are not known to be this release's
+    (rollout(observed=1, pods=[plan.Pod("p1", "new", waiting="CrashLoopBackOff")]), "wait",
+     ""),
     (rollout(total=3), "wait", ""),  # an old pod still terminating
     (rollout(available=1, elapsed=10), "wait", ""),
     (rollout(available=1, pods=[plan.Pod("p1", "new", waiting="CrashLoopBackOff")]),
@@ -161,6 +164,17 @@ def test_undo_goes_back_to_the_newest_older_replicaset() -> None:
     assert t["spec"]["containers"][0]["image"] == "v3"
     assert t["metadata"]["labels"] == {"app": "shop"}  # the hash is the controller's
     assert plan.previous_template([rs("1", "v1")], current=1) is None
+    assert plan.current_replicaset([{**rs("2", "v2"), "metadata": {
+        "name": "shop-2", "annotations": {plan.REVISION: "2"}}}], 2) == "shop-2"
+
+
+def test_a_rollback_skips_a_release_goship_undid() -> None:
+    # v3 failed and was undone (v2's ReplicaSet is revision 4 now): back to v1, not v3
+    bad = rs("3", "v3")
+    bad["metadata"]["annotations"][plan.FAILED] = "pod p1 restarted 3 times"
+    t = plan.previous_template([rs("1", "v1"), bad, rs("4", "v2")], current=4)
+    assert t is not None
+    assert t["spec"]["containers"][0]["image"] == "v1"
 
 
 def test_each_pod_transition_is_printed_once() -> None:

@@ -118,6 +118,12 @@ class Cluster:
         for obj in objs:
             self.client.apply(codecs.from_dict(obj), force=True)
 
+    def mark_failed(self, replicaset: str, reason: str) -> None:
+        from lightkube.resources.apps_v1 import ReplicaSet
+
+        self.client.patch(ReplicaSet, replicaset, {"metadata": {"annotations": {
+            "goship.dev/failed": reason[:200]}}})
+
     def deployment(self, name: str) -> dict[str, Any] | None:
         from lightkube import ApiError
         from lightkube.resources.apps_v1 import Deployment

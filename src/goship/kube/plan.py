@@ -19,6 +19,7 @@ APPLIED = ("configmap.yaml", "secret.yaml", "deployment.yaml", "service.yaml", "
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 HASH_LABEL = "pod-template-hash"
 REVISION = "deployment.kubernetes.io/revision"
+FAILED = "goship.dev/failed"  # on a ReplicaSet goship undid: a rollback never returns there
 # Waiting reasons that no amount of waiting fixes: undo at once.
 FATAL_WAITING = frozenset({
     "CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull",
@@ -84,6 +85,10 @@ class Verdict:
 
 
 def verdict(r: Rollout) -> Verdict:
+    if r.observed < r.generation and r.elapsed <= r.timeout:
+        # The controller has not seen the new spec: which ReplicaSet is new is not known
+        # yet (right after an undo, the one being undone still looks new).
+        return Verdict("wait")
     new = [p for p in r.pods if p.template_hash == r.new_hash and not p.terminating]
     for p in new:
         if p.waiting in FATAL_WAITING:
@@ -120,9 +125,11 @@ def changes(before: dict[str, Pod], now: list[Pod]) -> list[str]:
 
 def previous_template(replicasets: list[dict[str, Any]], current: int) -> dict[str, Any] | None:
     """The pod template of the newest ReplicaSet older than revision `current`
-    (`kubectl rollout undo`), without its pod-template-hash label; None when there is
-    none (a first deploy has nothing to go back to)."""
-    older = [rs for rs in replicasets if 0 < _revision(rs) < current]
+    (`kubectl rollout undo`) that goship did not undo as unhealthy, without its
+    pod-template-hash label; None when there is none (a first deploy has nothing to go
+    back to)."""
+    older = [rs for rs in replicasets if 0 < _revision(rs) < current
+             and FAILED not in (rs.get("metadata", {}).get("annotations") or {})]
     if not older:
         return None
     template: dict[str, Any] = dict(max(older, key=_revision)["spec"]["template"])
@@ -131,6 +138,12 @@ def previous_template(replicasets: list[dict[str, Any]], current: int) -> dict[s
                       if k != HASH_LABEL}
     template["metadata"] = meta
     return template
+
+
+def current_replicaset(replicasets: list[dict[str, Any]], current: int) -> str | None:
+    """The name of the ReplicaSet of revision `current`."""
+    return next((rs["metadata"]["name"] for rs in replicasets if _revision(rs) == current),
+                None)
 
 
 def _revision(rs: dict[str, Any]) -> int:

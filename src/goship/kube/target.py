@@ -65,7 +65,7 @@ class KubeTarget(DeployTarget):
         app = self._cfg.app.name
         if not ok:
             ui.warn(f"release {version} is unhealthy: {reason}")
-            restored = self._undo(cluster)
+            restored = self._undo(cluster, failed=reason)
             return Outcome("deploy", self.env.name, version, {}, False,
                            time.monotonic() - start, failure=reason,
                            restored=[f"deployment/{app}"] if restored else [])
@@ -186,12 +186,16 @@ class KubeTarget(DeployTarget):
             time.sleep(0.5)
         return False, f"health check through the Service failed: {url}: {last}"
 
-    def _undo(self, cluster: Cluster) -> bool:
+    def _undo(self, cluster: Cluster, failed: str = "") -> bool:
         app = self._cfg.app.name
         d = cluster.deployment(app)
         current = int((d or {}).get("metadata", {}).get("annotations", {})
                       .get(plan.REVISION, "0") or 0)
-        template = plan.previous_template(cluster.replicasets(self._selector()), current)
+        sets = cluster.replicasets(self._selector())
+        bad = plan.current_replicaset(sets, current)
+        if failed and bad:  # a later rollback must not return to it
+            cluster.mark_failed(bad, failed)
+        template = plan.previous_template(sets, current)
         if template is None:
             ui.warn("nothing to undo to: no earlier ReplicaSet (a first deploy)")
             return False
