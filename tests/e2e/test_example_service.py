@@ -145,3 +145,24 @@ def test_sigterm_drains_in_flight_requests(hello_bin: Path) -> None:
         assert isinstance(answer, tuple)
         assert answer[0] == 200  # finished, not cut
         assert proc.wait(timeout=10) == 0
+
+
+def test_once_told_to_stop_a_keep_alive_client_is_told_to_close(hello_bin: Path) -> None:
+    """A client straight on the service (a Kubernetes Service, no proxy) is told to close
+    its keep-alive connection with an answer, instead of having it closed under it."""
+    import http.client
+
+    with service(hello_bin, DRAIN_TIMEOUT="4s") as (port, proc):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/health")
+        first = conn.getresponse()
+        first.read()
+        assert first.getheader("Connection") is None  # kept alive
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)  # the signal is handled (the drain lasts 1s)
+        conn.request("GET", "/health")
+        second = conn.getresponse()
+        assert second.status == 200
+        assert second.getheader("Connection") == "close"
+        conn.close()
+        assert proc.wait(timeout=10) == 0
