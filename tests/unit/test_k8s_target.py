@@ -185,3 +185,12 @@ def test_each_pod_transition_is_printed_once() -> None:
     assert plan.changes({"p1": a}, [b]) == ["p1: scheduled on n1"]
     assert plan.changes({"p1": b}, [c]) == ["p1: ready"]
     assert plan.changes({"p1": c}, [c]) == []
+
+
+def test_setup_of_a_cluster_says_there_are_no_hosts(tmp_path: Path,
+                                                     capfd: pytest.CaptureFixture[str]) -> None:
+    from goship.cli.main import main
+
+    (tmp_path / "goship.toml").write_text(BASE + '[env.k]\nkubernetes = "lab"\n')
+    assert main(["--config", str(tmp_path / "goship.toml"), "setup", "k"]) == 2
+    assert "env.k is a Kubernetes cluster: it has no hosts to set up" in capfd.readouterr().err

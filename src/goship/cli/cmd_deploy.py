@@ -130,6 +130,11 @@ def setup(ctx: click.Context, env: str, dry_run: bool) -> None:
     from goship.deploy.engine import env_values, fleet
 
     project, environment = load_env(ctx, env)
+    if environment.target.kubernetes is not None:
+        from goship.errors import UsageError
+
+        raise UsageError(f"env.{env} is a Kubernetes cluster: it has no hosts to set up",
+                         hint=f"`goship deploy {env}` applies everything the cluster needs")
     # The env file is read (and a broken one refused) before any host is touched, as by
     # deploy; deploy writes it, with the release.
     env_values(project, environment)
