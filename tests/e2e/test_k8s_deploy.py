@@ -5,6 +5,7 @@ that never passes its health check is undone to v2 with the reason printed, and
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from tests.e2e.load import Load
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 Run = Callable[..., CliResult]
 NODE_PORT = 30481
+SECRET = "s3cret-k8s-value"
 APP = "hello-gin"
 TOML = f"""
 [app]
@@ -35,6 +37,7 @@ assets = ["templates", "static"]
 [run]
 port_env = "PORT"
 base_port = 8080
+env_file = ".env.k8s"
 [run.health]
 path = "/health"
 deadline = 10.0
@@ -94,6 +97,8 @@ def project(tmp_path_factory: pytest.TempPathFactory, cluster: Lab) -> Project:
 
 @pytest.fixture(scope="module")
 def v1(project: Project, cluster: Lab) -> None:
+    (project.root / ".gitignore").write_text(".env.k8s\n")
+    (project.root / ".env.k8s").write_text(f"API_TOKEN={SECRET}\n")
     project.release("v1.0.0")
     r = subprocess.run([sys.executable, "-m", "goship", "deploy", "k8s", "--skip-checks"],
                        cwd=project.root, capture_output=True, text=True, timeout=600,
@@ -135,6 +140,11 @@ def test_v2_rolls_out_under_load_with_no_failed_request(
     assert load.result.requests > 100, load.result.text
     assert load.result.failed == 0, load.result.text
     assert {version_at(i) for i in (1, 2, 3)} == {"v2.0.0"}
+    # run.env_file went to the Secret only, and was never printed
+    assert SECRET not in r.out + r.err
+    secret = kget("secret", f"{APP}-secrets")["data"]
+    assert base64.b64decode(secret["API_TOKEN"]).decode() == SECRET
+    assert SECRET not in json.dumps(kget("configmap", f"{APP}-config"))
 
 
 def test_an_unhealthy_release_is_undone_with_the_reason_and_v2_keeps_serving(
