@@ -41,7 +41,11 @@ def host_status(h: Host) -> dict[str, Any]:
     # base_port, more instances) and not stopped yet.
     stray = sorted(p for c, ps in h.services.running().items() for p in ps
                    if p not in h.port_map.get(c, []))
+    out: dict[str, Any] = {}
+    if h.nginx.lua and h.config.canary.state == "redis":
+        out["canary_redis"] = _redis_poll(h)
     return {
+        **out,
         "stray": stray,
         "release": h.live_release, "color": color, "manager": h.services.name,
         "instances": instances, "nginx": "running" if nginx_up else "stopped",
@@ -49,6 +53,19 @@ def host_status(h: Host) -> dict[str, Any]:
         "releases": h.releases_on_disk(), "last": last[0] if last else None,
         "ports": {c: list(p) for c, p in h.port_map.items()}, "standby": standby,
     }
+
+
+def _redis_poll(h: Host) -> dict[str, Any]:
+    """canary.state = "redis": what this host's nginx last got from Redis (its Lua poller
+    records it in the shared dict; read through the control socket)."""
+    from goship.canary import redis_sync
+    from goship.errors import ApplyError
+
+    try:
+        state = redis_sync.poll(h)
+    except ApplyError as e:
+        return {"reachable": False, "error": e.message, "line": e.message}
+    return {**state.as_dict(), "line": state.line()}
 
 
 def status(env: Environment) -> dict[str, Any]:

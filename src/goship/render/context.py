@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from goship.canary.redis_state import HOST_FILE
 from goship.config import Config
 
 # The host layout (colors, ports, paths) belongs to deploy; renderers read it from there.
@@ -82,6 +83,8 @@ class NginxSite:
     stream_paths: list[str]
     lua: bool = False
     control_socket: str = ""
+    # canary.state = "redis": the host file the Lua poller reads (empty: no poller)
+    canary_redis_file: str = ""
 
     @property
     def default_server(self) -> bool:
@@ -118,5 +121,7 @@ def nginx_site(config: Config, paths: Paths, color: str, release: str,
         static=[StaticDir(url=st.url, dir=st.dir.rstrip("/"), expires=st.expires)
                 for st in p.static],
         stream_paths=list(p.stream_paths),
+        canary_redis_file=paths.join(HOST_FILE) if lua and config.canary.state == "redis"
+        else "",
     )
 
