@@ -7,6 +7,7 @@ next change applies; abort and promote go through Redis; steady load sees 0 fail
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -46,6 +47,11 @@ listen = 8082
 state = "redis"
 redis = "redis://{REDIS}:6379/0"
 redis_password_var = "GOSHIP_REDIS_PASSWORD"
+steps = [50, 100]
+step_min_requests = 100
+step_min_seconds = 1.0
+step_timeout = 60.0
+guard_interval = 1.0
 [env.lab]
 lab = 2
 """
@@ -202,3 +208,39 @@ def test_nginx_restart_with_redis_down_keeps_the_weight_and_promote(
     # Redis says "no canary" too: what a restarted nginx will apply
     st = status(run_cli, project)
     assert all(s["reachable"] and s["weight"] is None for s in st.values()), st
+
+
+def test_the_automatic_walk_writes_its_steps_to_redis(run_cli: Run, project: Project) -> None:
+    """`deploy --canary`: each step's weight goes through Redis to every host; promoted."""
+    project.release("v4.0.0")
+    since_ms = int(time.time() * 1000)
+    seen = dict.fromkeys(HOSTS, False)
+    done = threading.Event()
+
+    def watch() -> None:  # new clients on each host: some reach the canary at step 50
+        while not done.is_set():
+            for name, addr in HOSTS.items():
+                if fetch(addr)[1] == "canary":
+                    seen[name] = True
+            time.sleep(0.05)
+
+    with Load(f"http://{HOSTS['h1']}/api/items", connections=6) as l1, \
+            Load(f"http://{HOSTS['h2']}/api/items", connections=6) as l2:
+        t = threading.Thread(target=watch, daemon=True)
+        t.start()
+        try:
+            r = run_cli("deploy", "lab", "--canary", "--skip-checks", cwd=project.root)
+        finally:
+            done.set()
+            t.join(timeout=10)
+        assert r.code == 0, r.out + r.err
+        assert "promoted" in r.out
+    assert all(seen.values()), seen
+    for addr in HOSTS.values():
+        assert {fetch(addr) for _ in range(10)} == {("v4.0.0", "stable")}
+    for load in (l1, l2):
+        assert load.result.failed == 0, load.result.text
+    # every host applied a version written to Redis during the walk: "no canary"
+    st = status(run_cli, project)
+    assert all(s["reachable"] and s["weight"] is None for s in st.values()), st
+    assert all(int(str(s["version"])) > since_ms for s in st.values()), st

@@ -116,6 +116,10 @@ def test_status_lines() -> None:
     assert ok.line() == "canary routing from Redis: version 3, weight 10%, polled 0.4s ago"
     down = rs.parse_poll("now=100\nversion=3\nok_at=70\nerror=connect%3A%20timeout\n"
                          "error_at=99.5\nweight=1000")
+    fresh = rs.parse_poll("now=5\nerror=no%20%2Fsrv%2Fshop%2Fcanary-redis.conf%20yet%20"
+                          "(goship%20canary%20start%20writes%20it)\nerror_at=5")
+    assert fresh.line() == ("canary routing from Redis: not started on this host yet (no "
+                            "/srv/shop/canary-redis.conf yet (goship canary start writes it))")
     assert down.line() == ("canary routing: Redis UNREACHABLE (connect: timeout; last reached "
                            "30s ago); keeping the last known routing (version 3, weight 10%)")
 

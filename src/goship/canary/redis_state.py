@@ -157,6 +157,9 @@ class PollState:
         if self.reachable:
             note = f" ({self.error})" if self.error else ""
             return f"canary routing from Redis: {keep}, polled {self.ok_age:.1f}s ago{note}"
+        if self.ok_age is None and self.version is None and \
+                (self.error or "").endswith("(goship canary start writes it)"):
+            return f"canary routing from Redis: not started on this host yet ({self.error})"
         since = "never reached" if self.ok_age is None else \
             f"last reached {self.ok_age:.0f}s ago"
         return (f"canary routing: Redis UNREACHABLE ({self.error or 'no answer'}; {since}); "
