@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from goship.canary.redis_state import validate_url as validate_redis_url
 from goship.config import validators as v
 
 AppName = Annotated[str, AfterValidator(v.app_name)]
@@ -362,6 +363,19 @@ class Canary(Section):
     guard_interval: float = Field(default=2.0, gt=0, le=60)
     id_cookie: Annotated[str, AfterValidator(v.env_var)] | None = None
     id_header: Annotated[str, AfterValidator(_header)] | None = None
+    # Where the routing lives: "push" (each host's nginx through its control socket) or
+    # "redis" (one Redis hash every host's nginx polls; docs/canary.md).
+    state: Literal["push", "redis"] = "push"
+    redis: Annotated[str, AfterValidator(validate_redis_url)] | None = None
+    # The Redis password from run.env / run.env_file instead of the URL.
+    redis_password_var: EnvVar | None = None
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> Canary:
+        if self.state == "redis" and not self.redis:
+            raise ValueError('canary.state = "redis" needs canary.redis = '
+                             '"redis://host:6379/0"')
+        return self
 
 
 ULIMIT_NAMES = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
