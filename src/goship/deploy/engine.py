@@ -728,12 +728,11 @@ def build_artifacts(project: Project, env: Environment, arches: set[str], *,
 
 
 def env_values(project: Project, env: Environment) -> dict[str, str]:
-    from goship.envfile import parse_env_file
+    """run.env, run.env_file (a sops one decrypted) and [secrets]: resolved here, in
+    memory, before any host is touched."""
+    from goship import secrets
 
-    values = dict(env.config.run.env)
-    if env.config.run.env_file:
-        values.update(parse_env_file(project.root / env.config.run.env_file))
-    return values
+    return secrets.resolve(project.root, env.config)
 
 
 def refuse_unbuilt(env: Environment) -> None:
