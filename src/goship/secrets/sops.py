@@ -26,7 +26,7 @@ Kind = Literal["dotenv", "yaml", "json"]
 _DOTENV_META = re.compile(r"^sops_(mac|version)=", re.M)
 _YAML_META = re.compile(r"^sops:[ \t]*$", re.M)
 _YAML_MAC = re.compile(r"^[ \t]+mac:[ \t]", re.M)
-_YAML_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*):", re.M)
+_YAML_KEY = re.compile(r"""^["']?([A-Za-z_][A-Za-z0-9_]*)["']?:""", re.M)
 
 
 def detect(text: str) -> Kind | None:
@@ -91,10 +91,19 @@ def decrypt(path: Path, kind: Kind, shown: str) -> dict[str, str]:
                                "passphrase?)") from None
     if res.returncode != 0:
         raise ConfigError(shown, "", f"sops could not decrypt it (exit {res.returncode}: "
-                                     f"{_reason(res.stderr)})",
+                                     f"{reason(res.stderr)})",
                           hint="the key it is encrypted to must be in SOPS_AGE_KEY_FILE, "
                                "~/.config/sops/age/keys.txt or your PGP keyring")
-    return flat(res.stdout, shown)
+    values = flat(res.stdout, shown)
+    if kind == "dotenv":  # sops keeps a dotenv file's quotes; a plain env file's are removed
+        values = {k: unquote(v) for k, v in values.items()}
+    return values
+
+
+def unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
 
 
 def flat(out: bytes, shown: str) -> dict[str, str]:
@@ -125,8 +134,13 @@ def flat(out: bytes, shown: str) -> dict[str, str]:
     return values
 
 
-def _reason(stderr: bytes) -> str:
-    """sops' last message line: why it failed (it never holds clear values: it did not
-    decrypt)."""
+def reason(stderr: bytes) -> str:
+    """Why sops failed, on one line: its first message line, then the first sentence of
+    each key's error (`- | ...` blocks). It holds no clear value: nothing was decrypted."""
     lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
-    return lines[-1][:200] if lines else "no message"
+    if not lines:
+        return "no message"
+    why = " ".join(ln.lstrip("-").strip().removeprefix("|").strip() for ln in lines
+                   if ln.startswith(("- |", "|")))
+    text = lines[0] + (f" {why.split('. ')[0].rstrip('.')}." if why else "")
+    return text if len(text) <= 240 else text[:237] + "..."
