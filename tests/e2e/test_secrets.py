@@ -193,7 +193,7 @@ def test_sops_file_and_command_secret_reach_the_app_and_nowhere_else(
 
     outputs = []
     for argv in (["config", "show", "lab"], ["deploy", "lab", "--dry-run", "--skip-checks"],
-                 ["deploy", "lab", "--skip-checks", "-v"], ["status", "lab"]):
+                 ["-v", "deploy", "lab", "--skip-checks"], ["status", "lab"]):
         r = run_cli(*argv, cwd=p.root)
         assert r.code == 0, (argv, r.out + r.err)
         outputs.append(r.out + r.err)
