@@ -292,3 +292,18 @@ def test_a_failing_secret_stops_deploy_before_any_host(tmp_path: Path, run_cli: 
             "goship: goship.toml: secrets.DB_PASS: sh exited 5 (its output is not shown); "
             "run the command yourself to see why"], argv
         assert "cmd-value-77" not in r.out + r.err
+
+
+def test_an_image_never_holds_a_command_secret(tmp_path: Path, run_cli: Any) -> None:
+    """The Dockerfile (and `package --image`, which bakes public_env only) names the secret
+    as run-time environment; the command is not run."""
+    from goship.render.inputs import public_env
+
+    (tmp_path / "goship.toml").write_text(TOML.replace('env_file = ".env.prod"\n', ""))
+    r = run_cli("render", "dockerfile", cwd=tmp_path)
+    assert r.code == 0, r.err
+    assert "pass DB_PASS when the" in " ".join(r.out.split())
+    assert "cmd-value-77" not in r.out
+    assert not (tmp_path / "ran.txt").exists()
+    assert "DB_PASS" not in public_env(parse({**BASE, "secrets": {
+        "DB_PASS": {"command": "x"}}}).base)
