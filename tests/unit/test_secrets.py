@@ -307,3 +307,17 @@ def test_an_image_never_holds_a_command_secret(tmp_path: Path, run_cli: Any) -> 
     assert not (tmp_path / "ran.txt").exists()
     assert "DB_PASS" not in public_env(parse({**BASE, "secrets": {
         "DB_PASS": {"command": "x"}}}).base)
+
+
+def test_a_multiline_secret_for_docker_is_refused_before_any_host(tmp_path: Path,
+                                                                  run_cli: Any) -> None:
+    # printf (no shell) turns the two characters \n into a newline.
+    (tmp_path / "goship.toml").write_text(
+        '[app]\nname = "shop"\n[run]\nmanager = "docker"\n[secrets]\n'
+        """DB_PASS = { command = "printf 'cmd-value\\\\n77'" }\n"""
+        '[env.prod]\nhosts = ["10.255.255.1"]\n')
+    r = run_cli("deploy", "prod", cwd=tmp_path)
+    assert r.code == 2, r.out + r.err
+    assert r.err.strip().splitlines() == [
+        "goship: run.env: DB_PASS holds a newline, which a Docker env file cannot carry; put "
+        "the value on one line (or base64 it)"]

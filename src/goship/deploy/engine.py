@@ -732,7 +732,12 @@ def env_values(project: Project, env: Environment) -> dict[str, str]:
     memory, before any host is touched."""
     from goship import secrets
 
-    return secrets.resolve(project.root, env.config)
+    values = secrets.resolve(project.root, env.config)
+    if env.config.run.manager == "docker":
+        from goship.deploy.docker import env_text
+
+        env_text(values)  # a value Docker's env file cannot carry: refused here, not mid-way
+    return values
 
 
 def refuse_unbuilt(env: Environment) -> None:
