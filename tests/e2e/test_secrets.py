@@ -105,6 +105,26 @@ def test_a_key_that_cannot_decrypt_is_one_line(tmp_path: Path, age_key: tuple[Pa
     assert info.value.exit_code == 2
 
 
+def test_a_failed_decryption_stops_deploy_before_any_host(
+        tmp_path: Path, age_key: tuple[Path, str], monkeypatch: pytest.MonkeyPatch,
+        run_cli: Run) -> None:
+    _, recipient = age_key
+    encrypt("DB_PASS=never-shown\n", "dotenv", recipient, tmp_path / ".env.prod")
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(tmp_path / "no-such-keys.txt"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(CACHE.parent))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    # 10.255.255.1 never answers: reaching for it would time out, not exit 2.
+    (tmp_path / "goship.toml").write_text('[app]\nname = "shop"\n[run]\nenv_file = '
+                                          '".env.prod"\n[env.prod]\nhosts = ["10.255.255.1"]\n')
+    r = run_cli("deploy", "prod", cwd=tmp_path)
+    assert r.code == 2, r.out + r.err
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("goship: .env.prod: sops could not decrypt it (exit 128: ")
+    assert "never-shown" not in r.out + r.err
+
+
 # ---- on a lab host -----------------------------------------------------------------------
 
 TOML = f"""

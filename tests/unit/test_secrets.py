@@ -285,7 +285,8 @@ def test_a_failing_secret_stops_deploy_before_any_host(tmp_path: Path, run_cli: 
     (tmp_path / "goship.toml").write_text(
         TOML.replace('env_file = ".env.prod"\n', "").replace(
             "printf cmd-value-%s 77'", "printf cmd-value-%s 77; exit 5'"))
-    for argv in (["deploy", "prod"], ["deploy", "prod", "--dry-run"], ["setup", "prod"]):
+    for argv in (["deploy", "prod"], ["deploy", "prod", "--dry-run"], ["setup", "prod"],
+                 ["rollback", "prod"]):
         r = run_cli(*argv, cwd=tmp_path)
         assert r.code == 2, r.out + r.err
         assert r.err.strip().splitlines() == [
@@ -321,3 +322,16 @@ def test_a_multiline_secret_for_docker_is_refused_before_any_host(tmp_path: Path
     assert r.err.strip().splitlines() == [
         "goship: run.env: DB_PASS holds a newline, which a Docker env file cannot carry; put "
         "the value on one line (or base64 it)"]
+
+
+def test_a_sops_file_without_sops_stops_deploy_before_any_host(
+        tmp_path: Path, run_cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # git, no sops
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "goship.toml").write_text(TOML)
+    (tmp_path / ".env.prod").write_text(SOPS_DOTENV)
+    r = run_cli("deploy", "prod", cwd=tmp_path)
+    assert r.code == 2, r.out + r.err
+    assert r.err.strip().splitlines() == [
+        "goship: run.env_file is sops-encrypted and sops is not installed; install sops "
+        "(https://getsops.io) or run scripts/secrets-tools.sh"]
