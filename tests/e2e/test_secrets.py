@@ -163,9 +163,10 @@ def project(tmp_path_factory: pytest.TempPathFactory, lab: Lab, age_key: tuple[P
     values = {"SOPS_SECRET": f"sopsval-{secrets.token_hex(8)}",
               "part": secrets.token_hex(8)}
     # goship.toml holds the command, not its output: printf joins the two halves.
-    values["CMD_SECRET"] = f"cmdval-{values['part']}"
+    # Shell metacharacters: quoted on their way to the host's env file, never run.
+    values["CMD_SECRET"] = f"cmdval;$(id)`&|<>-{values['part']}"
     p = Project(tmp_path_factory.mktemp("secrets") / APP,
-                TOML.replace("{command}", f"printf %s-%s cmdval {values['part']}"))
+                TOML.replace("{command}", f"printf %s-%s 'cmdval;$(id)`&|<>' {values['part']}"))
     encrypt(f"SOPS_SECRET={values['SOPS_SECRET']}\n", "dotenv", recipient,
             p.root / ".env.lab.sops")
     (p.root / ".gitignore").write_text("dist/\n")
@@ -231,7 +232,7 @@ def test_sops_file_and_command_secret_reach_the_app_and_nowhere_else(
     assert all(m.startswith(f"600 {APP} ") for m in files), files
     # On the host, the values are in those files only: not in the journal.jsonl, the
     # release, nginx, the unit files or the system journal.
-    holders = lab.ssh("h1", f"grep -rlF -e {values['SOPS_SECRET']} -e {values['CMD_SECRET']} "
+    holders = lab.ssh("h1", f"grep -rlF -e {values['SOPS_SECRET']} -e {values['part']} "
                             f"/srv/{APP} /etc/nginx /etc/systemd /etc/supervisor 2>/dev/null; "
                             f"journalctl --no-pager -q | grep -cF sopsval- || true",
                       check=False).stdout.split()
