@@ -11,6 +11,8 @@
 # preflight's real neighbour). gcc, libc6-dev: cgo builds (SQLite services).
 # haproxy, caddy: the proxies bench/ compares goship's nginx config with; their own
 # services are disabled (lab hosts boot this root, and Caddy's default site takes :80).
+# redis-server: canary.state = "redis" (tests start their own on a lab host; the lab masks
+# the packaged service). Debian has no lua-resty-redis: nginx speaks RESP itself.
 # upx is not in Debian bookworm (upx-ucl was dropped), so its test is an allowed skip
 # (README.md, Tests); where Debian has it, it is installed and the test runs.
 # etcd-server, containerd, runc, containernetworking-plugins: `goship lab up --kubernetes`
@@ -20,7 +22,7 @@
 set -euo pipefail
 PKGS=(nginx libnginx-mod-http-lua openssh-server openssh-client systemd iproute2 iptables
       util-linux procps curl git sudo docker.io wrk prometheus rsyslog logrotate openssl
-      busybox-static prometheus-node-exporter gcc libc6-dev haproxy caddy
+      busybox-static prometheus-node-exporter gcc libc6-dev haproxy caddy redis-server
       etcd-server containerd runc containernetworking-plugins)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -39,8 +41,10 @@ if [ ${#missing[@]} -gt 0 ] || [ ${#upx[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" "${upx[@]}" >/dev/null
-  for s in haproxy caddy etcd-server; do
+  for s in haproxy caddy redis-server etcd-server; do
     if [[ " ${missing[*]} " == *" $s "* ]]; then
+      # the unit is the package's name, or without -server (etcd)
+      systemctl disable --now "$s" >/dev/null 2>&1 || true
       systemctl disable --now "${s%-server}" >/dev/null 2>&1 || true
     fi
   done

@@ -7,6 +7,7 @@ export PATH="$PATH:/usr/local/go/bin"
 bash scripts/packages.sh
 bash scripts/install.sh
 bash scripts/kubernetes.sh  # the Kubernetes lab's components: built once, then cached
+bash scripts/secrets-tools.sh  # sops and age (run.env_file sops files and their tests): built once, then cached
 
 echo "== ruff"; .venv/bin/ruff check src tests bench
 echo "== mypy"; .venv/bin/mypy

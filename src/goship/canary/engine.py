@@ -8,7 +8,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from goship.canary import analysis, metrics
+from goship.canary import analysis, metrics, redis_sync
+from goship.canary import redis_state as redis_state_mod
 from goship.canary.routing import Rule, Rules
 from goship.command import Cmd
 from goship.config import Environment, Project
@@ -104,11 +105,27 @@ def parse_allow(items: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...
     return tuple(ids), tuple(cidrs)
 
 
+def redis_state(project: Project, env: Environment) -> redis_sync.RedisState | None:
+    """canary.state = "redis": where the routing is written (None: pushed to each host)."""
+    c = env.config.canary
+    if c.state != "redis" or not c.redis:
+        return None
+    password = None
+    if c.redis_password_var:
+        password = env_values(project, env).get(c.redis_password_var)
+        if not password:
+            raise UsageError(f"canary.redis_password_var = {c.redis_password_var!r}: not set "
+                             "in run.env or run.env_file",
+                             hint="add it to the env file, or put the password in the URL")
+    return redis_sync.from_config(env.config.app.name, env.name, c.redis, password)
+
+
 class CanaryEngine:
     def __init__(self, project: Project, env: Environment, *, force: bool = False) -> None:
         self.project, self.env, self.force = project, env, force
         self.th = env.config.canary
         self.limit = env.config.deploy.concurrency
+        self.redis = redis_state(project, env)
 
     # ---- start -------------------------------------------------------------------------
     def start(self, hosts: list[Host], rules_args: dict[str, Any], weight: float, *,
@@ -155,7 +172,12 @@ class CanaryEngine:
             offsets = {}
             for m in moves:
                 offsets[m.host.name] = metrics.log_size(m.host)
-            self._push(hosts, rules)
+            try:
+                self._push(hosts, rules)
+            except ApplyError:
+                if self.redis is not None:  # nothing routes to the canary: it goes
+                    parallel(moves, lambda m: m.host.services.stop(m.new_color), self.limit)
+                raise
             for h in hosts:
                 h.write_state(canary={"rules": rules.as_dict(), "started": now(),
                                       "stable": h.live_release, "stable_color": h.live_color,
@@ -171,7 +193,10 @@ class CanaryEngine:
 
     def _site_follows_ports(self, m: Move) -> None:
         h = m.host
-        if h.nginx.site_ports != h.port_map and h.live_color and h.live_release:
+        # canary.state = "redis" set since the last deploy: the site gets its poller
+        poller = self.redis is not None and redis_state_mod.MARKER not in (
+            h.nginx.read_site() or "")
+        if (h.nginx.site_ports != h.port_map or poller) and h.live_color and h.live_release:
             m.step = "nginx site"
             h.nginx.switch(h.live_color, h.live_release, self.project.root)
             h.write_state(site=site_digest(self.env.config, h.port_map, h.nginx.lua))
@@ -181,11 +206,31 @@ class CanaryEngine:
         lock.acquire()
         return lock
 
-    def _push(self, hosts: list[Host], rules: Rules) -> None:
-        body = rules.control_body()
+    def _push(self, hosts: list[Host], rules: Rules | None) -> None:
+        if self.redis is not None:
+            self._publish(hosts, rules)
+            return
+        body = rules.control_body() if rules is not None else ""
         for _, err in parallel(hosts, lambda h: control(h, "PUT", body), self.limit):
             if err is not None:
                 raise err
+
+    def _publish(self, hosts: list[Host], rules: Rules | None) -> list[str]:
+        """canary.state = "redis": one write to Redis (fails the command, nothing changed),
+        then each host's restart file, then until every nginx applied it (bounded). Returns
+        the hosts that did not apply it in time."""
+        store = self.redis
+        if store is None:
+            raise ApplyError('canary.state is not "redis"')
+        version, body = store.publish(rules)
+        for h, err in parallel(hosts, lambda h: store.install(h, version, body), self.limit):
+            if err is not None:
+                ui.warn(f"{h.name}: the restart copy of the routing: {err}")
+        late = redis_sync.wait_applied(hosts, version, self.limit)
+        if late:
+            ui.warn(f"{', '.join(late)}: nginx has not applied routing version {version} "
+                    f"after {redis_sync.WAIT_SECONDS:g}s (see `goship status`)")
+        return late
 
     # ---- weight, status ----------------------------------------------------------------
     def set_weight(self, hosts: list[Host], weight: float) -> Rules:
@@ -234,7 +279,12 @@ class CanaryEngine:
         """Weight 0 everywhere at once; then stop the canary. Returns seconds to weight 0."""
         started = time.monotonic()
         rules = self._rules(hosts)
-        for h, err in parallel(hosts, lambda h: control(h, "DELETE"), self.limit):
+        late = [h.name for h in hosts]
+        if self.redis is not None:
+            # A failed write fails the abort: the canary keeps running, routed as before.
+            late = self._publish(hosts, None)
+        for h, err in parallel([h for h in hosts if h.name in late],
+                               lambda h: control(h, "DELETE"), self.limit):
             if err is not None:
                 ui.warn(f"{h.name}: {err}")
         to_zero = time.monotonic() - started
@@ -260,6 +310,8 @@ class CanaryEngine:
             h.nginx.switch(rules.color, rules.release, self.project.root)
             control(h, "DELETE")
 
+        if self.redis is not None:
+            self.redis.check()  # Redis answers before any host switches
         lock = self._lock(hosts, "goship canary promote")
         try:
             # Planned while the stable color is still live: it becomes the standby.
@@ -268,6 +320,13 @@ class CanaryEngine:
             for _, err in parallel(hosts, switch, self.limit):
                 if err is not None:
                     raise err
+            if self.redis is not None:
+                # Every host already cleared its canary dict (above); Redis says so too,
+                # or a restarted nginx would bring the canary's routing back.
+                try:
+                    self._publish(hosts, None)
+                except ApplyError as e:
+                    ui.warn(f"after the promotion: {e.message}")
             time.sleep(0.3)
             moves = []
             for h, hp in zip(hosts, plans, strict=True):

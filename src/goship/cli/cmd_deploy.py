@@ -192,6 +192,8 @@ def status(ctx: click.Context, env: str, as_json: bool) -> None:
                f"[{inst}] nginx {h['nginx']}, previous {h['previous'] or '-'}; last "
                f"{last.get('action', '-')} {last.get('outcome', '')} "
                f"{last.get('time', '')}{drift}")
+        if h.get("canary_redis"):
+            ui.out(f"{name}: {h['canary_redis']['line']}")
         if h.get("stray"):
             ui.out(f"{name}: DRIFT: instances of this app on ports no color uses: "
                    f"{', '.join(str(p) for p in h['stray'])} (the next deploy stops them)")

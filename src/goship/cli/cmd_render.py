@@ -37,16 +37,21 @@ def render(ctx: click.Context, what: str, env_name: str | None, out: Path | None
       goship render lb --env production
       goship render all --env production --out deploy/
     """
-    from goship.envfile import parse_env_file
     from goship.render.inputs import RenderInput, host_addresses, project_version
     from goship.render.kinds import KINDS, NEEDS_HOSTS, render_kind
+    from goship.secrets import resolve
+    from goship.secrets import secret_names as names
 
     project = load_project(ctx)
     env = project.env(env_name) if env_name else None
     config = env.config if env else project.base
-    secrets = {}
-    if config.run.env_file and (project.root / config.run.env_file).exists():
-        secrets = parse_env_file(project.root / config.run.env_file)
+    # The secrets' names only (a sops file not decrypted, no [secrets] command run), unless
+    # --show-secrets asks for their values.
+    secret_names = names(project.root, config)
+    secrets = dict.fromkeys(secret_names, "")
+    if show_secrets and secret_names:
+        secrets = {k: v for k, v in resolve(project.root, config).items()
+                   if k in secret_names}
     r = RenderInput(config=config, root=project.root, env=env_name,
                     hosts=host_addresses(env) if env else [],
                     version=project_version(project.root, config), secrets=secrets,

@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from goship.canary.redis_state import validate_url as validate_redis_url
 from goship.config import validators as v
 
 AppName = Annotated[str, AfterValidator(v.app_name)]
@@ -369,6 +370,19 @@ class Canary(Section):
     guard_interval: float = Field(default=2.0, gt=0, le=60)
     id_cookie: Annotated[str, AfterValidator(v.env_var)] | None = None
     id_header: Annotated[str, AfterValidator(_header)] | None = None
+    # Where the routing lives: "push" (each host's nginx through its control socket) or
+    # "redis" (one Redis hash every host's nginx polls; docs/canary.md).
+    state: Literal["push", "redis"] = "push"
+    redis: Annotated[str, AfterValidator(validate_redis_url)] | None = None
+    # The Redis password from run.env / run.env_file instead of the URL.
+    redis_password_var: EnvVar | None = None
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> Canary:
+        if self.state == "redis" and not self.redis:
+            raise ValueError('canary.state = "redis" needs canary.redis = '
+                             '"redis://host:6379/0"')
+        return self
 
 
 ULIMIT_NAMES = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
@@ -488,6 +502,27 @@ class Windows(Section):
     log_files: int = Field(default=8, ge=1, le=1000)
 
 
+def _argv(value: str) -> str:
+    import shlex
+
+    try:
+        argv = shlex.split(value)
+    except ValueError as e:  # an unclosed quote
+        raise ValueError(f"cannot be split into arguments ({e})") from None
+    if not argv:
+        raise ValueError("must name a command")
+    return value
+
+
+class Secret(Section):
+    """`[secrets] NAME = { command = "pass show shop/db" }`: run on the deploying machine,
+    as arguments (no shell unless written `sh -c`); its stdout is the value
+    (docs/secrets.md)."""
+
+    command: Annotated[str, AfterValidator(_one_line), AfterValidator(_argv)]
+    timeout: float = Field(default=30.0, gt=0, le=600)
+
+
 class Config(Section):
     """Everything but the environments: the base that each `[env.NAME]` overrides."""
 
@@ -504,6 +539,17 @@ class Config(Section):
     logs: Logs = Field(default_factory=Logs)
     ci: Ci = Field(default_factory=Ci)
     windows: Windows = Field(default_factory=Windows)
+    secrets: dict[EnvVar, Secret] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _secret_names(self) -> Config:
+        for name in self.secrets:
+            if name in self.run.env:
+                raise ValueError(f"secrets.{name}: {name} is also set in run.env; keep one")
+            if name == self.run.port_env:
+                raise ValueError(f"secrets.{name}: {name} is run.port_env, which goship "
+                                 f"sets to each instance's port; name the secret otherwise")
+        return self
 
     @model_validator(mode="after")
     def _shipped(self) -> Config:

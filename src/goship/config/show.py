@@ -6,10 +6,10 @@ import json
 import re
 from typing import Any
 
+from goship import secrets
 from goship.command import MASK
 from goship.config.load import Environment, Project, is_secret_name
 from goship.config.model import Config
-from goship.envfile import parse_env_file
 
 # scheme://user:PASSWORD@host: the password, wherever a URL sits in a value
 URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@,]*:)([^@/\s]+)(@)")
@@ -39,8 +39,8 @@ def effective(project: Project, env: Environment | None) -> dict[str, Any]:
     data["run"]["user"] = config.service_user
     data["app"]["binary"] = config.app.binary_name
     if config.run.env_file:
-        path = project.root / config.run.env_file
-        keys = sorted(parse_env_file(path)) if path.exists() else []
+        # A sops file's names are read without decrypting it.
+        keys = secrets.env_file_names(project.root, config)
         # The names are useful to check a deploy; the values are secrets, never shown.
         data["run"]["env_file_keys"] = dict.fromkeys(keys, MASK)
     if env is not None:

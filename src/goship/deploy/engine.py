@@ -728,11 +728,15 @@ def build_artifacts(project: Project, env: Environment, arches: set[str], *,
 
 
 def env_values(project: Project, env: Environment) -> dict[str, str]:
-    from goship.envfile import parse_env_file
+    """run.env, run.env_file (a sops one decrypted) and [secrets]: resolved here, in
+    memory, before any host is touched."""
+    from goship import secrets
 
-    values = dict(env.config.run.env)
-    if env.config.run.env_file:
-        values.update(parse_env_file(project.root / env.config.run.env_file))
+    values = secrets.resolve(project.root, env.config)
+    if env.config.run.manager == "docker":
+        from goship.deploy.docker import env_text
+
+        env_text(values)  # a value Docker's env file cannot carry: refused here, not mid-way
     return values
 
 

@@ -44,7 +44,11 @@ def host_status(h: Host) -> dict[str, Any]:
     from goship.deploy import maintenance
 
     m = maintenance.read(h)
+    out: dict[str, Any] = {}
+    if h.nginx.lua and h.config.canary.state == "redis":
+        out["canary_redis"] = _redis_poll(h)
     return {
+        **out,
         "maintenance": {"on": m.on, "hold": m.hold, "retry_after": m.retry_after}
         if m.on else {"on": False},
         "stray": stray,
@@ -54,6 +58,19 @@ def host_status(h: Host) -> dict[str, Any]:
         "releases": h.releases_on_disk(), "last": last[0] if last else None,
         "ports": {c: list(p) for c, p in h.port_map.items()}, "standby": standby,
     }
+
+
+def _redis_poll(h: Host) -> dict[str, Any]:
+    """canary.state = "redis": what this host's nginx last got from Redis (its Lua poller
+    records it in the shared dict; read through the control socket)."""
+    from goship.canary import redis_sync
+    from goship.errors import ApplyError
+
+    try:
+        state = redis_sync.poll(h)
+    except ApplyError as e:
+        return {"reachable": False, "error": e.message, "line": e.message}
+    return {**state.as_dict(), "line": state.line()}
 
 
 def status(env: Environment) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from goship.canary.redis_state import HOST_FILE
 from goship.config import Config
 
 # The host layout (colors, ports, paths) belongs to deploy; renderers read it from there.
@@ -93,6 +94,9 @@ class NginxSite:
     def maintenance_file_lua(self) -> str:
         return lua_string(self.maintenance_file)
 
+    # canary.state = "redis": the host file the Lua poller reads (empty: no poller)
+    canary_redis_file: str = ""
+
     @property
     def default_server(self) -> bool:
         return not self.server_names
@@ -129,6 +133,8 @@ def nginx_site(config: Config, paths: Paths, color: str, release: str,
                 for st in p.static],
         stream_paths=list(p.stream_paths),
         health_path=config.run.health.path, maintenance_file=maintenance_file(paths),
+        canary_redis_file=paths.join(HOST_FILE) if lua and config.canary.state == "redis"
+        else "",
     )
 
 
