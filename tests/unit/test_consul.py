@@ -48,7 +48,7 @@ def test_registration_names_release_track_color_and_checks_health_locally() -> N
     assert body["Check"] == {
         "CheckID": "shop-green-9001-http", "Name": "shop health on 9001",
         "HTTP": "http://127.0.0.1:9001/healthz", "Method": "GET", "Interval": "5s",
-        "Timeout": "1s", "DeregisterCriticalServiceAfter": "2m"}
+        "Timeout": "1s", "DeregisterCriticalServiceAfter": "2m", "Status": "passing"}
 
 
 def test_standby_goes_to_maintenance_and_a_stop_deregisters() -> None:
@@ -138,3 +138,27 @@ def test_build_stamps_the_version_and_keys_the_cache_on_sources() -> None:
     for sub in ("api", "sdk", "proto-public", "envoyextensions", "troubleshoot"):
         assert f"github.com/hashicorp/consul/{sub} => github.com/hashicorp/consul/{sub} v" \
             in gomod
+
+
+def test_remove_deregisters_exactly_the_apps_stopped_units() -> None:
+    calls = consul.plan_deregister_units(config(), ("shop-blue@9000.service",
+                                                    "shop-admin-blue@9001.service",
+                                                    "shop-green@9101.service",
+                                                    "goship-shop-standby-blue.timer"))
+    assert [x.path for x in calls] == ["/v1/agent/service/deregister/shop-blue-9000",
+                                       "/v1/agent/service/deregister/shop-green-9101"]
+
+
+@pytest.mark.parametrize(("out", "health"), [
+    ("passing\n200", "passing"), ("critical\n503", "critical"),
+    ("maintenance\n503", "maintenance"), ("warning\n429", "warning"),
+    ("ServiceId not found\n404", "not registered"), ("\n000", "no agent"), ("", "no agent"),
+])
+def test_status_reads_the_agents_health(out: str, health: str) -> None:
+    assert consul.parse_health(out) == health
+
+
+def test_status_query_names_the_instance() -> None:
+    cmd = consul.health_query("127.0.0.1:8500", consul.service_id("shop", "blue", 9000))
+    assert cmd.argv[-1] == ("http://127.0.0.1:8500/v1/agent/health/service/id/shop-blue-9000"
+                            "?format=text")

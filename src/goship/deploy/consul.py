@@ -55,6 +55,9 @@ def registration(config: Config, *, release: str, color: str, port: int, address
             "HTTP": f"http://127.0.0.1:{port}{config.run.health.path}", "Method": "GET",
             "Interval": c.check_interval, "Timeout": c.check_timeout,
             "DeregisterCriticalServiceAfter": c.deregister_after,
+            # goship's health gate has just proven it: discoverable at once, not after the
+            # agent's first probe.
+            "Status": "passing",
         },
     }
     if address:
@@ -124,3 +127,37 @@ def apply(t: Transport, agent: str, calls: list[Call], what: str) -> None:
                              f"{detail}",
                              hint="is the Consul agent running on the host "
                                   f"(curl http://{agent}/v1/agent/self)?")
+
+
+def plan_deregister_units(config: Config, units: tuple[str, ...] | list[str]) -> list[Call]:
+    """`goship remove`: the instances of the systemd units it stops (`app-blue@9000.service`)
+    leave the catalog."""
+    import re
+
+    pattern = re.compile(rf"^{re.escape(config.app.name)}-(blue|green)@(\d+)\.service$")
+    calls: list[Call] = []
+    for unit in units:
+        m = pattern.match(unit)
+        if m:
+            calls += plan_deregister(config, color=m.group(1), ports=[int(m.group(2))])
+    return calls
+
+
+def health_query(agent: str, sid: str) -> Cmd:
+    """The agent's aggregated health of one service (`goship status`): body, then the code."""
+    return Cmd.of("curl", "-s", "--max-time", "2", "-w", "\\n%{http_code}",
+                  f"http://{agent}/v1/agent/health/service/id/{quote(sid, safe='')}"
+                  "?format=text")
+
+
+def parse_health(out: str) -> str:
+    """passing, warning, critical or maintenance as the agent says; `not registered` (404);
+    `no agent` when curl got no answer."""
+    body, _, code = out.rstrip("\n").rpartition("\n")
+    if code == "404":
+        return "not registered"
+    if code in ("200", "429", "503"):
+        word = body.strip()
+        return word if word in ("passing", "warning", "critical", "maintenance") else \
+            {"200": "passing", "429": "warning", "503": "critical"}[code]
+    return "no agent"

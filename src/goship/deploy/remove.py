@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from goship.command import Cmd
-from goship.config import Environment, Project
+from goship.config import Config, Environment, Project
 from goship.deploy.layout import COLORS, Paths
 from goship.errors import ApplyError, GoshipError, UsageError
 from goship.facts import HostFacts, gather, sections
@@ -418,6 +418,7 @@ def apply_host(r: Reached, env: Environment, paths: Paths, plan: HostRemoval) ->
                     timeout=config.run.drain_timeout + 60)
             t.run(Cmd.of("systemctl", "disable", "--quiet", "--no-reload", *step.what))
             t.run(Cmd.of("systemctl", "reset-failed", *step.what))
+            _consul_deregister(t, config, step.what)
         elif k == "stop and remove containers":
             from goship.deploy.docker import STOP
 
@@ -449,6 +450,18 @@ def apply_host(r: Reached, env: Environment, paths: Paths, plan: HostRemoval) ->
     # /run/goship stays while other apps use it; the root goes when nothing is kept in it.
     t.run(Cmd.of("rmdir", "--ignore-fail-on-non-empty", "/run/goship"))
     return done
+
+
+def _consul_deregister(t: Transport, config: Config, units: tuple[str, ...]) -> None:
+    """[consul] enabled: the stopped instances leave the catalog. An agent that does not
+    answer does not stop a removal: it is said (Consul reaps them after deregister_after)."""
+    from goship.deploy import consul
+
+    try:
+        consul.apply(t, config.consul.agent, consul.plan_deregister_units(config, units),
+                     "deregistration")
+    except ApplyError as e:
+        ui.warn(e.message)
 
 
 def _nginx_sites(r: Reached, env: Environment, paths: Paths, plan: HostRemoval) -> None:

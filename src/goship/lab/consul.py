@@ -63,7 +63,6 @@ def agent_config(h: HostLayout, hosts: list[HostLayout]) -> dict[str, Any]:
         "disable_update_check": True,
         "enable_script_checks": False,
         "enable_local_script_checks": False,
-        "leave_on_terminate": True,
     }
     if h in srv:
         conf["bootstrap_expect"] = len(srv)
