@@ -183,6 +183,12 @@ def test_a_failed_registration_fails_the_deploy_before_traffic_moves(
                       "sleep 0.2; done; exit 1")
 
 
+def test_doctor_checks_the_agent(run_cli: Run, project: Project) -> None:
+    r = run_cli("doctor", "lab", cwd=project.root)
+    assert "ok   h1: consul: Consul 1.20.6 agent lab-h1 (server) in lab, leader 10.78.0.1" \
+        in r.out, r.out + r.err
+
+
 def test_remove_deregisters(run_cli: Run, project: Project) -> None:
     r = run_cli("remove", "lab", "--yes", cwd=project.root)
     assert r.code == 0, r.out + r.err

@@ -162,3 +162,16 @@ def test_status_query_names_the_instance() -> None:
     cmd = consul.health_query("127.0.0.1:8500", consul.service_id("shop", "blue", 9000))
     assert cmd.argv[-1] == ("http://127.0.0.1:8500/v1/agent/health/service/id/shop-blue-9000"
                             "?format=text")
+
+
+def test_doctor_judges_the_agent() -> None:
+    agent = "127.0.0.1:8500"
+    me = json.dumps({"Config": {"Version": "1.20.6", "NodeName": "lab-h4", "Server": False,
+                                "Datacenter": "lab"}})
+    assert consul.judge_agent(agent, me, '"10.78.0.11:8300"') == (
+        "ok", "Consul 1.20.6 agent lab-h4 (client) in lab, leader 10.78.0.11:8300", "")
+    level, detail, _ = consul.judge_agent(agent, me, '""')
+    assert (level, detail.endswith("the cluster has no leader")) == ("fail", True)
+    assert consul.judge_agent(agent, None, None)[:2] == (
+        "fail", "no Consul agent answers at 127.0.0.1:8500")
+    assert consul.judge_agent(agent, "<html>", "x")[0] == "fail"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from goship.command import Cmd
@@ -161,3 +161,29 @@ def parse_health(out: str) -> str:
         return word if word in ("passing", "warning", "critical", "maintenance") else \
             {"200": "passing", "429": "warning", "503": "critical"}[code]
     return "no agent"
+
+
+def agent_queries(agent: str) -> list[Cmd]:
+    """`goship doctor`: the agent's own view (`/v1/agent/self`) and the cluster's leader."""
+    return [Cmd.of("curl", "-sS", "--fail-with-body", "--max-time", "3", f"http://{agent}{p}")
+            for p in ("/v1/agent/self", "/v1/status/leader")]
+
+
+def judge_agent(agent: str, self_out: str | None, leader_out: str | None
+                ) -> tuple[Literal["ok", "fail"], str, str]:
+    """(level, detail, fix) of the doctor's consul check, from the two answers (None: the
+    call failed)."""
+    fix = f"start the Consul agent on the host, its HTTP API on {agent} ([consul] agent)"
+    if self_out is None:
+        return "fail", f"no Consul agent answers at {agent}", fix
+    try:
+        conf = json.loads(self_out).get("Config", {})
+        leader = json.loads(leader_out) if leader_out is not None else ""
+    except (ValueError, AttributeError):
+        return "fail", f"{agent} does not answer as a Consul agent", fix
+    what = (f"Consul {conf.get('Version', '?')} agent {conf.get('NodeName', '?')} "
+            f"({'server' if conf.get('Server') else 'client'}) in {conf.get('Datacenter', '?')}")
+    if not leader:
+        return "fail", f"{what}: the cluster has no leader", \
+            "registration needs a leader: check the Consul servers (consul members)"
+    return "ok", f"{what}, leader {leader}", ""
