@@ -66,7 +66,6 @@ def agent_config(h: HostLayout, hosts: list[HostLayout]) -> dict[str, Any]:
     }
     if h in srv:
         conf["bootstrap_expect"] = len(srv)
-        conf["performance"] = {"raft_multiplier": 1}
     return conf
 
 
