@@ -79,7 +79,7 @@ After=network-online.target
 ExecStart={binary} agent -config-dir={CONFIG_DIR}
 ExecReload=/bin/kill -HUP $MAINPID
 KillSignal=SIGTERM
-Restart=on-failure
+Restart=always
 RestartSec=1
 LimitNOFILE=65536
 
@@ -163,8 +163,10 @@ def _install(h: HostLayout, hosts: list[HostLayout], b: consul_build.Binary) -> 
         tmp.write_text(content)
         tmp.chmod(0o644)
         tmp.replace(target)
-    res = _ssh(h, f"systemctl daemon-reload && systemctl enable --now {UNIT} && "
-                  f"systemctl reload-or-restart {UNIT}")
+    # A running agent rereads its files (SIGHUP); a new one starts. (A HUP before the agent
+    # has set its handlers would end it.)
+    res = _ssh(h, f"systemctl daemon-reload && if systemctl is-active --quiet {UNIT}; then "
+                  f"systemctl reload {UNIT}; fi && systemctl enable --now {UNIT}")
     if res.returncode != 0:
         raise LabError(f"{h.name}: the Consul agent did not start: {unit_log(h)}")
 
