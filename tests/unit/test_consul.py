@@ -140,11 +140,13 @@ def test_build_stamps_the_version_and_keys_the_cache_on_sources() -> None:
             in gomod
 
 
-def test_remove_deregisters_exactly_the_apps_stopped_units() -> None:
-    calls = consul.plan_deregister_units(config(), ("shop-blue@9000.service",
-                                                    "shop-admin-blue@9001.service",
-                                                    "shop-green@9101.service",
-                                                    "goship-shop-standby-blue.timer"))
+def test_remove_deregisters_every_instance_of_the_app_and_nothing_else() -> None:
+    services = {
+        "shop-blue-9000": {"Service": "shop"}, "shop-green-9101": {"Service": "shop"},
+        "shop-admin-blue-9001": {"Service": "shop-admin"}, "shop-x": {"Service": "shop"},
+        "redis": {"Service": "redis"}, "shop-blue-9002": {"Service": "other"},
+    }
+    calls = consul.plan_remove(config(), services)
     assert [x.path for x in calls] == ["/v1/agent/service/deregister/shop-blue-9000",
                                        "/v1/agent/service/deregister/shop-green-9101"]
 

@@ -129,19 +129,23 @@ def apply(t: Transport, agent: str, calls: list[Call], what: str) -> None:
                                   f"(curl http://{agent}/v1/agent/self)?")
 
 
-def plan_deregister_units(config: Config, units: tuple[str, ...] | list[str]) -> list[Call]:
-    """`goship remove`: the instances of the systemd units it stops (`app-blue@9000.service`)
-    leave the catalog."""
+
+def services_query(agent: str) -> Cmd:
+    """The services the host's agent holds (`goship remove`)."""
+    return Cmd.of("curl", "-sS", "--fail-with-body", "--max-time", "10",
+                  f"http://{agent}/v1/agent/services")
+
+
+def plan_remove(config: Config, services: dict[str, Any]) -> list[Call]:
+    """`goship remove`: every instance of this app the agent holds (from `services_query`'s
+    answer, whatever color, port or state) leaves the catalog; other services stay."""
     import re
 
-    pattern = re.compile(rf"^{re.escape(config.app.name)}-(blue|green)@(\d+)\.service$")
-    calls: list[Call] = []
-    for unit in units:
-        m = pattern.match(unit)
-        if m:
-            calls += plan_deregister(config, color=m.group(1), ports=[int(m.group(2))])
-    return calls
-
+    app = config.app.name
+    own = re.compile(rf"^{re.escape(app)}-(?:blue|green)-\d+$")
+    return [Call("PUT", f"/v1/agent/service/deregister/{quote(sid, safe='')}")
+            for sid, svc in sorted(services.items())
+            if own.match(sid) and isinstance(svc, dict) and svc.get("Service") == app]
 
 def health_query(agent: str, sid: str) -> Cmd:
     """The agent's aggregated health of one service (`goship status`): body, then the code."""

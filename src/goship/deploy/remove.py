@@ -418,7 +418,6 @@ def apply_host(r: Reached, env: Environment, paths: Paths, plan: HostRemoval) ->
                     timeout=config.run.drain_timeout + 60)
             t.run(Cmd.of("systemctl", "disable", "--quiet", "--no-reload", *step.what))
             t.run(Cmd.of("systemctl", "reset-failed", *step.what))
-            _consul_deregister(t, config, step.what)
         elif k == "stop and remove containers":
             from goship.deploy.docker import STOP
 
@@ -447,21 +446,28 @@ def apply_host(r: Reached, env: Environment, paths: Paths, plan: HostRemoval) ->
         else:  # pragma: no cover (a step kind without an action is a bug)
             raise AssertionError(k)
         done.append(step.line())
+    if config.consul.enabled and plan.steps:
+        _consul_deregister(t, config)
     # /run/goship stays while other apps use it; the root goes when nothing is kept in it.
     t.run(Cmd.of("rmdir", "--ignore-fail-on-non-empty", "/run/goship"))
     return done
 
 
-def _consul_deregister(t: Transport, config: Config, units: tuple[str, ...]) -> None:
-    """[consul] enabled: the stopped instances leave the catalog. An agent that does not
-    answer does not stop a removal: it is said (Consul reaps them after deregister_after)."""
+def _consul_deregister(t: Transport, config: Config) -> None:
+    """[consul] enabled: every instance of the app the host's agent holds leaves the
+    catalog. An agent that does not answer does not stop a removal: it is said (Consul
+    reaps them `deregister_after` after their checks fail)."""
     from goship.deploy import consul
 
     try:
-        consul.apply(t, config.consul.agent, consul.plan_deregister_units(config, units),
+        res = t.run(consul.services_query(config.consul.agent))
+        if not res.ok:
+            raise ApplyError(f"{t.name}: the Consul agent did not list its services: "
+                             f"{(res.stdout + res.stderr).strip()}")
+        consul.apply(t, config.consul.agent, consul.plan_remove(config, json.loads(res.stdout)),
                      "deregistration")
-    except ApplyError as e:
-        ui.warn(e.message)
+    except (ApplyError, ValueError) as e:
+        ui.warn(str(e.message if isinstance(e, ApplyError) else e))
 
 
 def _nginx_sites(r: Reached, env: Environment, paths: Paths, plan: HostRemoval) -> None:
