@@ -51,6 +51,12 @@ check_timeout = "1s"
 
 [env.lab]
 lab = 2
+
+# the same hosts, the old color stopped at once: no rollback window
+[env.nowindow]
+lab = 2
+[env.nowindow.deploy]
+rollback_window = 0
 """
 
 
@@ -181,6 +187,19 @@ def test_a_failed_registration_fails_the_deploy_before_traffic_moves(
         lab.ssh("h2", "systemctl start goship-consul.service; for i in $(seq 100); do "
                       "curl -sf http://127.0.0.1:8500/v1/status/leader | grep -q : && exit 0; "
                       "sleep 0.2; done; exit 1")
+
+
+def test_an_old_color_goship_stops_is_deregistered(run_cli: Run, project: Project,
+                                                   lab: Lab) -> None:
+    old = live(lab, "h1")["live"]
+    r = run_cli("deploy", "nowindow", "--skip-checks", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    new = live(lab, "h1")["live"]
+    assert new["release"].startswith("v1.2.0-")
+    found = wait_catalog(lambda f: serving(f, new["color"], new["release"])
+                         and not any(c == old["color"] for _, c in f))
+    assert serving(found, new["color"], new["release"]), found
+    assert sorted(found) == [("lab-h1", new["color"]), ("lab-h2", new["color"])], found
 
 
 def test_doctor_checks_the_agent(run_cli: Run, project: Project) -> None:
