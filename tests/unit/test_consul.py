@@ -177,3 +177,13 @@ def test_doctor_judges_the_agent() -> None:
     assert consul.judge_agent(agent, None, None)[:2] == (
         "fail", "no Consul agent answers at 127.0.0.1:8500")
     assert consul.judge_agent(agent, "<html>", "x")[0] == "fail"
+
+
+def test_a_cluster_takes_clients_but_keeps_its_servers() -> None:
+    four = [HostLayout(i) for i in range(1, 5)]
+    found = {"servers": ["h1", "h2", "h3"], "clients": ["h4"]}
+    assert lab_consul.refused_resize(None, four) is None
+    assert lab_consul.refused_resize(found, four) is None
+    assert lab_consul.refused_resize(found, [*four, HostLayout(5)]) is None
+    why = lab_consul.refused_resize({"servers": ["h1"], "clients": []}, four)
+    assert why == "the lab's Consul servers are h1, not h1, h2, h3"

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from goship.errors import LabError
+from goship.errors import LabError, UsageError
 from goship.lab import consul_build, layout
 from goship.lab.layout import HostLayout
 
@@ -94,6 +94,24 @@ def host_files(h: HostLayout, hosts: list[HostLayout], binary: str) -> dict[str,
         f"{CONFIG_DIR}/agent.json": json.dumps(agent_config(h, hosts), indent=2) + "\n",
         f"/etc/systemd/system/{UNIT}": unit(binary),
     }
+
+
+def refused_resize(found: dict[str, Any] | None, hosts: list[HostLayout]) -> str | None:
+    """Why `up --consul` on `hosts` cannot reuse the cluster `found` (None: it can). Clients
+    may join; the servers (and so bootstrap_expect) are fixed once a leader was elected."""
+    if found is None:
+        return None
+    want = [h.name for h in servers(hosts)]
+    if found.get("servers") != want:
+        return (f"the lab's Consul servers are {', '.join(found.get('servers') or [])}, "
+                f"not {', '.join(want)}")
+    return None
+
+
+def check_servers(hosts: list[HostLayout]) -> None:
+    why = refused_resize(status(), hosts)
+    if why:
+        raise UsageError(why, hint="`goship lab down` first, then `goship lab up --consul`")
 
 
 def status() -> dict[str, Any] | None:

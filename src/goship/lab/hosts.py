@@ -322,8 +322,10 @@ def up(count: int, docker: bool = False, kubernetes: bool = False,
         # overlay of this machine's root.
         kube_build.ensure(progress)
     if consul:
+        from goship.lab import consul as lab_consul
         from goship.lab import consul_build
 
+        lab_consul.check_servers([HostLayout(i) for i in range(1, count + 1)])
         consul_build.ensure(progress)  # before any host boots, as Kubernetes'
     with _locked():
         _ensure_key()
@@ -355,8 +357,6 @@ def up(count: int, docker: bool = False, kubernetes: bool = False,
         if kubernetes:
             kube.enable(hosts, progress)
         if consul:
-            from goship.lab import consul as lab_consul
-
             lab_consul.enable(hosts, progress)
         return [HostLayout(i) for i in state["hosts"]], booting
 
