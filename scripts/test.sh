@@ -8,6 +8,7 @@ bash scripts/packages.sh
 bash scripts/install.sh
 bash scripts/kubernetes.sh  # the Kubernetes lab's components: built once, then cached
 bash scripts/secrets-tools.sh  # sops and age (run.env_file sops files and their tests): built once, then cached
+bash scripts/consul.sh  # the Consul lab's binary: built once, then cached
 
 echo "== ruff"; .venv/bin/ruff check src tests bench
 echo "== mypy"; .venv/bin/mypy

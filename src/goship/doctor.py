@@ -127,6 +127,13 @@ def host_checks(t: Transport, env: Environment) -> list[Check]:
         from goship.deploy.docker import engine_facts
 
         out.append(judge_engine(where, engine_facts(t)))
+    if cfg.consul.enabled:
+        from goship.deploy import consul
+
+        answers = [r.stdout if r.ok else None
+                   for r in t.run_all(consul.agent_queries(cfg.consul.agent), timeout=15)]
+        level, detail, fix = consul.judge_agent(cfg.consul.agent, *answers)
+        out.append(Check(where, "consul", level, detail, fix))
     return out
 
 

@@ -185,7 +185,8 @@ def status(ctx: click.Context, env: str, as_json: bool) -> None:
             continue
         inst = ", ".join(f"{p} {i['health']}" + (
             f" container {i['container']} {i['state']}, {i['restarts']} restart(s)"
-            if "container" in i else "") for p, i in h["instances"].items()) or "none"
+            if "container" in i else "") + (f" consul {i['consul']}" if "consul" in i else "")
+            for p, i in h["instances"].items()) or "none"
         last = h["last"] or {}
         drift = "  DRIFT" if h["drift"] else ""
         ui.out(f"{name}: {h['release'] or 'nothing deployed'} on {h['color'] or '-'} "

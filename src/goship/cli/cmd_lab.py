@@ -37,8 +37,12 @@ def lab() -> None:
 @click.option("--kubernetes", is_flag=True,
               help="Also run a Kubernetes cluster: control plane on h1, a node on every host "
                    "(1 to 5 hosts; the first run builds the components, minutes).")
+@click.option("--consul", is_flag=True,
+              help="Also run Consul: servers on h1..h3 (h1 alone under 3 hosts), a client "
+                   "agent on every other host (the first run builds it, minutes).")
 @json_option
-def up(count: int, install: bool, docker: bool, kubernetes: bool, as_json: bool) -> None:
+def up(count: int, install: bool, docker: bool, kubernetes: bool, consul: bool,
+       as_json: bool) -> None:
     """Boot hosts h1..hN in parallel; returns when every sshd answers. Reuses a running lab.
 
     \b
@@ -47,6 +51,7 @@ def up(count: int, install: bool, docker: bool, kubernetes: bool, as_json: bool)
       sudo goship lab up --install    # on a fresh Debian machine
       sudo goship lab up --docker     # hosts with a Docker engine
       sudo goship lab up --hosts 2 --kubernetes   # a Kubernetes cluster of 2 nodes
+      sudo goship lab up --hosts 4 --consul       # 3 Consul servers and a client
     """
     from goship.lab import hosts, system
 
@@ -61,17 +66,20 @@ def up(count: int, install: bool, docker: bool, kubernetes: bool, as_json: bool)
                 else "the lab's Debian packages are all installed")
     started = time.monotonic()
     all_hosts, booted = hosts.up(count, docker=docker, kubernetes=kubernetes,
-                                 progress=ui.info)
+                                 consul=consul, progress=ui.info)
     elapsed = time.monotonic() - started
     kube = None
     if kubernetes:
         from goship.lab import kubernetes as k8s
 
         kube = k8s.status()
+    from goship.lab import consul as lab_consul
+
+    found = lab_consul.status() if consul else None
     if as_json:
         ui.out(json.dumps({"hosts": [{"name": h.name, "addr": h.addr} for h in all_hosts],
                            "booted": [h.name for h in booted], "seconds": round(elapsed, 2),
-                           "kubernetes": kube}))
+                           "kubernetes": kube, "consul": found}))
         return
     for h in all_hosts:
         note = "booted" if h in booted else "already up"
@@ -80,6 +88,8 @@ def up(count: int, install: bool, docker: bool, kubernetes: bool, as_json: bool)
             "use it with [env.lab] lab = N in goship.toml")
     if kube is not None:
         ui.out(_kube_line(kube))
+    if found is not None:
+        ui.out(lab_consul.summary(found))
 
 
 def _kube_line(kube: dict[str, object]) -> str:
@@ -104,9 +114,14 @@ def status(as_json: bool) -> None:
     system.require()
     rows = hosts.status()
     kube = k8s.status()
+    from goship.lab import consul as lab_consul
+
+    found = lab_consul.status()
+    live = lab_consul.live(found) if found is not None else None
     if as_json:
-        ui.out(json.dumps({"hosts": [r.as_dict() for r in rows], "kubernetes": kube},
-                          indent=2))
+        consul = {**found, **live} if found is not None and live is not None else None
+        ui.out(json.dumps({"hosts": [r.as_dict() for r in rows], "kubernetes": kube,
+                           "consul": consul}, indent=2))
         return
     if not rows:
         ui.out("no lab (start one with `goship lab up`)")
@@ -117,6 +132,9 @@ def status(as_json: bool) -> None:
                f"ssh {'ok' if r.ssh else 'no'}")
     if kube is not None:
         ui.out(_kube_line(kube))
+    if found is not None and live is not None:
+        ui.out(f"{lab_consul.summary(found)}  leader {live['leader'] or 'none'}  "
+               f"{len(live['alive'])} member(s) alive")
 
 
 @lab.command()

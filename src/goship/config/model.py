@@ -463,6 +463,9 @@ class Kubernetes(Section):
 
 
 class Consul(Section):
+    # Deploys register each instance with the host's local agent (docs/consul.md).
+    enabled: bool = False
+    agent: Annotated[str, AfterValidator(v.host_port)] = "127.0.0.1:8500"
     tags: list[LabelValue] = Field(default_factory=list)
     meta: dict[EnvVar, LabelValue] = Field(default_factory=dict)
     check_interval: Duration = "10s"

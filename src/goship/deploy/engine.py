@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from goship.config import Environment, Project
-from goship.deploy import release_command
+from goship.deploy import consul, release_command
 from goship.deploy.host import Host, open_host
 from goship.deploy.lock import Lock
 from goship.deploy.plan import Artifact as PlanArtifact
@@ -243,6 +243,7 @@ class Deployer:
             h.services.cancel_stop(m.new_color)
             m.notes.append(f"warm standby on {m.new_color}: no start")
             self._gate(m, started)
+            self.consul_register(m)
             h.t.settle()
             return
         if not m.staged:
@@ -298,6 +299,7 @@ class Deployer:
                     owner=None if h.local else self.config.service_user)
         h.services.start(m.new_color)
         self._gate(m, started)
+        self.consul_register(m)
         h.t.settle()
 
     def release_step(self, moves: list[Move], step: ReleaseStep | None,
@@ -396,14 +398,21 @@ class Deployer:
                 # The old color stays warm, unserved: a rollback inside the window is one
                 # health answer and a switch. The host stops it by itself when it ends.
                 h.services.schedule_stop(m.old_color, old_ports, p.standby_seconds)
+                self.consul(h, consul.plan_standby(self.config, color=m.old_color,
+                                                   ports=old_ports, release=m.old_release),
+                            "maintenance")
                 standby = {"color": m.old_color, "release": m.old_release,
                            "until": round(time.time() + p.standby_seconds, 3)}
             else:
                 h.services.stop(m.old_color, old_ports)
+                self.consul(h, consul.plan_deregister(self.config, color=m.old_color,
+                                                      ports=old_ports), "deregistration")
         if p.drift:
             m.step = "stop drift"
             for color in ("blue", "green"):
                 h.services.stop(color, p.drift)
+                self.consul(h, consul.plan_deregister(self.config, color=color,
+                                                      ports=p.drift), "deregistration")
             m.notes.append(f"stopped this app's instances left on {_ports(p.drift)}")
         m.step = "record"
         h.services.enable(m.new_color, p.drift)
@@ -443,15 +452,49 @@ class Deployer:
             h.nginx.reload()
         if m.new_color == m.old_color:
             return
+        if m.old_color is not None and m.old_release is not None:
+            # The old color serves again: back in the catalog's healthy answers.
+            self.consul(h, consul.plan_register(
+                self.config, release=m.old_release, color=m.old_color,
+                ports=list(h.port_map.get(m.old_color, [])), address=address(h),
+                env=self.env.name), "registration")
         before = m.before.get("standby")
         if m.plan.start == "warm" and isinstance(before, dict) and \
                 float(before.get("until", 0)) > time.time() + 1:
             # It was the warm standby: it stays one, for what is left of its window.
             h.services.schedule_stop(m.new_color, new_ports,
                                      float(before["until"]) - time.time())
+            self.consul(h, consul.plan_standby(self.config, color=m.new_color,
+                                               ports=new_ports, release=m.release),
+                        "maintenance")
             h.t.settle()
             return
         h.services.stop(m.new_color, new_ports)
+        self.consul(h, consul.plan_deregister(self.config, color=m.new_color,
+                                              ports=new_ports), "deregistration")
+
+    def consul_register(self, m: Move) -> None:
+        """Before the switch: the new color's instances registered with the host's Consul
+        agent; a failure fails this host's prepare, so no traffic moves to it."""
+        if not self.config.consul.enabled:
+            return
+        h = m.host
+        m.step = "consul register"
+        try:
+            consul.apply(h.t, self.config.consul.agent, consul.plan_register(
+                self.config, release=m.release, color=m.new_color,
+                ports=list(m.plan.ports[m.new_color]), address=address(h),
+                env=self.env.name), "registration")
+        except ApplyError as e:
+            raise StepFailed(h.name, "consul register", e.message) from None
+
+    def consul(self, h: Host, calls: list[consul.Call], what: str) -> None:
+        """After the switch or in an undo: the catalog follows, but a failure there never
+        stops a drain or a restore; it is said, and Consul's own check settles it."""
+        try:
+            consul.apply(h.t, self.config.consul.agent, calls, what)
+        except ApplyError as e:
+            ui.warn(e.message)
 
     def hook_remote(self, h: Host, commands: list[str], m: Move) -> None:
         from goship.command import Cmd

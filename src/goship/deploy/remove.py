@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from goship.command import Cmd
-from goship.config import Environment, Project
+from goship.config import Config, Environment, Project
 from goship.deploy.layout import COLORS, Paths
 from goship.errors import ApplyError, GoshipError, UsageError
 from goship.facts import HostFacts, gather, sections
@@ -446,9 +446,28 @@ def apply_host(r: Reached, env: Environment, paths: Paths, plan: HostRemoval) ->
         else:  # pragma: no cover (a step kind without an action is a bug)
             raise AssertionError(k)
         done.append(step.line())
+    if config.consul.enabled and plan.steps:
+        _consul_deregister(t, config)
     # /run/goship stays while other apps use it; the root goes when nothing is kept in it.
     t.run(Cmd.of("rmdir", "--ignore-fail-on-non-empty", "/run/goship"))
     return done
+
+
+def _consul_deregister(t: Transport, config: Config) -> None:
+    """[consul] enabled: every instance of the app the host's agent holds leaves the
+    catalog. An agent that does not answer does not stop a removal: it is said (Consul
+    reaps them `deregister_after` after their checks fail)."""
+    from goship.deploy import consul
+
+    try:
+        res = t.run(consul.services_query(config.consul.agent))
+        if not res.ok:
+            raise ApplyError(f"{t.name}: the Consul agent did not list its services: "
+                             f"{(res.stdout + res.stderr).strip()}")
+        consul.apply(t, config.consul.agent, consul.plan_remove(config, json.loads(res.stdout)),
+                     "deregistration")
+    except (ApplyError, ValueError) as e:
+        ui.warn(str(e.message if isinstance(e, ApplyError) else e))
 
 
 def _nginx_sites(r: Reached, env: Environment, paths: Paths, plan: HostRemoval) -> None:

@@ -26,6 +26,8 @@ def host_status(h: Host) -> dict[str, Any]:
                                  "--max-time", "2", f"http://127.0.0.1:{port}{path}"))
             instances[str(port)] = {"pid": pids.get(port), "health": res.stdout.strip() or "000",
                                     **extra.get(port, {})}
+            if h.config.consul.enabled:
+                instances[str(port)]["consul"] = _consul_health(h, color, port)
     nginx_up = h.t.run(Cmd.of("sh", "-c", 'kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null',
                               "goship-alive", h.nginx.pid_file)).ok
     last = h.read_journal(1)
@@ -71,6 +73,15 @@ def _redis_poll(h: Host) -> dict[str, Any]:
     except ApplyError as e:
         return {"reachable": False, "error": e.message, "line": e.message}
     return {**state.as_dict(), "line": state.line()}
+
+
+def _consul_health(h: Host, color: str, port: int) -> str:
+    """The instance's health as the host's Consul agent reports it ([consul] enabled)."""
+    from goship.deploy import consul
+
+    sid = consul.service_id(h.config.app.name, color, port)
+    res = h.t.run(consul.health_query(h.config.consul.agent, sid))
+    return consul.parse_health(res.stdout)
 
 
 def status(env: Environment) -> dict[str, Any]:

@@ -301,11 +301,11 @@ def _enable_docker(h: HostLayout) -> None:
 
 
 def up(count: int, docker: bool = False, kubernetes: bool = False,
-       progress: Callable[[str], None] = lambda _m: None,
+       consul: bool = False, progress: Callable[[str], None] = lambda _m: None,
        ) -> tuple[list[HostLayout], list[HostLayout]]:
     """Boot h1..hN (reusing hosts already up). Returns (all hosts, those booted now).
     `docker`: every host also runs a Docker engine. `kubernetes`: h1..hN form a Kubernetes
-    cluster (goship.lab.kubernetes)."""
+    cluster (goship.lab.kubernetes). `consul`: a Consul cluster (goship.lab.consul)."""
     if not 1 <= count <= MAX_HOSTS:
         raise UsageError(f"--hosts {count}: expected 1 to {MAX_HOSTS}")
     if kubernetes and count > KUBE_MAX_HOSTS:
@@ -321,6 +321,12 @@ def up(count: int, docker: bool = False, kubernetes: bool = False,
         # Built (or found in the cache) before any host boots: hosts see it through their
         # overlay of this machine's root.
         kube_build.ensure(progress)
+    if consul:
+        from goship.lab import consul as lab_consul
+        from goship.lab import consul_build
+
+        lab_consul.check_servers([HostLayout(i) for i in range(1, count + 1)])
+        consul_build.ensure(progress)  # before any host boots, as Kubernetes'
     with _locked():
         _ensure_key()
         _ensure_network()
@@ -350,6 +356,8 @@ def up(count: int, docker: bool = False, kubernetes: bool = False,
                 list(pool.map(_enable_docker, hosts))
         if kubernetes:
             kube.enable(hosts, progress)
+        if consul:
+            lab_consul.enable(hosts, progress)
         return [HostLayout(i) for i in state["hosts"]], booting
 
 
