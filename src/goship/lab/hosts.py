@@ -252,6 +252,12 @@ def _wait_ssh(h: HostLayout, timeout: float = 60) -> None:
             res = subprocess.run([*ssh_argv(h), "true"], capture_output=True, timeout=15,
                                  check=False)
             if res.returncode == 0:
+                # sshd answers before the rest of the boot is done (nginx among others):
+                # a host is up once systemd says its start-up finished, so a deploy made at
+                # once finds the services a running server has. "degraded" (a unit of this
+                # machine's copy that fails in a lab host) is up too.
+                subprocess.run([*ssh_argv(h), "timeout 60 systemctl is-system-running --wait"],
+                               capture_output=True, timeout=75, check=False)
                 return
         if system.init_pid(h.netns) is None and time.monotonic() > deadline - timeout + 3:
             break  # PID 1 is gone: the host will not come up
