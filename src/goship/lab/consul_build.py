@@ -9,7 +9,6 @@ under ~/.cache/goship/consul/<version>/, keyed by the sources' hash, so only the
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from goship.errors import LabError, PrerequisiteError
-from goship.lab.kube_build import go_tool
+from goship.lab.kube_build import go_tool, hash_sources, tool_cache
 
 CONSUL_VERSION = "v1.20.6"
 # What `consul version` reports besides the version (embedded from Consul's VERSION file):
@@ -48,17 +47,11 @@ class Binary:
 
 def cache_root() -> Path:
     """GOSHIP_CONSUL_CACHE, else $XDG_CACHE_HOME (or ~/.cache)/goship/consul."""
-    if os.environ.get("GOSHIP_CONSUL_CACHE"):
-        return Path(os.environ["GOSHIP_CONSUL_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "goship" / "consul"
+    return tool_cache("consul", "GOSHIP_CONSUL_CACHE")
 
 
 def sources_hash(src: Path = SRC) -> str:
-    h = hashlib.sha256()
-    for name in SOURCES:
-        h.update(name.encode() + b"\0" + (src / name).read_bytes() + b"\0")
-    return h.hexdigest()
+    return hash_sources(src, SOURCES)
 
 
 def binary(version: str = CONSUL_VERSION) -> Binary:

@@ -56,19 +56,30 @@ class Binaries:
         return self.dir / "sources.sha256"
 
 
+def tool_cache(name: str, env_var: str) -> Path:
+    """Where a Go-built lab component is cached: $ENV_VAR, else $XDG_CACHE_HOME (or
+    ~/.cache)/goship/NAME. Shared by every component built from a wrapper module."""
+    if os.environ.get(env_var):
+        return Path(os.environ[env_var])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "goship" / name
+
+
+def hash_sources(src: Path, names: tuple[str, ...]) -> str:
+    """What a cached build was made from: a changed wrapper module rebuilds it."""
+    h = hashlib.sha256()
+    for name in names:
+        h.update(name.encode() + b"\0" + (src / name).read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def cache_root() -> Path:
     """GOSHIP_KUBE_CACHE, else $XDG_CACHE_HOME (or ~/.cache)/goship/kubernetes."""
-    if os.environ.get("GOSHIP_KUBE_CACHE"):
-        return Path(os.environ["GOSHIP_KUBE_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "goship" / "kubernetes"
+    return tool_cache("kubernetes", "GOSHIP_KUBE_CACHE")
 
 
 def sources_hash(src: Path = SRC) -> str:
-    h = hashlib.sha256()
-    for name in SOURCES:
-        h.update(name.encode() + b"\0" + (src / name).read_bytes() + b"\0")
-    return h.hexdigest()
+    return hash_sources(src, SOURCES)
 
 
 def binaries(version: str = KUBE_VERSION) -> Binaries:
