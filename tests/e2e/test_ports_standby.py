@@ -194,9 +194,12 @@ def test_the_host_stops_the_standby_when_the_window_ends(run_cli: Run, project: 
     port = s["ports"][old][0]  # type: ignore[index]
     unit = f"{APP}-{old}@{port}"
     assert lab.ssh("h1", f"systemctl is-active {unit}", check=False).stdout.strip() == "active"
+    # The stop takes up to a second (the service drains keep-alive clients), so wait for
+    # a settled state, not merely "no longer active".
     deadline = time.monotonic() + 40
     while time.monotonic() < deadline:
-        if lab.ssh("h1", f"systemctl is-active {unit}", check=False).stdout.strip() != "active":
+        if lab.ssh("h1", f"systemctl is-active {unit}",
+                   check=False).stdout.strip() in ("inactive", "failed"):
             break
         time.sleep(1)
     assert lab.ssh("h1", f"systemctl is-active {unit}", check=False).stdout.strip() \
