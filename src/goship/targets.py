@@ -77,7 +77,9 @@ class TargetKind:
     selected: Callable[[Target_], bool]  # does this environment's table choose the kind?
     transports: Callable[[Environment], list[Transport]]
     addresses: Callable[[Environment], list[str]]
-    engine: type[DeployTarget]
+    # A loader, not the class: a kind's engine (lightkube for Kubernetes) is imported only
+    # when an environment uses it, which keeps `goship rollback` on hosts fast to start.
+    engine: Callable[[], type[DeployTarget]]
     local: bool = False  # the deploy runs on this machine (a user's home, no root needed)
 
 
@@ -113,14 +115,15 @@ def _kube_target() -> type[DeployTarget]:
 REGISTRY: dict[str, TargetKind] = {
     k.name: k for k in (
         TargetKind("hosts", lambda t: bool(t.hosts), _ssh_transports,
-                   lambda env: [split_host(s)[1] for s in env.target.hosts or []], HostFleet),
+                   lambda env: [split_host(s)[1] for s in env.target.hosts or []],
+                   lambda: HostFleet),
         TargetKind("local", lambda t: t.local, lambda env: [LocalTransport("local")],
-                   lambda env: ["127.0.0.1"], HostFleet, local=True),
+                   lambda env: ["127.0.0.1"], lambda: HostFleet, local=True),
         TargetKind("lab", lambda t: t.lab is not None, _lab_transports, _lab_addresses,
-                   HostFleet),
+                   lambda: HostFleet),
         # No hosts of its own: the cluster's API server is reached with its kubeconfig.
         TargetKind("kubernetes", lambda t: t.kubernetes is not None, lambda env: [],
-                   lambda env: [], _kube_target()),
+                   lambda env: [], _kube_target),
     )
 }
 
@@ -143,4 +146,4 @@ def addresses(env: Environment) -> list[str]:
 
 
 def deploy_target(project: Project, env: Environment) -> DeployTarget:
-    return kind(env).engine(project, env)
+    return kind(env).engine()(project, env)

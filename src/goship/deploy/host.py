@@ -15,7 +15,6 @@ from typing import Any
 from goship.command import Cmd
 from goship.config import Config, Environment
 from goship.deploy import scripts
-from goship.deploy.docker import DockerServices
 from goship.deploy.layout import Paths, PortMap, default_port_map
 from goship.deploy.lock import Lock as Lock
 from goship.deploy.lock import LockHeld as LockHeld
@@ -347,6 +346,8 @@ def open_host(t: Transport, env: Environment, *, root_hint: bool = True) -> Host
     nginx: Nginx
     port_map = default_port_map(config)
     if manager == "docker":
+        from goship.deploy.docker import DockerServices  # its build imports: Docker hosts only
+
         services = DockerServices(t, config, paths, systemd=facts.systemd_pid1)
         services.check_engine()  # a clear line, before anything changes, when it is down
         nginx = OwnNginx(t, config, paths, lua) if local or facts.privilege == "none" \
