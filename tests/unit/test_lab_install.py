@@ -45,3 +45,21 @@ def test_install_refused_when_not_root_and_nothing_runs(
     assert r.err == ("goship: installing the lab's Debian packages needs root; "
                      "sudo goship lab up --install\n")
     assert calls == []
+
+
+def test_a_boot_that_went_right_leaves_no_note() -> None:
+    from goship.lab.hosts import _failed_units_note
+    from goship.lab.layout import HostLayout
+
+    assert _failed_units_note(HostLayout(1), "running\n") is None
+
+
+def test_units_failed_at_boot_are_named_with_their_last_words() -> None:
+    from goship.lab.hosts import _failed_units_note
+    from goship.lab.layout import HostLayout
+
+    out = ("failed: pg.service: could not bind  timeout \nfailed: x.service: \n"
+           "after restart: degraded\n")
+    assert _failed_units_note(HostLayout(2), out) == (
+        "h2: units failed at boot, restarted once: pg.service: could not bind  timeout; "
+        "x.service: (after restart: degraded)")

@@ -118,10 +118,11 @@ def status(as_json: bool) -> None:
 
     found = lab_consul.status()
     live = lab_consul.live(found) if found is not None else None
+    notes = hosts.boot_notes()
     if as_json:
         consul = {**found, **live} if found is not None and live is not None else None
         ui.out(json.dumps({"hosts": [r.as_dict() for r in rows], "kubernetes": kube,
-                           "consul": consul}, indent=2))
+                           "consul": consul, "boot_notes": notes}, indent=2))
         return
     if not rows:
         ui.out("no lab (start one with `goship lab up`)")
@@ -135,6 +136,8 @@ def status(as_json: bool) -> None:
     if found is not None and live is not None:
         ui.out(f"{lab_consul.summary(found)}  leader {live['leader'] or 'none'}  "
                f"{len(live['alive'])} member(s) alive")
+    for note in notes:
+        ui.out(f"boot: {note}")
 
 
 @lab.command()

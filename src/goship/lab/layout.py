@@ -56,6 +56,11 @@ def known_hosts_path() -> Path:
     return LAB_DIR / "known_hosts"
 
 
+def boot_notes_path() -> Path:
+    """Units that failed at a host's boot (restarted once): `goship lab status` shows them."""
+    return LAB_DIR / "boot-notes.log"
+
+
 def state_path() -> Path:
     return LAB_DIR / "state.json"
 
