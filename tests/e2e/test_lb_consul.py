@@ -110,13 +110,17 @@ class Stack:
         return get(f"http://{self.agent}{path}", {"X-Consul-Token": token} if token else {},
                    method, data)
 
-    def register(self, b: Backend) -> None:
-        sid = f"shop-blue-{b.port}"
-        code, text = self.api("PUT", "/v1/agent/service/register", {
-            "ID": sid, "Name": "shop", "Address": "127.0.0.1", "Port": b.port,
-            "Check": {"CheckID": f"{sid}-http", "HTTP": f"http://127.0.0.1:{b.port}/health",
-                      "Interval": "1s", "Timeout": "1s", "Status": "passing"}})
-        assert code == 200, text
+    def register(self, b: Backend, token: str | None = TOKEN) -> None:
+        """As a deploy registers an instance: goship's curl, the token in its stdin."""
+        from goship.deploy import consul
+        from goship.transport import LocalTransport
+
+        cfg = parse({"app": {"name": "shop"},
+                     "consul": {"enabled": True, "agent": self.agent, "check_interval": "1s",
+                                "check_timeout": "1s", "token_env": "CONSUL_HTTP_TOKEN"}}).base
+        calls = consul.plan_register(cfg, release="r1", color="blue", ports=[b.port],
+                                     address="127.0.0.1")
+        consul.apply(LocalTransport(), self.agent, calls, "registration", token)
 
     def peers(self) -> set[int]:
         """The instances the balancer holds now (its status location), by port."""
@@ -219,6 +223,15 @@ def test_requests_spread_over_the_passing_instances(stack: Stack) -> None:
     # ACLs are on: without the token the balancer reads from the file, Consul lists nothing
     code, text = stack.api("GET", "/v1/health/service/shop?passing=true", token=None)
     assert (code, json.loads(text)) == (200, [])
+
+
+def test_a_registration_without_the_token_is_refused(stack: Stack) -> None:
+    from goship.errors import ApplyError
+
+    with pytest.raises(ApplyError) as e:
+        stack.register(Backend(), token=None)
+    assert "Consul registration failed (PUT /v1/agent/service/register)" in e.value.message
+    assert "Permission denied" in e.value.message
 
 
 def test_maintenance_leaves_and_returns(stack: Stack) -> None:

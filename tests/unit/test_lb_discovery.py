@@ -5,6 +5,7 @@ and Consul run it in tests/e2e/test_lb_consul.py."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -305,3 +306,64 @@ def test_deploy_refuses_a_bad_balancer_host_before_anything(run_cli: Run,
         assert r.err.strip().splitlines() == [
             "goship: goship.toml: env.lab.proxy.lb.hosts: 'lb1' is not a lab host; a lab "
             'environment names them h1..h20; e.g. hosts = ["h3"]']
+
+
+# ---- the ACL token on deploy's agent calls ---------------------------------------------
+def curl_config_values(text: str) -> dict[str, str]:
+    """curl's config syntax (`name = "quoted"`, \\ and \" escapes) read back."""
+    out = {}
+    for line in text.splitlines():
+        name, _, quoted = line.partition(" = ")
+        assert quoted[0] == quoted[-1] == '"', line
+        out[name] = re.sub(r'\\(.)', r"\1", quoted[1:-1])
+    return out
+
+
+def test_a_token_goes_to_curl_as_its_config_on_stdin_never_in_argv() -> None:
+    from goship.deploy import consul
+
+    c = project(consul={"enabled": True, "token_env": "CONSUL_HTTP_TOKEN"}).env("p").config
+    [register, _] = consul.plan_register(c, release="r1", color="blue", ports=[9000],
+                                         address="10.0.0.1")
+    cmd = consul.command("127.0.0.1:8500", register, TOKEN)
+    odd = consul.Call("PUT", "/v1/x", {"quote": 'a"b', "slash": "c\\d", "nl": "e\nf"})
+    odd_sent = consul.command("127.0.0.1:8500", odd, TOKEN).stdin
+    assert odd_sent is not None
+    assert odd_sent.decode().count("\n") == 2  # one line per option, whatever the body
+    assert json.loads(curl_config_values(odd_sent.decode())["data-binary"]) == odd.body
+    assert TOKEN not in " ".join(cmd.full_argv())
+    assert TOKEN not in cmd.display()
+    assert cmd.argv[-3:] == ("-K", "-", "http://127.0.0.1:8500/v1/agent/service/register")
+    assert cmd.stdin is not None
+    sent = curl_config_values(cmd.stdin.decode())
+    assert sent["header"] == f"X-Consul-Token: {TOKEN}"
+    assert json.loads(sent["data-binary"]) == register.body
+    # without a token, as before: the body alone on stdin
+    plain = consul.command("127.0.0.1:8500", register)
+    assert "-K" not in plain.argv
+    assert plain.stdin is not None
+    assert json.loads(plain.stdin) == register.body
+
+
+def test_an_agent_echoing_the_token_never_shows_it() -> None:
+    from goship.deploy import consul
+
+    c = project(consul={"enabled": True, "token_env": "CONSUL_HTTP_TOKEN"}).env("p").config
+    calls = consul.plan_register(c, release="r1", color="blue", ports=[9000], address=None)
+    t = FakeTransport("h1", {"curl": Result(22, f"ACL not found: {TOKEN}", "")})
+    with pytest.raises(ApplyError) as e:
+        consul.apply(t, "127.0.0.1:8500", calls, "registration", TOKEN)
+    assert TOKEN not in str(e.value) + e.value.message
+    assert "ACL not found: ***" in e.value.message
+
+
+@pytest.mark.parametrize(("values", "says"), [
+    ({}, "CONSUL_HTTP_TOKEN is not set by run.env_file or [secrets]"),
+    ({"CONSUL_HTTP_TOKEN": "x y"}, "does not look like a Consul token"),
+])
+def test_deploy_refuses_a_missing_token_before_anything(values: dict[str, str],
+                                                        says: str) -> None:
+    p = project(consul={"enabled": True, "token_env": "CONSUL_HTTP_TOKEN"})
+    with pytest.raises(ConfigError) as e:
+        lb.check(p, p.env("p"), values)
+    assert says in e.value.line()

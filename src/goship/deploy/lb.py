@@ -22,8 +22,6 @@ from goship.transport.base import Transport
 LAB_HOST = re.compile(r"^h([1-9][0-9]?)$")
 DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
 DEFAULT_SITE_OFF = "/etc/nginx/goship-default-site.off"
-# What a token may hold: it goes into an HTTP header line.
-TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]{1,256}$")
 
 
 @dataclass(frozen=True)
@@ -93,17 +91,11 @@ def plan(project: Project, env: Environment, app_addresses: list[str],
 
 
 def token(env: Environment, values: dict[str, str]) -> str:
-    """The ACL token `consul.token_env` names, from the resolved values; never shown."""
-    name = env.config.consul.token_env
-    value = values.get(name or "")
-    if not value:
-        raise ConfigError("goship.toml", "consul.token_env",
-                          f"{name} is not set by run.env_file or [secrets]",
-                          hint=f"add {name}=... to the env file, or a [secrets.{name}] entry")
-    if not TOKEN.match(value):
-        raise ConfigError("goship.toml", "consul.token_env",
-                          f"{name} does not look like a Consul token (one line of letters, "
-                          f"digits and ._~+/=-)", hint="check the value in the env file")
+    """The ACL token `consul.token_env` names (deploy.consul.acl_token); never shown."""
+    from goship.deploy.consul import acl_token
+
+    value = acl_token(env.config, values)
+    assert value is not None  # noqa: S101 (called only with consul.token_env set)
     return value
 
 
@@ -178,11 +170,14 @@ def apply_host(t: Transport, host: LbHost) -> str:
 
 
 def check(project: Project, env: Environment, values: dict[str, str] | None = None) -> None:
-    """Refuse a bad balancer setting before setup or deploy changes anything."""
-    if not env.config.proxy.lb.hosts:
-        return
-    check_hosts(env)
-    if env.config.proxy.lb.discovery == "consul" and env.config.consul.token_env:
+    """Refuse a bad balancer setting, or a Consul ACL token that is not there, before setup
+    or deploy changes anything."""
+    c = env.config
+    needs_token = c.consul.token_env is not None and (
+        c.consul.enabled or (c.proxy.lb.hosts and c.proxy.lb.discovery == "consul"))
+    if c.proxy.lb.hosts:
+        check_hosts(env)
+    if needs_token:
         from goship.deploy.engine import env_values
 
         token(env, values if values is not None else env_values(project, env))
