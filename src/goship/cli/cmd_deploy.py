@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from goship.cli.common import dry_run_option, json_option, load_env
+from goship.config.load import Environment, Project
 from goship.errors import EXIT_FAILED, NotYetError
 from goship.ui import ui
 
@@ -85,10 +86,26 @@ def deploy(ctx: click.Context, env: str, dry_run: bool, canary: bool, steps: str
         run_canary_deploy(ctx, env, steps, step_min_requests, step_min_seconds, allow_dirty,
                           skip_checks, force, as_json)
         return
+    from goship.deploy import lb
+
     project, environment = load_env(ctx, env)
+    lb.check(project, environment)
     target = deploy_target(project, environment)
     _report(ctx, target.deploy(allow_dirty=allow_dirty, skip_checks=skip_checks, force=force,
                                wait=wait, dry_run=dry_run), as_json)
+    _balancers(project, environment, dry_run)
+
+
+def _balancers(project: Project, environment: Environment, dry_run: bool) -> None:
+    """proxy.lb.hosts: the balancer installed (or made current) after the app hosts."""
+    from goship.deploy import lb
+
+    if environment.config.proxy.lb.hosts:
+        from goship.deploy.engine import env_values
+
+        for line in lb.install(project, environment, env_values(project, environment),
+                               dry_run=dry_run):
+            ui.info(line)
 
 
 @click.command()
@@ -137,7 +154,10 @@ def setup(ctx: click.Context, env: str, dry_run: bool) -> None:
                          hint=f"`goship deploy {env}` applies everything the cluster needs")
     # The env file is read (and a broken one refused) before any host is touched, as by
     # deploy; deploy writes it, with the release.
-    env_values(project, environment)
+    values = env_values(project, environment)
+    from goship.deploy import lb
+
+    lb.check(project, environment, values)
     with fleet(environment) as hosts:
         for h in hosts:
             if dry_run:
@@ -151,6 +171,8 @@ def setup(ctx: click.Context, env: str, dry_run: bool) -> None:
             h.nginx.prepare(project.root)
             h.nginx.prepare_tls()
             ui.out(f"{h.name}: " + (", ".join(changes) if changes else "nothing to change"))
+    for line in lb.install(project, environment, values, dry_run=dry_run):
+        ui.out(line)
 
 
 @click.command()

@@ -280,6 +280,22 @@ class Lb(Section):
     weights: dict[str, Annotated[int, Field(ge=1, le=100)]] = Field(default_factory=dict)
     max_fails: int = Field(default=3, ge=0, le=100)
     fail_timeout: Duration = "10s"
+    # "static": the environment's hosts (their nginx on proxy.listen). "consul": the passing
+    # instances of the app as the Consul agent at `consul` answers, read by Lua (docs/consul.md).
+    discovery: Literal["static", "consul"] = "static"
+    consul: Annotated[str, AfterValidator(v.host_port)] = "127.0.0.1:8500"
+    # Where goship installs the balancer (`goship setup` and `deploy`): hosts written like
+    # the environment's (a lab environment's: h1..h20). Empty: render only.
+    hosts: list[HostSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consul_shape(self) -> Lb:
+        if self.discovery == "consul" and self.weights:
+            raise ValueError('weights name static hosts; with discovery = "consul" every '
+                             'passing instance counts once: drop weights')
+        if len(set(self.hosts)) != len(self.hosts):
+            raise ValueError("hosts lists a host twice")
+        return self
 
 
 class Proxy(Section):
@@ -471,6 +487,9 @@ class Consul(Section):
     check_interval: Duration = "10s"
     check_timeout: Duration = "2s"
     deregister_after: Duration = "1m"
+    # The name of a variable of run.env_file or [secrets] holding the ACL token: sent as
+    # X-Consul-Token, never on a command line (docs/consul.md).
+    token_env: EnvVar | None = None
 
 
 class Metrics(Section):

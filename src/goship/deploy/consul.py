@@ -16,13 +16,14 @@ config and facts alone (`plan_*`, tested as data); `apply` sends it through the 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
 
 from goship.command import Cmd
 from goship.config.model import Config
-from goship.errors import ApplyError
+from goship.errors import ApplyError, ConfigError
 from goship.transport.base import Transport
 
 
@@ -107,22 +108,58 @@ def plan_deregister(config: Config, *, color: str, ports: list[int]) -> list[Cal
             for p in ports]
 
 
-def command(agent: str, call: Call) -> Cmd:
-    """curl on the host: fails (non-zero, the agent's answer on stderr) on any HTTP error."""
+# What an ACL token may hold: it goes into an HTTP header line.
+TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]{1,256}$")
+
+
+def acl_token(config: Config, values: dict[str, str]) -> str | None:
+    """The ACL token `consul.token_env` names, from the environment's resolved run.env,
+    env_file and [secrets] (None: no token configured). Never shown."""
+    name = config.consul.token_env
+    if name is None:
+        return None
+    value = values.get(name)
+    if not value:
+        raise ConfigError("goship.toml", "consul.token_env",
+                          f"{name} is not set by run.env_file or [secrets]",
+                          hint=f"add {name}=... to the env file, or a [secrets.{name}] entry")
+    if not TOKEN.match(value):
+        raise ConfigError("goship.toml", "consul.token_env",
+                          f"{name} does not look like a Consul token (one line of letters, "
+                          f"digits and ._~+/=-)", hint="check the value in the env file")
+    return value
+
+
+def _curl_quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def command(agent: str, call: Call, token: str | None = None) -> Cmd:
+    """curl on the host: fails (non-zero, the agent's answer on stderr) on any HTTP error.
+    With a token, curl reads its header and the body as a config on stdin (`-K -`): the
+    token is in no command line, no file and no output."""
     argv = ["curl", "-sS", "--fail-with-body", "--max-time", "10", "-X", call.method]
-    cmd = Cmd.of(*argv, "--data-binary", "@-", f"http://{agent}{call.path}")
     body = json.dumps(call.body, sort_keys=True) if call.body is not None else ""
+    if token is not None:
+        config = (f"header = {_curl_quoted('X-Consul-Token: ' + token)}\n"
+                  f"data-binary = {_curl_quoted(body)}\n")
+        return Cmd.of(*argv, "-K", "-", f"http://{agent}{call.path}",
+                      secrets=[token]).with_stdin(config.encode())
+    cmd = Cmd.of(*argv, "--data-binary", "@-", f"http://{agent}{call.path}")
     return cmd.with_stdin(body.encode())
 
 
-def apply(t: Transport, agent: str, calls: list[Call], what: str) -> None:
+def apply(t: Transport, agent: str, calls: list[Call], what: str,
+          token: str | None = None) -> None:
     """Send the calls, all together; raises ApplyError naming the first that failed."""
     if not calls:
         return
-    results = t.run_all([command(agent, c) for c in calls], timeout=30)
+    results = t.run_all([command(agent, c, token) for c in calls], timeout=30)
     for call, res in zip(calls, results, strict=True):
         if not res.ok:
             detail = (res.stdout + " " + res.stderr).strip() or f"exit {res.code}"
+            if token:
+                detail = detail.replace(token, "***")
             raise ApplyError(f"{t.name}: Consul {what} failed ({call.method} {call.path}): "
                              f"{detail}",
                              hint="is the Consul agent running on the host "

@@ -225,6 +225,8 @@ class Deployer:
         self.config = env.config
         self.force, self.wait, self.command = force, wait, command
         self.limit = self.config.deploy.concurrency
+        # consul.token_env's value (set by `release` from the resolved env values)
+        self.consul_token: str | None = None
 
     # ---- single-host steps -------------------------------------------------------------
     def prepare(self, m: Move, env_values: dict[str, str]) -> None:
@@ -484,7 +486,7 @@ class Deployer:
             consul.apply(h.t, self.config.consul.agent, consul.plan_register(
                 self.config, release=m.release, color=m.new_color,
                 ports=list(m.plan.ports[m.new_color]), address=address(h),
-                env=self.env.name), "registration")
+                env=self.env.name), "registration", self.consul_token)
         except ApplyError as e:
             raise StepFailed(h.name, "consul register", e.message) from None
 
@@ -492,7 +494,7 @@ class Deployer:
         """After the switch or in an undo: the catalog follows, but a failure there never
         stops a drain or a restore; it is said, and Consul's own check settles it."""
         try:
-            consul.apply(h.t, self.config.consul.agent, calls, what)
+            consul.apply(h.t, self.config.consul.agent, calls, what, self.consul_token)
         except ApplyError as e:
             ui.warn(e.message)
 
@@ -519,6 +521,8 @@ class Deployer:
     def release(self, hosts: list[Host], moves: list[Move], *, env_values: dict[str, str],
                 action: str, step: ReleaseStep | None = None) -> Outcome:
         started = time.monotonic()
+        if self.config.consul.enabled:
+            self.consul_token = consul.acl_token(self.config, env_values)
         # Checked on every host before the lock or anything else touches one.
         for h in hosts:
             h.nginx.check_tls()

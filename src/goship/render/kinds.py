@@ -134,29 +134,11 @@ def _nginx(r: RenderInput) -> dict[str, str]:
     return out
 
 
-def _lb(r: RenderInput) -> dict[str, str]:
-    c = r.config
-    if not r.hosts:
-        raise ConfigError("goship render lb", "--env",
-                          "the load balancer spreads across an environment's hosts",
-                          hint="pass --env NAME of an environment with hosts or lab")
-    unknown = sorted(set(c.proxy.lb.weights) - set(r.hosts))
-    if unknown:
-        raise ConfigError("goship.toml", "proxy.lb.weights",
-                          f"{', '.join(unknown)} is not a host of env.{r.env} "
-                          f"({', '.join(r.hosts)})", hint="use the hosts' addresses as keys")
-    port = c.proxy.listen
-    servers = [(h, port, c.proxy.lb.weights.get(h, 1)) for h in r.hosts]
-    return {f"goship-{r.app}-lb.conf": render(
-        "nginx.lb.conf.j2", r.root, app=r.app, ident=ident(r.app), lb=c.proxy.lb,
-        servers=servers, env=r.env)}
-
-
 def _renderers() -> dict[str, Callable[[RenderInput], dict[str, str]]]:
-    from goship.render import ci, consul, docker, kubernetes, logs, monitoring, windows
+    from goship.render import ci, consul, docker, kubernetes, lb, logs, monitoring, windows
 
     return {
-        "systemd": _systemd, "supervisord": _supervisord, "nginx": _nginx, "lb": _lb,
+        "systemd": _systemd, "supervisord": _supervisord, "nginx": _nginx, "lb": lb.render_lb,
         "windows": windows.render_windows, "dockerfile": docker.render_dockerfile,
         "kubernetes": kubernetes.render_kubernetes, "consul": consul.render_consul,
         "prometheus": monitoring.render_prometheus, "grafana": monitoring.render_grafana,

@@ -1,0 +1,203 @@
+"""The load-balancer role on `proxy.lb.hosts`: `goship setup` and `deploy` install the
+rendered balancer site (and, with Consul ACLs, its token file) on each of them over
+goship's transport, `nginx -t` before a reload; a site nginx refuses is taken back.
+
+What goes where is a pure function of the config (`plan`, tested as data); `apply` does it.
+The balancer runs in the host's system nginx (/etc/nginx/conf.d), like an app host's site."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from goship.command import Cmd
+from goship.config.load import Environment, Project
+from goship.deploy.scripts import INSTALL_FILE
+from goship.errors import ApplyError, ConfigError
+from goship.render import lb as render_lb
+from goship.transport.base import Transport
+
+LAB_HOST = re.compile(r"^h([1-9][0-9]?)$")
+DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
+DEFAULT_SITE_OFF = "/etc/nginx/goship-default-site.off"
+
+
+@dataclass(frozen=True)
+class LbFile:
+    path: str
+    text: str = field(repr=False)  # a token file's text is a secret
+    mode: str = "644"
+
+
+@dataclass(frozen=True)
+class LbHost:
+    """One balancer host: where it is (as written in proxy.lb.hosts) and what it gets."""
+
+    spec: str
+    files: tuple[LbFile, ...]
+    # Debian's default site also claims default_server on the balancer's port: moved aside.
+    move_default_site: bool
+
+
+def _where(env: Environment) -> str:
+    return f"env.{env.name}.proxy.lb.hosts"
+
+
+def check_hosts(env: Environment) -> None:
+    """Refuse, before any host is touched, balancer hosts this environment cannot reach or
+    that collide with its app hosts."""
+    lb, t = env.config.proxy.lb, env.target
+    if not lb.hosts:
+        return
+    if t.lab is not None:
+        bad = [h for h in lb.hosts if not LAB_HOST.match(h)]
+        if bad:
+            raise ConfigError("goship.toml", _where(env),
+                              f"{bad[0]!r} is not a lab host; a lab environment names them "
+                              f"h1..h20", hint='e.g. hosts = ["h3"]')
+        app_hosts = [f"h{i}" for i in range(1, t.lab + 1)]
+    elif t.hosts is not None:
+        app_hosts = list(t.hosts)
+    else:
+        raise ConfigError("goship.toml", _where(env),
+                          f"env.{env.name} deploys to {t.kind}: the balancer goes on hosts "
+                          f"goship reaches over SSH", hint="use it with an environment of "
+                                                          "hosts = [...] or lab = N")
+    shared = [h for h in lb.hosts if h in app_hosts]
+    if shared and lb.listen == env.config.proxy.listen:
+        raise ConfigError("goship.toml", _where(env),
+                          f"{shared[0]} also serves the app on port {lb.listen}, where the "
+                          f"balancer would listen", hint="set proxy.lb.listen to another port "
+                                                         "or put the balancer on its own host")
+
+
+def plan(project: Project, env: Environment, app_addresses: list[str],
+         values: dict[str, str]) -> list[LbHost]:
+    """Each balancer host and its files. `app_addresses`: the environment's hosts as the
+    balancer reaches them (static discovery); `values`: the environment's resolved
+    run.env / env_file / secrets (the ACL token's source)."""
+    config = env.config
+    lb, app = config.proxy.lb, config.app.name
+    if not lb.hosts:
+        return []
+    check_hosts(env)
+    site = render_lb.site(config, app_addresses, env.name, project.root)
+    files = [LbFile(render_lb.site_path(app), site)]
+    if lb.discovery == "consul" and config.consul.token_env is not None:
+        files.append(LbFile(render_lb.token_path(app), token(env, values) + "\n", "600"))
+    return [LbHost(h, tuple(files), move_default_site=not lb.server_names) for h in lb.hosts]
+
+
+def token(env: Environment, values: dict[str, str]) -> str:
+    """The ACL token `consul.token_env` names (deploy.consul.acl_token); never shown."""
+    from goship.deploy.consul import acl_token
+
+    value = acl_token(env.config, values)
+    assert value is not None  # noqa: S101 (called only with consul.token_env set)
+    return value
+
+
+def transports(env: Environment) -> list[Transport]:
+    """SSH to each balancer host, as to the environment's own hosts."""
+    from goship.transport import SshOptions, SshTransport
+
+    t = env.config.proxy.lb.hosts
+    if env.target.lab is not None:
+        from goship.lab import layout
+        from goship.lab.layout import HostLayout
+
+        opts = SshOptions(identity_file=str(layout.key_path()),
+                          known_hosts=str(layout.known_hosts_path()))
+        out: list[Transport] = []
+        for spec in t:
+            m = LAB_HOST.match(spec)
+            assert m is not None  # noqa: S101 (check_hosts refused the rest)
+            out.append(SshTransport(f"root@{HostLayout(int(m.group(1))).addr}", opts,
+                                    name=spec))
+        return out
+    target = env.target
+    identity = (str(Path(os.path.expanduser(target.identity_file)))
+                if target.identity_file else None)
+    out = []
+    for spec in t:
+        user = spec.split("@", 1)[0] if "@" in spec else None
+        sudo = target.sudo if target.sudo is not None else (user is not None and user != "root")
+        out.append(SshTransport(spec, SshOptions(identity_file=identity, sudo=sudo)))
+    return out
+
+
+def _install(t: Transport, f: LbFile) -> tuple[bool, str | None]:
+    """Write the file if it differs (a 0600 file is never readable on the way): (changed,
+    the site it replaced or None). A token file is never read back."""
+    secret = f.mode == "600"
+    old = None if secret else t.run(Cmd.of("cat", f.path))
+    cmd = Cmd.of("sh", "-c", INSTALL_FILE, "goship-install", f.path, f.mode,
+                 secrets=[f.text.strip()] if secret else [])
+    res = t.check(cmd.with_stdin(f.text.encode()))
+    return res.stdout.strip() == "changed", (old.stdout if old is not None and old.ok else None)
+
+
+def apply_host(t: Transport, host: LbHost) -> str:
+    """Install one balancer; returns what changed, for the user."""
+    if host.move_default_site and t.run(Cmd.of("grep", "-q", "default_server",
+                                               DEFAULT_SITE)).ok:
+        t.check(Cmd.of("mv", DEFAULT_SITE, DEFAULT_SITE_OFF))
+    changed: list[tuple[LbFile, str | None]] = []
+    for f in host.files:
+        did, old = _install(t, f)
+        if did:
+            changed.append((f, old))
+    if not changed:
+        return "balancer unchanged"
+    test = t.run(Cmd.of("nginx", "-t"))
+    if not test.ok:
+        for f, old in changed:
+            if f.mode == "600":
+                continue  # a token never fails nginx -t; the new one stays
+            if old is None:
+                t.run(Cmd.of("rm", "-f", f.path))
+            else:
+                _install(t, LbFile(f.path, old, f.mode))
+        lines = [ln for ln in (test.stderr or test.stdout).splitlines() if "[emerg]" in ln]
+        raise ApplyError(f"{t.name}: nginx -t rejected the balancer, the old config is back "
+                         f"in place: {(lines or ['no output'])[0].split('] ', 1)[-1]}")
+    active = t.run(Cmd.of("systemctl", "is-active", "--quiet", "nginx")).ok
+    # A token is read by nginx's master when it (re)loads: a reload picks it up too.
+    t.check(Cmd.of("systemctl", "reload" if active else "start", "nginx"))
+    return "balancer " + ", ".join(f.path for f, _ in changed)
+
+
+def check(project: Project, env: Environment, values: dict[str, str] | None = None) -> None:
+    """Refuse a bad balancer setting, or a Consul ACL token that is not there, before setup
+    or deploy changes anything."""
+    c = env.config
+    needs_token = c.consul.token_env is not None and (
+        c.consul.enabled or (c.proxy.lb.hosts and c.proxy.lb.discovery == "consul"))
+    if c.proxy.lb.hosts:
+        check_hosts(env)
+    if needs_token:
+        from goship.deploy.engine import env_values
+
+        token(env, values if values is not None else env_values(project, env))
+
+
+def install(project: Project, env: Environment, values: dict[str, str], *,
+            dry_run: bool = False) -> list[str]:
+    """`goship setup` / `deploy`: every balancer host made current. Lines for the user."""
+    if not env.config.proxy.lb.hosts:
+        return []
+    from goship.targets import addresses
+
+    hosts = plan(project, env, addresses(env), values)
+    if dry_run:
+        return [f"{h.spec}: would install {', '.join(f.path for f in h.files)} "
+                f"(nginx -t, then reload)" for h in hosts]
+    lines = []
+    for host, t in zip(hosts, transports(env), strict=True):
+        try:
+            lines.append(f"{host.spec}: {apply_host(t, host)}")
+        finally:
+            t.close()
+    return lines
