@@ -163,7 +163,8 @@ def main() -> None:
         "",
         "Reading: the balancer stops sending to h2 after its first refused attempt (retried "
         "on h1, so no probe fails), and tries it again once per `fail_timeout` until Consul "
-        "declares the node failed (its gossip failure detection, several seconds) and the "
+        "declares the node failed (its gossip failure detection: the lab tunes it for a LAN, "
+        "lab.md) and the "
         "blocking query drops it. A host that boots again is back in the list once its "
         "agent rejoined and the instance's check passed.",
         "",
