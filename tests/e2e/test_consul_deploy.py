@@ -202,6 +202,48 @@ def test_an_old_color_goship_stops_is_deregistered(run_cli: Run, project: Projec
     assert sorted(found) == [("lab-h1", new["color"]), ("lab-h2", new["color"])], found
 
 
+def tracks(found: dict[tuple[str, str], dict[str, Any]], color: str) -> set[str]:
+    return {t for n in ("lab-h1", "lab-h2") if (e := found.get((n, color)))
+            for t in e["tags"] if t.startswith("track=")}
+
+
+def test_a_canary_is_its_own_track_until_promoted(run_cli: Run, project: Project,
+                                                  lab: Lab) -> None:
+    stable = live(lab, "h1")["live"]
+    project.release("v1.3.0")
+    r = run_cli("canary", "start", "lab", "--weight", "10", "--skip-checks", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    canary = live(lab, "h1")["canary"]["rules"]
+    assert canary["color"] != stable["color"]
+    found = wait_catalog(lambda f: tracks(f, canary["color"]) == {"track=canary"}
+                         and all(f.get((n, canary["color"]), {}).get("check") == "passing"
+                                 for n in ("lab-h1", "lab-h2")))
+    # a balancer discovering the stable track never sees the canary's instances
+    assert tracks(found, canary["color"]) == {"track=canary"}, found
+    assert tracks(found, stable["color"]) == {"track=stable"}, found
+    assert serving(found, stable["color"], stable["release"]), found
+
+    r = run_cli("canary", "abort", "lab", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    found = wait_catalog(lambda f: not any(c == canary["color"] for _, c in f))
+    assert sorted(found) == [("lab-h1", stable["color"]), ("lab-h2", stable["color"])], found
+
+    r = run_cli("canary", "start", "lab", "--weight", "10", "--skip-checks", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    with Load(f"http://{H1}/api/items") as load:
+        r = run_cli("canary", "promote", "lab", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    assert load.result.failed == 0, load.result.text
+    promoted = live(lab, "h1")["live"]
+    assert promoted["color"] == canary["color"]
+    found = wait_catalog(lambda f: serving(f, promoted["color"], promoted["release"])
+                         and tracks(f, promoted["color"]) == {"track=stable"}
+                         and parked(f, stable["color"]))
+    assert tracks(found, promoted["color"]) == {"track=stable"}, found
+    assert serving(found, promoted["color"], promoted["release"]), found
+    assert parked(found, stable["color"]), found  # the old stable stands by, unserved
+
+
 def test_doctor_checks_the_agent(run_cli: Run, project: Project) -> None:
     r = run_cli("doctor", "lab", cwd=project.root)
     assert "ok   h1: consul: Consul 1.20.6 agent lab-h1 (server) in lab, leader 10.78.0.1" \

@@ -19,6 +19,7 @@ from goship.config.load import Environment, Project
 from goship.deploy import lb
 from goship.errors import ApplyError, ConfigError, ConfigErrors
 from goship.render import lb as render_lb
+from goship.render.context import lua_string
 from goship.render.inputs import RenderInput
 from goship.render.kinds import render_kind
 from goship.transport.base import Result
@@ -52,8 +53,8 @@ def test_consul_discovery_reads_the_health_api_in_one_worker_never_per_request()
     conf = site()
     assert "lua_shared_dict goship_shop_lb 1m;" in conf
     # blocking queries for the passing instances, from the local agent by default
-    assert 'local host, port, path = "127.0.0.1", 8500, ' \
-           '"/v1/health/service/shop?passing=true&stale"' in conf
+    assert 'local host, port, path = "127.0.0.1", 8500, ' + lua_string(
+        "/v1/health/service/shop?passing=true&stale&tag=track%3Dstable") in conf
     assert '"&wait=", wait, "s&index=", index' in conf
     assert "X-Consul-Index" in conf.replace("[Xx]%-[Cc]onsul%-[Ii]ndex", "X-Consul-Index")
     init_worker = conf[conf.index("init_worker_by_lua_block"):conf.index("upstream goship_")]
@@ -111,16 +112,20 @@ def test_static_discovery_is_unchanged_by_consul_keys() -> None:
     assert "lua" not in conf
 
 
-@pytest.mark.parametrize("value", ['a"b', "x\ny", "back\\slash", "]]--", "ünï"])
+@pytest.mark.parametrize("value", ['a"b', "x\ny", "back\\slash", "]]--", "ünï",
+                                   "tag=track%3Dstable"])
 def test_lua_strings_cannot_be_ended_early(value: str) -> None:
-    lit = render_lb.lua_str(value)
+    from goship.render.context import lua_string
+
+    lit = lua_string(value)
     inner = lit[1:-1]
     assert lit[0] == lit[-1] == '"'
     assert '"' not in inner
     assert "\n" not in inner
-    assert re.fullmatch(r"([A-Za-z0-9._\-/:=?&]|\\\d{1,3})*", inner)
+    # three digits each: a digit after an escape (%3D) cannot extend it
+    assert re.fullmatch(r"([A-Za-z0-9._\-/:+@~,]|\\\d{3})*", inner)
     # decoding the decimal escapes gives the value back
-    raw = re.sub(rb"\\(\d{1,3})", lambda m: bytes([int(m.group(1))]), inner.encode())
+    raw = re.sub(rb"\\(\d{3})", lambda m: bytes([int(m.group(1))]), inner.encode())
     assert raw.decode() == value
 
 

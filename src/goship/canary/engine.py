@@ -13,9 +13,11 @@ from goship.canary import redis_state as redis_state_mod
 from goship.canary.routing import Rule, Rules
 from goship.command import Cmd
 from goship.config import Environment, Project
+from goship.deploy import consul
 from goship.deploy.engine import (
     Deployer,
     Move,
+    address,
     build_artifacts,
     env_values,
     parallel,
@@ -26,7 +28,7 @@ from goship.deploy.engine import (
 from goship.deploy.host import Host, Lock, now
 from goship.deploy.plan import Artifact as PlanArtifact
 from goship.deploy.plan import plan_fleet, plan_host, site_digest
-from goship.errors import ApplyError, NotYetError, UsageError
+from goship.errors import ApplyError, GoshipError, NotYetError, UsageError
 from goship.ui import ui
 
 
@@ -153,6 +155,7 @@ class CanaryEngine:
                              hint="commit a change to canary a new version")
         deployer = Deployer(self.project, self.env, force=self.force, command="canary start")
         values = env_values(self.project, self.env)
+        deployer.use_consul_token(values)
         lock = self._lock(hosts, "goship canary start")
         try:
             # deploy.release_command runs here too: the canary's code meets its schema.
@@ -290,8 +293,17 @@ class CanaryEngine:
         to_zero = time.monotonic() - started
         time.sleep(0.3)  # requests routed just before are still connecting
 
+        deployer = Deployer(self.project, self.env, force=self.force, command="canary abort")
+        try:
+            deployer.use_consul_token()
+        except GoshipError as e:  # an abort goes on: Consul's own check settles the entry
+            ui.warn(f"consul token: {e.message}")
+
         def finish(h: Host) -> None:
+            ports = list(h.port_map.get(rules.color, []))
             h.services.stop(rules.color)
+            deployer.consul(h, consul.plan_deregister(self.env.config, color=rules.color,
+                                                      ports=ports), "deregistration")
             c = current(h) or {}
             h.write_state(canary=None)
             h.journal({"action": "canary abort", "release": rules.release,
@@ -305,10 +317,17 @@ class CanaryEngine:
     def promote(self, hosts: list[Host]) -> None:
         rules = self._rules(hosts)
         deployer = Deployer(self.project, self.env, force=self.force, command="canary promote")
+        deployer.use_consul_token()
 
         def switch(h: Host) -> None:
             h.nginx.switch(rules.color, rules.release, self.project.root)
             control(h, "DELETE")
+            # The canary's instances are the stable track now (the old color goes into
+            # maintenance or leaves in `finish`, as after a deploy's switch).
+            deployer.consul(h, consul.plan_register(
+                self.env.config, release=rules.release, color=rules.color,
+                ports=list(h.port_map.get(rules.color, [])), address=address(h),
+                env=self.env.name), "registration")
 
         if self.redis is not None:
             self.redis.check()  # Redis answers before any host switches

@@ -475,6 +475,15 @@ class Deployer:
         self.consul(h, consul.plan_deregister(self.config, color=m.new_color,
                                               ports=new_ports), "deregistration")
 
+    def use_consul_token(self, values: dict[str, str] | None = None) -> None:
+        """consul.token_env's token for the agent calls (the environment is read, secrets
+        included, only when a token is configured and no values were given)."""
+        if not self.config.consul.enabled or not self.config.consul.token_env:
+            return
+        if values is None:
+            values = env_values(self.project, self.env)
+        self.consul_token = consul.acl_token(self.config, values)
+
     def consul_register(self, m: Move) -> None:
         """Before the switch: the new color's instances registered with the host's Consul
         agent; a failure fails this host's prepare, so no traffic moves to it."""
@@ -483,9 +492,12 @@ class Deployer:
         h = m.host
         m.step = "consul register"
         try:
+            # A canary's instances are their own track: whatever discovers the stable
+            # track (a balancer, a client) never sends them unweighted traffic.
             consul.apply(h.t, self.config.consul.agent, consul.plan_register(
                 self.config, release=m.release, color=m.new_color,
                 ports=list(m.plan.ports[m.new_color]), address=address(h),
+                track="canary" if self.command == "canary start" else "stable",
                 env=self.env.name), "registration", self.consul_token)
         except ApplyError as e:
             raise StepFailed(h.name, "consul register", e.message) from None
@@ -521,8 +533,7 @@ class Deployer:
     def release(self, hosts: list[Host], moves: list[Move], *, env_values: dict[str, str],
                 action: str, step: ReleaseStep | None = None) -> Outcome:
         started = time.monotonic()
-        if self.config.consul.enabled:
-            self.consul_token = consul.acl_token(self.config, env_values)
+        self.use_consul_token(env_values)
         # Checked on every host before the lock or anything else touches one.
         for h in hosts:
             h.nginx.check_tls()

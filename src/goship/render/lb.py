@@ -10,7 +10,7 @@ from typing import Any
 
 from goship.config import Config
 from goship.errors import ConfigError
-from goship.render.context import ident
+from goship.render.context import ident, lua_string
 from goship.render.engine import render
 from goship.render.inputs import RenderInput
 
@@ -43,14 +43,6 @@ def seconds(duration: str) -> float:
     return int(duration[: -len(unit)]) * UNITS[unit]
 
 
-def lua_str(value: str) -> str:
-    """A Lua string literal: letters, digits and a few safe marks as they are, every other
-    byte as a decimal escape (no quote, backslash or newline can end it early)."""
-    safe = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/:=?&")
-    return '"' + "".join(ch if ch in safe else "".join(f"\\{b}" for b in ch.encode())
-                         for ch in value) + '"'
-
-
 def agent_address(agent: str) -> tuple[str, int]:
     """`proxy.lb.consul` split; nginx's Lua connects without a resolver: an IP address."""
     host, _, port = agent.rpartition(":")
@@ -70,16 +62,18 @@ def discovery_values(config: Config) -> dict[str, Any]:
     """Everything the Consul discovery Lua needs, strings already quoted for Lua."""
     lb, app = config.proxy.lb, config.app.name
     host, port = agent_address(lb.consul)
-    path = f"/v1/health/service/{app}?passing=true&stale"
+    # The stable track only: a canary's instances get their share through each host's own
+    # routing, never unweighted from the balancer.
+    path = f"/v1/health/service/{app}?passing=true&stale&tag=track%3Dstable"
     token = config.consul.token_env is not None
     return {
         "ident": ident(app), "service": app, "balance": lb.balance,
-        "agent_host_lua": lua_str(host), "agent_port": port, "path_lua": lua_str(path),
+        "agent_host_lua": lua_string(host), "agent_port": port, "path_lua": lua_string(path),
         "wait": WAIT_SECONDS, "max_fails": lb.max_fails,
         "fail_timeout": f"{seconds(lb.fail_timeout):g}",
         "token_file": token_path(app) if token else None,
-        "token_file_lua": lua_str(token_path(app)),
-        "token_key_lua": lua_str(f"goship_{ident(app)}_lb_token"),
+        "token_file_lua": lua_string(token_path(app)),
+        "token_key_lua": lua_string(f"goship_{ident(app)}_lb_token"),
         "access_log": access_log(app),
     }
 
