@@ -401,7 +401,9 @@ def test_a_stopped_host_leaves_the_balancer_and_returns(run_cli: Run, lab_projec
     assert after
     # every request from ~3 s on was answered by h1's instances
     assert {e["upstream_addr"].split(", ")[-1] for e in after} <= h1_ports, after[:5]
-    assert all(e["status"] == 200 for e in after), [e for e in after if e["status"] != 200][:5]
+    # (499: requests the load generator itself hung up on as it stopped)
+    bad = [(e["status"], e["upstream_addr"]) for e in after if e["status"] not in (200, 499)]
+    assert not bad, bad[:5]
     # Consul's own verdict follows: h2's instances leave the list
     assert wait_for(lambda: lb_peers(lab), lambda p: p == h1_ports, timeout=60) == h1_ports
 
