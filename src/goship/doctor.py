@@ -114,7 +114,8 @@ def cgo_checks(project: Project) -> list[Check]:
     return out
 
 
-def host_checks(t: Transport, env: Environment) -> list[Check]:
+def host_checks(t: Transport, env: Environment, consul_token: str | None = None
+                ) -> list[Check]:
     cfg = env.config
     where = t.name
     try:
@@ -131,7 +132,8 @@ def host_checks(t: Transport, env: Environment) -> list[Check]:
         from goship.deploy import consul
 
         answers = [r.stdout if r.ok else None
-                   for r in t.run_all(consul.agent_queries(cfg.consul.agent), timeout=15)]
+                   for r in t.run_all(consul.agent_queries(cfg.consul.agent, consul_token),
+                                      timeout=15)]
         level, detail, fix = consul.judge_agent(cfg.consul.agent, *answers)
         out.append(Check(where, "consul", level, detail, fix))
     return out
@@ -233,12 +235,14 @@ def _ports_check(where: str, f: HostFacts, env: Environment) -> Check:
 def run_doctor(project: Project | None, env: Environment | None) -> list[Check]:
     checks = local_checks(project)
     if env is not None:
+        from goship.deploy import consul
         from goship.targets import transports
 
+        token = consul.token_for(project, env)
         hosts = transports(env)
         try:
             with ThreadPoolExecutor(max_workers=env.config.deploy.concurrency) as pool:
-                for result in pool.map(lambda t: host_checks(t, env), hosts):
+                for result in pool.map(lambda t: host_checks(t, env, token), hosts):
                     checks.extend(result)
         finally:
             for t in hosts:

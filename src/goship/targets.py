@@ -63,7 +63,7 @@ class HostFleet(DeployTarget):
     def status(self) -> dict[str, Any]:
         from goship.deploy.status import status
 
-        return status(self.env)
+        return status(self.env, self.project)
 
     def logs(self, *, host: str | None, follow: bool, since: str | None, lines: int) -> None:
         from goship.deploy.status import logs

@@ -372,3 +372,28 @@ def test_deploy_refuses_a_missing_token_before_anything(values: dict[str, str],
     with pytest.raises(ConfigError) as e:
         lb.check(p, p.env("p"), values)
     assert says in e.value.line()
+
+
+def test_status_doctor_and_remove_read_the_agent_with_the_token_off_argv() -> None:
+    from goship.deploy import consul
+
+    agent = "127.0.0.1:8500"
+    reads = [consul.services_query(agent, TOKEN), consul.health_query(agent, "shop-blue-9000",
+                                                                      TOKEN),
+             *consul.agent_queries(agent, TOKEN)]
+    for cmd in reads:
+        assert TOKEN not in " ".join(cmd.full_argv())
+        assert TOKEN not in cmd.display()
+        assert cmd.argv[-3:-1] == ("-K", "-")
+        assert cmd.stdin is not None
+        assert curl_config_values(cmd.stdin.decode()) == {
+            "header": f"X-Consul-Token: {TOKEN}"}
+    # status reads the code after the body, and does not fail on 404 (not registered)
+    health = consul.health_query(agent, "shop-blue-9000", TOKEN)
+    assert "--fail-with-body" not in health.argv
+    assert health.argv[-1] == (f"http://{agent}/v1/agent/health/service/id/shop-blue-9000"
+                               "?format=text")
+    # without a token: nothing on stdin, the URL last
+    plain = consul.services_query(agent)
+    assert plain.stdin is None
+    assert plain.argv[-1] == f"http://{agent}/v1/agent/services"

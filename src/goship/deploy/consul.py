@@ -18,13 +18,17 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 from goship.command import Cmd
 from goship.config.model import Config
-from goship.errors import ApplyError, ConfigError
+from goship.errors import ApplyError, ConfigError, GoshipError
 from goship.transport.base import Transport
+from goship.ui import ui
+
+if TYPE_CHECKING:
+    from goship.config import Environment, Project
 
 
 @dataclass(frozen=True)
@@ -167,10 +171,22 @@ def apply(t: Transport, agent: str, calls: list[Call], what: str,
 
 
 
-def services_query(agent: str) -> Cmd:
+def query(agent: str, path: str, token: str | None = None, *, max_time: int = 10,
+          fail: bool = True, write_code: bool = False) -> Cmd:
+    """A read of the agent's API by curl on the host; a token, as for `command`, goes in a
+    curl config on stdin, never on a command line."""
+    argv = ["curl", "-sS" if fail else "-s", *(["--fail-with-body"] if fail else []),
+            "--max-time", str(max_time), *(["-w", "\\n%{http_code}"] if write_code else [])]
+    if token is None:
+        return Cmd.of(*argv, f"http://{agent}{path}")
+    config = f"header = {_curl_quoted('X-Consul-Token: ' + token)}\n"
+    return Cmd.of(*argv, "-K", "-", f"http://{agent}{path}",
+                  secrets=[token]).with_stdin(config.encode())
+
+
+def services_query(agent: str, token: str | None = None) -> Cmd:
     """The services the host's agent holds (`goship remove`)."""
-    return Cmd.of("curl", "-sS", "--fail-with-body", "--max-time", "10",
-                  f"http://{agent}/v1/agent/services")
+    return query(agent, "/v1/agent/services", token)
 
 
 def plan_remove(config: Config, services: dict[str, Any]) -> list[Call]:
@@ -184,11 +200,10 @@ def plan_remove(config: Config, services: dict[str, Any]) -> list[Call]:
             for sid, svc in sorted(services.items())
             if own.match(sid) and isinstance(svc, dict) and svc.get("Service") == app]
 
-def health_query(agent: str, sid: str) -> Cmd:
+def health_query(agent: str, sid: str, token: str | None = None) -> Cmd:
     """The agent's aggregated health of one service (`goship status`): body, then the code."""
-    return Cmd.of("curl", "-s", "--max-time", "2", "-w", "\\n%{http_code}",
-                  f"http://{agent}/v1/agent/health/service/id/{quote(sid, safe='')}"
-                  "?format=text")
+    return query(agent, f"/v1/agent/health/service/id/{quote(sid, safe='')}?format=text",
+                 token, max_time=2, fail=False, write_code=True)
 
 
 def parse_health(out: str) -> str:
@@ -204,10 +219,25 @@ def parse_health(out: str) -> str:
     return "no agent"
 
 
-def agent_queries(agent: str) -> list[Cmd]:
+def agent_queries(agent: str, token: str | None = None) -> list[Cmd]:
     """`goship doctor`: the agent's own view (`/v1/agent/self`) and the cluster's leader."""
-    return [Cmd.of("curl", "-sS", "--fail-with-body", "--max-time", "3", f"http://{agent}{p}")
-            for p in ("/v1/agent/self", "/v1/status/leader")]
+    return [query(agent, p, token, max_time=3) for p in ("/v1/agent/self", "/v1/status/leader")]
+
+
+def token_for(project: Project | None, env: Environment) -> str | None:
+    """consul.token_env's token for a command that only reads or removes (status, doctor,
+    remove): None when none is configured; a token that cannot be read is said once and
+    the command goes on without it (the agent then answers what anonymous calls may)."""
+    c = env.config.consul
+    if not c.enabled or not c.token_env or project is None:
+        return None
+    from goship.deploy.engine import env_values
+
+    try:
+        return acl_token(env.config, env_values(project, env))
+    except GoshipError as e:
+        ui.warn(f"consul.token_env: {e.message}")
+        return None
 
 
 def judge_agent(agent: str, self_out: str | None, leader_out: str | None

@@ -385,7 +385,8 @@ def probe(t: Transport, env: Environment, paths: Paths, address: str) -> Reached
     return Reached(t, facts, found, address)
 
 
-def apply_host(r: Reached, env: Environment, paths: Paths, plan: HostRemoval) -> list[str]:
+def apply_host(r: Reached, env: Environment, paths: Paths, plan: HostRemoval,
+               consul_token: str | None = None) -> list[str]:
     """Run one host's steps in order; returns what was done, one phrase per step."""
     from goship.deploy.proxy import OwnNginx
     from goship.deploy.services import Supervisor
@@ -447,25 +448,25 @@ def apply_host(r: Reached, env: Environment, paths: Paths, plan: HostRemoval) ->
             raise AssertionError(k)
         done.append(step.line())
     if config.consul.enabled and plan.steps:
-        _consul_deregister(t, config)
+        _consul_deregister(t, config, consul_token)
     # /run/goship stays while other apps use it; the root goes when nothing is kept in it.
     t.run(Cmd.of("rmdir", "--ignore-fail-on-non-empty", "/run/goship"))
     return done
 
 
-def _consul_deregister(t: Transport, config: Config) -> None:
+def _consul_deregister(t: Transport, config: Config, token: str | None) -> None:
     """[consul] enabled: every instance of the app the host's agent holds leaves the
     catalog. An agent that does not answer does not stop a removal: it is said (Consul
     reaps them `deregister_after` after their checks fail)."""
     from goship.deploy import consul
 
     try:
-        res = t.run(consul.services_query(config.consul.agent))
+        res = t.run(consul.services_query(config.consul.agent, token))
         if not res.ok:
             raise ApplyError(f"{t.name}: the Consul agent did not list its services: "
                              f"{(res.stdout + res.stderr).strip()}")
         consul.apply(t, config.consul.agent, consul.plan_remove(config, json.loads(res.stdout)),
-                     "deregistration")
+                     "deregistration", token)
     except (ApplyError, ValueError) as e:
         ui.warn(str(e.message if isinstance(e, ApplyError) else e))
 
@@ -577,8 +578,10 @@ def remove(project: Project, env: Environment, *, yes: bool = False, dry_run: bo
 
 def _apply(project: Project, env: Environment, paths: Paths, reached: list[Reached],
            plan: FleetRemoval, force: bool) -> int:
+    from goship.deploy import consul
     from goship.deploy.engine import parallel
 
+    token = consul.token_for(project, env)  # before the lock: it may run [secrets] commands
     by_host = {p.host: p for p in plan.hosts}
     lock = _lock(env, paths, [r for r in reached if by_host[r.t.name].take_lock], force)
     # A heartbeat as deploy's: a removal that outlasts deploy.lock_ttl (drains on many
@@ -601,7 +604,7 @@ def _apply(project: Project, env: Environment, paths: Paths, reached: list[Reach
             p = by_host[r.t.name]
             if p.nothing:
                 return
-            apply_host(r, env, paths, p)
+            apply_host(r, env, paths, p, token)
             removed.append(r)
 
         for r, err in parallel(reached, one, env.config.deploy.concurrency):

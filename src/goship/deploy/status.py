@@ -9,12 +9,12 @@ from collections import Counter
 from typing import Any
 
 from goship.command import Cmd
-from goship.config import Environment
+from goship.config import Environment, Project
 from goship.deploy.engine import close, connect, each, fleet
 from goship.deploy.host import Host
 
 
-def host_status(h: Host) -> dict[str, Any]:
+def host_status(h: Host, consul_token: str | None = None) -> dict[str, Any]:
     color = h.live_color
     instances = {}
     if color:
@@ -27,7 +27,7 @@ def host_status(h: Host) -> dict[str, Any]:
             instances[str(port)] = {"pid": pids.get(port), "health": res.stdout.strip() or "000",
                                     **extra.get(port, {})}
             if h.config.consul.enabled:
-                instances[str(port)]["consul"] = _consul_health(h, color, port)
+                instances[str(port)]["consul"] = _consul_health(h, color, port, consul_token)
     nginx_up = h.t.run(Cmd.of("sh", "-c", 'kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null',
                               "goship-alive", h.nginx.pid_file)).ok
     last = h.read_journal(1)
@@ -75,18 +75,21 @@ def _redis_poll(h: Host) -> dict[str, Any]:
     return {**state.as_dict(), "line": state.line()}
 
 
-def _consul_health(h: Host, color: str, port: int) -> str:
+def _consul_health(h: Host, color: str, port: int, token: str | None) -> str:
     """The instance's health as the host's Consul agent reports it ([consul] enabled)."""
     from goship.deploy import consul
 
     sid = consul.service_id(h.config.app.name, color, port)
-    res = h.t.run(consul.health_query(h.config.consul.agent, sid))
+    res = h.t.run(consul.health_query(h.config.consul.agent, sid, token))
     return consul.parse_health(res.stdout)
 
 
-def status(env: Environment) -> dict[str, Any]:
+def status(env: Environment, project: Project | None = None) -> dict[str, Any]:
+    from goship.deploy import consul
+
+    token = consul.token_for(project, env)
     with fleet(env) as hosts:
-        got = each(hosts, host_status, env.config.deploy.concurrency)
+        got = each(hosts, lambda h: host_status(h, token), env.config.deploy.concurrency)
         rows: dict[str, dict[str, Any]] = {**got.succeeded, **{
             name: {"error": str(err)} for name, err in got.failed.items()}}
         live = Counter(r.get("release") for r in rows.values() if r.get("release"))
