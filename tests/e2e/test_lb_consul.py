@@ -414,3 +414,23 @@ def test_a_stopped_host_leaves_the_balancer_and_returns(run_cli: Run, lab_projec
     for _ in range(20):
         assert get(f"http://{H3}/api/items")[0] == 200
     assert {e["upstream_addr"].split(", ")[-1] for e in log_lines(lab, mark)} == both
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+def test_remove_takes_the_balancer_site_off_too(run_cli: Run, lab_project: Project,
+                                                lab: Lab) -> None:
+    site = f"/etc/nginx/conf.d/goship-{APP}-lb.conf"
+    assert lab.ssh("h3", f"test -e {site}", check=False).returncode == 0
+    r = run_cli("remove", "lab", "--dry-run", cwd=lab_project.root)
+    assert r.code == 0, r.out + r.err
+    assert f"h3: remove the balancer site {site}" in r.out
+    r = run_cli("remove", "lab", "--yes", cwd=lab_project.root)
+    assert r.code == 0, r.out + r.err
+    assert "h3: balancer site removed" in r.out
+    assert lab.ssh("h3", f"test -e {site}", check=False).returncode == 1
+    # nginx still runs there, with Debian's default site back where goship found it
+    assert lab.ssh("h3", "systemctl is-active nginx").stdout.strip() == "active"
+    assert lab.ssh("h3", "test -e /etc/nginx/sites-enabled/default && "
+                         "test ! -e /etc/nginx/goship-default-site.off",
+                   check=False).returncode == 0

@@ -201,3 +201,45 @@ def install(project: Project, env: Environment, values: dict[str, str], *,
         finally:
             t.close()
     return lines
+
+
+# `goship remove`: the balancer's files go; Debian's default site comes back when goship
+# moved it aside and no other goship balancer claims the port; nginx reloads if it runs.
+UNINSTALL = r"""
+rm -f -- "$1" "$2"
+if [ -e "$3" ] && [ ! -e "$4" ] && ! ls /etc/nginx/conf.d/goship-*-lb.conf >/dev/null 2>&1
+then mv -- "$3" "$4"; fi
+nginx -t 2>&1 | grep '\[emerg\]' >&2 && exit 1
+if systemctl is-active --quiet nginx; then systemctl reload nginx; fi
+"""
+
+
+def removal_lines(env: Environment) -> list[str]:
+    """What `goship remove` takes off the balancer hosts, for the confirmation."""
+    app = env.config.app.name
+    return [f"{h}: remove the balancer site {render_lb.site_path(app)} (and its token file, if "
+            f"any); nginx reloads" for h in env.config.proxy.lb.hosts]
+
+
+def uninstall(env: Environment) -> list[str]:
+    """`goship remove`: each balancer host without this app's site. Lines for the user; a
+    host that fails is said and the others go on."""
+    from goship.ui import ui
+
+    app = env.config.app.name
+    if not env.config.proxy.lb.hosts:
+        return []
+    lines = []
+    for spec, t in zip(env.config.proxy.lb.hosts, transports(env), strict=True):
+        try:
+            res = t.run(Cmd.of("sh", "-c", UNINSTALL, "goship-lb-remove",
+                               render_lb.site_path(app), render_lb.token_path(app),
+                               DEFAULT_SITE_OFF, DEFAULT_SITE))
+            if res.ok:
+                lines.append(f"{spec}: balancer site removed")
+            else:
+                ui.warn(f"{spec}: removing the balancer site: "
+                        f"{(res.stderr or res.stdout).strip() or f'exit {res.code}'}")
+        finally:
+            t.close()
+    return lines

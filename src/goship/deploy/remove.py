@@ -554,10 +554,15 @@ def remove(project: Project, env: Environment, *, yes: bool = False, dry_run: bo
         fleet_plan = FleetRemoval(app, env.name, plans, sd)
         for line in fleet_plan.lines():
             ui.out(line)
+        from goship.deploy import lb
+
+        balancer = lb.removal_lines(env)  # proxy.lb.hosts: the balancer's site goes too
+        for line in balancer:
+            ui.out(line)
         if dry_run:
             ui.info("dry run: nothing was changed")
             return 0
-        if fleet_plan.nothing:
+        if fleet_plan.nothing and not balancer:
             ui.out(f"nothing of {app} to remove on {env.name}")
             return 0
         if not yes:
@@ -570,7 +575,11 @@ def remove(project: Project, env: Environment, *, yes: bool = False, dry_run: bo
                                     f"({len(plans)} host(s))? Type the app name to confirm: ")
             if answer.strip() != app:
                 raise ApplyError(f"not confirmed (expected {app!r}): nothing was changed")
-        return _apply(project, env, paths, reached, fleet_plan, force)
+        code = _apply(project, env, paths, reached, fleet_plan, force)
+        if code == 0:
+            for line in lb.uninstall(env):
+                ui.out(line)
+        return code
     finally:
         for t in ts:
             t.close()
