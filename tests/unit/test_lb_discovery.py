@@ -397,3 +397,15 @@ def test_status_doctor_and_remove_read_the_agent_with_the_token_off_argv() -> No
     plain = consul.services_query(agent)
     assert plain.stdin is None
     assert plain.argv[-1] == f"http://{agent}/v1/agent/services"
+
+
+def test_a_redis_canary_host_cannot_also_run_the_consul_balancer() -> None:
+    e = env({"hosts": ["h2"], "listen": 8080},
+            canary={"state": "redis", "redis": "redis://10.0.0.5:6379/0"})
+    with pytest.raises(ConfigError) as err:
+        lb.check_hosts(e)
+    assert "h2 serves the app with canary.state = \"redis\"" in err.value.line()
+    assert "one init_worker_by_lua per host" in err.value.line()
+    # on its own host, fine
+    lb.check_hosts(env({"hosts": ["h3"]},
+                       canary={"state": "redis", "redis": "redis://10.0.0.5:6379/0"}))

@@ -66,6 +66,13 @@ def check_hosts(env: Environment) -> None:
                           f"goship reaches over SSH", hint="use it with an environment of "
                                                           "hosts = [...] or lab = N")
     shared = [h for h in lb.hosts if h in app_hosts]
+    if shared and lb.discovery == "consul" and env.config.canary.state == "redis":
+        # Both poll from init_worker_by_lua, and nginx takes one per http block.
+        raise ConfigError("goship.toml", _where(env),
+                          f"{shared[0]} serves the app with canary.state = \"redis\" and "
+                          f"would run the Consul balancer too: nginx allows one "
+                          f"init_worker_by_lua per host", hint="put the balancer on its own "
+                                                                "host")
     if shared and lb.listen == env.config.proxy.listen:
         raise ConfigError("goship.toml", _where(env),
                           f"{shared[0]} also serves the app on port {lb.listen}, where the "
