@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -20,7 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.suite import EXAMPLE, GOSHIP, REPO, Series, git, sh, ssh
+from bench.suite import EXAMPLE, GOSHIP, REPO, Series, git, sh, ssh, write_section
 
 PORT = 8089
 TOML = """
@@ -161,12 +160,7 @@ def main() -> None:
         "",
         END,
     ])
-    out: Path = args.out
-    doc = out.read_text() if out.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    doc = pattern.sub(lambda _: text, doc) if pattern.search(doc) else \
-        doc.rstrip("\n") + "\n\n" + text + "\n"
-    out.write_text(doc)
+    write_section(args.out, BEGIN, END, text)
     print(text)
 
 

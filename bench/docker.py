@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from bench.suite import (
     sh,
     ssh,
     timed,
+    write_section,
 )
 
 TOML = """
@@ -214,14 +214,6 @@ def measure(b: DockerBench) -> str:
     ])
 
 
-def write_section(out: Path, text: str) -> None:
-    doc = out.read_text() if out.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    doc = pattern.sub(lambda _: text, doc) if pattern.search(doc) else \
-        doc.rstrip("\n") + "\n\n" + text + "\n"
-    out.write_text(doc)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=3)
@@ -235,7 +227,7 @@ def main() -> None:
         text = measure(b)
     finally:
         b.close()
-    write_section(args.out, text)
+    write_section(args.out, BEGIN, END, text)
     print(text)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -24,7 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.suite import EXAMPLE, GOSHIP, REPO, Series, git, sh, ssh
+from bench.suite import EXAMPLE, GOSHIP, REPO, Series, git, sh, ssh, write_section
 
 H2 = "10.78.0.12"
 URL = "http://10.78.0.13/api/items"
@@ -178,12 +177,7 @@ def main() -> None:
         "",
         END,
     ])
-    out: Path = args.out
-    doc = out.read_text() if out.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    doc = pattern.sub(lambda _: text, doc) if pattern.search(doc) else \
-        doc.rstrip("\n") + "\n\n" + text + "\n"
-    out.write_text(doc)
+    write_section(args.out, BEGIN, END, text)
     print(text)
 
 

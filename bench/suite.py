@@ -106,6 +106,16 @@ class Load:
                 "timeline": sorted(timeline)}
 
 
+def write_section(out: Path, begin: str, end: str, text: str) -> None:
+    """A standalone bench's section (`text`, from `begin` to `end` markers) written into
+    `out`: in place of the last one, or appended."""
+    doc = out.read_text() if out.exists() else "# Benchmarks\n"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    doc = pattern.sub(lambda _: text, doc) if pattern.search(doc) else \
+        doc.rstrip("\n") + "\n\n" + text + "\n"
+    out.write_text(doc)
+
+
 def git(repo: Path, *args: str) -> None:
     sh("git", "-C", str(repo), *args, env={"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b",
                                           "GIT_COMMITTER_NAME": "b",
