@@ -2,7 +2,8 @@
 websocket clients of the old release keep receiving it after the deploy returned while new
 clients get the new release, under a steady load (0 failed requests); `goship status`
 shows the draining color; the old color stops once its clients leave, or at
-run.drain_timeout_long when they stay (their streams end then, not before)."""
+run.drain_timeout_long when they stay (their streams end then, not before); with a rollback
+window the drain starts when the window ends."""
 
 from __future__ import annotations
 
@@ -137,6 +138,7 @@ class Project:
         git(root, "commit", "-qm", "streams")
 
     def release(self, tag: str) -> None:
+        git(self.root, "add", "-A")
         git(self.root, "commit", "-qm", tag, "--allow-empty")
         git(self.root, "tag", tag)
 
@@ -220,3 +222,28 @@ def test_clients_that_stay_are_cut_at_the_drain_timeout(run_cli: Run, project: P
     finally:
         for c in clients:
             c.close()
+
+
+def test_with_a_rollback_window_the_drain_starts_when_it_ends(run_cli: Run, project: Project,
+                                                             lab: Lab) -> None:
+    window = 4
+    toml = project.root / "goship.toml"
+    toml.write_text(toml.read_text().replace("rollback_window = 0",
+                                             f"rollback_window = {window}"))
+    old = json.loads(run_cli("status", "lab", "--json", cwd=project.root).out)[
+        "hosts"]["h1"]["color"]
+    clients = open_clients()
+    try:
+        assert wait_for(lambda: all(c.versions_after(0) == {"v3.0.0"} for c in clients), 10)
+        done = deploy(run_cli, project, "v4.0.0")
+        time.sleep(window + 4)  # past the window: the standby's stop is due, it drains
+        st = run_cli("status", "lab", cwd=project.root)
+        assert "h1: draining v3.0.0-" in st.out, st.out
+        for c in clients:
+            assert c.ended is None, f"{c.kind} ended: {c.error}"
+            assert c.versions_after(done + window + 3) == {"v3.0.0"}, c.kind
+    finally:
+        for c in clients:
+            c.close()
+    assert wait_for(lambda: not active(lab, old), done + window + DRAIN - 2 - time.time()), \
+        "the old color still runs after its clients left"

@@ -4,6 +4,7 @@ leaves, or at the timeout; the connection count `goship status` shows; the plan'
 
 from __future__ import annotations
 
+import shlex
 import socket
 import subprocess
 import time
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 
 from goship.config.model import Config
 from goship.deploy.plan import HostPlan
-from goship.deploy.scripts import CONNECTIONS, DRAIN_WAIT
+from goship.deploy.scripts import CONNECTIONS, DRAIN_WAIT, STANDBY_CANCEL, STANDBY_SLEEPER
 
 
 @pytest.fixture
@@ -76,6 +77,32 @@ def test_without_clients_the_stop_runs_at_once(tmp_path: Path,
     proc, stopped = drain(tmp_path, 60, server[1])
     assert proc.wait(timeout=20) == 0
     assert stopped.exists()
+
+
+def test_supervisord_sleeper_drains_and_a_later_run_cancels_it_while_it_waits(
+        tmp_path: Path, server: tuple[socket.socket, int]) -> None:
+    """Without systemd the detached sleeper runs the same wait; its pid file stays until the
+    stop ran, so a deploy taking the color cancels a drain still waiting for clients."""
+    script = tmp_path / "drain.sh"
+    script.write_text(DRAIN_WAIT)
+    pid_file, stopped = tmp_path / "standby.blue.pid", tmp_path / "stopped"
+    command = shlex.join(["/bin/sh", str(script), "60", str(server[1]), "--",
+                          "touch", str(stopped)])
+    client, accepted = connect(server)
+    try:
+        subprocess.run(["sh", "-c", STANDBY_SLEEPER, "goship-standby", str(pid_file), "1",
+                        command], check=True, timeout=10)
+        time.sleep(3)  # past the sleep: waiting for the client
+        assert pid_file.exists()
+        assert not stopped.exists()
+        subprocess.run(["sh", "-c", STANDBY_CANCEL, "goship-standby-cancel", str(pid_file)],
+                       check=True, timeout=10)
+        assert not pid_file.exists()
+    finally:
+        client.close()
+        accepted.close()
+    time.sleep(2)  # the client left: a drain still running would stop now
+    assert not stopped.exists()
 
 
 def test_connections_counts_the_ports_established_ones(

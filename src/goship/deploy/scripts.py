@@ -133,7 +133,8 @@ STANDBY_CANCEL = r"""
 [ -s "$1" ] || exit 0
 pid=$(cat "$1")
 if [ -n "$pid" ] && grep -q goship-standby "/proc/$pid/cmdline" 2>/dev/null; then
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+  # No "--": dash's kill takes none ("Illegal number"), and the group would live on.
+  kill -TERM "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
 fi
 rm -f "$1"
 exit 0
