@@ -247,3 +247,32 @@ def test_with_a_rollback_window_the_drain_starts_when_it_ends(run_cli: Run, proj
             c.close()
     assert wait_for(lambda: not active(lab, old), done + window + DRAIN - 2 - time.time()), \
         "the old color still runs after its clients left"
+
+
+def test_a_deploy_that_takes_the_draining_color_cancels_its_drain(
+        run_cli: Run, project: Project, lab: Lab) -> None:
+    toml = project.root / "goship.toml"
+    toml.write_text(re.sub(r"rollback_window = \d+", "rollback_window = 0", toml.read_text()))
+    clients = open_clients()
+    try:
+        assert wait_for(lambda: all(c.versions_after(0) == {"v4.0.0"} for c in clients), 10)
+        deploy(run_cli, project, "v5.0.0")
+        draining = json.loads(run_cli("status", "lab", "--json", cwd=project.root).out)[
+            "hosts"]["h1"]["draining"]
+        assert draining is not None
+        # The next release takes the draining color: its clients are cut then (said in
+        # docs/deploy.md), and the host's drain must not stop the new instances later.
+        deploy(run_cli, project, "v6.0.0")
+        assert wait_for(lambda: all(c.ended is not None for c in clients), 15)
+    finally:
+        for c in clients:
+            c.close()
+    time.sleep(8)  # past nginx's idle pool timeout: a drain left running would stop now
+    st = json.loads(run_cli("status", "lab", "--json", cwd=project.root).out)["hosts"]["h1"]
+    assert st["color"] == draining["color"]
+    assert st["release"].startswith("v6.0.0-")
+    assert active(lab, draining["color"])
+    fresh = Stream("ws")
+    assert wait_for(lambda: bool(fresh.versions_after(0)), 10)
+    assert fresh.versions_after(0) == {"v6.0.0"}
+    fresh.close()
