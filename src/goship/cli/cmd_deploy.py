@@ -229,6 +229,12 @@ def status(ctx: click.Context, env: str, as_json: bool) -> None:
         if sb and sb.get("running"):
             ui.out(f"{name}: standby {sb['release']} on {sb['color']}, warm for "
                    f"{sb['seconds_left']}s more (instant `goship rollback`)")
+        dr = h.get("draining")
+        if dr and dr.get("started"):
+            ui.out(f"{name}: draining {dr['release']} on {dr['color']}: "
+                   f"{dr['connections'] if dr['connections'] is not None else '?'} open "
+                   f"connection(s) (websockets, SSE); stops when they close, in "
+                   f"{dr['seconds_left']}s at the latest")
 
 
 @click.command()

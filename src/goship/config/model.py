@@ -208,6 +208,9 @@ class Run(Section):
     env: dict[EnvVar, EnvValue] = Field(default_factory=dict)
     env_file: RelPath | None = None
     drain_timeout: float = Field(default=10.0, gt=0, le=600)
+    # Seconds an old color that served keeps running while clients (websockets, SSE) still
+    # hold connections to it, before it is stopped; 0: stopped without waiting.
+    drain_timeout_long: float = Field(default=300.0, ge=0, le=86400)
     manager: Literal["auto", "systemd", "supervisord", "docker"] = "auto"
     limit_nofile: int = Field(default=65536, ge=1024, le=1048576)
     health: Health = Field(default_factory=Health)

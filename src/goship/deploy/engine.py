@@ -384,6 +384,7 @@ class Deployer:
         h, p = m.host, m.plan
         m.step = "drain"
         standby = None
+        draining = None
         if m.old_color is not None:
             if m.old_workers:
                 drained = h.nginx.drain(m.old_workers, self.config.run.drain_timeout)
@@ -399,16 +400,24 @@ class Deployer:
             if p.after == "standby":
                 # The old color stays warm, unserved: a rollback inside the window is one
                 # health answer and a switch. The host stops it by itself when it ends.
-                h.services.schedule_stop(m.old_color, old_ports, p.standby_seconds)
+                h.services.schedule_drain(m.old_color, old_ports, p.standby_seconds,
+                                          p.drain_seconds)
                 self.consul(h, consul.plan_standby(self.config, color=m.old_color,
                                                    ports=old_ports, release=m.old_release),
                             "maintenance")
                 standby = {"color": m.old_color, "release": m.old_release,
                            "until": round(time.time() + p.standby_seconds, 3)}
             else:
-                h.services.stop(m.old_color, old_ports)
+                # With run.drain_timeout_long the host stops it once its clients' long
+                # connections close (or at that timeout); the deploy does not wait.
+                h.services.schedule_drain(m.old_color, old_ports, 0, p.drain_seconds)
                 self.consul(h, consul.plan_deregister(self.config, color=m.old_color,
                                                       ports=old_ports), "deregistration")
+            if p.drain_seconds and m.old_release:
+                start = time.time() + (p.standby_seconds if p.after == "standby" else 0)
+                draining = {"color": m.old_color, "release": m.old_release,
+                            "ports": list(old_ports), "from": round(start, 3),
+                            "until": round(start + p.drain_seconds, 3)}
         if p.drift:
             m.step = "stop drift"
             for color in ("blue", "green"):
@@ -424,7 +433,7 @@ class Deployer:
                     if m.old_release else h.state.get("previous"))
         h.write_state(later=True, live={"release": m.release, "color": m.new_color},
                       previous=previous,
-                      history=history[-50:], ports=p.ports, standby=standby,
+                      history=history[-50:], ports=p.ports, standby=standby, draining=draining,
                       site=site_digest(self.config, p.ports, h.nginx.lua))
         h.live_color, h.live_release = m.new_color, m.release
         removed = h.remove_releases(p.prune)

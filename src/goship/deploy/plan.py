@@ -84,6 +84,9 @@ class HostPlan:
     prune: list[str]
     notes: list[str] = field(default_factory=list)
     clean: list[str] = field(default_factory=list)  # leftovers of an aborted run, removed
+    # After `after`'s stop is due: seconds at most the old color keeps running while clients
+    # (websockets, SSE) hold connections to it; 0: it stops without waiting for them.
+    drain_seconds: float = 0.0
 
     def lines(self) -> list[str]:
         live = (f"{self.live['release']} on {self.live['color']}" if self.live
@@ -98,11 +101,13 @@ class HostPlan:
         out = [f"{self.host}: serves {live}; {self.action} to {self.release}",
                f"  upload: {self.upload}; environment: {self.env}",
                f"  {start}; gate: {self.gate} x 2xx; switch: {_switch(self.switch)}"]
+        drain = (f", once its open connections (websockets, SSE) close, "
+                 f"{self.drain_seconds:g}s at most" if self.drain_seconds else "")
         if self.after == "standby" and self.live:
             out.append(f"  then: {self.live['color']} stays warm for "
-                       f"{self.standby_seconds:g}s (rollback window), then stops")
+                       f"{self.standby_seconds:g}s (rollback window), then stops{drain}")
         elif self.after == "stop" and self.live:
-            out.append(f"  then: drain and stop {self.live['color']}")
+            out.append(f"  then: drain and stop {self.live['color']}{drain}")
         if self.drift:
             out.append(f"  drift: stop this app's instances on {_join(self.drift)}")
         if self.prune:
@@ -233,6 +238,7 @@ def plan_host(config: Config, view: HostView, action: Action, release: str,
     after: Literal["standby", "stop", "nothing"] = (
         "nothing" if live is None or action == "canary" else
         "standby" if window > 0 else "stop")
+    drain = drain_seconds(config, view.manager, after, notes)
     gate = 1 if (warm_ok or promoting or action == "rollback") else \
         config.run.health.successes
     # The old color's instances on ports it no longer records (fewer instances, a changed
@@ -250,7 +256,21 @@ def plan_host(config: Config, view: HostView, action: Action, release: str,
                     ports=port_map, upload=upload, env=env, start=start,
                     stop_first=stop_first, gate=gate, switch=switch, after=after,
                     standby_seconds=window if after == "standby" else 0.0, drift=drift,
-                    prune=prune, notes=notes, clean=sorted(view.leftovers))
+                    prune=prune, notes=notes, clean=sorted(view.leftovers),
+                    drain_seconds=drain)
+
+
+def drain_seconds(config: Config, manager: str, after: str, notes: list[str]) -> float:
+    """How long the old color may keep its clients' long connections once its stop is due
+    (run.drain_timeout_long); 0 when nothing stops or the manager cannot wait for them."""
+    long = config.run.drain_timeout_long
+    if after == "nothing" or long <= 0:
+        return 0.0
+    if manager not in ("systemd", "supervisord"):
+        notes.append(f"{manager}: long connections are not drained (run.drain_timeout_long); "
+                     f"the old color stops after run.drain_timeout")
+        return 0.0
+    return long
 
 
 def _prune(view: HostView, keep: int, protect: set[str], add: str | None) -> list[str]:

@@ -122,7 +122,8 @@ else mv -f "$tmp" "$1"; echo changed; fi
 STANDBY_SLEEPER = r"""
 # $1 pid file  $2 seconds  $3 the stop command (already quoted): a detached sleeper in its
 # own session (its pid is its process group), so a later run can cancel it.
-setsid sh -c 'echo $$ > "$1"; sleep "$2"; rm -f "$1"; eval "$3"' goship-standby "$1" "$2" "$3" \
+# The pid file goes after the command: a drain waiting for clients can still be cancelled.
+setsid sh -c 'echo $$ > "$1"; sleep "$2"; eval "$3"; rm -f "$1"' goship-standby "$1" "$2" "$3" \
   </dev/null >/dev/null 2>&1 &
 i=0; while [ ! -s "$1" ] && [ $i -lt 50 ]; do sleep 0.02; i=$((i + 1)); done
 """
@@ -132,7 +133,8 @@ STANDBY_CANCEL = r"""
 [ -s "$1" ] || exit 0
 pid=$(cat "$1")
 if [ -n "$pid" ] && grep -q goship-standby "/proc/$pid/cmdline" 2>/dev/null; then
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+  # No "--": dash's kill takes none ("Illegal number"), and the group would live on.
+  kill -TERM "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
 fi
 rm -f "$1"
 exit 0
@@ -162,8 +164,8 @@ exec systemd-run --quiet --collect --unit="$name" --on-active="$delay" \
 """
 
 SYSTEMD_CANCEL = r"""
-# $1 unit name: forget a scheduled stop
-systemctl stop "$1.timer" 2>/dev/null
+# $1 unit name: forget a scheduled stop (and a drain waiting for clients to leave)
+systemctl stop "$1.timer" "$1.service" 2>/dev/null
 systemctl reset-failed "$1.timer" "$1.service" 2>/dev/null
 exit 0
 """
@@ -176,4 +178,40 @@ while [ $i -lt "$n" ]; do keep="$keep $1"; shift; i=$((i + 1)); done
 [ $# -gt 0 ] && systemctl disable --quiet --no-reload "$@" 2>/dev/null
 # shellcheck disable=SC2086 (unit names are goship's own: app-color@port.service)
 exec systemctl enable --quiet --no-reload $keep
+"""
+
+# Established TCP connections whose local port is one of `want` (4-digit upper-case hex),
+# from /proc/net/tcp{,6}: no ss or netstat needed. State 01 is ESTABLISHED.
+_COUNT_AWK = r"""awk -v want="$want" 'BEGIN { n = split(want, w, " ")
+    for (i = 1; i <= n; i++) p[w[i]] = 1 }
+  $4 == "01" { split($2, a, ":"); if (a[2] in p) c++ } END { print c + 0 }'"""
+
+CONNECTIONS = r"""
+# $1.. ports: how many established TCP connections these local ports hold
+want=""; for p in "$@"; do want="$want $(printf '%04X' "$p")"; done
+cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | """ + _COUNT_AWK + "\n"
+
+DRAIN_WAIT = r"""# Written by goship: the wait before an old color stops (run by a transient
+# systemd unit or a detached sleeper, never by a deploy that waits for it).
+# $1 seconds at most  $2.. the color's ports, then "--", then the stop command: wait while a
+# client (through nginx) holds a connection to one of the ports, then run the stop.
+end=$(( $(date +%s) + ${1%.*} )); shift
+want=""
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do want="$want $(printf '%04X' "$1")"; shift; done
+shift
+count() { cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | """ + _COUNT_AWK + r"""; }
+while [ "$(date +%s)" -lt "$end" ] && [ "$(count)" -gt 0 ]; do sleep 1; done
+exec "$@"
+"""
+
+SYSTEMD_DRAIN = r"""
+# $1 unit name  $2 delay (e.g. 600s; 0: now)  $3 description  $4.. the command the unit runs
+name=$1; delay=$2; desc=$3; shift 3
+systemctl stop "$name.timer" "$name.service" 2>/dev/null
+systemctl reset-failed "$name.timer" "$name.service" 2>/dev/null
+if [ "$delay" = 0 ]; then
+  exec systemd-run --quiet --collect --no-block --unit="$name" --description="$desc" "$@"
+fi
+exec systemd-run --quiet --collect --unit="$name" --on-active="$delay" \
+  --timer-property=AccuracySec=1s --description="$desc" "$@"
 """

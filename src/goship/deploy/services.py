@@ -24,10 +24,12 @@ from goship.deploy.layout import (
     standby_unit,
 )
 from goship.deploy.scripts import (
+    DRAIN_WAIT,
     INSTALL_FILE,
     STANDBY_CANCEL,
     STANDBY_SLEEPER,
     SYSTEMD_CANCEL,
+    SYSTEMD_DRAIN,
     SYSTEMD_ENABLE,
     SYSTEMD_STANDBY,
 )
@@ -82,6 +84,24 @@ class Services(abc.ABC):
     def schedule_stop(self, color: str, ports: list[int], seconds: float) -> None:
         """The host stops the color by itself in `seconds` (a warm standby's window), so
         nothing depends on goship still running then."""
+
+    def schedule_drain(self, color: str, ports: list[int], delay: float,
+                       drain: float) -> None:
+        """The host stops the color by itself: `delay` seconds from now (0: now), once no
+        client holds a connection to its ports, `drain` seconds at most after that. A
+        deploy never waits for it. Managers without a drain: the plain (scheduled) stop."""
+        if delay > 0:
+            self.schedule_stop(color, ports, delay)
+        else:
+            self.stop(color, ports)
+
+    def drain_command(self, ports: list[int], drain: float, stop: list[str]) -> list[str]:
+        """The host's wait for clients to leave `ports`, then `stop`; its script is
+        (re)written on the host first."""
+        path = self.paths.join("run", "drain.sh")
+        install_file(self.t, path, DRAIN_WAIT, "644")
+        return ["/bin/sh", path, str(max(1, int(drain + 0.999))), *map(str, ports), "--",
+                *stop]
 
     @abc.abstractmethod
     def cancel_stop(self, color: str) -> None:
@@ -194,6 +214,19 @@ class Systemd(Services):
                             f"{max(1, int(seconds + 0.999))}s",
                             f"goship: stop the warm standby {color} of {self.config.app.name}",
                             *self.units(color, ports)))
+
+    def schedule_drain(self, color: str, ports: list[int], delay: float,
+                       drain: float) -> None:
+        if drain <= 0:
+            super().schedule_drain(color, ports, delay, drain)
+            return
+        # The standby's unit name: cancel_stop forgets a drain as it forgets a standby.
+        name = standby_unit(self.config.app.name, color)
+        when = f"{max(1, int(delay + 0.999))}s" if delay > 0 else "0"
+        argv = self.drain_command(ports, drain, ["systemctl", "stop", *self.units(color, ports)])
+        self.t.check(Cmd.of("sh", "-c", SYSTEMD_DRAIN, "goship-drain", name, when,
+                            f"goship: drain and stop {color} of {self.config.app.name}",
+                            *argv))
 
     def cancel_stop(self, color: str) -> None:
         name = standby_unit(self.config.app.name, color)
@@ -331,6 +364,17 @@ class Supervisor(Services):
         self.t.check(Cmd.of("sh", "-c", STANDBY_SLEEPER, "goship-standby",
                             self.paths.standby_pid(color), str(max(1, int(seconds + 0.999))),
                             stop))
+
+    def schedule_drain(self, color: str, ports: list[int], delay: float,
+                       drain: float) -> None:
+        if drain <= 0:
+            super().schedule_drain(color, ports, delay, drain)
+            return
+        self.cancel_stop(color)
+        stop = self.ctl("stop", *self.programs(color, ports)).argv
+        self.t.check(Cmd.of("sh", "-c", STANDBY_SLEEPER, "goship-standby",
+                            self.paths.standby_pid(color), str(max(1, int(delay + 0.999))),
+                            shlex.join(self.drain_command(ports, drain, list(stop)))))
 
     def cancel_stop(self, color: str) -> None:
         self.t.run(Cmd.of("sh", "-c", STANDBY_CANCEL, "goship-standby-cancel",

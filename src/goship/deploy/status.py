@@ -39,6 +39,7 @@ def host_status(h: Host, consul_token: str | None = None) -> dict[str, Any]:
         alive = [p for p, pid in h.services.pids(str(standby.get("color"))).items() if pid]
         standby = {**standby, "seconds_left": max(0, round(left)),
                    "running": bool(alive) and left > 0}
+    draining = _draining(h, color)
     # Instances of this app on ports no color records: left by an earlier config (another
     # base_port, more instances) and not stopped yet.
     stray = sorted(p for c, ps in h.services.running().items() for p in ps
@@ -59,7 +60,30 @@ def host_status(h: Host, consul_token: str | None = None) -> dict[str, Any]:
         "previous": (h.state.get("previous") or {}).get("release"),
         "releases": h.releases_on_disk(), "last": last[0] if last else None,
         "ports": {c: list(p) for c, p in h.port_map.items()}, "standby": standby,
+        "draining": draining,
     }
+
+
+def _draining(h: Host, live: str | None) -> dict[str, Any] | None:
+    """The old color a drain keeps running for its clients' long connections (websockets,
+    SSE): how many connections it still holds and when it stops at the latest. None once it
+    stopped."""
+    import time
+
+    from goship.deploy.scripts import CONNECTIONS
+
+    raw = h.state.get("draining")
+    if not isinstance(raw, dict) or raw.get("color") == live:
+        return None
+    color, until = str(raw.get("color")), float(raw.get("until", 0) or 0)
+    ports = [int(p) for p in raw.get("ports", []) if str(p).isdigit()]
+    if not ports or not any(h.services.pids(color).values()):
+        return None
+    res = h.t.run(Cmd.of("sh", "-c", CONNECTIONS, "goship-connections", *map(str, ports)))
+    count = int(res.stdout.strip()) if res.stdout.strip().isdigit() else None
+    now = time.time()
+    return {**raw, "connections": count, "seconds_left": max(0, round(until - now)),
+            "started": now >= float(raw.get("from", 0) or 0)}
 
 
 def _redis_poll(h: Host) -> dict[str, Any]:
