@@ -61,8 +61,8 @@ class Stream:
     """One SSE or websocket client through nginx, reading on its own thread: every message
     with the time it arrived, and when the stream ended."""
 
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
+    def __init__(self, kind: str, addr: str = ADDR, port: int = LISTEN) -> None:
+        self.kind, self.addr, self.port = kind, addr, port
         self.messages: list[tuple[float, str]] = []
         self.ended: float | None = None
         self.error = ""
@@ -76,7 +76,7 @@ class Stream:
     def _run(self) -> None:
         try:
             if self.kind == "sse":
-                self._sse = http.client.HTTPConnection(ADDR, LISTEN, timeout=15)
+                self._sse = http.client.HTTPConnection(self.addr, self.port, timeout=15)
                 self._sse.request("GET", "/events")
                 resp = self._sse.getresponse()
                 assert resp.status == 200, resp.status
@@ -86,7 +86,7 @@ class Stream:
                     if line.startswith("data: "):
                         self.messages.append((time.time(), line[6:]))
             else:
-                self._ws = connect(f"ws://{ADDR}:{LISTEN}/ws", open_timeout=15)
+                self._ws = connect(f"ws://{self.addr}:{self.port}/ws", open_timeout=15)
                 self._opened.set()
                 for msg in self._ws:
                     self.messages.append((time.time(), str(msg)))
@@ -109,8 +109,8 @@ class Stream:
         self._thread.join(10)
 
 
-def open_clients() -> list[Stream]:
-    return [Stream(k) for k in ("sse", "sse", "ws", "ws")]
+def open_clients(addr: str = ADDR, port: int = LISTEN) -> list[Stream]:
+    return [Stream(k, addr, port) for k in ("sse", "sse", "ws", "ws")]
 
 
 def wait_for(what: Callable[[], bool], seconds: float) -> bool:
