@@ -31,7 +31,12 @@ from goship.command import Cmd
 from goship.config import Config
 from goship.deploy.layout import COLORS, Paths, PortMap
 from goship.deploy.runfiles import data_root, expand, workdir
-from goship.deploy.scripts import STANDBY_CANCEL, STANDBY_SLEEPER, SYSTEMD_CANCEL
+from goship.deploy.scripts import (
+    STANDBY_CANCEL,
+    STANDBY_SLEEPER,
+    SYSTEMD_CANCEL,
+    SYSTEMD_SCHEDULE,
+)
 from goship.deploy.services import Services, _failed
 from goship.errors import ApplyError, GoshipError, UsageError
 from goship.transport.base import Transport
@@ -250,17 +255,6 @@ exit 0
 
 # The host stops a warm standby by itself: a systemd timer where systemd runs, else a
 # detached sleeper (as on supervisord hosts).
-DOCKER_STANDBY = r"""
-# $1 unit name  $2 delay (e.g. 600s)  $3 description  $4 stop timeout  $5.. containers
-name=$1; delay=$2; desc=$3; t=$4; shift 4
-systemctl stop "$name.timer" 2>/dev/null
-systemctl reset-failed "$name.timer" "$name.service" 2>/dev/null
-exec systemd-run --quiet --collect --unit="$name" --on-active="$delay" \
-  --timer-property=AccuracySec=1s --description="$desc" \
-  sh -c 'docker stop --time "$0" "$@" >/dev/null 2>&1; docker rm -f "$@" >/dev/null 2>&1; exit 0' \
-  "$t" "$@"
-"""
-
 # State as JSON, last: engines before 23 fail a template that names a missing key
 # (.State.Health of an image without HEALTHCHECK), and an error string may hold "|".
 INSPECT_FORMAT = "{{.Name}}|{{.RestartCount}}|{{.Id}}|{{.Config.Image}}|{{json .State}}"
@@ -477,16 +471,16 @@ class DockerServices(Services):
         names = self.names(color, ports)
         wait = str(max(1, int(self.config.run.drain_timeout + 0.999)))
         delay = max(1, int(seconds + 0.999))
+        stop = ["sh", "-c", STOP, "goship-stop", wait, *names]
         if self.systemd:
-            self.t.check(Cmd.of("sh", "-c", DOCKER_STANDBY, "goship-standby",
+            self.t.check(Cmd.of("sh", "-c", SYSTEMD_SCHEDULE, "goship-standby",
                                 standby_unit(self.config.app.name, color), f"{delay}s",
                                 f"goship: stop the warm standby {color} of "
-                                f"{self.config.app.name}", wait, *names))
+                                f"{self.config.app.name}", *stop))
             return
         self.cancel_stop(color)
-        stop = shlex.join(["sh", "-c", STOP, "goship-stop", wait, *names])
         self.t.check(Cmd.of("sh", "-c", STANDBY_SLEEPER, "goship-standby",
-                            self.paths.standby_pid(color), str(delay), stop))
+                            self.paths.standby_pid(color), str(delay), shlex.join(stop)))
 
     def cancel_stop(self, color: str) -> None:
         from goship.deploy.layout import standby_unit

@@ -154,13 +154,17 @@ for f in releases/.*.tmp incoming/*; do [ -e "$f" ] && printf 'L %s\n' "$f"; don
 exit 0
 """
 
-SYSTEMD_STANDBY = r"""
-# $1 unit name  $2 delay (e.g. 600s)  $3 description  $4.. units to stop then
+SYSTEMD_SCHEDULE = r"""
+# $1 unit name  $2 delay (e.g. 600s; 0: now)  $3 description  $4.. the command the unit runs
+# (a standby's stop, a drain's wait then stop): an earlier one of that name is forgotten.
 name=$1; delay=$2; desc=$3; shift 3
-systemctl stop "$name.timer" 2>/dev/null
+systemctl stop "$name.timer" "$name.service" 2>/dev/null
 systemctl reset-failed "$name.timer" "$name.service" 2>/dev/null
+if [ "$delay" = 0 ]; then
+  exec systemd-run --quiet --collect --no-block --unit="$name" --description="$desc" "$@"
+fi
 exec systemd-run --quiet --collect --unit="$name" --on-active="$delay" \
-  --timer-property=AccuracySec=1s --description="$desc" systemctl stop "$@"
+  --timer-property=AccuracySec=1s --description="$desc" "$@"
 """
 
 SYSTEMD_CANCEL = r"""
@@ -202,16 +206,4 @@ shift
 count() { cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | """ + _COUNT_AWK + r"""; }
 while [ "$(date +%s)" -lt "$end" ] && [ "$(count)" -gt 0 ]; do sleep 1; done
 exec "$@"
-"""
-
-SYSTEMD_DRAIN = r"""
-# $1 unit name  $2 delay (e.g. 600s; 0: now)  $3 description  $4.. the command the unit runs
-name=$1; delay=$2; desc=$3; shift 3
-systemctl stop "$name.timer" "$name.service" 2>/dev/null
-systemctl reset-failed "$name.timer" "$name.service" 2>/dev/null
-if [ "$delay" = 0 ]; then
-  exec systemd-run --quiet --collect --no-block --unit="$name" --description="$desc" "$@"
-fi
-exec systemd-run --quiet --collect --unit="$name" --on-active="$delay" \
-  --timer-property=AccuracySec=1s --description="$desc" "$@"
 """

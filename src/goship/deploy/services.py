@@ -29,9 +29,8 @@ from goship.deploy.scripts import (
     STANDBY_CANCEL,
     STANDBY_SLEEPER,
     SYSTEMD_CANCEL,
-    SYSTEMD_DRAIN,
     SYSTEMD_ENABLE,
-    SYSTEMD_STANDBY,
+    SYSTEMD_SCHEDULE,
 )
 from goship.envquote import systemd as _env_quote
 from goship.errors import ApplyError, GoshipError, PrerequisiteError
@@ -210,10 +209,10 @@ class Systemd(Services):
         name = standby_unit(self.config.app.name, color)
         # One command: forget an earlier timer of that name, then arm the new one. Its
         # answer is read with the next command's (`settle` raises a failure).
-        self.t.later(Cmd.of("sh", "-c", SYSTEMD_STANDBY, "goship-standby", name,
+        self.t.later(Cmd.of("sh", "-c", SYSTEMD_SCHEDULE, "goship-standby", name,
                             f"{max(1, int(seconds + 0.999))}s",
                             f"goship: stop the warm standby {color} of {self.config.app.name}",
-                            *self.units(color, ports)))
+                            "systemctl", "stop", *self.units(color, ports)))
 
     def schedule_drain(self, color: str, ports: list[int], delay: float,
                        drain: float) -> None:
@@ -224,7 +223,7 @@ class Systemd(Services):
         name = standby_unit(self.config.app.name, color)
         when = f"{max(1, int(delay + 0.999))}s" if delay > 0 else "0"
         argv = self.drain_command(ports, drain, ["systemctl", "stop", *self.units(color, ports)])
-        self.t.check(Cmd.of("sh", "-c", SYSTEMD_DRAIN, "goship-drain", name, when,
+        self.t.check(Cmd.of("sh", "-c", SYSTEMD_SCHEDULE, "goship-drain", name, when,
                             f"goship: drain and stop {color} of {self.config.app.name}",
                             *argv))
 
