@@ -335,3 +335,26 @@ def test_a_sops_file_without_sops_stops_deploy_before_any_host(
     assert r.err.strip().splitlines() == [
         "goship: run.env_file is sops-encrypted and sops is not installed; install sops "
         "(https://getsops.io) or run scripts/secrets-tools.sh"]
+
+
+def test_a_command_secret_runs_once_per_command(tmp_path: Path) -> None:
+    """deploy asks for the values three times when a balancer needs the Consul token (the
+    check, the release, the balancer): a secrets manager is asked once, and each caller gets
+    its own copy."""
+    from goship.config.load import load
+    from goship.deploy import lb
+    from goship.deploy.engine import env_values
+
+    (tmp_path / "goship.toml").write_text(
+        TOML.replace('env_file = ".env.prod"\n', "")
+        + '[consul]\nenabled = true\ntoken_env = "DB_PASS"\n')
+    project = load(tmp_path / "goship.toml")
+    env = project.env("prod")
+    lb.check(project, env)
+    first = env_values(project, env)
+    first["DB_PASS"] = "changed by a caller"
+    assert env_values(project, env)["DB_PASS"] == "cmd-value-77"
+    assert (tmp_path / "ran.txt").read_text() == "ran\n"
+    again = load(tmp_path / "goship.toml")  # the next command asks again
+    env_values(again, again.env("prod"))
+    assert (tmp_path / "ran.txt").read_text() == "ran\nran\n"

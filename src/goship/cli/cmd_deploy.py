@@ -103,6 +103,7 @@ def _balancers(project: Project, environment: Environment, dry_run: bool) -> Non
     if environment.config.proxy.lb.hosts:
         from goship.deploy.engine import env_values
 
+        # the same values the release used: env_values resolves once per command
         for line in lb.install(project, environment, env_values(project, environment),
                                dry_run=dry_run):
             ui.info(line)

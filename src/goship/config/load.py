@@ -9,7 +9,7 @@ import difflib
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +30,9 @@ class Environment:
     name: str
     target: Target_
     config: Config
+    # What one command resolved once (engine.env_values): a [secrets] command runs once
+    # per goship command, however many steps need the values.
+    memo: dict[str, dict[str, str]] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

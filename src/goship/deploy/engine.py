@@ -796,15 +796,18 @@ def build_artifacts(project: Project, env: Environment, arches: set[str], *,
 
 def env_values(project: Project, env: Environment) -> dict[str, str]:
     """run.env, run.env_file (a sops one decrypted) and [secrets]: resolved here, in
-    memory, before any host is touched."""
+    memory, before any host is touched, once per command (the balancer, the Consul token
+    and the release all ask)."""
     from goship import secrets
 
-    values = secrets.resolve(project.root, env.config)
-    if env.config.run.manager == "docker":
-        from goship.deploy.docker import env_text
+    if "env" not in env.memo:
+        values = secrets.resolve(project.root, env.config)
+        if env.config.run.manager == "docker":
+            from goship.deploy.docker import env_text
 
-        env_text(values)  # a value Docker's env file cannot carry: refused here, not mid-way
-    return values
+            env_text(values)  # a value Docker's env file cannot carry: refused here
+        env.memo["env"] = values
+    return dict(env.memo["env"])
 
 
 def refuse_unbuilt(env: Environment) -> None:
