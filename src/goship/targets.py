@@ -84,10 +84,16 @@ class TargetKind:
 
 
 def _ssh_transports(env: Environment) -> list[Transport]:
+    return ssh_transports(env, env.target.hosts or [])
+
+
+def ssh_transports(env: Environment, specs: list[str]) -> list[Transport]:
+    """SSH to `[user@]host[:port]` specs with the environment's identity and sudo rule (its
+    own hosts, or proxy.lb.hosts)."""
     t = env.target
     identity = str(Path(os.path.expanduser(t.identity_file))) if t.identity_file else None
     out: list[Transport] = []
-    for spec in t.hosts or []:
+    for spec in specs:
         user = spec.split("@", 1)[0] if "@" in spec else None
         sudo = t.sudo if t.sudo is not None else (user is not None and user != "root")
         out.append(SshTransport(spec, SshOptions(identity_file=identity, sudo=sudo)))

@@ -7,10 +7,8 @@ The balancer runs in the host's system nginx (/etc/nginx/conf.d), like an app ho
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from goship.command import Cmd
 from goship.config.load import Environment, Project
@@ -108,31 +106,15 @@ def token(env: Environment, values: dict[str, str]) -> str:
 
 def transports(env: Environment) -> list[Transport]:
     """SSH to each balancer host, as to the environment's own hosts."""
-    from goship.transport import SshOptions, SshTransport
-
-    t = env.config.proxy.lb.hosts
+    specs = env.config.proxy.lb.hosts
     if env.target.lab is not None:
-        from goship.lab import layout
-        from goship.lab.layout import HostLayout
+        from goship.lab.hosts import transport
 
-        opts = SshOptions(identity_file=str(layout.key_path()),
-                          known_hosts=str(layout.known_hosts_path()))
-        out: list[Transport] = []
-        for spec in t:
-            m = LAB_HOST.match(spec)
-            assert m is not None  # noqa: S101 (check_hosts refused the rest)
-            out.append(SshTransport(f"root@{HostLayout(int(m.group(1))).addr}", opts,
-                                    name=spec))
-        return out
-    target = env.target
-    identity = (str(Path(os.path.expanduser(target.identity_file)))
-                if target.identity_file else None)
-    out = []
-    for spec in t:
-        user = spec.split("@", 1)[0] if "@" in spec else None
-        sudo = target.sudo if target.sudo is not None else (user is not None and user != "root")
-        out.append(SshTransport(spec, SshOptions(identity_file=identity, sudo=sudo)))
-    return out
+        # check_hosts refused anything but h<N>
+        return [transport(int(spec[1:])) for spec in specs]
+    from goship.targets import ssh_transports
+
+    return ssh_transports(env, specs)
 
 
 def _install(t: Transport, f: LbFile) -> tuple[bool, str | None]:

@@ -537,15 +537,20 @@ def _lab_netns() -> list[str]:
 
 def transports(count: int) -> list[Transport]:
     """SSH transports to h1..hN of the running lab, strict host key checking on."""
-    from goship.transport import SshOptions, SshTransport
-
     system.require()
     running = {s.name for s in status() if s.running}
     missing = [f"h{i}" for i in range(1, count + 1) if f"h{i}" not in running]
     if missing:
         raise UsageError(f"lab host(s) {', '.join(missing)} not running",
                          hint=f"run `goship lab up --hosts {count}`")
+    return [transport(i) for i in range(1, count + 1)]
+
+
+def transport(index: int) -> Transport:
+    """SSH as root to lab host h<index>, with the lab's key and known_hosts."""
+    from goship.transport import SshOptions, SshTransport
+
+    h = HostLayout(index)
     opts = SshOptions(identity_file=str(layout.key_path()),
                       known_hosts=str(layout.known_hosts_path()))
-    return [SshTransport(f"root@{h.addr}", opts, name=h.name)
-            for h in (HostLayout(i) for i in range(1, count + 1))]
+    return SshTransport(f"root@{h.addr}", opts, name=h.name)
