@@ -70,7 +70,7 @@ def test_unknown_environment_names_the_defined_ones() -> None:
     [
         ({"ap": {}}, "goship.toml: ap: unknown key; expected one of: app, build, run, proxy, "
                      "deploy, canary, docker, kubernetes, consul, metrics, logs, ci, windows, "
-                     "secrets, env; did you mean 'app'?"),
+                     "secrets, processes, env; did you mean 'app'?"),
         (with_(canary={"steps": [50, 10]}), "canary.steps: expected rising weights"),
         (with_(canary={"id_header": "X User"}), "canary.id_header: expected an HTTP header"),
         ({}, "goship.toml: app: required key is missing"),

@@ -93,6 +93,7 @@ def manifest(app: str, plan: Plan, built: Built, entries: list[Entry], rid: str,
         "go_version": go_version,
         "target": str(built.target),
         "binary": built.path.name,
+        **({"processes": [x.name for x in built.extras]} if built.extras else {}),
         "build": {"flags": list(plan.flags), "ldflags": plan.ldflags, "tags": list(plan.tags),
                   "cgo": tc.cgo, **({"cc": tc.how} if tc.cgo else {})},
         "files": {e.path: sha256(e.data) for e in sorted(entries, key=lambda e: e.path)},
@@ -161,6 +162,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 def package(app: str, root: Path, plan: Plan, built: Built, assets: list[str],
             files: list[str], go_version: str, extra: list[Entry] | None = None) -> Package:
     content = [Entry(built.path.name, built.path.read_bytes(), 0o755),
+               *(Entry(x.name, x.read_bytes(), 0o755) for x in built.extras),
                *collect(root, assets, files), *(extra or [])]
     rid = release_id(plan.stamp, content)
     meta = manifest(app, plan, built, content, rid, go_version)

@@ -57,6 +57,8 @@ class Built:
     sha256: str
     seconds: float
     notes: list[str] = field(default_factory=list)
+    # [processes.*]: their binaries, built beside the web one with the same flags.
+    extras: list[Path] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class Plan:
     mod: str = "readonly"
     toolchains: tuple[cgo_.Toolchain, ...] = ()
     generated: tuple[str, ...] = ()  # shipped or embedded files git does not track
+    processes: tuple[tuple[str, str], ...] = ()  # (binary, main) of each [processes.*]
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -109,7 +112,8 @@ def package_arg(main: str) -> str:
     return "." if main == "." else f"./{main}"
 
 
-def go_argv(plan: Plan, output: Path, target: Target | None = None) -> list[str]:
+def go_argv(plan: Plan, output: Path, target: Target | None = None,
+            main: str | None = None) -> list[str]:
     argv = ["go", "build", *plan.flags]
     if plan.tags:
         argv += ["-tags", ",".join(plan.tags)]
@@ -118,7 +122,8 @@ def go_argv(plan: Plan, output: Path, target: Target | None = None) -> list[str]
         # The external linker's GNU build ID derived from Go's content-hash build ID, so
         # the same inputs give the same bytes with cgo too.
         flags = f"{flags} -B gobuildid"
-    return [*argv, "-ldflags", flags, "-o", str(output), package_arg(plan.main)]
+    return [*argv, "-ldflags", flags, "-o", str(output),
+            package_arg(plan.main if main is None else main)]
 
 
 def build_vars(plan: Plan, target: Target) -> dict[str, str]:
@@ -264,6 +269,7 @@ def make_plan(config: Config, root: Path, inputs: Inputs, stamp: Stamp) -> Plan:
         ldflags=ldflags(config.app.stamp, stamp), tags=tuple(config.build.tags),
         cgo=config.build.cgo, out_dir=root / config.build.out_dir / stamp.safe_version,
         stamp=stamp, mod=inputs.mod, toolchains=inputs.toolchains,
+        processes=tuple((name, p.main) for name, p in sorted(config.processes.items())),
     )
 
 
@@ -321,9 +327,18 @@ def _build_one(plan: Plan, target: Target, tmp_root: Path) -> Built:
                          env=go_env(plan, target), timeout=1800, check=False)
     if res.returncode != 0:
         raise ApplyError(f"go build failed for {target} (the compiler's output is above)")
+    extras = []
+    for name, main in plan.processes:
+        extra = out.parent / target.binary(name)
+        res = subprocess.run(go_argv(plan, extra, target, main), cwd=plan.module_dir,
+                             env=go_env(plan, target), timeout=1800, check=False)
+        if res.returncode != 0:
+            raise ApplyError(f"go build failed for {target}, process {name} ({main}; the "
+                             f"compiler's output is above)")
+        extras.append(extra)
     data = out.read_bytes()
     return Built(target, out, len(data), hashlib.sha256(data).hexdigest(),
-                 time.monotonic() - started)
+                 time.monotonic() - started, extras=extras)
 
 
 def build(plan: Plan) -> list[Built]:
@@ -341,6 +356,7 @@ def build(plan: Plan) -> list[Built]:
                 shutil.rmtree(final)
             (tmp_root / b.target.slug).rename(final)
             b.path = final / b.path.name
+            b.extras = [final / x.name for x in b.extras]
         return built
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)

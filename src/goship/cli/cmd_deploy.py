@@ -230,6 +230,12 @@ def status(ctx: click.Context, env: str, as_json: bool) -> None:
         if sb and sb.get("running"):
             ui.out(f"{name}: standby {sb['release']} on {sb['color']}, warm for "
                    f"{sb['seconds_left']}s more (instant `goship rollback`)")
+        for proc in h.get("processes") or []:
+            more = f", next {proc['next']}" if proc.get("next") else ""
+            ui.out(f"{name}: process {proc['unit']}: {proc['state']}"
+                   f"{', pid ' + str(proc['pid']) if proc.get('pid') else ''}"
+                   f"{', ' + str(proc['restarts']) + ' restart(s)' if proc['restarts'] else ''}"
+                   f"{more}")
         dr = h.get("draining")
         if dr and dr.get("started"):
             ui.out(f"{name}: draining {dr['release']} on {dr['color']}: "

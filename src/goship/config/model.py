@@ -113,6 +113,18 @@ def _placeholders(value: str) -> str:
     return check_placeholders(value)
 
 
+def _process_name(value: str) -> str:
+    from goship.config.schedule import process_name
+
+    return process_name(value)
+
+
+def _calendar(value: str) -> str:
+    from goship.config.schedule import calendar
+
+    return calendar(value)
+
+
 def _not_root(value: str) -> str:
     if value.strip("/") in ("", "."):
         raise ValueError("a data directory must be a directory inside the release, like data")
@@ -180,6 +192,8 @@ class Health(Section):
     interval: float = Field(default=0.5, gt=0, le=60)
     deadline: float = Field(default=30.0, gt=0, le=3600)
     successes: int = Field(default=3, ge=1, le=100)
+    # [processes.*] workers: live once running this long without a restart.
+    min_uptime: float = Field(default=5.0, gt=0, le=600)
 
 
 class ColorPorts(Section):
@@ -548,6 +562,37 @@ class Secret(Section):
     timeout: float = Field(default=30.0, gt=0, le=600)
 
 
+ProcessName = Annotated[str, AfterValidator(_process_name)]
+
+
+class Process(Section):
+    """`[processes.NAME]`: another main package of the module, built into the same release
+    and run beside the web process: a worker (`instances`) or, with `schedule`, a systemd
+    timer's oneshot job (docs/deploy.md#processes)."""
+
+    main: RelPath
+    instances: int = Field(default=1, ge=1, le=64)
+    schedule: Annotated[str, AfterValidator(_calendar)] | None = None
+    # false: the old release's instances stop before the new ones start (a singleton).
+    overlap: bool = True
+    args: list[Annotated[str, AfterValidator(_one_line), AfterValidator(_placeholders)]] = \
+        Field(default_factory=list)
+    env: dict[EnvVar, EnvValue] = Field(default_factory=dict)
+    # Run on the host in the release directory, as the service user; exit 0: live (instead
+    # of run.health.min_uptime alone).
+    health_command: Annotated[str, AfterValidator(_before_step)] | None = None
+
+    @model_validator(mode="after")
+    def _timer_shape(self) -> Process:
+        if self.schedule is not None and "instances" in self.model_fields_set \
+                and self.instances != 1:
+            raise ValueError("a scheduled process runs once per schedule: drop instances")
+        if self.schedule is not None and self.health_command is not None:
+            raise ValueError("a scheduled process has no liveness to gate: drop "
+                             "health_command")
+        return self
+
+
 class Config(Section):
     """Everything but the environments: the base that each `[env.NAME]` overrides."""
 
@@ -565,6 +610,27 @@ class Config(Section):
     ci: Ci = Field(default_factory=Ci)
     windows: Windows = Field(default_factory=Windows)
     secrets: dict[EnvVar, Secret] = Field(default_factory=dict)
+    processes: dict[ProcessName, Process] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _process_binaries(self) -> Config:
+        for name, proc in self.processes.items():
+            if proc.main == self.app.main:
+                raise ValueError(f"processes.{name}: main = {proc.main!r} is the web "
+                                 f"process's (app.main); name another main package, like "
+                                 f"cmd/{name}")
+            if name == self.app.binary_name:
+                raise ValueError(f"processes.{name}: the web binary is named {name}; name "
+                                 f"the process otherwise")
+        if self.processes and self.run.manager in ("supervisord", "docker"):
+            raise ValueError(f"processes: run.manager = {self.run.manager!r} cannot run "
+                             f"[processes.*] yet (systemd units and timers only): set "
+                             f'run.manager = "systemd" (or "auto" on systemd hosts)')
+        mains = [p.main for p in self.processes.values()]
+        if len(set(mains)) != len(mains):
+            raise ValueError("two processes name the same main package; one process can "
+                             "run several instances")
+        return self
 
     @model_validator(mode="after")
     def _secret_names(self) -> Config:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from goship.config import Environment, Project
-from goship.deploy import consul, release_command
+from goship.deploy import consul, processes, release_command
 from goship.deploy.host import Host, open_host
 from goship.deploy.lock import Lock
 from goship.deploy.plan import Artifact as PlanArtifact
@@ -61,6 +61,8 @@ class Move:
     staged: bool = False  # the release and its environment on the host, nothing started
     launched: bool = False  # the new color was touched (stopped first, started)
     before: dict[str, Any] = field(default_factory=dict)  # state before, for an undo
+    # [processes.*] with overlap = false whose old color's instances this move stopped
+    stopped_workers: list[str] = field(default_factory=list)
 
     @property
     def release(self) -> str:
@@ -245,6 +247,7 @@ class Deployer:
             h.services.cancel_stop(m.new_color)
             m.notes.append(f"warm standby on {m.new_color}: no start")
             self._gate(m, started)
+            self.workers_up(m)
             self.consul_register(m)
             h.t.settle()
             return
@@ -301,6 +304,7 @@ class Deployer:
                     owner=None if h.local else self.config.service_user)
         h.services.start(m.new_color)
         self._gate(m, started)
+        self.workers_up(m)
         self.consul_register(m)
         h.t.settle()
 
@@ -369,6 +373,41 @@ class Deployer:
         ui.info(f"{h.name}: {m.release} healthy on {m.new_color} "
                 f"({m.timings['prepare']:.1f}s)")
 
+    def workers_up(self, m: Move) -> None:
+        """[processes.*] workers on the new color, started and proven live (before any
+        switch); a singleton's (overlap = false) old instances stopped first."""
+        names = processes.workers(self.config)
+        if not names:
+            return
+        h = m.host
+        runner = processes.ProcessRunner(h.t, self.config, h.paths)
+        m.step = "start workers"
+        if m.old_color is not None and m.old_color != m.new_color:
+            single = [n for n in names if not self.config.processes[n].overlap]
+            if single:
+                runner.stop(m.old_color, single)
+                m.stopped_workers = single
+        runner.stop(m.new_color, names)  # a leftover of an earlier run
+        runner.start_workers(m.new_color, names)
+        m.step = "worker gate"
+        why = runner.gate(m.new_color, names)
+        if why is not None:
+            raise StepFailed(h.name, "worker gate", why)
+        ui.info(f"{h.name}: {len(processes.units(self.config, m.new_color, names))} worker "
+                f"instance(s) live on {m.new_color}")
+
+    def processes_switched(self, m: Move) -> None:
+        """After the switch: the new color's timers run, the old color's workers and timers
+        stop (a job already running finishes on its release)."""
+        if not self.config.processes:
+            return
+        h = m.host
+        runner = processes.ProcessRunner(h.t, self.config, h.paths)
+        m.step = "switch processes"
+        if m.old_color is not None and m.old_color != m.new_color:
+            runner.stop(m.old_color, jobs=False)
+        runner.start_timers(m.new_color)
+
     def switch(self, m: Move) -> None:
         h = m.host
         m.step = "switch nginx"
@@ -382,6 +421,7 @@ class Deployer:
 
     def finish(self, m: Move) -> None:
         h, p = m.host, m.plan
+        self.processes_switched(m)
         m.step = "drain"
         standby = None
         draining = None
@@ -461,6 +501,14 @@ class Deployer:
             # First deploy: there was nothing before; stop serving the failed release.
             h.t.run(_rm(h.nginx.site_path))
             h.nginx.reload()
+        if self.config.processes:
+            runner = processes.ProcessRunner(h.t, self.config, h.paths)
+            if m.new_color != m.old_color:
+                runner.stop(m.new_color)
+            if m.stopped_workers and m.old_color is not None:
+                # The singletons stopped for the new ones: the old release's, back.
+                runner.start_workers(m.old_color, m.stopped_workers)
+                m.stopped_workers = []
         if m.new_color == m.old_color:
             return
         if m.old_color is not None and m.old_release is not None:
@@ -866,10 +914,24 @@ def deploy(project: Project, env: Environment, *, allow_dirty: bool = False,
         return release_built(d, hosts, artifacts, values, dry_run=dry_run)
 
 
+def refuse_processes(env: Environment, hosts: list[Host]) -> None:
+    """[processes.*] run under systemd only: a host that would run the app under another
+    manager (run.manager = "auto" without systemd) stops the command before any change."""
+    if not env.config.processes:
+        return
+    other = [h for h in hosts if h.services.name != "systemd"]
+    if other:
+        raise UsageError(f"{other[0].name}: [processes.*] need systemd (units and timers); "
+                         f"this host runs the app under {other[0].services.name}",
+                         hint="deploy them to systemd hosts, or move the processes out of "
+                              "goship.toml for this environment")
+
+
 def release_built(d: Deployer, hosts: list[Host], artifacts: dict[str, Artifact],
                   values: dict[str, str], *, dry_run: bool = False) -> Outcome | FleetPlan:
     """Plan and release artifacts already built (by architecture) to connected hosts."""
     env = d.env
+    refuse_processes(env, hosts)
     by_host = {h.name: artifacts[h.facts.arch or "amd64"] for h in hosts}
     plan = plan_fleet(env.config, env.name, views(hosts, d.limit), "deploy",
                       {n: a.release_id for n, a in by_host.items()},
@@ -894,6 +956,7 @@ def rollback(project: Project, env: Environment, *, to: str | None = None,
     values = env_values(project, env)
     with fleet(env) as hosts:
         refuse_during_canary(hosts)
+        refuse_processes(env, hosts)
         targets = {}
         for h in hosts:
             target = to or (h.state.get("previous") or {}).get("release")

@@ -87,6 +87,7 @@ class HostPlan:
     # After `after`'s stop is due: seconds at most the old color keeps running while clients
     # (websockets, SSE) hold connections to it; 0: it stops without waiting for them.
     drain_seconds: float = 0.0
+    processes: list[dict[str, Any]] = field(default_factory=list)  # [processes.*]
 
     def lines(self) -> list[str]:
         live = (f"{self.live['release']} on {self.live['color']}" if self.live
@@ -108,6 +109,9 @@ class HostPlan:
                        f"{self.standby_seconds:g}s (rollback window), then stops{drain}")
         elif self.after == "stop" and self.live:
             out.append(f"  then: drain and stop {self.live['color']}{drain}")
+        from goship.deploy.processes import plan_lines
+
+        out += plan_lines(self.processes)
         if self.drift:
             out.append(f"  drift: stop this app's instances on {_join(self.drift)}")
         if self.prune:
@@ -163,6 +167,12 @@ def site_digest(config: Config, port_map: PortMap, lua: bool) -> str:
             "ports": None if lua else port_map, "lua": lua,
             "app": config.app.name, "base": config.deploy.base_path, "v": __version__}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def plan_processes(config: Config, color: str, live: str | None) -> list[dict[str, Any]]:
+    from goship.deploy.processes import plan
+
+    return plan(config, color, live)
 
 
 def plan_host(config: Config, view: HostView, action: Action, release: str,
@@ -257,7 +267,8 @@ def plan_host(config: Config, view: HostView, action: Action, release: str,
                     stop_first=stop_first, gate=gate, switch=switch, after=after,
                     standby_seconds=window if after == "standby" else 0.0, drift=drift,
                     prune=prune, notes=notes, clean=sorted(view.leftovers),
-                    drain_seconds=drain)
+                    drain_seconds=drain,
+                    processes=plan_processes(config, color, live["color"] if live else None))
 
 
 def drain_seconds(config: Config, manager: str, after: str, notes: list[str]) -> float:

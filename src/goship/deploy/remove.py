@@ -41,10 +41,12 @@ fi
 echo @releases; ls -1 "$root/releases" 2>/dev/null
 echo @lock; cat "$root/.lock/owner" 2>/dev/null
 echo @unitfiles
-ls -1d /etc/systemd/system/"$app"-*@* /etc/systemd/system/*.wants/"$app"-*@* 2>/dev/null
+ls -1d /etc/systemd/system/"$app"-*@* /etc/systemd/system/*.wants/"$app"-*@* \
+  /etc/systemd/system/"$app".*-* /etc/systemd/system/*.wants/"$app".*-* 2>/dev/null
 echo @units
 [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ] && \
-  systemctl list-units --all --plain --no-legend "$app-*@*.service" "goship-$app-*" 2>/dev/null
+  systemctl list-units --all --plain --no-legend "$app-*@*.service" "goship-$app-*" \
+    "$app.*-*" 2>/dev/null
 echo @etc
 for f in /etc/sysusers.d/"$app".conf /etc/tmpfiles.d/goship-"$app".conf /run/goship/"$app" \
          /etc/nginx/conf.d/goship-"$app".conf; do [ -e "$f" ] && echo "$f"; done
@@ -182,9 +184,12 @@ def parse_probe(text: str, app: str, user: str, paths: Paths) -> RemoveFacts:
 
 def own_units(app: str) -> re.Pattern[str]:
     """The app's own systemd names, exactly: its template units and their instances, their
-    drop-in directories, and the standby timers. `shop` never matches `shop-admin`."""
+    drop-in directories, the standby timers, and [processes.*] (`shop.worker-blue@1`,
+    `shop.nightly-blue.timer`). `shop` never matches `shop-admin`."""
     a = re.escape(app)
     return re.compile(rf"^(?:{a}-(?:blue|green)@\d*\.service(?:\.d)?"
+                      rf"|{a}\.[a-z][a-z0-9-]*-(?:blue|green)(?:@\d*)?\.(?:service|timer)"
+                      rf"(?:\.d)?"
                       rf"|goship-{a}-standby-(?:blue|green)\.(?:timer|service))$")
 
 
@@ -262,11 +267,12 @@ def plan_host(host: str, app: str, user: str, paths: Paths, f: RemoveFacts, *,
                           "goship's own nginx of this app"))
     if f.sleepers:
         steps.append(Step("cancel standby stop", f.sleepers))
-    timers = tuple(u.name for u in f.units if u.name.startswith("goship-"))
+    timers = tuple(u.name for u in f.units if u.name.startswith("goship-")
+                   or u.name.endswith(".timer"))
     if timers:
         steps.append(Step("stop timers", timers))
-    instances = tuple(u.name for u in f.units if not u.name.startswith("goship-")
-                      and not u.name.split("@", 1)[1].startswith("."))
+    instances = tuple(u.name for u in f.units if u.name not in timers
+                      and not u.name.partition("@")[2].startswith("."))
     if instances:
         running = sum(1 for u in f.units if u.name in instances and u.active != "inactive")
         steps.append(Step("stop and disable units", instances, f"{running} running"))

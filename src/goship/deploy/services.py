@@ -258,9 +258,12 @@ class Systemd(Services):
     def enable(self, live: str, also: list[int] | None = None) -> None:
         """Boot starts the live color's instances and no other instance of this app (the
         other color's, and `also`: ports left behind by drift)."""
-        keep = self.units(live)
+        from goship.deploy.processes import units as process_units
+
+        keep = [*self.units(live), *process_units(self.config, live)]
         stale = [u for c in COLORS for u in self.units(c, [*self.ports(c), *(also or [])])
                  if u not in keep]
+        stale += [u for c in COLORS if c != live for u in process_units(self.config, c)]
         # --no-reload: boot only needs the symlinks; a daemon-reload costs ~0.25 s each.
         self.t.later(Cmd.of("sh", "-c", SYSTEMD_ENABLE, "goship-enable", str(len(keep)),
                             *keep, *dict.fromkeys(stale)))

@@ -40,6 +40,7 @@ def host_status(h: Host, consul_token: str | None = None) -> dict[str, Any]:
         standby = {**standby, "seconds_left": max(0, round(left)),
                    "running": bool(alive) and left > 0}
     draining = _draining(h, color)
+    processes = _processes(h, color)
     # Instances of this app on ports no color records: left by an earlier config (another
     # base_port, more instances) and not stopped yet.
     stray = sorted(p for c, ps in h.services.running().items() for p in ps
@@ -60,8 +61,17 @@ def host_status(h: Host, consul_token: str | None = None) -> dict[str, Any]:
         "previous": (h.state.get("previous") or {}).get("release"),
         "releases": h.releases_on_disk(), "last": last[0] if last else None,
         "ports": {c: list(p) for c, p in h.port_map.items()}, "standby": standby,
-        "draining": draining,
+        "draining": draining, **({"processes": processes} if processes else {}),
     }
+
+
+def _processes(h: Host, color: str | None) -> list[dict[str, Any]]:
+    """[processes.*] on the live color (systemd hosts)."""
+    if not h.config.processes or h.services.name != "systemd":
+        return []
+    from goship.deploy.processes import ProcessRunner
+
+    return ProcessRunner(h.t, h.config, h.paths).status(color)
 
 
 def _draining(h: Host, live: str | None) -> dict[str, Any] | None:

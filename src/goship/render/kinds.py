@@ -39,6 +39,10 @@ def systemd_units(config: Config, paths: Paths, root: Path | None = None) -> dic
             env_file=paths.env_file(color), drain=_secs(config.run.drain_timeout),
             nofile=config.run.limit_nofile, data_dir=paths.join("shared", "data"),
             start_interval=60, start_burst=5)
+    if config.processes:
+        from goship.deploy.processes import render_units
+
+        out.update(render_units(config, paths, root))
     out[f"sysusers.d/{config.app.name}.conf"] = render(
         "sysusers.conf.j2", root, app=config.app.name, user=config.service_user,
         data_dir=paths.join("shared", "data"))

@@ -1,0 +1,265 @@
+"""`[processes.NAME]` under systemd: workers (a template unit per color, one instance per
+index) and scheduled jobs (a oneshot unit and its timer per color). They switch with the
+web process: the new color's started and proven live before nginx switches, the old
+color's stopped after (or, `overlap = false`, before the new ones start)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from goship.command import Cmd
+from goship.config import Config
+from goship.config.model import Process
+from goship.deploy.layout import COLORS, Paths
+from goship.errors import ApplyError
+from goship.transport.base import Transport
+
+
+def unit_base(app: str, process: str, color: str) -> str:
+    """`shop.worker-blue`: the dot keeps them apart from the web units (`shop-blue@PORT`)
+    and from another app's (app names have no dot)."""
+    return f"{app}.{process}-{color}"
+
+
+def units(config: Config, color: str, names: list[str] | None = None) -> list[str]:
+    """The systemd units that run `color`'s processes: worker instances and timers."""
+    out = []
+    for name, p in sorted(config.processes.items()):
+        if names is not None and name not in names:
+            continue
+        base = unit_base(config.app.name, name, color)
+        if p.schedule is None:
+            out += [f"{base}@{i}.service" for i in range(1, p.instances + 1)]
+        else:
+            out.append(f"{base}.timer")
+    return out
+
+
+def workers(config: Config) -> list[str]:
+    return [n for n, p in sorted(config.processes.items()) if p.schedule is None]
+
+
+def timers(config: Config) -> list[str]:
+    return [n for n, p in sorted(config.processes.items()) if p.schedule is not None]
+
+
+def env_line(name: str, value: str) -> str:
+    """`Environment=` wants one double-quoted word: \\ and " escaped, % doubled (a
+    specifier otherwise), a newline written \\n."""
+    text = (f"{name}={value}".replace("\\", "\\\\").replace('"', '\\"')
+            .replace("%", "%%").replace("\n", "\\n").replace("\r", "\\r"))
+    return f'"{text}"'
+
+
+def render_units(config: Config, paths: Paths, root: Path | None) -> dict[str, str]:
+    """Unit file name -> text, for both colors (as the web process's template units)."""
+    from goship.deploy import runfiles
+    from goship.render.engine import render
+
+    out: dict[str, str] = {}
+    data = runfiles.data_root(paths)
+    for name, p in sorted(config.processes.items()):
+        for color in COLORS:
+            base = unit_base(config.app.name, name, color)
+            timer = p.schedule is not None
+            binary = f"{paths.color_link(color)}/{name}"
+            ctx = dict(app=config.app.name, process=name, color=color, unit_base=base,
+                       timer=timer, user=config.service_user,
+                       workdir=paths.color_link(color),
+                       exec_start=runfiles.systemd_exec(binary, list(p.args), color=color,
+                                                        data=data),
+                       env_file=paths.env_file(color),
+                       env_lines=[env_line(k, v) for k, v in sorted(p.env.items())],
+                       drain=f"{config.run.drain_timeout:g}s",
+                       nofile=config.run.limit_nofile, data_dir=data,
+                       start_interval=60, start_burst=5, schedule=p.schedule)
+            if timer:
+                out[f"{base}.service"] = render("systemd.process.service.j2", root, **ctx)
+                out[f"{base}.timer"] = render("systemd.process.timer.j2", root, **ctx)
+            else:
+                out[f"{base}@.service"] = render("systemd.process.service.j2", root, **ctx)
+    return out
+
+
+@dataclass
+class Unit:
+    name: str
+    active: str = "inactive"
+    sub: str = ""
+    pid: int = 0
+    restarts: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+SHOW = ("Id", "ActiveState", "SubState", "MainPID", "NRestarts")
+
+
+def parse_show(text: str) -> dict[str, Unit]:
+    """`systemctl show -p ...` blocks (one per unit, blank-line separated) by unit name."""
+    out: dict[str, Unit] = {}
+    for block in text.strip().split("\n\n"):
+        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if not props.get("Id"):
+            continue
+        out[props["Id"]] = Unit(props["Id"], props.get("ActiveState", ""),
+                                props.get("SubState", ""),
+                                int(props.get("MainPID", "0") or 0),
+                                int(props.get("NRestarts", "0") or 0), props)
+    return out
+
+
+def judge(before: dict[str, Unit], after: dict[str, Unit], names: list[str]) -> str | None:
+    """Why the workers are not live (None: they are): each must be running now, with the
+    PID it had right after its start and no restart since."""
+    for name in names:
+        b, a = before.get(name, Unit(name)), after.get(name, Unit(name))
+        if a.active != "active" or not a.pid:
+            return f"{name} is not running ({a.active or 'unknown'}/{a.sub or '?'})"
+        if a.restarts != b.restarts or (b.pid and a.pid != b.pid) or not b.pid:
+            return f"{name} restarted (pid {b.pid or 'none'} -> {a.pid})"
+    return None
+
+
+class ProcessRunner:
+    """One host's processes under systemd."""
+
+    def __init__(self, t: Transport, config: Config, paths: Paths) -> None:
+        self.t, self.config, self.paths = t, config, paths
+
+    @property
+    def app(self) -> str:
+        return self.config.app.name
+
+    def worker_units(self, color: str, names: list[str]) -> list[str]:
+        return [u for u in units(self.config, color, names) if u.endswith(".service")]
+
+    def start_workers(self, color: str, names: list[str]) -> None:
+        us = self.worker_units(color, names)
+        if not us:
+            return
+        self.t.run(Cmd.of("systemctl", "reset-failed", *us))
+        res = self.t.run(Cmd.of("systemctl", "start", *us), timeout=120)
+        if not res.ok:
+            said = (res.stderr or res.stdout).strip().splitlines()[:1]
+            raise ApplyError(f"{self.t.name}: systemctl start failed"
+                             f"{': ' + said[0] if said else ''}; {self.log_tail(us)}")
+
+    def stop(self, color: str, names: list[str] | None = None, *, jobs: bool = True) -> None:
+        """Workers and timers of `color` (`names`: those processes only; `jobs`: a job its
+        timer started too)."""
+        us = units(self.config, color, names)
+        if not us:
+            return
+        if jobs:
+            # A job the timer started is stopped too (it runs the old release).
+            us += [u.removesuffix(".timer") + ".service" for u in us if u.endswith(".timer")]
+        self.t.run(Cmd.of("systemctl", "stop", *us), timeout=self.config.run.drain_timeout + 30)
+
+    def start_timers(self, color: str) -> None:
+        us = [u for u in units(self.config, color) if u.endswith(".timer")]
+        if us:
+            self.t.check(Cmd.of("systemctl", "start", *us))
+
+    def gate(self, color: str, names: list[str]) -> str | None:
+        """None when every instance of `names` on `color` is live: running
+        run.health.min_uptime seconds without a restart, then its health_command exits 0.
+        Otherwise why not, with the log's last lines."""
+        us = self.worker_units(color, names)
+        if not us:
+            return None
+        h = self.config.run.health
+        show = Cmd.of("systemctl", "show", *[f"-p{p}" for p in SHOW], *us)
+        b, _, a = self.t.run_all([show, Cmd.of("sleep", f"{h.min_uptime:g}"), show],
+                                 timeout=h.min_uptime + 60)
+        why = judge(parse_show(b.stdout), parse_show(a.stdout), us)
+        if why is None:
+            for name in names:
+                why = self.health_command(color, name)
+                if why:
+                    break
+        if why is None:
+            return None
+        tail = self.log_tail(us)
+        return f"{why}{'; ' + tail if tail else ''}"
+
+    def health_command(self, color: str, name: str) -> str | None:
+        p: Process = self.config.processes[name]
+        if p.health_command is None:
+            return None
+        user = self.config.service_user
+        # As the worker runs: its user, directory and environment, in a transient unit.
+        cmd = Cmd.of("systemd-run", "--wait", "--pipe", "--quiet", "--collect",
+                     "-p", f"User={user}", "-p", f"Group={user}",
+                     "-p", f"WorkingDirectory={self.paths.color_link(color)}",
+                     "-p", f"EnvironmentFile=-{self.paths.env_file(color)}",
+                     f"--setenv=GOSHIP_PROCESS={name}",
+                     "--", "/bin/sh", "-c", p.health_command)
+        res = self.t.run(cmd, timeout=self.config.run.health.deadline + 30)
+        if res.ok:
+            return None
+        out = " | ".join(ln for ln in (res.stdout + res.stderr).strip().splitlines()[-3:])
+        return f"{name}: health_command exited {res.code}{': ' + out if out else ''}"
+
+    def log_tail(self, us: list[str], lines: int = 6) -> str:
+        args = ["journalctl", "--no-pager", "-o", "cat", "-n", str(lines)]
+        for u in us:
+            args += ["-u", u]
+        res = self.t.run(Cmd.of(*args))
+        shown = [ln.strip() for ln in res.stdout.splitlines() if ln.strip()][-lines:]
+        return f"log: {' | '.join(shown)}" if shown else ""
+
+    def status(self, color: str | None) -> list[dict[str, object]]:
+        """Each process's units on the live color: state, PID, restarts, a timer's next run."""
+        if color is None or not self.config.processes:
+            return []
+        us = units(self.config, color)
+        props = [*SHOW, "NextElapseUSecRealtime", "LastTriggerUSec"]
+        res = self.t.run(Cmd.of("systemctl", "show", *[f"-p{p}" for p in props], *us))
+        shown = parse_show(res.stdout)
+        out: list[dict[str, object]] = []
+        for u in us:
+            s = shown.get(u, Unit(u))
+            row: dict[str, object] = {"unit": u, "state": f"{s.active}/{s.sub}",
+                                      "pid": s.pid or None, "restarts": s.restarts}
+            if u.endswith(".timer"):
+                row["next"] = s.extra.get("NextElapseUSecRealtime") or None
+                row["last"] = s.extra.get("LastTriggerUSec") or None
+            out.append(row)
+        return out
+
+
+def plan(config: Config, color: str, live: str | None) -> list[dict[str, object]]:
+    """What a release does with each process on a host: the new color's started (a worker
+    gated before the switch, a timer started at it), the old color's stopped (after the
+    switch; a worker with overlap = false before the new one starts)."""
+    old = live if live is not None and live != color else None
+    out: list[dict[str, object]] = []
+    for name, p in sorted(config.processes.items()):
+        row: dict[str, object] = {"name": name, "start": color, "stop": old}
+        if p.schedule is None:
+            row.update(kind="worker", instances=p.instances,
+                       gate=("health_command" if p.health_command else
+                             f"{config.run.health.min_uptime:g}s without a restart"),
+                       stop_when=None if old is None else
+                       "after the switch" if p.overlap else "before the new start")
+        else:
+            row.update(kind="timer", schedule=p.schedule,
+                       stop_when=None if old is None else "at the switch")
+        out.append(row)
+    return out
+
+
+def plan_lines(rows: list[dict[str, object]]) -> list[str]:
+    out = []
+    for r in rows:
+        stop = f"; {r['stop']}'s stop {r['stop_when']}" if r.get("stop") else ""
+        if r["kind"] == "worker":
+            gate = ("its health_command" if r["gate"] == "health_command"
+                    else f"live {r['gate']}")
+            out.append(f"  process {r['name']}: {r['instances']} instance(s) on {r['start']}, "
+                       f"gated before the switch ({gate}){stop}")
+        else:
+            out.append(f"  process {r['name']}: timer ({r['schedule']}) on {r['start']} from "
+                       f"the switch{stop}")
+    return out

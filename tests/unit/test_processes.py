@@ -1,0 +1,214 @@
+"""[processes.*]: validation (hostile names and schedules refused with one line), the
+systemd units rendered for them, and the liveness verdict of the worker gate, as data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from goship.config import parse
+from goship.config.model import Config
+from goship.deploy import processes
+from goship.deploy.layout import Paths
+from goship.errors import ConfigErrors
+
+BASE: dict[str, Any] = {"app": {"name": "shop"}}
+
+
+def config(**procs: Any) -> Config:
+    return parse({**BASE, "processes": procs}).base
+
+
+def error_of(raw: dict[str, Any]) -> str:
+    with pytest.raises(ConfigErrors) as info:
+        parse(raw, file="goship.toml")
+    return "\n".join(e.line() for e in info.value.errors)
+
+
+REFUSED = [
+    ({"Worker": {"main": "cmd/worker"}}, "expected a process name"),
+    ({"../x": {"main": "cmd/worker"}}, "expected a process name"),
+    ({"w;rm": {"main": "cmd/worker"}}, "expected a process name"),
+    ({"w": {"main": "../outside"}}, "processes.w.main"),
+    ({"w": {"main": "cmd/w", "schedule": "*-*-* 03:00:00\nExecStart=/bin/sh"}},
+     "expected a systemd calendar event"),
+    ({"w": {"main": "cmd/w", "schedule": "daily; rm -rf /"}},
+     "expected a systemd calendar event"),
+    ({"w": {"main": "cmd/w", "schedule": "*-*-* 03:00:00 $(id)"}},
+     "expected a systemd calendar event"),
+    ({"w": {"main": "cmd/w", "schedule": "tomorrow at noon"}}, "systemd-analyze calendar"),
+    ({"w": {"main": "cmd/w", "schedule": "daily", "instances": 2}},
+     "a scheduled process runs once per schedule"),
+    ({"w": {"main": "cmd/w", "instances": 0}}, "processes.w.instances"),
+    ({"w": {"main": "cmd/w", "env": {"A B": "x"}}}, "processes.w.env"),
+    ({"w": {"main": "cmd/w", "args": ["a\nb"]}}, "one line"),
+    ({"w": {"main": "cmd/w", "health_command": "ok\nrm -rf /"}}, "one command on one line"),
+    ({"w": {"main": "."}}, "is the web process's (app.main)"),
+    ({"shop": {"main": "cmd/shop"}}, "the web binary is named shop"),
+    ({"a": {"main": "cmd/w"}, "b": {"main": "cmd/w"}}, "two processes name the same main"),
+    ({"w": {"main": "cmd/w", "colour": "blue"}}, "processes.w.colour"),
+]
+
+
+@pytest.mark.parametrize(("procs", "said"), REFUSED, ids=[s for _, s in REFUSED])
+def test_refused_with_one_line(procs: dict[str, Any], said: str) -> None:
+    assert said in error_of({**BASE, "processes": procs})
+
+
+def test_supervisord_is_refused_with_the_fix() -> None:
+    said = error_of({**BASE, "run": {"manager": "supervisord"},
+                     "processes": {"w": {"main": "cmd/w"}}})
+    assert "cannot run [processes.*] yet" in said
+    assert 'set run.manager = "systemd"' in said
+
+
+def test_defaults_and_env_override() -> None:
+    project = parse({**BASE, "processes": {"worker": {"main": "cmd/worker"}},
+                     "env": {"prod": {"hosts": ["app1"],
+                                      "processes": {"worker": {"main": "cmd/worker",
+                                                               "instances": 3}}}}})
+    w = project.base.processes["worker"]
+    assert (w.instances, w.overlap, w.schedule, w.args, w.env) == (1, True, None, [], {})
+    assert project.env("prod").config.processes["worker"].instances == 3
+
+
+def test_units_per_color() -> None:
+    c = config(worker={"main": "cmd/worker", "instances": 2},
+               nightly={"main": "cmd/nightly", "schedule": "*-*-* 03:00:00"})
+    assert processes.units(c, "blue") == ["shop.nightly-blue.timer",
+                                          "shop.worker-blue@1.service",
+                                          "shop.worker-blue@2.service"]
+    assert processes.units(c, "green", ["worker"]) == ["shop.worker-green@1.service",
+                                                       "shop.worker-green@2.service"]
+
+
+def test_rendered_units() -> None:
+    c = config(worker={"main": "cmd/worker", "args": ["--queue", "{release}"],
+                       "env": {"QUEUE": 'a "b" 100%\\n'}},
+               nightly={"main": "cmd/nightly", "schedule": "Mon..Fri 02:30"})
+    units = processes.render_units(c, Paths("/srv", "shop"), None)
+    assert sorted(units) == ["shop.nightly-blue.service", "shop.nightly-blue.timer",
+                             "shop.nightly-green.service", "shop.nightly-green.timer",
+                             "shop.worker-blue@.service", "shop.worker-green@.service"]
+    w = units["shop.worker-green@.service"]
+    assert "ExecStart=/srv/shop/green/worker --queue ${GOSHIP_RELEASE}\n" in w
+    assert "WorkingDirectory=/srv/shop/green\n" in w
+    assert "EnvironmentFile=-/srv/shop/shared/env.green\n" in w
+    assert "Environment=GOSHIP_INSTANCE=%i\n" in w
+    assert 'Environment="QUEUE=a \\"b\\" 100%%\\\\n"\n' in w
+    assert "Restart=on-failure" in w
+    assert "WantedBy=multi-user.target" in w
+    job = units["shop.nightly-blue.service"]
+    assert "Type=oneshot" in job
+    assert "[Install]" not in job  # started by its timer only
+    assert "ExecStart=/srv/shop/blue/nightly\n" in job
+    timer = units["shop.nightly-blue.timer"]
+    assert "OnCalendar=Mon..Fri 02:30\n" in timer
+    assert "Unit=shop.nightly-blue.service\n" in timer
+
+
+def test_web_units_include_the_processes() -> None:
+    from goship.render.kinds import systemd_units
+
+    c = config(worker={"main": "cmd/worker"})
+    assert "shop.worker-blue@.service" in systemd_units(c, Paths("/srv", "shop"))
+
+
+SHOW_BEFORE = """Id=shop.worker-blue@1.service
+ActiveState=active
+SubState=running
+MainPID=101
+NRestarts=0
+
+Id=shop.worker-blue@2.service
+ActiveState=active
+SubState=running
+MainPID=102
+NRestarts=0
+"""
+
+U1, U2 = "shop.worker-blue@1.service", "shop.worker-blue@2.service"
+VERDICTS = [
+    ("live", SHOW_BEFORE, None),
+    ("restarted", SHOW_BEFORE.replace("MainPID=102\nNRestarts=0", "MainPID=140\nNRestarts=1"),
+     f"{U2} restarted (pid 102 -> 140)"),
+    ("crashed", SHOW_BEFORE.replace("ActiveState=active\nSubState=running\nMainPID=102",
+                                    "ActiveState=activating\nSubState=auto-restart\n"
+                                    "MainPID=0"),
+     f"{U2} is not running (activating/auto-restart)"),
+    ("failed", SHOW_BEFORE.replace("ActiveState=active\nSubState=running\nMainPID=101",
+                                   "ActiveState=failed\nSubState=failed\nMainPID=0"),
+     f"{U1} is not running (failed/failed)"),
+]
+
+
+@pytest.mark.parametrize(("name", "after", "why"), VERDICTS, ids=[v[0] for v in VERDICTS])
+def test_gate_verdict(name: str, after: str, why: str | None) -> None:
+    before = processes.parse_show(SHOW_BEFORE)
+    assert processes.judge(before, processes.parse_show(after), [U1, U2]) == why
+
+
+def test_not_running_at_the_first_look_is_not_live() -> None:
+    before = processes.parse_show(SHOW_BEFORE.replace("MainPID=101", "MainPID=0"))
+    assert processes.judge(before, processes.parse_show(SHOW_BEFORE), [U1]) == \
+        f"{U1} restarted (pid none -> 101)"
+
+
+def test_plan_lines() -> None:
+    c = config(worker={"main": "cmd/worker", "instances": 2},
+               mailer={"main": "cmd/mailer", "overlap": False},
+               nightly={"main": "cmd/nightly", "schedule": "daily"})
+    lines = processes.plan_lines(processes.plan(c, "green", "blue"))
+    assert lines == [
+        "  process mailer: 1 instance(s) on green, gated before the switch (live 5s "
+        "without a restart); blue's stop before the new start",
+        "  process nightly: timer (daily) on green from the switch; blue's stop at the "
+        "switch",
+        "  process worker: 2 instance(s) on green, gated before the switch (live 5s "
+        "without a restart); blue's stop after the switch"]
+
+
+PROBE_UNITS = """\
+shop.worker-green@1.service      loaded active   running shop process worker (green color)
+shop.nightly-green.timer         loaded active   waiting shop process nightly (green color)
+shop.nightly-blue.service        loaded inactive dead    shop process nightly (blue color)
+shopx.worker-blue@1.service      loaded active   running shopx process worker (blue color)
+"""
+PROBE_FILES = """\
+/etc/systemd/system/multi-user.target.wants/shop.worker-green@1.service
+/etc/systemd/system/timers.target.wants/shop.nightly-green.timer
+/etc/systemd/system/shop.worker-green@.service
+/etc/systemd/system/shop.nightly-green.timer
+/etc/systemd/system/shopx.worker-blue@.service
+"""
+
+
+def test_remove_stops_and_deletes_the_processes_units_and_no_other_apps() -> None:
+    from goship.deploy.remove import parse_probe, plan_host
+    from tests.unit.test_remove import LAB, P
+
+    text = LAB.replace("@units\n", "@units\n" + PROBE_UNITS).replace(
+        "@unitfiles\n", "@unitfiles\n" + PROBE_FILES)
+    plan = plan_host("h1", "shop", "shop", P, parse_probe(text, "shop", "shop", P),
+                     purge_data=False)
+    steps = {s.kind: s.what for s in plan.steps}
+    assert "shop.nightly-green.timer" in steps["stop timers"]
+    assert {"shop.worker-green@1.service", "shop.nightly-blue.service"} <= set(
+        steps["stop and disable units"])
+    assert {"/etc/systemd/system/shop.worker-green@.service",
+            "/etc/systemd/system/timers.target.wants/shop.nightly-green.timer"} <= set(
+        steps["remove unit files"])
+    assert "shopx" not in repr(steps)
+
+
+@pytest.mark.parametrize(("name", "ours"), [
+    ("shop.worker-blue@1.service", True), ("shop.worker-green@.service", True),
+    ("shop.nightly-blue.timer", True), ("shop.nightly-blue.service", True),
+    ("shopx.worker-blue@1.service", False), ("shop.worker-red@1.service", False),
+    ("shop.worker-blue@1.service.bak", False),
+])
+def test_own_process_unit_names(name: str, ours: bool) -> None:
+    from goship.deploy.remove import own_units
+
+    assert bool(own_units("shop").match(name)) is ours
