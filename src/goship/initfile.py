@@ -63,9 +63,27 @@ def render(ins: Inspection, name: str | None = None) -> InitResult:
         health_found=ins.health is not None, args=ins.args,
         files=[prefix + f for f in ins.files], config_files=ins.config_files,
         data_dirs=ins.data_dirs, cgo=ins.cgo, tags=ins.tags, before=ins.before,
-        notes=ins.notes, facts=ins.facts,
+        notes=ins.notes, facts=ins.facts, processes=proposed_processes(ins.mains, ins.main, app),
     )
     return InitResult(text, warnings)
+
+
+def proposed_processes(mains: list[str], main: str, app: str) -> list[dict[str, str]]:
+    """Every other main package as a [processes.NAME] proposal (NAME from its directory);
+    written commented: nothing in the code tells a worker from a job or a CLI tool."""
+    import re
+
+    from goship.config.schedule import PROCESS_NAME
+
+    out, seen = [], {app}
+    for m in mains:
+        if m in (main, "."):
+            continue
+        name = re.sub(r"[^a-z0-9-]+", "-", m.rstrip("/").rsplit("/", 1)[-1].lower()).strip("-")
+        if PROCESS_NAME.match(name) and name not in seen:
+            seen.add(name)
+            out.append({"name": name, "main": m})
+    return out
 
 
 def facts_table(ins: Inspection) -> list[str]:

@@ -212,3 +212,25 @@ def test_own_process_unit_names(name: str, ours: bool) -> None:
     from goship.deploy.remove import own_units
 
     assert bool(own_units("shop").match(name)) is ours
+
+
+def test_init_proposes_the_other_mains_commented(tmp_path: Any) -> None:
+    import tomllib
+
+    from goship import goproject
+    from goship.initfile import render
+
+    (tmp_path / "go.mod").write_text("module example.com/shop\n\ngo 1.22\n")
+    for main in ("cmd/api", "cmd/worker", "cmd/nightly_report", "tools/shop"):
+        d = tmp_path / main
+        d.mkdir(parents=True)
+        (d / "main.go").write_text("package main\n\nfunc main() {}\n")
+    ins = goproject.inspect(tmp_path, main="cmd/api")
+    text = render(ins, "shop").text
+    assert "# [processes.worker]\n# main = \"cmd/worker\"\n" in text
+    assert "# [processes.nightly-report]\n# main = \"cmd/nightly_report\"\n" in text
+    assert "[processes.shop]" not in text  # the app's own name is not a process name
+    assert "processes" not in tomllib.loads(text)  # proposed, not active
+    # uncommented, the proposal is a valid config
+    active = text.replace("# [processes.worker]\n# main", "[processes.worker]\nmain")
+    assert parse(tomllib.loads(active)).base.processes["worker"].main == "cmd/worker"

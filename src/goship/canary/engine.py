@@ -133,6 +133,13 @@ class CanaryEngine:
     def start(self, hosts: list[Host], rules_args: dict[str, Any], weight: float, *,
               allow_dirty: bool, skip_checks: bool) -> Rules:
         require_lua(hosts)
+        if self.env.config.processes:
+            from goship.errors import NotYetError
+
+            # Which release's workers run during a canary is not decided yet: refused
+            # before anything is built or changed rather than half done.
+            raise NotYetError("a canary of an app with [processes.*] (use `goship deploy`)",
+                              18)
         running = [h.name for h in hosts if current(h)]
         if running:
             raise UsageError(f"a canary already runs on {', '.join(running)}",
