@@ -7,6 +7,7 @@ plus tests/projects/procs/cmd (its README says what each main does)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import time
@@ -54,6 +55,10 @@ listen = {LISTEN}
 main = "cmd/worker"
 instances = 2
 env = {{ QUEUE = "redis://queue:6379/0" }}
+
+[processes.mailer]
+main = "cmd/mailer"
+overlap = false
 
 [processes.nightly]
 main = "cmd/nightly"
@@ -114,16 +119,26 @@ def nightly_releases(lab: Lab) -> list[str]:
             for ln in text.splitlines()]
 
 
+def mailer_log(lab: Lab) -> list[tuple[str, str]]:
+    text = lab.ssh("h1", f"cat {DATA}/mailer.log", check=False).stdout
+    return [(ln.split()[0], ln.split()[1].removeprefix("release=")) for ln in text.splitlines()]
+
+
+def one_mailer_at_a_time(log: list[tuple[str, str]]) -> bool:
+    """overlap = false: every start follows the stop of the one before."""
+    return all(a[0] != b[0] for a, b in itertools.pairwise(log))
+
+
 def test_workers_and_timer_switch_with_the_release(run_cli: Run, project: Project,
                                                    lab: Lab) -> None:
     dry = run_cli("deploy", "lab", "--dry-run", "--skip-checks", cwd=project.root)
     assert dry.code == 0, dry.out + dry.err
     r = run_cli("deploy", "lab", "--skip-checks", cwd=project.root)
     assert r.code == 0, r.out + r.err
-    assert "2 worker instance(s) live on" in r.out + r.err
+    assert "3 worker instance(s) live on" in r.out + r.err
     color1, rel1 = live(lab)
     files = lab.ssh("h1", f"ls /srv/{APP}/releases/{rel1}").stdout.split()
-    assert {"procapp", "worker", "nightly"} <= set(files)  # one release, three binaries
+    assert {"procapp", "worker", "mailer", "nightly"} <= set(files)  # one release
     for i in (1, 2):
         assert until(lambda i=i: heartbeat(lab, i).get("release") == rel1)  # type: ignore[misc]
     assert heartbeat(lab, 1)["queue"] == "redis://queue:6379/0"  # the process's env
@@ -144,6 +159,10 @@ def test_workers_and_timer_switch_with_the_release(run_cli: Run, project: Projec
         assert active(lab, f"{APP}.worker-{color1}@{i}.service") == "inactive"
     assert active(lab, f"{APP}.nightly-{color2}.timer") == "active"
     assert active(lab, f"{APP}.nightly-{color1}.timer") == "inactive"
+    assert active(lab, f"{APP}.mailer-{color2}@1.service") == "active"
+    assert active(lab, f"{APP}.mailer-{color1}@1.service") == "inactive"
+    # the singleton: v1's stopped before v2's started
+    assert mailer_log(lab) == [("start", rel1), ("stop", rel1), ("start", rel2)]
     # the timer runs the new release's job (every 5 s)
     assert until(lambda: rel2 in nightly_releases(lab), 40), nightly_releases(lab)
     enabled = lab.ssh("h1", f"systemctl is-enabled '{APP}.worker-{color2}@1.service' "
@@ -178,6 +197,11 @@ def test_a_crashing_worker_aborts_with_nothing_switched(run_cli: Run, project: P
     other = "green" if color == "blue" else "blue"
     assert active(lab, f"{APP}.worker-{other}@1.service") in ("inactive", "failed")
     assert active(lab, f"{APP}.nightly-{color}.timer") == "active"
+    # the singleton stopped for the new one came back, never two at once
+    assert active(lab, f"{APP}.mailer-{color}@1.service") == "active"
+    log = mailer_log(lab)
+    assert log[-1] == ("start", rel)
+    assert one_mailer_at_a_time(log), log
 
 
 def test_rollback_brings_back_the_old_worker(run_cli: Run, project: Project,
@@ -199,3 +223,20 @@ def test_rollback_brings_back_the_old_worker(run_cli: Run, project: Project,
     assert heartbeat(lab, 1)["version"] == "v1.0.0"
     assert active(lab, f"{APP}.nightly-{color0}.timer") == "active"
     assert active(lab, f"{APP}.nightly-{color}.timer") == "inactive"
+    log = mailer_log(lab)
+    assert log[-1] == ("start", rel0)
+    assert one_mailer_at_a_time(log), log
+
+
+def test_remove_takes_the_processes_away(run_cli: Run, project: Project, lab: Lab) -> None:
+    color, _ = live(lab)
+    pid = heartbeat(lab, 1)["pid"]
+    r = run_cli("remove", "lab", "--yes", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    assert f"{APP}.worker-{color}@1.service" in r.out + r.err  # named in the plan
+    assert lab.ssh("h1", f"kill -0 {pid}", check=False).returncode != 0  # the worker is gone
+    left = lab.ssh("h1", f"ls -1 /etc/systemd/system /etc/systemd/system/*.wants | "
+                         f"grep -F '{APP}.'", check=False).stdout
+    assert left == ""
+    for unit in (f"{APP}.worker-{color}@1.service", f"{APP}.nightly-{color}.timer"):
+        assert active(lab, unit) == "inactive"

@@ -234,3 +234,33 @@ def test_init_proposes_the_other_mains_commented(tmp_path: Any) -> None:
     # uncommented, the proposal is a valid config
     active = text.replace("# [processes.worker]\n# main", "[processes.worker]\nmain")
     assert parse(tomllib.loads(active)).base.processes["worker"].main == "cmd/worker"
+
+
+def test_a_host_without_systemd_is_refused_before_any_change() -> None:
+    from types import SimpleNamespace
+    from typing import cast
+
+    from goship.deploy.engine import refuse_processes
+    from goship.deploy.host import Host
+    from goship.errors import UsageError
+
+    env = parse({**BASE, "processes": {"worker": {"main": "cmd/worker"}},
+                 "env": {"prod": {"hosts": ["app1", "app2"]}}}).env("prod")
+    hosts = [cast(Host, SimpleNamespace(name=n, services=SimpleNamespace(name=m)))
+             for n, m in (("app1", "systemd"), ("app2", "supervisord"))]
+    with pytest.raises(UsageError) as e:
+        refuse_processes(env, hosts)
+    assert e.value.message == ("app2: [processes.*] need systemd (units and timers); this "
+                               "host runs the app under supervisord")
+    refuse_processes(env, hosts[:1])  # systemd hosts go on
+
+
+def test_logs_include_the_processes() -> None:
+    from typing import cast
+
+    from goship.deploy.services import Systemd
+    from goship.transport.base import Transport
+
+    c = config(worker={"main": "cmd/worker"})
+    cmd = Systemd(cast(Transport, None), c, Paths("/srv", "shop")).logs_cmd(False, None, 10)
+    assert cmd.argv[-4:] == ("-u", "shop-*@*.service", "-u", "shop.*")

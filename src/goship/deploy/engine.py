@@ -905,6 +905,7 @@ def deploy(project: Project, env: Environment, *, allow_dirty: bool = False,
     values = env_values(project, env)
     with fleet(env) as hosts:
         refuse_during_canary(hosts)
+        refuse_processes(env, hosts)  # before the build: nothing to wait for
         arches = {h.facts.arch or "amd64" for h in hosts}
         d = Deployer(project, env, force=force, wait=wait, command="deploy")
         if not dry_run:

@@ -271,6 +271,8 @@ class Systemd(Services):
     def logs_cmd(self, follow: bool, since: str | None, lines: int) -> Cmd:
         args = ["journalctl", "--no-pager", "-o", "short-iso", "-n", str(lines),
                 "-u", f"{self.config.app.name}-*@*.service"]
+        if self.config.processes:  # workers and jobs: shop.worker-blue@1, shop.nightly-...
+            args += ["-u", f"{self.config.app.name}.*"]
         if since:
             args += ["--since", since]
         if follow:
