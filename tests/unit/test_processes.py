@@ -56,11 +56,18 @@ def test_refused_with_one_line(procs: dict[str, Any], said: str) -> None:
     assert said in error_of({**BASE, "processes": procs})
 
 
-def test_supervisord_is_refused_with_the_fix() -> None:
+def test_a_schedule_under_supervisord_is_refused_with_the_fix() -> None:
     said = error_of({**BASE, "run": {"manager": "supervisord"},
+                     "processes": {"w": {"main": "cmd/w"},
+                                   "nightly": {"main": "cmd/n", "schedule": "daily"}}})
+    assert 'processes.nightly.schedule: run.manager = "supervisord" has no timers' in said
+    assert "run the job from the host's cron (the binary ships as " \
+           "BASE/APP/current/nightly)" in said
+    # workers alone run under supervisord; docker runs none yet
+    parse({**BASE, "run": {"manager": "supervisord"}, "processes": {"w": {"main": "cmd/w"}}})
+    said = error_of({**BASE, "run": {"manager": "docker"},
                      "processes": {"w": {"main": "cmd/w"}}})
-    assert "cannot run [processes.*] yet" in said
-    assert 'set run.manager = "systemd"' in said
+    assert 'run.manager = "docker" cannot run [processes.*] yet' in said
 
 
 def test_defaults_and_env_override() -> None:
@@ -244,15 +251,20 @@ def test_a_host_without_systemd_is_refused_before_any_change() -> None:
     from goship.deploy.host import Host
     from goship.errors import UsageError
 
-    env = parse({**BASE, "processes": {"worker": {"main": "cmd/worker"}},
+    env = parse({**BASE, "processes": {"worker": {"main": "cmd/worker"},
+                                       "nightly": {"main": "cmd/nightly",
+                                                   "schedule": "daily"}},
                  "env": {"prod": {"hosts": ["app1", "app2"]}}}).env("prod")
     hosts = [cast(Host, SimpleNamespace(name=n, services=SimpleNamespace(name=m)))
              for n, m in (("app1", "systemd"), ("app2", "supervisord"))]
     with pytest.raises(UsageError) as e:
         refuse_processes(env, hosts)
-    assert e.value.message == ("app2: [processes.*] need systemd (units and timers); this "
-                               "host runs the app under supervisord")
+    assert e.value.message == ("app2: processes.nightly.schedule needs a systemd timer; "
+                               "this host runs the app under supervisord")
     refuse_processes(env, hosts[:1])  # systemd hosts go on
+    workers = parse({**BASE, "processes": {"worker": {"main": "cmd/worker"}},
+                     "env": {"prod": {"hosts": ["app1", "app2"]}}}).env("prod")
+    refuse_processes(workers, hosts)  # workers alone run under supervisord too
 
 
 def test_logs_include_the_processes() -> None:
@@ -264,3 +276,35 @@ def test_logs_include_the_processes() -> None:
     c = config(worker={"main": "cmd/worker"})
     cmd = Systemd(cast(Transport, None), c, Paths("/srv", "shop")).logs_cmd(False, None, 10)
     assert cmd.argv[-4:] == ("-u", "shop-*@*.service", "-u", "shop.*")
+
+
+def test_supervisord_programs() -> None:
+    c = config(worker={"main": "cmd/worker", "instances": 2, "args": ["--id", "{port}"],
+                       "env": {"QUEUE": "a ;b"}})
+    files = processes.supervisord_programs(c, Paths("/srv", "shop"), live="blue",
+                                           user="shop", log_dir="/srv/shop/logs",
+                                           releases={"green": "v2-abc"})
+    assert sorted(files) == ["programs/shop.worker-blue.conf",
+                             "programs/shop.worker-green.conf"]
+    green = files["programs/shop.worker-green.conf"]
+    assert "[program:shop.worker-green-1]\n" in green
+    assert "[program:shop.worker-green-2]\n" in green
+    assert ("command=/srv/shop/run/env.green.sh /usr/bin/env GOSHIP_PROCESS=worker "
+            "GOSHIP_INSTANCE=2 'QUEUE=a '';b' /srv/shop/green/worker --id 2\n") in green
+    assert "autostart=false" in green  # only the live color's start at boot
+    assert "autostart=true" in files["programs/shop.worker-blue.conf"]
+    assert "stdout_logfile=/srv/shop/logs/shop.worker-green-2.log" in green
+    assert processes.programs(c, "blue") == ["shop.worker-blue-1", "shop.worker-blue-2"]
+
+
+def test_supervisorctl_status_verdict() -> None:
+    before = processes.parse_status(
+        "shop.worker-blue-1   RUNNING   pid 101, uptime 0:00:01\n"
+        "shop.worker-blue-2   RUNNING   pid 102, uptime 0:00:01\n")
+    after = processes.parse_status(
+        "shop.worker-blue-1   RUNNING   pid 101, uptime 0:00:04\n"
+        "shop.worker-blue-2   BACKOFF   Exited too quickly (process log may have details)\n")
+    names = ["shop.worker-blue-1", "shop.worker-blue-2"]
+    assert processes.judge(before, before, names) is None
+    assert processes.judge(before, after, names) == \
+        "shop.worker-blue-2 is not running (backoff/backoff)"

@@ -622,10 +622,15 @@ class Config(Section):
             if name == self.app.binary_name:
                 raise ValueError(f"processes.{name}: the web binary is named {name}; name "
                                  f"the process otherwise")
-        if self.processes and self.run.manager in ("supervisord", "docker"):
-            raise ValueError(f"processes: run.manager = {self.run.manager!r} cannot run "
-                             f"[processes.*] yet (systemd units and timers only): set "
-                             f'run.manager = "systemd" (or "auto" on systemd hosts)')
+        if self.processes and self.run.manager == "docker":
+            raise ValueError('processes: run.manager = "docker" cannot run [processes.*] '
+                             'yet: set run.manager = "systemd" or "supervisord"')
+        timed = [n for n, p in self.processes.items() if p.schedule is not None]
+        if timed and self.run.manager == "supervisord":
+            raise ValueError(f'processes.{timed[0]}.schedule: run.manager = "supervisord" '
+                             f"has no timers: set run.manager = \"systemd\", or drop the "
+                             f"schedule and run the job from the host's cron (the binary "
+                             f"ships as BASE/APP/current/{timed[0]})")
         mains = [p.main for p in self.processes.values()]
         if len(set(mains)) != len(mains):
             raise ValueError("two processes name the same main package; one process can "

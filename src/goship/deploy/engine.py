@@ -380,7 +380,7 @@ class Deployer:
         if not names:
             return
         h = m.host
-        runner = processes.ProcessRunner(h.t, self.config, h.paths)
+        runner = processes.for_host(h)
         m.step = "start workers"
         if m.old_color is not None and m.old_color != m.new_color:
             single = [n for n in names if not self.config.processes[n].overlap]
@@ -402,7 +402,7 @@ class Deployer:
         if not self.config.processes:
             return
         h = m.host
-        runner = processes.ProcessRunner(h.t, self.config, h.paths)
+        runner = processes.for_host(h)
         m.step = "switch processes"
         if m.old_color is not None and m.old_color != m.new_color:
             runner.stop(m.old_color, jobs=False)
@@ -502,7 +502,7 @@ class Deployer:
             h.t.run(_rm(h.nginx.site_path))
             h.nginx.reload()
         if self.config.processes:
-            runner = processes.ProcessRunner(h.t, self.config, h.paths)
+            runner = processes.for_host(h)
             if m.new_color != m.old_color:
                 runner.stop(m.new_color)
             if m.stopped_workers and m.old_color is not None:
@@ -918,14 +918,20 @@ def deploy(project: Project, env: Environment, *, allow_dirty: bool = False,
 def refuse_processes(env: Environment, hosts: list[Host]) -> None:
     """[processes.*] run under systemd only: a host that would run the app under another
     manager (run.manager = "auto" without systemd) stops the command before any change."""
-    if not env.config.processes:
+    procs = env.config.processes
+    if not procs:
         return
-    other = [h for h in hosts if h.services.name != "systemd"]
-    if other:
-        raise UsageError(f"{other[0].name}: [processes.*] need systemd (units and timers); "
-                         f"this host runs the app under {other[0].services.name}",
-                         hint="deploy them to systemd hosts, or move the processes out of "
-                              "goship.toml for this environment")
+    timed = sorted(n for n, p in procs.items() if p.schedule is not None)
+    for h in hosts:
+        manager = h.services.name
+        if manager == "systemd" or (manager == "supervisord" and not timed):
+            continue
+        what = (f"processes.{timed[0]}.schedule needs a systemd timer" if timed and
+                manager == "supervisord" else "[processes.*] need systemd or supervisord")
+        raise UsageError(f"{h.name}: {what}; this host runs the app under {manager}",
+                         hint="deploy to systemd hosts, or run the job from the host's cron "
+                              "(the binary is BASE/APP/current/NAME)" if timed else
+                              'set run.manager = "systemd" or "supervisord"')
 
 
 def release_built(d: Deployer, hosts: list[Host], artifacts: dict[str, Artifact],

@@ -5,8 +5,10 @@ color's stopped after (or, `overlap = false`, before the new ones start)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from goship.command import Cmd
 from goship.config import Config
@@ -14,6 +16,10 @@ from goship.config.model import Process
 from goship.deploy.layout import COLORS, Paths
 from goship.errors import ApplyError
 from goship.transport.base import Transport
+
+if TYPE_CHECKING:
+    from goship.deploy.host import Host
+    from goship.deploy.services import Supervisor
 
 
 def unit_base(app: str, process: str, color: str) -> str:
@@ -42,6 +48,48 @@ def workers(config: Config) -> list[str]:
 
 def timers(config: Config) -> list[str]:
     return [n for n, p in sorted(config.processes.items()) if p.schedule is not None]
+
+
+def programs(config: Config, color: str, names: list[str] | None = None) -> list[str]:
+    """supervisord's programs of `color`'s workers (`shop.worker-blue-1`: the dot keeps
+    them apart from the web programs, `shop-blue-8080`)."""
+    from goship.deploy.layout import ident
+
+    return [f"{ident(config.app.name)}.{name}-{color}-{i}"
+            for name, p in sorted(config.processes.items())
+            if p.schedule is None and (names is None or name in names)
+            for i in range(1, p.instances + 1)]
+
+
+def supervisord_programs(config: Config, paths: Paths, *, live: str | None, user: str | None,
+                         log_dir: str, root: Path | None = None,
+                         releases: dict[str, str] | None = None) -> dict[str, str]:
+    """Program files of the workers, per color (schedules need systemd: refused earlier)."""
+    from goship.deploy import runfiles
+    from goship.deploy.layout import ident
+    from goship.render.engine import render
+
+    out: dict[str, str] = {}
+    data = runfiles.data_root(paths)
+    for name, p in sorted(config.processes.items()):
+        if p.schedule is not None:
+            continue
+        for color in COLORS:
+            release = (releases or {}).get(color, "RELEASE")
+            binary = f"{paths.color_link(color)}/{name}"
+            every = range(1, p.instances + 1)
+            env = [f"{k}={v}" for k, v in sorted(p.env.items())]
+            commands = {i: runfiles.supervisord_command(
+                [paths.env_script(color), "/usr/bin/env", f"GOSHIP_PROCESS={name}",
+                 f"GOSHIP_INSTANCE={i}", *env, binary], list(p.args), port=i, color=color,
+                release=release, data=data) for i in every}
+            out[f"programs/{config.app.name}.{name}-{color}.conf"] = render(
+                "supervisord.process.j2", root, app=config.app.name, process=name,
+                color=color, program_prefix=f"{ident(config.app.name)}.{name}-{color}",
+                instances=list(every), commands=commands, color_dir=paths.color_link(color),
+                user=user, autostart=color == live,
+                drain=int(config.run.drain_timeout + 0.999), log_dir=log_dir)
+    return out
 
 
 def env_line(name: str, value: str) -> str:
@@ -169,10 +217,10 @@ class ProcessRunner:
         if not us:
             return None
         h = self.config.run.health
-        show = Cmd.of("systemctl", "show", *[f"-p{p}" for p in SHOW], *us)
+        show = self.show(us)
         b, _, a = self.t.run_all([show, Cmd.of("sleep", f"{h.min_uptime:g}"), show],
                                  timeout=h.min_uptime + 60)
-        why = judge(parse_show(b.stdout), parse_show(a.stdout), us)
+        why = judge(self.parse(b.stdout), self.parse(a.stdout), us)
         if why is None:
             for name in names:
                 why = self.health_command(color, name)
@@ -182,6 +230,12 @@ class ProcessRunner:
             return None
         tail = self.log_tail(us)
         return f"{why}{'; ' + tail if tail else ''}"
+
+    def show(self, us: list[str]) -> Cmd:
+        return Cmd.of("systemctl", "show", *[f"-p{p}" for p in SHOW], *us)
+
+    def parse(self, text: str) -> dict[str, Unit]:
+        return parse_show(text)
 
     def health_command(self, color: str, name: str) -> str | None:
         p: Process = self.config.processes[name]
@@ -263,3 +317,105 @@ def plan_lines(rows: list[dict[str, object]]) -> list[str]:
             out.append(f"  process {r['name']}: timer ({r['schedule']}) on {r['start']} from "
                        f"the switch{stop}")
     return out
+
+
+def for_host(h: Host) -> ProcessRunner:
+    """The host's processes under its service manager (systemd or goship's supervisord)."""
+    from goship.deploy.services import Supervisor
+
+    if isinstance(h.services, Supervisor):
+        return SupervisorProcesses(h.t, h.config, h.paths, h.services)
+    return ProcessRunner(h.t, h.config, h.paths)
+
+
+STATUS_LINE = re.compile(r"^(?P<name>\S+)\s+(?P<state>[A-Z]+)(?:\s+pid (?P<pid>\d+))?",
+                         re.M)
+
+
+def parse_status(text: str) -> dict[str, Unit]:
+    """`supervisorctl status` lines by program name (no restart counter there: a restart
+    shows as another PID)."""
+    out = {}
+    for m in STATUS_LINE.finditer(text):
+        state = m.group("state")
+        out[m.group("name")] = Unit(m.group("name"),
+                                    "active" if state == "RUNNING" else state.lower(),
+                                    state.lower(), int(m.group("pid") or 0))
+    return out
+
+
+class SupervisorProcesses(ProcessRunner):
+    """Workers as programs of goship's supervisord (no timers: refused before)."""
+
+    def __init__(self, t: Transport, config: Config, paths: Paths, sup: Supervisor) -> None:
+        super().__init__(t, config, paths)
+        self.sup = sup
+
+    def worker_units(self, color: str, names: list[str]) -> list[str]:
+        return programs(self.config, color, names)
+
+    def start_workers(self, color: str, names: list[str]) -> None:
+        ps = programs(self.config, color, names)
+        if not ps:
+            return
+        # Its program files were (re)read at install for the new color only: the old
+        # color's are read again here when an undo starts them.
+        self.t.check(self.sup.ctl("reread"))
+        self.t.check(self.sup.ctl("update", *ps))
+        res = self.t.run(self.sup.ctl("start", *ps), timeout=120)
+        if not res.ok and "ERROR" in res.stdout and "already started" not in res.stdout:
+            said = " ".join(res.stdout.split())
+            raise ApplyError(f"{self.t.name}: supervisorctl start failed: {said}; "
+                             f"{self.log_tail(ps)}")
+
+    def stop(self, color: str, names: list[str] | None = None, *, jobs: bool = True) -> None:
+        ps = programs(self.config, color, names)
+        if ps:
+            self.t.run(self.sup.ctl("stop", *ps), timeout=self.config.run.drain_timeout + 30)
+
+    def start_timers(self, color: str) -> None:
+        return None
+
+    def show(self, us: list[str]) -> Cmd:
+        return self.sup.ctl("status", *us)
+
+    def parse(self, text: str) -> dict[str, Unit]:
+        return parse_status(text)
+
+    def log_tail(self, us: list[str], lines: int = 6) -> str:
+        files = [f"{self.paths.logs}/{u.replace(self._ident_prefix(), self.app + '.', 1)}.log"
+                 for u in us]
+        res = self.t.run(Cmd.of("tail", "-q", "-n", str(lines), *files))
+        shown = [ln.strip() for ln in res.stdout.splitlines() if ln.strip()][-lines:]
+        return f"log: {' | '.join(shown)}" if shown else ""
+
+    def _ident_prefix(self) -> str:
+        from goship.deploy.layout import ident
+
+        return f"{ident(self.app)}."
+
+    def health_command(self, color: str, name: str) -> str | None:
+        p: Process = self.config.processes[name]
+        if p.health_command is None:
+            return None
+        # As the program runs: the color's directory, its environment script, its user.
+        argv = [self.paths.env_script(color), "/usr/bin/env", f"GOSHIP_PROCESS={name}",
+                "/bin/sh", "-c", p.health_command]
+        if self.sup.as_user:
+            argv = ["runuser", "-u", self.sup.as_user, "--", *argv]
+        res = self.t.run(Cmd.of("sh", "-c", 'cd "$1" && shift && exec "$@"', "goship-health",
+                                self.paths.color_link(color), *argv),
+                         timeout=self.config.run.health.deadline + 30)
+        if res.ok:
+            return None
+        out = " | ".join(ln for ln in (res.stdout + res.stderr).strip().splitlines()[-3:])
+        return f"{name}: health_command exited {res.code}{': ' + out if out else ''}"
+
+    def status(self, color: str | None) -> list[dict[str, object]]:
+        if color is None or not self.config.processes:
+            return []
+        ps = programs(self.config, color)
+        shown = parse_status(self.t.run(self.sup.ctl("status", *ps)).stdout)
+        return [{"unit": p, "state": f"{shown.get(p, Unit(p)).active}/"
+                 f"{shown.get(p, Unit(p)).sub}", "pid": shown.get(p, Unit(p)).pid or None,
+                 "restarts": 0} for p in ps]

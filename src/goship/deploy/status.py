@@ -67,11 +67,11 @@ def host_status(h: Host, consul_token: str | None = None) -> dict[str, Any]:
 
 def _processes(h: Host, color: str | None) -> list[dict[str, Any]]:
     """[processes.*] on the live color (systemd hosts)."""
-    if not h.config.processes or h.services.name != "systemd":
+    if not h.config.processes or h.services.name not in ("systemd", "supervisord"):
         return []
-    from goship.deploy.processes import ProcessRunner
+    from goship.deploy.processes import for_host
 
-    return ProcessRunner(h.t, h.config, h.paths).status(color)
+    return for_host(h).status(color)
 
 
 def _draining(h: Host, live: str | None) -> dict[str, Any] | None:

@@ -86,6 +86,11 @@ def supervisord_programs(config: Config, paths: Paths, *, live: str | None,
             port_env=config.run.port_env, env_script=paths.env_script(color), user=user,
             autostart=color == live, drain=int(config.run.drain_timeout + 0.999),
             log_dir=log_dir, commands=commands, dirs=dirs)
+    if config.processes:
+        from goship.deploy.processes import supervisord_programs as process_programs
+
+        out.update(process_programs(config, paths, live=live, user=user, log_dir=log_dir,
+                                    root=root, releases=releases))
     return out
 
 

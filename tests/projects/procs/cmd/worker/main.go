@@ -22,9 +22,13 @@ func main() {
 		time.Sleep(1500 * time.Millisecond)
 		os.Exit(1)
 	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		home = "."
+	home := os.Getenv("HEARTBEAT_DIR") // else the home (the app's shared data under systemd)
+	if home == "" {
+		if h, err := os.UserHomeDir(); err == nil {
+			home = h
+		} else {
+			home = "."
+		}
 	}
 	path := filepath.Join(home, fmt.Sprintf("heartbeat-%s-%s",
 		os.Getenv("GOSHIP_PROCESS"), os.Getenv("GOSHIP_INSTANCE")))
