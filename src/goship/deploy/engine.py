@@ -376,17 +376,18 @@ class Deployer:
     def workers_up(self, m: Move) -> None:
         """[processes.*] workers on the new color, started and proven live (before any
         switch); a singleton's (overlap = false) old instances stopped first."""
-        names = processes.workers(self.config)
+        # The plan's rows (plan.processes) decide: which workers, which stop first.
+        rows = [r for r in m.plan.processes if r["kind"] == "worker"]
+        names = [str(r["name"]) for r in rows]
         if not names:
             return
         h = m.host
         runner = processes.for_host(h)
         m.step = "start workers"
-        if m.old_color is not None and m.old_color != m.new_color:
-            single = [n for n in names if not self.config.processes[n].overlap]
-            if single:
-                runner.stop(m.old_color, single)
-                m.stopped_workers = single
+        single = [str(r["name"]) for r in rows if r["stop_when"] == "before the new start"]
+        if single and m.old_color is not None:
+            runner.stop(m.old_color, single)
+            m.stopped_workers = single
         runner.stop(m.new_color, names)  # a leftover of an earlier run
         runner.start_workers(m.new_color, names)
         m.step = "worker gate"
@@ -399,13 +400,14 @@ class Deployer:
     def processes_switched(self, m: Move) -> None:
         """After the switch: the new color's timers run, the old color's workers and timers
         stop (a job already running finishes on its release)."""
-        if not self.config.processes:
+        if not m.plan.processes:
             return
         h = m.host
         runner = processes.for_host(h)
         m.step = "switch processes"
-        if m.old_color is not None and m.old_color != m.new_color:
-            runner.stop(m.old_color, jobs=False)
+        stop = [str(r["name"]) for r in m.plan.processes if r["stop"]]
+        if stop and m.old_color is not None:
+            runner.stop(m.old_color, stop, jobs=False)
         runner.start_timers(m.new_color)
 
     def switch(self, m: Move) -> None:
