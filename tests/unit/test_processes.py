@@ -308,3 +308,20 @@ def test_supervisorctl_status_verdict() -> None:
     assert processes.judge(before, before, names) is None
     assert processes.judge(before, after, names) == \
         "shop.worker-blue-2 is not running (backoff/backoff)"
+
+
+def test_a_canary_with_processes_is_not_yet(tmp_path: Any) -> None:
+    from types import SimpleNamespace
+    from typing import cast
+
+    from goship.canary.engine import CanaryEngine
+    from goship.deploy.host import Host
+    from goship.errors import NotYetError
+
+    project = parse({**BASE, "processes": {"worker": {"main": "cmd/worker"}},
+                     "env": {"prod": {"hosts": ["app1"]}}}, file=str(tmp_path / "goship.toml"))
+    engine = CanaryEngine(project, project.env("prod"))
+    host = cast(Host, SimpleNamespace(name="app1", nginx=SimpleNamespace(lua=True)))
+    with pytest.raises(NotYetError) as e:  # before anything is built or changed
+        engine.start([host], {}, 5.0, allow_dirty=False, skip_checks=True)
+    assert "a canary of an app with [processes.*]" in e.value.message
