@@ -133,6 +133,9 @@ def test_workers_and_timer_switch_with_the_release(run_cli: Run, project: Projec
                                                    lab: Lab) -> None:
     dry = run_cli("deploy", "lab", "--dry-run", "--skip-checks", cwd=project.root)
     assert dry.code == 0, dry.out + dry.err
+    assert "process worker: 2 instance(s) on blue, gated before the switch (live 3s " \
+           "without a restart)" in dry.out, dry.out
+    assert "process nightly: timer (*:*:0/5) on blue from the switch" in dry.out
     r = run_cli("deploy", "lab", "--skip-checks", cwd=project.root)
     assert r.code == 0, r.out + r.err
     assert "3 worker instance(s) live on" in r.out + r.err
