@@ -55,6 +55,15 @@ class Lab:
             raise AssertionError(f"{host}: {command!r} exited {res.returncode}: {res.stderr}")
         return res
 
+    def nginx_errors(self, hosts: Iterable[str], lines: int = 30) -> str:
+        """The last lines of each host's nginx error log: what a failed load assertion
+        shows beside wrk's counts (a timed-out or refused upstream names itself there)."""
+        out = []
+        for h in hosts:
+            res = self.ssh(h, f"tail -n {lines} /var/log/nginx/error.log", check=False)
+            out.append(f"--- {h}: /var/log/nginx/error.log\n{res.stdout}{res.stderr}")
+        return "\n".join(out)
+
     def remove_app(self, app: str, hosts: Iterable[str], *more: str) -> None:
         """The suites share the lab's hosts: an app a suite deployed goes when it ends
         (units, nginx site, files, and `more` units or paths)."""
