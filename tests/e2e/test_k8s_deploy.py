@@ -6,10 +6,16 @@ that never passes its health check is undone to v2 with the reason printed, and
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import queue
 import subprocess
 import sys
+import threading
+import time
+import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -126,6 +132,56 @@ def test_v1_is_ready_on_two_nodes_and_answers_through_its_service(
     assert (data["release"], data["ready"], data["desired"]) == ("v1.0.0", 2, 2)
     assert data["url"] == f"http://{ip}/"
     assert sum(data["nodes"].values()) == 2
+
+
+def hit(path: str) -> None:
+    with contextlib.suppress(urllib.error.HTTPError):  # a 404 is logged too
+        urllib.request.urlopen(f"http://10.78.0.11:{NODE_PORT}{path}", timeout=5).close()
+
+
+def test_logs_prefix_each_line_with_its_pod_and_follow_new_ones(
+        project: Project, v1: None, run_cli: Run) -> None:
+    pods = {p["metadata"]["name"]: p["spec"]["nodeName"]
+            for p in kget("pods", "-l", f"app.kubernetes.io/name={APP}")["items"]}
+    marker = f"/logs-marker-{uuid.uuid4().hex[:8]}"
+    hit(marker)
+    r = run_cli("logs", "k8s", "-n", "50", "--since", "10 min ago", cwd=project.root)
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    assert {line.split(" | ", 1)[0] for line in lines} == set(pods), r.out
+    assert marker in r.out
+    # --host: a node's pods only
+    name, node = sorted(pods.items())[0]
+    r = run_cli("logs", "k8s", "--host", node, "-n", "5", cwd=project.root)
+    assert r.code == 0, r.err
+    assert {line.split(" | ", 1)[0] for line in r.out.splitlines()} == {name}
+    r = run_cli("logs", "k8s", "--since", "yesterday", cwd=project.root)
+    assert (r.code, r.out) == (2, "")
+    assert len(r.err.strip().splitlines()) == 1
+    assert "--since 'yesterday'" in r.err
+    # --follow: a request made after it started shows up, prefixed
+    proc = subprocess.Popen([sys.executable, "-m", "goship", "logs", "k8s", "-f", "-n", "0"],
+                            cwd=project.root, stdout=subprocess.PIPE, text=True)
+    got: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [got.put(x) for x in proc.stdout or []],
+                     daemon=True).start()
+    try:
+        later = f"/logs-follow-{uuid.uuid4().hex[:8]}"
+        seen = ""
+        deadline = time.monotonic() + 30
+        while later not in seen and time.monotonic() < deadline:
+            hit(later)
+            try:
+                seen = got.get(timeout=1)
+            except queue.Empty:
+                continue
+            while later not in seen and not got.empty():
+                seen = got.get()
+        assert later in seen, "goship logs -f printed no line for a new request"
+        assert seen.split(" | ", 1)[0] in pods
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def test_v2_rolls_out_under_load_with_no_failed_request(

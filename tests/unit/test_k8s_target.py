@@ -143,11 +143,34 @@ def rollout(**kw: Any) -> plan.Rollout:
     (rollout(available=1, deadline_exceeded=True), "undo", "did not complete"),
     (rollout(available=1, pods=[plan.Pod("p1", "new", waiting="ErrImageNeverPull")]), "undo",
      "ErrImageNeverPull"),
+    # killed by its startup probe after run.health.deadline unready: the gate failed, at
+    # once rather than at the rollout's timeout
+    (rollout(available=1, startup_deadline=10,
+             pods=[plan.Pod("p1", "new", restarts=1, last_run=10.2)]), "undo",
+     "pod p1 never became Ready: its health check failed for run.health.deadline = 10s"),
+    # a crash soon after starting (a database not up yet) is waited for: restarts decide
+    (rollout(available=1, startup_deadline=10,
+             pods=[plan.Pod("p1", "new", restarts=1, last_run=2.0)]), "wait", ""),
+    # restarted after a long healthy run, and ready again
+    (rollout(available=1, startup_deadline=10,
+             pods=[plan.Pod("p1", "new", restarts=1, last_run=40, ready=True)]), "wait", ""),
 ])
 def test_the_rollout_verdict(r: plan.Rollout, action: str, why: str) -> None:
     v = plan.verdict(r)
     assert v.action == action
     assert why in v.reason
+
+
+def test_a_pod_s_last_run_is_read_from_its_terminated_state() -> None:
+    from goship.kube.target import _pod
+
+    pod = {"metadata": {"name": "p1", "labels": {plan.HASH_LABEL: "new"}},
+           "status": {"containerStatuses": [{
+               "ready": False, "restartCount": 1, "state": {"running": {}},
+               "lastState": {"terminated": {"startedAt": "2026-11-23T10:00:01Z",
+                                            "finishedAt": "2026-11-23T10:00:11Z"}}}]}}
+    assert _pod(pod).last_run == 10.0
+    assert _pod({"metadata": {"name": "p2"}, "status": {}}).last_run == 0.0
 
 
 def rs(revision: str, image: str) -> dict[str, Any]:
@@ -194,3 +217,29 @@ def test_setup_of_a_cluster_says_there_are_no_hosts(tmp_path: Path,
     (tmp_path / "goship.toml").write_text(BASE + '[env.k]\nkubernetes = "lab"\n')
     assert main(["--config", str(tmp_path / "goship.toml"), "setup", "k"]) == 2
     assert "env.k is a Kubernetes cluster: it has no hosts to set up" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("90s", 90), ("10m", 600), ("10 min ago", 600), ("2h", 7200), ("1 day ago", 86400),
+    ("5 minutes ago", 300), (" 3 hours ", 10800),
+])
+def test_logs_since_reads_relative_durations(text: str, seconds: int) -> None:
+    assert plan.since_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2026-11-23 10:00", "0m", "-5m", "10 lightyears",
+                                  "5m; rm -rf /"])
+def test_logs_since_refuses_what_the_api_cannot_take(text: str) -> None:
+    with pytest.raises(UsageError, match="on Kubernetes, a duration such as"):
+        plan.since_seconds(text)
+
+
+def test_logs_reads_every_live_pod_or_those_a_host_names() -> None:
+    pods = [plan.Pod("web-b", "h", node="lab-h2"), plan.Pod("web-a", "h", node="lab-h1"),
+            plan.Pod("web-c", "h", node="lab-h1", terminating=True)]
+    assert [p.name for p in plan.log_pods(pods, None)] == ["web-a", "web-b"]
+    assert [p.name for p in plan.log_pods(pods, "lab-h1")] == ["web-a"]
+    assert [p.name for p in plan.log_pods(pods, "web-b")] == ["web-b"]
+    with pytest.raises(UsageError) as e:
+        plan.log_pods(pods, "lab-h9")
+    assert e.value.hint == "pick one of: lab-h1, lab-h2, web-a, web-b"

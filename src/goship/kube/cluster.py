@@ -4,6 +4,8 @@ what the Kubernetes target reads and changes in a cluster, as plain dicts."""
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +173,32 @@ class Cluster:
             return [x.rstrip("\n") for x in self.client.log(pod, tail_lines=lines)]
         except ApiError as e:
             return [f"(no log: {e.status.message})"]
+
+
+    def stream_logs(self, pods: list[str], *, follow: bool, since: int | None, lines: int,
+                    say: Callable[[str], None]) -> None:
+        """Each pod's log, every line prefixed with its pod; with `follow`, one reader per
+        pod, lines printed as they come, until interrupted or every pod's stream ends."""
+        from lightkube import ApiError
+
+        def one(pod: str) -> None:
+            try:
+                for line in self.client.log(pod, follow=follow, since=since,
+                                            tail_lines=lines):
+                    say(f"{pod} | {line.rstrip(chr(10))}")
+            except ApiError as e:
+                say(f"{pod} | (no log: {e.status.message})")
+
+        if not follow:
+            for pod in pods:
+                one(pod)
+            return
+        readers = [threading.Thread(target=one, args=(p,), daemon=True) for p in pods]
+        for t in readers:
+            t.start()
+        for t in readers:
+            while t.is_alive():
+                t.join(0.5)  # wakes for Ctrl-C
 
 
 def _apply_patch() -> Any:

@@ -57,6 +57,7 @@ class Pod:
     restarts: int = 0
     waiting: str = ""  # the container's waiting reason, if any
     terminating: bool = False
+    last_run: float = 0.0  # seconds the container ran before its last restart (0: none)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,9 @@ class Rollout:
     elapsed: float = 0.0
     timeout: float = 300.0
     max_restarts: int = 3
+    # run.health.deadline: the startup probe's budget. A container restarted after running
+    # that long unready was killed by its startup probe: it failed goship's health gate.
+    startup_deadline: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,11 @@ def verdict(r: Rollout) -> Verdict:
             return Verdict("undo", f"pod {p.name}: {p.waiting}", p.name)
         if p.restarts >= r.max_restarts:
             return Verdict("undo", f"pod {p.name} restarted {p.restarts} times", p.name)
+        if (r.startup_deadline and p.restarts and not p.ready
+                and p.last_run >= r.startup_deadline - 1):
+            return Verdict("undo", f"pod {p.name} never became Ready: its health check "
+                                   f"failed for run.health.deadline = "
+                                   f"{r.startup_deadline:g}s and it was restarted", p.name)
     if (r.observed >= r.generation and r.updated >= r.desired and r.available >= r.desired
             and r.total <= r.updated):
         return Verdict("done")
@@ -151,3 +160,33 @@ def _revision(rs: dict[str, Any]) -> int:
         return int(rs.get("metadata", {}).get("annotations", {}).get(REVISION, "0"))
     except ValueError:
         return 0
+
+
+_SINCE = re.compile(r"^\s*(\d+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?)"
+                    r"(\s+ago)?\s*$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def since_seconds(text: str) -> int:
+    """`goship logs --since` for pods: the API server takes seconds (sinceSeconds), so the
+    relative forms of journalctl's syntax are read: 90s, 10m, 2h, 1d, '10 min ago'."""
+    m = _SINCE.match(text)
+    if not m or int(m.group(1)) == 0:
+        raise UsageError(f"--since {text!r}: on Kubernetes, a duration such as 90s, 10m, 2h "
+                         "or '10 min ago'")
+    unit = m.group(2)
+    return int(m.group(1)) * _UNIT["m" if unit.startswith("mi") else unit[0]]
+
+
+def log_pods(pods: list[Pod], host: str | None) -> list[Pod]:
+    """The pods `goship logs` reads: every one not terminating, or those named by
+    `--host` (a pod's name or its node's)."""
+    live = [p for p in pods if not p.terminating]
+    if host is None:
+        return sorted(live, key=lambda p: p.name)
+    chosen = [p for p in live if host in (p.name, p.node)]
+    if not chosen:
+        names = ", ".join(sorted({p.node for p in live if p.node} | {p.name for p in live}))
+        raise UsageError(f"--host {host!r}: no pod of the app is that pod or on that node",
+                         hint=f"pick one of: {names or 'none (no pod is running)'}")
+    return sorted(chosen, key=lambda p: p.name)

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import threading
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from goship.errors import ApplyError, NotYetError
 from goship.kube import plan
 from goship.kube.cluster import Cluster
+from goship.render.kubernetes import startup_seconds
 from goship.targets import DeployTarget
 from goship.ui import ui
 
@@ -132,7 +135,8 @@ class KubeTarget(DeployTarget):
             deadline_exceeded=any(c.get("reason") == "ProgressDeadlineExceeded"
                                   for c in conds),
             elapsed=elapsed, timeout=self._timeout(),
-            max_restarts=self._cfg.metrics.restarts)
+            max_restarts=self._cfg.metrics.restarts,
+            startup_deadline=float(startup_seconds(self._cfg)))
 
     def _timeout(self) -> float:
         h = self._cfg.run.health
@@ -254,7 +258,19 @@ class KubeTarget(DeployTarget):
         }
 
     def logs(self, *, host: str | None, follow: bool, since: str | None, lines: int) -> None:
-        raise NotYetError("goship logs on Kubernetes", ISSUE)
+        """The app's pods' logs (every track), each line prefixed with its pod."""
+        seconds = plan.since_seconds(since) if since else None
+        cluster = self._cluster()
+        every = {"app.kubernetes.io/name": self._cfg.app.name}
+        pods = plan.log_pods([_pod(p) for p in cluster.pods(every)], host)
+        lock = threading.Lock()
+
+        def say(line: str) -> None:
+            with lock:
+                ui.out(line)
+
+        cluster.stream_logs([p.name for p in pods], follow=follow, since=seconds,
+                            lines=lines, say=say)
 
 
 def _pod(p: dict[str, Any]) -> plan.Pod:
@@ -266,7 +282,18 @@ def _pod(p: dict[str, Any]) -> plan.Pod:
         node=p.get("spec", {}).get("nodeName") or "", ready=bool(cs.get("ready")),
         restarts=int(cs.get("restartCount", 0)),
         waiting=(cs.get("state", {}).get("waiting") or {}).get("reason", ""),
-        terminating="deletionTimestamp" in p["metadata"])
+        terminating="deletionTimestamp" in p["metadata"],
+        last_run=_ran((cs.get("lastState") or {}).get("terminated") or {}))
+
+
+def _ran(terminated: dict[str, Any]) -> float:
+    """Seconds between a terminated container's start and finish (0 when unknown)."""
+    try:
+        start = datetime.fromisoformat(terminated["startedAt"])
+        end = datetime.fromisoformat(terminated["finishedAt"])
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+    return max(0.0, (end - start).total_seconds())
 
 
 def _lab_nodes() -> int:
