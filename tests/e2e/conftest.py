@@ -12,7 +12,26 @@ from pathlib import Path
 
 import pytest
 
+from tests import components
 from tests.conftest import EXAMPLE, need, skip
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):  # type: ignore[no-untyped-def]
+    """Outside pytest-timeout's clock: a test that needs the Go-built components waits
+    for their background build (tests/components.py)."""
+    if item.get_closest_marker("components"):
+        waited = components.wait()
+        if waited >= 1:
+            print(f"\n(waited {waited:.0f}s for the lab components)", flush=True)
+    yield
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("components"):
+        why = components.failure()
+        if why:
+            pytest.fail(why, pytrace=False)
 
 
 def snapshot() -> dict[str, set[str]]:
