@@ -132,6 +132,9 @@ def test_v1_is_ready_on_two_nodes_and_answers_through_its_service(
     assert (data["release"], data["ready"], data["desired"]) == ("v1.0.0", 2, 2)
     assert data["url"] == f"http://{ip}/"
     assert sum(data["nodes"].values()) == 2
+    hpa = data["hpa"]  # [kubernetes]'s bounds and target; no metrics-server, no CPU yet
+    assert (hpa["min"], hpa["max"], hpa["cpu_target_percent"], hpa["cpu_percent"]) == (
+        2, 10, 70, None), hpa
 
 
 def hit(path: str) -> None:
@@ -236,6 +239,24 @@ def test_rollback_returns_to_v1_skipping_the_undone_release(
     status = run_cli("status", "k8s", cwd=project.root)
     assert status.out.startswith("deployment/hello-gin in default: v1.0.0 (revision 5), "
                                  "2/2 ready; pods per node: lab-h"), status.out
+
+
+def test_rollback_to_a_named_release_and_never_to_an_undone_one(
+        project: Project, v1: None, run_cli: Run) -> None:
+    r = run_cli("rollback", "k8s", "--to", "v3.0.0", cwd=project.root)
+    assert (r.code, r.out) == (2, ""), r.out + r.err
+    [line] = r.err.strip().splitlines()
+    assert line.startswith("goship: release v3.0.0 was undone as unhealthy "
+                           "(goship.dev/failed: pod "), line
+    assert line.endswith("; releases to go to: v2.0.0"), line
+    assert kget("deployment", APP)["metadata"]["annotations"][
+        "deployment.kubernetes.io/revision"] == "5"  # nothing changed
+    with Load(f"http://10.78.0.12:{NODE_PORT}/", connections=4) as load:
+        r = run_cli("rollback", "k8s", "--to", "v2.0.0", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    assert "rollback k8s: v2.0.0" in r.out
+    assert {version_at(i) for i in (1, 2, 3)} == {"v2.0.0"}
+    assert load.result.failed == 0, load.result.text
 
 
 def test_cluster_config_missing_is_one_line_and_changes_nothing(

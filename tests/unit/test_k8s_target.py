@@ -180,6 +180,36 @@ def rs(revision: str, image: str) -> dict[str, Any]:
                                   "spec": {"containers": [{"image": image}]}}}}
 
 
+def vrs(revision: str, version: str, failed: str = "") -> dict[str, Any]:
+    out = rs(revision, "img-" + version)
+    out["spec"]["template"]["metadata"]["labels"][plan.VERSION_LABEL] = version
+    if failed:
+        out["metadata"]["annotations"][plan.FAILED] = failed
+    return out
+
+
+def test_rollback_to_a_named_release_takes_its_newest_replicaset() -> None:
+    # v1 ran twice (revisions 1 and 3); v3 was undone; v2 runs now (revision 5)
+    sets = [vrs("1", "v1"), vrs("2", "v2"), vrs("3", "v1"), vrs("4", "v3", failed="crash"),
+            vrs("5", "v2")]
+    t = plan.release_template(sets, "v1", current=5)
+    assert t["spec"]["containers"][0]["image"] == "img-v1"
+    assert plan.HASH_LABEL not in t["metadata"]["labels"]
+
+
+@pytest.mark.parametrize(("release", "message"), [
+    ("v2", "v2 is the release running now"),
+    ("v9", "no ReplicaSet of release v9 in the Deployment's history"),
+    ("v3", "release v3 was undone as unhealthy (goship.dev/failed: crash)"),
+])
+def test_rollback_to_a_release_it_cannot_go_to_is_refused(release: str, message: str) -> None:
+    sets = [vrs("1", "v1"), vrs("4", "v3", failed="crash"), vrs("5", "v2")]
+    with pytest.raises(UsageError) as e:
+        plan.release_template(sets, release, current=5)
+    assert e.value.message == message
+    assert e.value.hint == "releases to go to: v1"
+
+
 def test_undo_goes_back_to_the_newest_older_replicaset() -> None:
     sets = [rs("1", "v1"), rs("3", "v3"), rs("2", "v2"), rs("4", "v4")]
     t = plan.previous_template(sets, current=4)
@@ -243,3 +273,27 @@ def test_logs_reads_every_live_pod_or_those_a_host_names() -> None:
     with pytest.raises(UsageError) as e:
         plan.log_pods(pods, "lab-h9")
     assert e.value.hint == "pick one of: lab-h1, lab-h2, web-a, web-b"
+
+
+HPA = {"spec": {"minReplicas": 2, "maxReplicas": 10, "metrics": [
+    {"type": "Resource", "resource": {"name": "cpu", "target": {
+        "type": "Utilization", "averageUtilization": 50}}}]},
+       "status": {"currentReplicas": 2, "desiredReplicas": 4, "currentMetrics": [
+           {"type": "Resource", "resource": {"name": "cpu", "current": {
+               "averageUtilization": 93, "averageValue": "93m"}}}],
+           "conditions": [{"type": "ScalingActive", "status": "True",
+                           "reason": "ValidMetricFound"}]}}
+NO_METRICS = {"spec": HPA["spec"], "status": {
+    "currentReplicas": 2, "desiredReplicas": 2, "conditions": [
+        {"type": "ScalingActive", "status": "False", "reason": "FailedGetResourceMetric",
+         "message": "unable to get metrics for resource cpu"}]}}
+
+
+@pytest.mark.parametrize(("hpa", "line"), [
+    (HPA, "autoscaler 2 -> 4 replicas within 2..10, CPU 93% (target 50%)"),
+    (NO_METRICS, "autoscaler 2 -> 2 replicas within 2..10, CPU unknown (target 50%), not "
+                 "scaling: FailedGetResourceMetric: unable to get metrics for resource cpu"),
+    (None, "no autoscaler"),
+])
+def test_status_says_what_the_autoscaler_does(hpa: Any, line: str) -> None:
+    assert plan.hpa_line(plan.hpa_state(hpa)) == line

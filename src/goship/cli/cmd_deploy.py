@@ -201,6 +201,9 @@ def status(ctx: click.Context, env: str, as_json: bool) -> None:
                f"{data['release'] or 'nothing deployed'} (revision {data['revision'] or '-'}), "
                f"{data['ready']}/{data['desired']} ready; pods per node: {pods}; "
                f"url {data['url'] or '-'}")
+        from goship.kube.plan import hpa_line
+
+        ui.out(hpa_line(data.get("hpa")))
         return
     for name, h in data["hosts"].items():
         if "error" in h:

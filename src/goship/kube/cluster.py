@@ -149,6 +149,15 @@ class Cluster:
         labels: dict[str, Any] = dict(selector)
         return [p.to_dict() for p in self.client.list(Pod, labels=labels)]
 
+    def hpa(self, name: str) -> dict[str, Any] | None:
+        from lightkube import ApiError
+        from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
+
+        try:
+            return self.client.get(HorizontalPodAutoscaler, name).to_dict()
+        except ApiError:
+            return None
+
     def service(self, name: str) -> dict[str, Any] | None:
         from lightkube import ApiError
         from lightkube.resources.core_v1 import Service

@@ -141,12 +141,51 @@ def previous_template(replicasets: list[dict[str, Any]], current: int) -> dict[s
              and FAILED not in (rs.get("metadata", {}).get("annotations") or {})]
     if not older:
         return None
-    template: dict[str, Any] = dict(max(older, key=_revision)["spec"]["template"])
-    meta = dict(template.get("metadata") or {})
+    return _without_hash(max(older, key=_revision)["spec"]["template"])
+
+
+VERSION_LABEL = "app.kubernetes.io/version"
+
+
+def release_template(replicasets: list[dict[str, Any]], release: str,
+                     current: int) -> dict[str, Any]:
+    """`goship rollback --to RELEASE`: the pod template of the newest ReplicaSet that ran
+    RELEASE (its pods' version label), as previous_template gives it. A release that is
+    not in the history, is the one running, or that goship undid as unhealthy is refused
+    with the releases one can go to."""
+    def version(rs: dict[str, Any]) -> str:
+        labels = rs["spec"]["template"].get("metadata", {}).get("labels") or {}
+        return str(labels.get(VERSION_LABEL, ""))
+
+    def failed(rs: dict[str, Any]) -> bool:
+        return FAILED in (rs.get("metadata", {}).get("annotations") or {})
+
+    ordered = sorted(replicasets, key=_revision, reverse=True)
+    running = next((version(rs) for rs in ordered if _revision(rs) == current), "")
+    choices = sorted({version(rs) for rs in ordered
+                      if version(rs) and version(rs) != running and not failed(rs)})
+    hint = f"releases to go to: {', '.join(choices)}" if choices else "no other release is kept"
+    if release == running:
+        raise UsageError(f"{release} is the release running now", hint=hint)
+    match = [rs for rs in ordered if version(rs) == release and _revision(rs) != current]
+    if not match:
+        raise UsageError(f"no ReplicaSet of release {release} in the Deployment's history",
+                         hint=hint)
+    if all(failed(rs) for rs in match):
+        raise UsageError(f"release {release} was undone as unhealthy "
+                         f"({FAILED}: {match[0]['metadata']['annotations'][FAILED]})",
+                         hint=hint)
+    chosen = next(rs for rs in match if not failed(rs))
+    return _without_hash(chosen["spec"]["template"])
+
+
+def _without_hash(template: dict[str, Any]) -> dict[str, Any]:
+    out = dict(template)
+    meta = dict(out.get("metadata") or {})
     meta["labels"] = {k: val for k, val in (meta.get("labels") or {}).items()
                       if k != HASH_LABEL}
-    template["metadata"] = meta
-    return template
+    out["metadata"] = meta
+    return out
 
 
 def current_replicaset(replicasets: list[dict[str, Any]], current: int) -> str | None:
@@ -190,3 +229,34 @@ def log_pods(pods: list[Pod], host: str | None) -> list[Pod]:
         raise UsageError(f"--host {host!r}: no pod of the app is that pod or on that node",
                          hint=f"pick one of: {names or 'none (no pod is running)'}")
     return sorted(chosen, key=lambda p: p.name)
+
+
+def hpa_state(hpa: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`goship status`'s view of the HorizontalPodAutoscaler: its bounds, the replicas it
+    has and wants, the CPU it measures against its target, and why it cannot scale (no
+    metrics-server answering, for one). None when the app has no HPA."""
+    if not hpa:
+        return None
+    spec, st = hpa.get("spec") or {}, hpa.get("status") or {}
+    target = cpu = None
+    for m in spec.get("metrics") or []:
+        if m.get("type") == "Resource" and (m.get("resource") or {}).get("name") == "cpu":
+            target = ((m["resource"].get("target") or {}).get("averageUtilization"))
+    for m in st.get("currentMetrics") or []:
+        if m.get("type") == "Resource" and (m.get("resource") or {}).get("name") == "cpu":
+            cpu = ((m["resource"].get("current") or {}).get("averageUtilization"))
+    blocked = next((f"{c.get('reason', '')}: {c.get('message', '')}".strip()
+                    for c in st.get("conditions") or []
+                    if c.get("type") == "ScalingActive" and c.get("status") == "False"), None)
+    return {"min": spec.get("minReplicas", 1), "max": spec.get("maxReplicas"),
+            "current": st.get("currentReplicas", 0), "desired": st.get("desiredReplicas", 0),
+            "cpu_percent": cpu, "cpu_target_percent": target, "not_scaling": blocked}
+
+
+def hpa_line(h: dict[str, Any] | None) -> str:
+    if h is None:
+        return "no autoscaler"
+    cpu = f"{h['cpu_percent']}%" if h["cpu_percent"] is not None else "unknown"
+    line = (f"autoscaler {h['current']} -> {h['desired']} replicas within "
+            f"{h['min']}..{h['max']}, CPU {cpu} (target {h['cpu_target_percent']}%)")
+    return line + (f", not scaling: {h['not_scaling']}" if h["not_scaling"] else "")

@@ -190,20 +190,25 @@ class KubeTarget(DeployTarget):
             time.sleep(0.5)
         return False, f"health check through the Service failed: {url}: {last}"
 
-    def _undo(self, cluster: Cluster, failed: str = "") -> bool:
+    def _undo(self, cluster: Cluster, failed: str = "", to: str | None = None) -> bool:
         app = self._cfg.app.name
         d = cluster.deployment(app)
         current = int((d or {}).get("metadata", {}).get("annotations", {})
                       .get(plan.REVISION, "0") or 0)
         sets = cluster.replicasets(self._selector())
+        if to is not None:  # refused before anything changes
+            template: dict[str, Any] | None = plan.release_template(sets, to, current)
+            ui.info(f"undo: re-applying the pod template of release {to}")
+        else:
+            template = plan.previous_template(sets, current)
         bad = plan.current_replicaset(sets, current)
         if failed and bad:  # a later rollback must not return to it
             cluster.mark_failed(bad, failed)
-        template = plan.previous_template(sets, current)
         if template is None:
             ui.warn("nothing to undo to: no earlier ReplicaSet (a first deploy)")
             return False
-        ui.info("undo: re-applying the previous ReplicaSet's pod template")
+        if to is None:
+            ui.info("undo: re-applying the previous ReplicaSet's pod template")
         if self._env_before:  # the environment the previous release ran with
             cluster.apply_objects(self._env_before)
         cluster.apply_template(app, template)
@@ -223,11 +228,11 @@ class KubeTarget(DeployTarget):
     def rollback(self, *, to: str | None, **opts: Any) -> Outcome | FleetPlan:
         from goship.deploy.engine import Outcome
 
-        if to is not None or opts.get("dry_run"):
-            raise NotYetError("goship rollback --to/--dry-run on Kubernetes", ISSUE)
+        if opts.get("dry_run"):
+            raise NotYetError("goship rollback --dry-run on Kubernetes", ISSUE)
         start = time.monotonic()
         cluster = self._cluster()
-        ok = self._undo(cluster)
+        ok = self._undo(cluster, to=to)
         s = self.status()
         return Outcome("rollback", self.env.name, s["release"] or "-",
                        self._hosts(cluster, s["release"]) if ok else {}, ok,
@@ -255,6 +260,7 @@ class KubeTarget(DeployTarget):
             "ready": d.get("status", {}).get("readyReplicas", 0),
             "nodes": dict(sorted(nodes.items())),
             "url": f"http://{ip}/" if ip else None,
+            "hpa": plan.hpa_state(cluster.hpa(app)),
         }
 
     def logs(self, *, host: str | None, follow: bool, since: str | None, lines: int) -> None:
