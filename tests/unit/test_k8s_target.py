@@ -297,3 +297,16 @@ NO_METRICS = {"spec": HPA["spec"], "status": {
 ])
 def test_status_says_what_the_autoscaler_does(hpa: Any, line: str) -> None:
     assert plan.hpa_line(plan.hpa_state(hpa)) == line
+
+
+def test_the_secret_holds_the_env_file_and_the_secrets_commands(tmp_path: Path) -> None:
+    """As on hosts: run.env_file's values and [secrets]' commands' output, resolved once;
+    run.env stays for the ConfigMap."""
+    from goship.targets import deploy_target
+
+    (tmp_path / ".env.k8s").write_text("DB_PASS=from-file\n")
+    p = project(tmp_path, '[env.k8s]\nkubernetes = "lab"\n[env.k8s.run]\n'
+                          'env_file = ".env.k8s"\n'
+                          '[env.k8s.secrets]\nAPI_TOKEN = { command = "printf tok-1" }\n')
+    target = deploy_target(p, p.env("k8s"))
+    assert target._secrets() == {"API_TOKEN": "tok-1", "DB_PASS": "from-file"}  # type: ignore[attr-defined]

@@ -92,15 +92,21 @@ class KubeTarget(DeployTarget):
         return plan.digest_ref(repo, img.digests["linux/amd64"]), \
             result.build.plan.stamp.safe_version
 
+    def _secrets(self) -> dict[str, str]:
+        """The Secret's values: run.env_file's (a sops file decrypted in memory) and
+        [secrets]' commands, resolved as for hosts, once per command."""
+        from goship.deploy.engine import env_values
+        from goship.secrets import secret_names
+
+        names = set(secret_names(self.project.root, self._cfg))
+        return {k: v for k, v in env_values(self.project, self.env).items() if k in names}
+
     def _apply(self, cluster: Cluster, image: str, version: str) -> None:
-        from goship.envfile import parse_env_file
         from goship.render.inputs import RenderInput
         from goship.render.kubernetes import render_kubernetes
 
         cfg = plan.pinned(self._cfg, image)
-        secrets = {}
-        if cfg.run.env_file and (self.project.root / cfg.run.env_file).exists():
-            secrets = parse_env_file(self.project.root / cfg.run.env_file)
+        secrets = self._secrets()
         # show_secrets: the Secret gets its real values; it goes to the API server only.
         rendered = render_kubernetes(RenderInput(config=cfg, root=self.project.root,
                                                  env=self.env.name, version=version,
