@@ -190,6 +190,21 @@ def test_logs_prefix_each_line_with_its_pod_and_follow_new_ones(
 def test_v2_rolls_out_under_load_with_no_failed_request(
         project: Project, v1: None, run_cli: Run) -> None:
     project.release("v2.0.0")
+    # --dry-run: the API server's own dry run of each apply; nothing changes
+    before = kget("deployment", APP)
+    r = run_cli("deploy", "k8s", "--dry-run", "--skip-checks", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    old_image = before["spec"]["template"]["spec"]["containers"][0]["image"]
+    [line] = [x for x in r.out.splitlines() if "deployment/" in x]
+    assert line.startswith(f"  update deployment/{APP}: image {old_image} -> "), r.out
+    assert f"  unchanged service/{APP}" in r.out.splitlines(), r.out
+    assert f"  unchanged secret/{APP}-secrets" in r.out.splitlines(), r.out
+    after = kget("deployment", APP)
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert after["spec"]["template"] == before["spec"]["template"]
+    r = run_cli("deploy", "k8s", "--dry-run", "--skip-checks", "--json", cwd=project.root)
+    assert {c["action"] for c in json.loads(r.out)["plan"]["changes"]} == {
+        "update", "unchanged"}, r.out
     with Load(f"http://10.78.0.12:{NODE_PORT}/", connections=8) as load:
         r = run_cli("deploy", "k8s", "--skip-checks", cwd=project.root)
     assert r.code == 0, r.out + r.err

@@ -310,3 +310,43 @@ def test_the_secret_holds_the_env_file_and_the_secrets_commands(tmp_path: Path) 
                           '[env.k8s.secrets]\nAPI_TOKEN = { command = "printf tok-1" }\n')
     target = deploy_target(p, p.env("k8s"))
     assert target._secrets() == {"API_TOKEN": "tok-1", "DB_PASS": "from-file"}  # type: ignore[attr-defined]
+
+
+def dep(image: str, replicas: int = 2) -> dict[str, Any]:
+    return {"metadata": {"name": "shop", "resourceVersion": "7"}, "spec": {
+        "replicas": replicas, "template": {"spec": {"containers": [{"image": image}]}}}}
+
+
+@pytest.mark.parametrize(("kind", "before", "after", "action", "details"), [
+    ("Deployment", None, dep("r@sha256:b"), "create", ["image r@sha256:b"]),
+    ("Deployment", dep("r@sha256:a"), dep("r@sha256:b"), "update",
+     ["image r@sha256:a -> r@sha256:b"]),
+    # the server's metadata differs, the desired state does not
+    ("Deployment", dep("r@sha256:a"), {**dep("r@sha256:a"), "metadata": {"name": "shop"}},
+     "unchanged", []),
+    ("ConfigMap", {"data": {"A": "1", "B": "2"}}, {"data": {"A": "1", "B": "3", "C": "4"}},
+     "update", ["B: changed", "C: added"]),
+    ("ConfigMap", {"data": {"A": "1"}}, {"data": {}}, "update", ["A: removed"]),
+    ("Secret", {"data": {"K": "b2xk"}}, {"data": {"K": "bmV3"}}, "update",
+     ["values changed (not shown)"]),
+    ("Secret", {"data": {"K": "b2xk"}}, {"data": {"K": "b2xk"}}, "unchanged", []),
+])
+def test_a_dry_run_says_what_each_object_would_become(
+        kind: str, before: Any, after: Any, action: str, details: list[str]) -> None:
+    c = plan.change(kind, "shop", before, after)
+    assert (c.action, c.details) == (action, details)
+    assert "bmV3" not in str(c)
+    assert "b2xk" not in str(c)
+
+
+def test_the_dry_run_plan_prints_and_serialises() -> None:
+    p = plan.KubePlan("prod", "shop", "v2", "r@sha256:b", [
+        plan.change("Deployment", "shop", dep("r@sha256:a"), dep("r@sha256:b")),
+        plan.change("Service", "shop", {"spec": {"a": 1}}, {"spec": {"a": 1}})])
+    assert p.lines() == [
+        "deploy prod: release v2 to namespace shop, image r@sha256:b",
+        "  update deployment/shop: image r@sha256:a -> r@sha256:b",
+        "  unchanged service/shop",
+        "  then: watch the rollout, gate on health through the Service, undo on failure"]
+    assert p.as_dict()["changes"][1] == {"kind": "Service", "name": "shop",
+                                         "action": "unchanged", "details": []}

@@ -15,9 +15,8 @@ from goship.ui import ui
 
 def _report(ctx: click.Context, outcome: Any, as_json: bool) -> None:
     from goship.deploy.engine import Outcome
-    from goship.deploy.plan import FleetPlan
 
-    if isinstance(outcome, FleetPlan):  # a dry run: the plan deploy would execute
+    if not isinstance(outcome, Outcome):  # a dry run: the plan deploy would execute
         if as_json:
             ui.out(json.dumps({"plan": outcome.as_dict()}, indent=2))
         else:

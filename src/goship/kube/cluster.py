@@ -61,6 +61,30 @@ class Cluster:
             done.append(f"{obj.kind}/{obj.metadata.name}")  # type: ignore[union-attr]
         return done
 
+    def preview(self, text: str) -> list[tuple[str, str, dict[str, Any] | None,
+                                               dict[str, Any]]]:
+        """(kind, name, live object or None, the server's dry run of its apply) for one
+        rendered file's objects: nothing is changed."""
+        from lightkube import ApiError, codecs
+
+        out = []
+        for obj in codecs.load_all_yaml(text):
+            kind, name = str(obj.kind), str(obj.metadata.name)  # type: ignore[union-attr]
+            try:
+                before: dict[str, Any] | None = self.client.get(
+                    type(obj), name).to_dict()  # type: ignore[no-untyped-call]
+            except ApiError as e:
+                if e.status.code != 404:
+                    raise ApplyError(f"get {kind}/{name}: {e.status.message}") from None
+                before = None
+            try:
+                after = self.client.apply(
+                    obj, force=True, dry_run=True).to_dict()  # type: ignore[no-untyped-call]
+            except ApiError as e:
+                raise ApplyError(f"dry run of {kind}/{name}: {e.status.message}") from None
+            out.append((kind, name, before, after))
+        return out
+
     def set_initial_replicas(self, name: str, replicas: int) -> None:
         from lightkube.resources.apps_v1 import Deployment
 

@@ -260,3 +260,76 @@ def hpa_line(h: dict[str, Any] | None) -> str:
     line = (f"autoscaler {h['current']} -> {h['desired']} replicas within "
             f"{h['min']}..{h['max']}, CPU {cpu} (target {h['cpu_target_percent']}%)")
     return line + (f", not scaling: {h['not_scaling']}" if h["not_scaling"] else "")
+
+
+# What `deploy --dry-run` compares between an object and the server's dry-run apply of its
+# rendered form: the desired state, not the metadata the server keeps.
+_COMPARED = ("spec", "data", "binaryData", "stringData")
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str
+    name: str
+    action: Literal["create", "update", "unchanged"]
+    details: list[str] = field(default_factory=list)
+
+
+def change(kind: str, name: str, before: dict[str, Any] | None,
+           after: dict[str, Any]) -> Change:
+    """One object's fate in a deploy, from its live form and the server's dry run of the
+    apply (defaults filled on both sides). A Secret's values are never shown."""
+    if before is None:
+        return Change(kind, name, "create", _image_details(None, after))
+    if all(before.get(k) == after.get(k) for k in _COMPARED):
+        return Change(kind, name, "unchanged")
+    if kind == "Secret":
+        return Change(kind, name, "update", ["values changed (not shown)"])
+    details = _image_details(before, after)
+    if kind == "ConfigMap":
+        old, new = before.get("data") or {}, after.get("data") or {}
+        details = [f"{k}: {'added' if k not in old else 'removed' if k not in new else 'changed'}"
+                   for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return Change(kind, name, "update", details)
+
+
+def _image_details(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
+    def image(obj: dict[str, Any] | None) -> str | None:
+        containers = ((((obj or {}).get("spec") or {}).get("template") or {})
+                      .get("spec") or {}).get("containers") or [{}]
+        found = containers[0].get("image")
+        return str(found) if found is not None else None
+
+    old, new = image(before), image(after)
+    if new is None or old == new:
+        return []
+    return [f"image {new}" if old is None else f"image {old} -> {new}"]
+
+
+@dataclass(frozen=True)
+class KubePlan:
+    """`goship deploy ENV --dry-run` on a cluster: what the apply would do to each object,
+    from the API server's own dry run."""
+
+    env: str
+    namespace: str
+    release: str
+    image: str
+    changes: list[Change]
+
+    def lines(self) -> list[str]:
+        out = [f"deploy {self.env}: release {self.release} to namespace {self.namespace}, "
+               f"image {self.image}"]
+        for c in self.changes:
+            more = f": {'; '.join(c.details)}" if c.details else ""
+            out.append(f"  {c.action} {c.kind.lower()}/{c.name}{more}")
+        if any(c.kind == "Deployment" and c.action != "unchanged" for c in self.changes):
+            out.append("  then: watch the rollout, gate on health through the Service, "
+                       "undo on failure")
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"target": "kubernetes", "env": self.env, "namespace": self.namespace,
+                "release": self.release, "image": self.image,
+                "changes": [{"kind": c.kind, "name": c.name, "action": c.action,
+                             "details": c.details} for c in self.changes]}

@@ -21,7 +21,7 @@ from goship.ui import ui
 
 if TYPE_CHECKING:
     from goship.deploy.engine import Outcome
-    from goship.deploy.plan import FleetPlan
+    from goship.targets import Plan
 
 ISSUE = 16
 POLL = 1.0
@@ -42,12 +42,10 @@ class KubeTarget(DeployTarget):
         return {"app.kubernetes.io/name": self._cfg.app.name, "goship.dev/track": track}
 
     # deploy ----------------------------------------------------------------------------
-    def deploy(self, **opts: Any) -> Outcome | FleetPlan:
+    def deploy(self, **opts: Any) -> Outcome | Plan:
         from goship.deploy.engine import Outcome
 
         cluster_cfg = self.env.target.kubernetes
-        if opts.get("dry_run"):
-            raise NotYetError("goship deploy --dry-run to a Kubernetes environment", ISSUE)
         # The default (bluegreen, for hosts) means rolling here; another one said
         # explicitly is not built on Kubernetes yet.
         if ("strategy" in self._cfg.deploy.model_fields_set
@@ -59,7 +57,10 @@ class KubeTarget(DeployTarget):
                               "image to [docker] registry)", ISSUE)
         start = time.monotonic()
         cluster = self._cluster()
-        image, version = self._build_and_import(opts)
+        built, version = self._build(opts)
+        if opts.get("dry_run"):
+            return self._preview(cluster, built, version)
+        image = self._import(built)
         ui.info(f"image {image}")
         self._apply(cluster, image, version)
         ok, reason = self._watch(cluster)
@@ -75,10 +76,9 @@ class KubeTarget(DeployTarget):
         return Outcome("deploy", self.env.name, version, self._hosts(cluster, version), True,
                        time.monotonic() - start)
 
-    def _build_and_import(self, opts: dict[str, Any]) -> tuple[str, str]:
+    def _build(self, opts: dict[str, Any]) -> tuple[Any, str]:
+        """The image (goship package --image) and its release version."""
         from goship.build.pipeline import run_package
-        from goship.lab import kubernetes as lab_kube
-        from goship.lab.layout import HostLayout
 
         result = run_package(self.project, self._cfg, image=True,
                              allow_dirty=bool(opts.get("allow_dirty")),
@@ -86,11 +86,40 @@ class KubeTarget(DeployTarget):
         img = result.image
         if img is None or "linux/amd64" not in img.digests:
             raise ApplyError("the build made no linux/amd64 image for the lab's nodes")
+        return img, result.build.plan.stamp.safe_version
+
+    def _import(self, img: Any) -> str:
+        """Into every lab node's containerd; the digest reference the pods run."""
+        from goship.lab import kubernetes as lab_kube
+        from goship.lab.layout import HostLayout
+
         nodes = [HostLayout(i) for i in range(1, _lab_nodes() + 1)]
         repo = lab_kube.import_image(nodes, img.path, digests=True)
         ui.info(f"image imported into containerd on {len(nodes)} node(s)")
-        return plan.digest_ref(repo, img.digests["linux/amd64"]), \
-            result.build.plan.stamp.safe_version
+        return plan.digest_ref(repo, img.digests["linux/amd64"])
+
+    def _preview(self, cluster: Cluster, img: Any, version: str) -> plan.KubePlan:
+        """deploy --dry-run: the image built, nothing imported; the API server's dry run
+        of each apply against what is live."""
+        from goship.lab import kubernetes as lab_kube
+
+        image = plan.digest_ref(lab_kube.image_repository(img.path),
+                                img.digests["linux/amd64"])
+        changes = [plan.change(kind, name, before, after)
+                   for _, text in self._rendered(image, version)
+                   for kind, name, before, after in cluster.preview(text)]
+        return plan.KubePlan(self.env.name, cluster.namespace, version, image, changes)
+
+    def _rendered(self, image: str, version: str) -> list[tuple[str, str]]:
+        from goship.render.inputs import RenderInput
+        from goship.render.kubernetes import render_kubernetes
+
+        cfg = plan.pinned(self._cfg, image)
+        # show_secrets: the Secret gets its real values; it goes to the API server only.
+        rendered = render_kubernetes(RenderInput(config=cfg, root=self.project.root,
+                                                 env=self.env.name, version=version,
+                                                 secrets=self._secrets(), show_secrets=True))
+        return plan.applied(rendered)
 
     def _secrets(self) -> dict[str, str]:
         """The Secret's values: run.env_file's (a sops file decrypted in memory) and
@@ -102,19 +131,11 @@ class KubeTarget(DeployTarget):
         return {k: v for k, v in env_values(self.project, self.env).items() if k in names}
 
     def _apply(self, cluster: Cluster, image: str, version: str) -> None:
-        from goship.render.inputs import RenderInput
-        from goship.render.kubernetes import render_kubernetes
-
-        cfg = plan.pinned(self._cfg, image)
-        secrets = self._secrets()
-        # show_secrets: the Secret gets its real values; it goes to the API server only.
-        rendered = render_kubernetes(RenderInput(config=cfg, root=self.project.root,
-                                                 env=self.env.name, version=version,
-                                                 secrets=secrets, show_secrets=True))
+        cfg = self._cfg
         app = cfg.app.name
         first = cluster.deployment(app) is None
         self._env_before = cluster.env_objects(app)
-        for name, text in plan.applied(rendered):
+        for name, text in self._rendered(image, version):
             for obj in cluster.apply(text):
                 ui.info(f"applied {obj}")
             if name == "deployment.yaml" and first:
@@ -231,7 +252,7 @@ class KubeTarget(DeployTarget):
                                 f"{n}: {c} pod(s)" for n, c in s["nodes"].items())]}}
 
     # rollback, status, logs ------------------------------------------------------------
-    def rollback(self, *, to: str | None, **opts: Any) -> Outcome | FleetPlan:
+    def rollback(self, *, to: str | None, **opts: Any) -> Outcome | Plan:
         from goship.deploy.engine import Outcome
 
         if opts.get("dry_run"):
