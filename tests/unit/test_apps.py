@@ -144,3 +144,24 @@ def test_strip_path_needs_path_and_stream_paths_stay_under_it() -> None:
         config_of("[proxy]\nstrip_path = true\n")
     with pytest.raises(ValueError, match="outside path"):
         config_of('[proxy]\npath = "/api"\nstream_paths = ["/events"]\n')
+
+
+def test_goship_apps_lists_each_app_of_each_host() -> None:
+    from goship.cli.cmd_apps import rows, table
+
+    shop = AppClaim(app="shop", listen=[80], server_names=["shop.example.com"], path=None,
+                    release="v1", color="green", ports={"blue": [8080], "green": [8180]})
+    api = AppClaim(app="api", listen=[80], server_names=[], path="/api", release="r2",
+                   color="blue", ports={"blue": [8081], "green": [8181]})
+    got = rows({"h1": [api, shop], "h2": "h2: ssh: connection refused"})
+    lines = table(got)
+    assert lines[0].split() == ["HOST", "APP", "RELEASE", "LIVE", "PORTS", "SERVED", "AT"]
+    assert lines[1].split() == ["h1", "api", "r2", "blue", "blue=8081", "green=8181",
+                                "default", "server/api", ":80"]
+    assert lines[2].split() == ["h1", "shop", "v1", "green", "blue=8080", "green=8180",
+                                "shop.example.com", ":80"]
+    assert "FAILED: h2: ssh: connection refused" in lines[3]
+    assert got[1]["path"] is None
+    assert got[0] == {"host": "h1", "app": "api", "release": "r2", "live": "blue",
+                      "ports": {"blue": [8081], "green": [8181]}, "listen": [80],
+                      "server_names": [], "path": "/api"}
