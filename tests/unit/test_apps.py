@@ -59,10 +59,10 @@ def test_deploy_refused_before_any_change_with_exit_2() -> None:
     refuse_conflicts(config_of('[proxy]\nserver_names = ["api.example.com"]\n'), "h1", [shop])
 
 
-def test_another_apps_ports_are_not_taken_even_when_stopped() -> None:
-    # shop's green (8180) is stopped, so nothing listens there: still shop's.
+def test_another_apps_live_ports_are_not_taken_even_while_it_restarts() -> None:
+    # Nothing listens on shop's live 8080 at this moment (a restart): still shop's.
     shop = AppClaim(app="shop", listen=[80], server_names=["shop.example.com"], path=None,
-                    ports={"blue": [8080], "green": [8180]})
+                    color="blue", ports={"blue": [8080], "green": [8180]})
     plan = plan_host(config_of("[proxy]\npath = \"/api\"\n"), view([shop]), "deploy", "r1",
                      Artifact("r1", "x"))
     assert plan.ports["blue"] == [8081]  # the preflight moved off shop's port

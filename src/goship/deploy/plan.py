@@ -199,9 +199,10 @@ def plan_host(config: Config, view: HostView, action: Action, release: str,
             reserved.add(config.proxy.tls.listen)
         if view.live_color:
             reserved |= set(recorded[view.live_color])
-        # Another goship app's ports, its stopped color's too: that app starts it later.
-        reserved |= {p for a in view.apps if a.app != config.app.name
-                     for ps in a.ports.values() for p in ps}
+        # Another goship app's live ports, even while its instance restarts (its other
+        # color's are only defaults until it runs: its own preflight moves them then).
+        reserved |= {p for a in view.apps if a.app != config.app.name and a.color
+                     for p in a.ports.get(a.color, [])}
         # Ports count as this app's only where it ran: recorded, or a host deployed before
         # ports were recorded (then the default scheme is what it used).
         known = "ports" in view.state or view.live_color is not None

@@ -23,6 +23,16 @@ LUA_MODULES = ("/usr/lib/nginx/modules/ndk_http_module.so",
                "/usr/lib/nginx/modules/ngx_http_lua_module.so")
 
 
+# $@ = old worker pids: those still accepting (neither gone nor shutting down).
+OLD_ACCEPTING = r"""
+for p in "$@"; do
+  c=$(tr '\0' ' ' < /proc/"$p"/cmdline 2>/dev/null) || continue
+  case "$c" in ""|*"shutting down"*) ;; *) echo "$p" ;; esac
+done
+exit 0
+"""
+
+
 def _reason(output: str) -> str:
     """The line of `nginx -t` that says what is wrong (the last one only says it failed)."""
     lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
@@ -237,9 +247,18 @@ class Nginx(abc.ABC):
         while time.monotonic() < end:
             now = self.workers()
             if now - old:
-                return
+                break
             time.sleep(0.05)
-        raise ApplyError(f"{self.t.name}: nginx did not start new workers after reload")
+        else:
+            raise ApplyError(f"{self.t.name}: nginx did not start new workers after reload")
+        # The old workers stop accepting once they took the master's signal ("shutting
+        # down"): until then a new connection may still get the old config (a first
+        # site's request answered by the default site's 404).
+        while old and time.monotonic() < end:
+            if not self.t.run(Cmd.of("sh", "-c", OLD_ACCEPTING, "goship-old-workers",
+                                     *(str(p) for p in sorted(old)))).stdout.strip():
+                return
+            time.sleep(0.02)
 
     def drain(self, old_workers: set[int], timeout: float) -> bool:
         """Wait until the workers of the old config exited: their in-flight requests are
