@@ -222,3 +222,15 @@ def test_goship_apps_lists_every_app(run_cli: Run, projects: dict[str, Project],
                for ln in lines[1:]), table.out
     assert any(ln.split()[:2] == ["h1", "shop"] and f"{NAME} :80" in ln
                for ln in lines[1:]), table.out
+
+
+def test_removing_a_path_app_leaves_the_other_on_the_shared_server(
+        run_cli: Run, projects: dict[str, Project], lab: Lab) -> None:
+    r = run_cli("remove", "lab", "--yes", cwd=projects["v2"].root)
+    assert r.code == 0, r.out + r.err
+    assert get("/v2/version")[0] == 404
+    assert get("/api/items")[0] == 200
+    assert version("/version", NAME) == "v1.1.0"
+    left = lab.ssh("h1", "ls /etc/nginx/goship/paths/80-default/").stdout.split()
+    assert left == ["api.conf"]
+    assert lab.ssh("h1", "nginx -t", check=False).returncode == 0
