@@ -41,10 +41,9 @@ done
 echo @apps
 # What every goship app's nginx site claims (several apps on one host): its claim line, or
 # for a site written before claim lines, its header, listen and server_name.
-for f in /etc/nginx/conf.d/goship-*.conf "$1"/*/run/site.conf; do
-  [ -f "$f" ] && grep -H -E -e '^# goship-claim: |: written by goship \(' \
-    -e '^ *listen [0-9]|^ *server_name ' "$f"
-done
+# One grep for every site (a glob matching nothing stays a name grep cannot open).
+grep -H -E -e '^# goship-claim: |: written by goship \(' -e '^ *listen [0-9]|^ *server_name ' \
+  /etc/nginx/conf.d/goship-*.conf "$1"/*/run/site.conf 2>/dev/null
 echo @end
 """
 
