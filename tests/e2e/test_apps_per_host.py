@@ -224,6 +224,29 @@ def test_goship_apps_lists_every_app(run_cli: Run, projects: dict[str, Project],
                for ln in lines[1:]), table.out
 
 
+def track(path: str, headers: dict[str, str]) -> tuple[str, str | None]:
+    req = urllib.request.Request(f"http://{H1}{path}", headers=headers)
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return str(json.loads(r.read())["version"]), r.headers["X-Goship-Track"]
+
+
+def test_a_canary_of_a_path_app_is_routed_under_its_prefix(
+        run_cli: Run, projects: dict[str, Project]) -> None:
+    v2 = projects["v2"]
+    v2.release("v1.2.0")
+    r = run_cli("canary", "start", "lab", "--header", "X-App-Version=beta", "--skip-checks",
+                cwd=v2.root)
+    assert r.code == 0, r.out + r.err
+    try:
+        for _ in range(10):
+            assert track("/v2/version", {"X-App-Version": "beta"}) == ("v1.2.0", "canary")
+            assert track("/v2/version", {"X-App-Version": "other"})[0] == "v1.1.0"
+        assert get("/api/items")[0] == 200  # the other path app is not routed by it
+    finally:
+        assert run_cli("canary", "abort", "lab", cwd=v2.root).code == 0
+    assert track("/v2/version", {"X-App-Version": "beta"})[0] == "v1.1.0"
+
+
 def test_removing_a_path_app_leaves_the_other_on_the_shared_server(
         run_cli: Run, projects: dict[str, Project], lab: Lab) -> None:
     r = run_cli("remove", "lab", "--yes", cwd=projects["v2"].root)
