@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from goship.command import Cmd
 from goship.transport.base import Transport
@@ -37,6 +38,12 @@ for pid in $(printf '%s\n' "$listen" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort
   while IFS= read -r line; do last=$line; done 2>/dev/null < /proc/"$pid"/cgroup
   printf '%s %s\n' "$pid" "${last##*/}"
 done
+echo @apps
+# What every goship app's nginx site claims (several apps on one host): its claim line, or
+# for a site written before claim lines, its header, listen and server_name.
+# One grep for every site (a glob matching nothing stays a name grep cannot open).
+grep -H -E -e '^# goship-claim: |: written by goship \(' -e '^ *listen [0-9]|^ *server_name ' \
+  /etc/nginx/conf.d/goship-*.conf "$1"/*/run/site.conf 2>/dev/null
 echo @end
 """
 
@@ -90,6 +97,89 @@ def parse_listeners(text: str, units: str = "") -> dict[int, Listener] | None:
 
 
 @dataclass(frozen=True)
+class AppClaim:
+    """What a goship app's nginx site on the host claims: where it listens, under which
+    names and path, and what it runs (read from its site file's claim line)."""
+
+    app: str
+    listen: list[int]  # every port its server blocks listen on (HTTP, HTTPS)
+    server_names: list[str]  # empty: the default server of those ports
+    path: str | None
+    release: str | None = None
+    color: str | None = None
+    ports: dict[str, list[int]] = field(default_factory=dict)
+    file: str = ""
+
+    @property
+    def where(self) -> str:
+        names = " ".join(self.server_names) if self.server_names else "default server"
+        return f"{names}{self.path or ''} on {', '.join(str(p) for p in self.listen)}"
+
+
+CLAIM_HEADER = re.compile(r"^# ([a-z0-9][a-z0-9-]*): written by goship "
+                          r"\(release ([A-Za-z0-9._-]+), color (blue|green)\)")
+
+
+def _ints(raw: object) -> list[int]:
+    return [int(p) for p in raw if isinstance(p, int)] if isinstance(raw, list) else []
+
+
+def parse_claims(text: str) -> list[AppClaim]:
+    """The @apps section: `FILE:LINE` lines grep printed -> one claim per site file."""
+    by_file: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        path, sep, rest = line.partition(":")
+        if sep and path.startswith("/"):
+            by_file.setdefault(path, []).append(rest)
+    out: list[AppClaim] = []
+    for path, lines in by_file.items():
+        claim = _claim_line(path, lines) or _claim_legacy(path, lines)
+        if claim is not None:
+            out.append(claim)
+    return sorted(out, key=lambda c: c.app)
+
+
+def _claim_line(path: str, lines: list[str]) -> AppClaim | None:
+    for line in lines:
+        if line.startswith("# goship-claim: "):
+            try:
+                d = json.loads(line.removeprefix("# goship-claim: "))
+            except ValueError:
+                return None
+            if not isinstance(d, dict) or not isinstance(d.get("app"), str):
+                return None
+            ports = d.get("ports")
+            raw_path = d.get("path")
+            return AppClaim(
+                app=d["app"], listen=_ints(d.get("listen")),
+                server_names=[n for n in d.get("server_names") or [] if isinstance(n, str)],
+                path=raw_path if isinstance(raw_path, str) else None,
+                release=d.get("release") if isinstance(d.get("release"), str) else None,
+                color=d.get("color") if isinstance(d.get("color"), str) else None,
+                ports={c: _ints(v) for c, v in ports.items()} if isinstance(ports, dict)
+                else {}, file=path)
+    return None
+
+
+def _claim_legacy(path: str, lines: list[str]) -> AppClaim | None:
+    """A site written before claim lines: its header, listens and first server_name."""
+    head = next((m for m in map(CLAIM_HEADER.match, lines) if m), None)
+    if head is None:
+        return None
+    listen: list[int] = []
+    names: list[str] = []
+    for line in lines:
+        words = line.strip().rstrip(";").split()
+        if words[:1] == ["listen"] and len(words) > 1 and words[1].isdigit():
+            if int(words[1]) not in listen:
+                listen.append(int(words[1]))
+        elif words[:1] == ["server_name"] and not names:
+            names = [n for n in words[1:] if n != "_"]
+    return AppClaim(app=head.group(1), listen=listen, server_names=names, path=None,
+                    release=head.group(2), color=head.group(3), file=path)
+
+
+@dataclass(frozen=True)
 class HostFacts:
     os: str | None
     arch: str | None
@@ -106,6 +196,8 @@ class HostFacts:
     docker: bool
     # port -> who listens there; None when `ss` is missing (the preflight cannot look).
     listeners: dict[int, Listener] | None = None
+    # what the goship apps' nginx sites on the host claim (this app's included)
+    apps: list[AppClaim] = field(default_factory=list)
 
     @property
     def systemd_pid1(self) -> bool:
@@ -173,6 +265,7 @@ def parse_facts(text: str) -> HostFacts:
         supervisord=bool(s.get("supervisord")),
         docker=bool(s.get("docker")),
         listeners=parse_listeners(s.get("listen", "no-ss"), s.get("units", "")),
+        apps=parse_claims(s.get("apps", "")),
     )
 
 

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from goship.config.validators import split_host
 from goship.transport import LocalTransport, SshOptions, SshTransport, Transport
@@ -22,7 +22,15 @@ if TYPE_CHECKING:
     from goship.config import Environment, Project
     from goship.config.model import Target_
     from goship.deploy.engine import Outcome
-    from goship.deploy.plan import FleetPlan
+
+
+class Plan(Protocol):
+    """What a dry run returns (the host fleet's FleetPlan, a cluster's KubePlan): the plan
+    deploy would execute, printed line by line or as JSON."""
+
+    def lines(self) -> list[str]: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
 
 
 class DeployTarget(abc.ABC):
@@ -33,10 +41,10 @@ class DeployTarget(abc.ABC):
         self.project, self.env = project, env
 
     @abc.abstractmethod
-    def deploy(self, **opts: Any) -> Outcome | FleetPlan: ...
+    def deploy(self, **opts: Any) -> Outcome | Plan: ...
 
     @abc.abstractmethod
-    def rollback(self, *, to: str | None, **opts: Any) -> Outcome | FleetPlan: ...
+    def rollback(self, *, to: str | None, **opts: Any) -> Outcome | Plan: ...
 
     @abc.abstractmethod
     def status(self) -> dict[str, Any]: ...
@@ -50,12 +58,12 @@ class HostFleet(DeployTarget):
     """Hosts reached over a transport, each running the app under systemd or supervisord
     behind nginx: the release engine of goship.deploy."""
 
-    def deploy(self, **opts: Any) -> Outcome | FleetPlan:
+    def deploy(self, **opts: Any) -> Outcome | Plan:
         from goship.deploy.engine import deploy
 
         return deploy(self.project, self.env, **opts)
 
-    def rollback(self, *, to: str | None, **opts: Any) -> Outcome | FleetPlan:
+    def rollback(self, *, to: str | None, **opts: Any) -> Outcome | Plan:
         from goship.deploy.engine import rollback
 
         return rollback(self.project, self.env, to=to, **opts)

@@ -12,7 +12,26 @@ from pathlib import Path
 
 import pytest
 
+from tests import components
 from tests.conftest import EXAMPLE, need, skip
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):  # type: ignore[no-untyped-def]
+    """Outside pytest-timeout's clock: a test that needs the Go-built components waits
+    for their background build (tests/components.py)."""
+    if item.get_closest_marker("components"):
+        waited = components.wait()
+        if waited >= 1:
+            print(f"\n(waited {waited:.0f}s for the lab components)", flush=True)
+    yield
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("components"):
+        why = components.failure()
+        if why:
+            pytest.fail(why, pytrace=False)
 
 
 def snapshot() -> dict[str, set[str]]:
@@ -54,6 +73,15 @@ class Lab:
         if check and res.returncode != 0:
             raise AssertionError(f"{host}: {command!r} exited {res.returncode}: {res.stderr}")
         return res
+
+    def nginx_errors(self, hosts: Iterable[str], lines: int = 30) -> str:
+        """The last lines of each host's nginx error log: what a failed load assertion
+        shows beside wrk's counts (a timed-out or refused upstream names itself there)."""
+        out = []
+        for h in hosts:
+            res = self.ssh(h, f"tail -n {lines} /var/log/nginx/error.log", check=False)
+            out.append(f"--- {h}: /var/log/nginx/error.log\n{res.stdout}{res.stderr}")
+        return "\n".join(out)
 
     def remove_app(self, app: str, hosts: Iterable[str], *more: str) -> None:
         """The suites share the lab's hosts: an app a suite deployed goes when it ends

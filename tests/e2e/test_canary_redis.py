@@ -186,7 +186,7 @@ def test_weights_through_redis_reach_every_host_and_survive_redis_down(
         for addr in HOSTS.values():
             assert {fetch(addr, {"X-Beta": "1"}) for _ in range(20)} == {("v1.0.0", "stable")}
     for load in (l1, l2):
-        assert load.result.failed == 0, load.result.text
+        assert load.result.failed == 0, "\n".join([load.result.text, lab.nginx_errors(HOSTS)])
         assert load.result.requests > 1000, load.result.text
 
 
@@ -208,13 +208,14 @@ def test_nginx_restart_with_redis_down_keeps_the_weight_and_promote(
         assert r.code == 0, r.out + r.err
     for addr in HOSTS.values():
         assert {fetch(addr) for _ in range(20)} == {("v3.0.0", "stable")}
-    assert load.result.failed == 0, load.result.text
+    assert load.result.failed == 0, "\n".join([load.result.text, lab.nginx_errors(["h1"])])
     # Redis says "no canary" too: what a restarted nginx will apply
     st = status(run_cli, project)
     assert all(s["reachable"] and s["weight"] is None for s in st.values()), st
 
 
-def test_the_automatic_walk_writes_its_steps_to_redis(run_cli: Run, project: Project) -> None:
+def test_the_automatic_walk_writes_its_steps_to_redis(run_cli: Run, project: Project,
+                                                      lab: Lab) -> None:
     """`deploy --canary`: each step's weight goes through Redis to every host; promoted."""
     project.release("v4.0.0")
     since_ms = int(time.time() * 1000)
@@ -243,7 +244,8 @@ def test_the_automatic_walk_writes_its_steps_to_redis(run_cli: Run, project: Pro
     for addr in HOSTS.values():
         assert {fetch(addr) for _ in range(10)} == {("v4.0.0", "stable")}
     for load in (l1, l2):
-        assert load.result.failed == 0, load.result.text
+        assert load.result.failed == 0, "\n".join(
+            [load.result.text, r.out, lab.nginx_errors(HOSTS)])
     # every host applied a version written to Redis during the walk: "no canary"
     st = status(run_cli, project)
     assert all(s["reachable"] and s["weight"] is None for s in st.values()), st

@@ -6,10 +6,16 @@ that never passes its health check is undone to v2 with the reason printed, and
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import queue
 import subprocess
 import sys
+import threading
+import time
+import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +27,7 @@ from tests.e2e.conftest import Lab
 from tests.e2e.helpers import Project
 from tests.e2e.load import Load
 
-pytestmark = [pytest.mark.lab, pytest.mark.slow]
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.components]
 Run = Callable[..., CliResult]
 NODE_PORT = 30481
 SECRET = "s3cret-k8s-value"
@@ -126,11 +132,79 @@ def test_v1_is_ready_on_two_nodes_and_answers_through_its_service(
     assert (data["release"], data["ready"], data["desired"]) == ("v1.0.0", 2, 2)
     assert data["url"] == f"http://{ip}/"
     assert sum(data["nodes"].values()) == 2
+    hpa = data["hpa"]  # [kubernetes]'s bounds and target; no metrics-server, no CPU yet
+    assert (hpa["min"], hpa["max"], hpa["cpu_target_percent"], hpa["cpu_percent"]) == (
+        2, 10, 70, None), hpa
+
+
+def hit(path: str) -> None:
+    with contextlib.suppress(urllib.error.HTTPError):  # a 404 is logged too
+        urllib.request.urlopen(f"http://10.78.0.11:{NODE_PORT}{path}", timeout=5).close()
+
+
+def test_logs_prefix_each_line_with_its_pod_and_follow_new_ones(
+        project: Project, v1: None, run_cli: Run) -> None:
+    pods = {p["metadata"]["name"]: p["spec"]["nodeName"]
+            for p in kget("pods", "-l", f"app.kubernetes.io/name={APP}")["items"]}
+    marker = f"/logs-marker-{uuid.uuid4().hex[:8]}"
+    hit(marker)
+    r = run_cli("logs", "k8s", "-n", "50", "--since", "10 min ago", cwd=project.root)
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    assert {line.split(" | ", 1)[0] for line in lines} == set(pods), r.out
+    assert marker in r.out
+    # --host: a node's pods only
+    name, node = sorted(pods.items())[0]
+    r = run_cli("logs", "k8s", "--host", node, "-n", "5", cwd=project.root)
+    assert r.code == 0, r.err
+    assert {line.split(" | ", 1)[0] for line in r.out.splitlines()} == {name}
+    r = run_cli("logs", "k8s", "--since", "yesterday", cwd=project.root)
+    assert (r.code, r.out) == (2, "")
+    assert len(r.err.strip().splitlines()) == 1
+    assert "--since 'yesterday'" in r.err
+    # --follow: a request made after it started shows up, prefixed
+    proc = subprocess.Popen([sys.executable, "-m", "goship", "logs", "k8s", "-f", "-n", "0"],
+                            cwd=project.root, stdout=subprocess.PIPE, text=True)
+    got: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [got.put(x) for x in proc.stdout or []],
+                     daemon=True).start()
+    try:
+        later = f"/logs-follow-{uuid.uuid4().hex[:8]}"
+        seen = ""
+        deadline = time.monotonic() + 30
+        while later not in seen and time.monotonic() < deadline:
+            hit(later)
+            try:
+                seen = got.get(timeout=1)
+            except queue.Empty:
+                continue
+            while later not in seen and not got.empty():
+                seen = got.get()
+        assert later in seen, "goship logs -f printed no line for a new request"
+        assert seen.split(" | ", 1)[0] in pods
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def test_v2_rolls_out_under_load_with_no_failed_request(
         project: Project, v1: None, run_cli: Run) -> None:
     project.release("v2.0.0")
+    # --dry-run: the API server's own dry run of each apply; nothing changes
+    before = kget("deployment", APP)
+    r = run_cli("deploy", "k8s", "--dry-run", "--skip-checks", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    old_image = before["spec"]["template"]["spec"]["containers"][0]["image"]
+    [line] = [x for x in r.out.splitlines() if "deployment/" in x]
+    assert line.startswith(f"  update deployment/{APP}: image {old_image} -> "), r.out
+    assert f"  unchanged service/{APP}" in r.out.splitlines(), r.out
+    assert f"  unchanged secret/{APP}-secrets" in r.out.splitlines(), r.out
+    after = kget("deployment", APP)
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert after["spec"]["template"] == before["spec"]["template"]
+    r = run_cli("deploy", "k8s", "--dry-run", "--skip-checks", "--json", cwd=project.root)
+    assert {c["action"] for c in json.loads(r.out)["plan"]["changes"]} == {
+        "update", "unchanged"}, r.out
     with Load(f"http://10.78.0.12:{NODE_PORT}/", connections=8) as load:
         r = run_cli("deploy", "k8s", "--skip-checks", cwd=project.root)
     assert r.code == 0, r.out + r.err
@@ -180,6 +254,24 @@ def test_rollback_returns_to_v1_skipping_the_undone_release(
     status = run_cli("status", "k8s", cwd=project.root)
     assert status.out.startswith("deployment/hello-gin in default: v1.0.0 (revision 5), "
                                  "2/2 ready; pods per node: lab-h"), status.out
+
+
+def test_rollback_to_a_named_release_and_never_to_an_undone_one(
+        project: Project, v1: None, run_cli: Run) -> None:
+    r = run_cli("rollback", "k8s", "--to", "v3.0.0", cwd=project.root)
+    assert (r.code, r.out) == (2, ""), r.out + r.err
+    [line] = r.err.strip().splitlines()
+    assert line.startswith("goship: release v3.0.0 was undone as unhealthy "
+                           "(goship.dev/failed: pod "), line
+    assert line.endswith("; releases to go to: v2.0.0"), line
+    assert kget("deployment", APP)["metadata"]["annotations"][
+        "deployment.kubernetes.io/revision"] == "5"  # nothing changed
+    with Load(f"http://10.78.0.12:{NODE_PORT}/", connections=4) as load:
+        r = run_cli("rollback", "k8s", "--to", "v2.0.0", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    assert "rollback k8s: v2.0.0" in r.out
+    assert {version_at(i) for i in (1, 2, 3)} == {"v2.0.0"}
+    assert load.result.failed == 0, load.result.text
 
 
 def test_cluster_config_missing_is_one_line_and_changes_nothing(

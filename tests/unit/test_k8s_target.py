@@ -143,6 +143,17 @@ def rollout(**kw: Any) -> plan.Rollout:
     (rollout(available=1, deadline_exceeded=True), "undo", "did not complete"),
     (rollout(available=1, pods=[plan.Pod("p1", "new", waiting="ErrImageNeverPull")]), "undo",
      "ErrImageNeverPull"),
+    # killed by its startup probe after run.health.deadline unready: the gate failed, at
+    # once rather than at the rollout's timeout
+    (rollout(available=1, startup_deadline=10,
+             pods=[plan.Pod("p1", "new", restarts=1, last_run=10.2)]), "undo",
+     "pod p1 never became Ready: its health check failed for run.health.deadline = 10s"),
+    # a crash soon after starting (a database not up yet) is waited for: restarts decide
+    (rollout(available=1, startup_deadline=10,
+             pods=[plan.Pod("p1", "new", restarts=1, last_run=2.0)]), "wait", ""),
+    # restarted after a long healthy run, and ready again
+    (rollout(available=1, startup_deadline=10,
+             pods=[plan.Pod("p1", "new", restarts=1, last_run=40, ready=True)]), "wait", ""),
 ])
 def test_the_rollout_verdict(r: plan.Rollout, action: str, why: str) -> None:
     v = plan.verdict(r)
@@ -150,11 +161,53 @@ def test_the_rollout_verdict(r: plan.Rollout, action: str, why: str) -> None:
     assert why in v.reason
 
 
+def test_a_pod_s_last_run_is_read_from_its_terminated_state() -> None:
+    from goship.kube.target import _pod
+
+    pod = {"metadata": {"name": "p1", "labels": {plan.HASH_LABEL: "new"}},
+           "status": {"containerStatuses": [{
+               "ready": False, "restartCount": 1, "state": {"running": {}},
+               "lastState": {"terminated": {"startedAt": "2026-11-23T10:00:01Z",
+                                            "finishedAt": "2026-11-23T10:00:11Z"}}}]}}
+    assert _pod(pod).last_run == 10.0
+    assert _pod({"metadata": {"name": "p2"}, "status": {}}).last_run == 0.0
+
+
 def rs(revision: str, image: str) -> dict[str, Any]:
     return {"metadata": {"annotations": {plan.REVISION: revision}},
             "spec": {"template": {"metadata": {"labels": {"app": "shop",
                                                           plan.HASH_LABEL: "h" + revision}},
                                   "spec": {"containers": [{"image": image}]}}}}
+
+
+def vrs(revision: str, version: str, failed: str = "") -> dict[str, Any]:
+    out = rs(revision, "img-" + version)
+    out["spec"]["template"]["metadata"]["labels"][plan.VERSION_LABEL] = version
+    if failed:
+        out["metadata"]["annotations"][plan.FAILED] = failed
+    return out
+
+
+def test_rollback_to_a_named_release_takes_its_newest_replicaset() -> None:
+    # v1 ran twice (revisions 1 and 3); v3 was undone; v2 runs now (revision 5)
+    sets = [vrs("1", "v1"), vrs("2", "v2"), vrs("3", "v1"), vrs("4", "v3", failed="crash"),
+            vrs("5", "v2")]
+    t = plan.release_template(sets, "v1", current=5)
+    assert t["spec"]["containers"][0]["image"] == "img-v1"
+    assert plan.HASH_LABEL not in t["metadata"]["labels"]
+
+
+@pytest.mark.parametrize(("release", "message"), [
+    ("v2", "v2 is the release running now"),
+    ("v9", "no ReplicaSet of release v9 in the Deployment's history"),
+    ("v3", "release v3 was undone as unhealthy (goship.dev/failed: crash)"),
+])
+def test_rollback_to_a_release_it_cannot_go_to_is_refused(release: str, message: str) -> None:
+    sets = [vrs("1", "v1"), vrs("4", "v3", failed="crash"), vrs("5", "v2")]
+    with pytest.raises(UsageError) as e:
+        plan.release_template(sets, release, current=5)
+    assert e.value.message == message
+    assert e.value.hint == "releases to go to: v1"
 
 
 def test_undo_goes_back_to_the_newest_older_replicaset() -> None:
@@ -194,3 +247,106 @@ def test_setup_of_a_cluster_says_there_are_no_hosts(tmp_path: Path,
     (tmp_path / "goship.toml").write_text(BASE + '[env.k]\nkubernetes = "lab"\n')
     assert main(["--config", str(tmp_path / "goship.toml"), "setup", "k"]) == 2
     assert "env.k is a Kubernetes cluster: it has no hosts to set up" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("90s", 90), ("10m", 600), ("10 min ago", 600), ("2h", 7200), ("1 day ago", 86400),
+    ("5 minutes ago", 300), (" 3 hours ", 10800),
+])
+def test_logs_since_reads_relative_durations(text: str, seconds: int) -> None:
+    assert plan.since_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2026-11-23 10:00", "0m", "-5m", "10 lightyears",
+                                  "5m; rm -rf /"])
+def test_logs_since_refuses_what_the_api_cannot_take(text: str) -> None:
+    with pytest.raises(UsageError, match="on Kubernetes, a duration such as"):
+        plan.since_seconds(text)
+
+
+def test_logs_reads_every_live_pod_or_those_a_host_names() -> None:
+    pods = [plan.Pod("web-b", "h", node="lab-h2"), plan.Pod("web-a", "h", node="lab-h1"),
+            plan.Pod("web-c", "h", node="lab-h1", terminating=True)]
+    assert [p.name for p in plan.log_pods(pods, None)] == ["web-a", "web-b"]
+    assert [p.name for p in plan.log_pods(pods, "lab-h1")] == ["web-a"]
+    assert [p.name for p in plan.log_pods(pods, "web-b")] == ["web-b"]
+    with pytest.raises(UsageError) as e:
+        plan.log_pods(pods, "lab-h9")
+    assert e.value.hint == "pick one of: lab-h1, lab-h2, web-a, web-b"
+
+
+HPA = {"spec": {"minReplicas": 2, "maxReplicas": 10, "metrics": [
+    {"type": "Resource", "resource": {"name": "cpu", "target": {
+        "type": "Utilization", "averageUtilization": 50}}}]},
+       "status": {"currentReplicas": 2, "desiredReplicas": 4, "currentMetrics": [
+           {"type": "Resource", "resource": {"name": "cpu", "current": {
+               "averageUtilization": 93, "averageValue": "93m"}}}],
+           "conditions": [{"type": "ScalingActive", "status": "True",
+                           "reason": "ValidMetricFound"}]}}
+NO_METRICS = {"spec": HPA["spec"], "status": {
+    "currentReplicas": 2, "desiredReplicas": 2, "conditions": [
+        {"type": "ScalingActive", "status": "False", "reason": "FailedGetResourceMetric",
+         "message": "unable to get metrics for resource cpu"}]}}
+
+
+@pytest.mark.parametrize(("hpa", "line"), [
+    (HPA, "autoscaler 2 -> 4 replicas within 2..10, CPU 93% (target 50%)"),
+    (NO_METRICS, "autoscaler 2 -> 2 replicas within 2..10, CPU unknown (target 50%), not "
+                 "scaling: FailedGetResourceMetric: unable to get metrics for resource cpu"),
+    (None, "no autoscaler"),
+])
+def test_status_says_what_the_autoscaler_does(hpa: Any, line: str) -> None:
+    assert plan.hpa_line(plan.hpa_state(hpa)) == line
+
+
+def test_the_secret_holds_the_env_file_and_the_secrets_commands(tmp_path: Path) -> None:
+    """As on hosts: run.env_file's values and [secrets]' commands' output, resolved once;
+    run.env stays for the ConfigMap."""
+    from goship.targets import deploy_target
+
+    (tmp_path / ".env.k8s").write_text("DB_PASS=from-file\n")
+    p = project(tmp_path, '[env.k8s]\nkubernetes = "lab"\n[env.k8s.run]\n'
+                          'env_file = ".env.k8s"\n'
+                          '[env.k8s.secrets]\nAPI_TOKEN = { command = "printf tok-1" }\n')
+    target = deploy_target(p, p.env("k8s"))
+    assert target._secrets() == {"API_TOKEN": "tok-1", "DB_PASS": "from-file"}  # type: ignore[attr-defined]
+
+
+def dep(image: str, replicas: int = 2) -> dict[str, Any]:
+    return {"metadata": {"name": "shop", "resourceVersion": "7"}, "spec": {
+        "replicas": replicas, "template": {"spec": {"containers": [{"image": image}]}}}}
+
+
+@pytest.mark.parametrize(("kind", "before", "after", "action", "details"), [
+    ("Deployment", None, dep("r@sha256:b"), "create", ["image r@sha256:b"]),
+    ("Deployment", dep("r@sha256:a"), dep("r@sha256:b"), "update",
+     ["image r@sha256:a -> r@sha256:b"]),
+    # the server's metadata differs, the desired state does not
+    ("Deployment", dep("r@sha256:a"), {**dep("r@sha256:a"), "metadata": {"name": "shop"}},
+     "unchanged", []),
+    ("ConfigMap", {"data": {"A": "1", "B": "2"}}, {"data": {"A": "1", "B": "3", "C": "4"}},
+     "update", ["B: changed", "C: added"]),
+    ("ConfigMap", {"data": {"A": "1"}}, {"data": {}}, "update", ["A: removed"]),
+    ("Secret", {"data": {"K": "b2xk"}}, {"data": {"K": "bmV3"}}, "update",
+     ["values changed (not shown)"]),
+    ("Secret", {"data": {"K": "b2xk"}}, {"data": {"K": "b2xk"}}, "unchanged", []),
+])
+def test_a_dry_run_says_what_each_object_would_become(
+        kind: str, before: Any, after: Any, action: str, details: list[str]) -> None:
+    c = plan.change(kind, "shop", before, after)
+    assert (c.action, c.details) == (action, details)
+    assert "bmV3" not in str(c)
+    assert "b2xk" not in str(c)
+
+
+def test_the_dry_run_plan_prints_and_serialises() -> None:
+    p = plan.KubePlan("prod", "shop", "v2", "r@sha256:b", [
+        plan.change("Deployment", "shop", dep("r@sha256:a"), dep("r@sha256:b")),
+        plan.change("Service", "shop", {"spec": {"a": 1}}, {"spec": {"a": 1}})])
+    assert p.lines() == [
+        "deploy prod: release v2 to namespace shop, image r@sha256:b",
+        "  update deployment/shop: image r@sha256:a -> r@sha256:b",
+        "  unchanged service/shop",
+        "  then: watch the rollout, gate on health through the Service, undo on failure"]
+    assert p.as_dict()["changes"][1] == {"kind": "Service", "name": "shop",
+                                         "action": "unchanged", "details": []}

@@ -15,9 +15,8 @@ from goship.ui import ui
 
 def _report(ctx: click.Context, outcome: Any, as_json: bool) -> None:
     from goship.deploy.engine import Outcome
-    from goship.deploy.plan import FleetPlan
 
-    if isinstance(outcome, FleetPlan):  # a dry run: the plan deploy would execute
+    if not isinstance(outcome, Outcome):  # a dry run: the plan deploy would execute
         if as_json:
             ui.out(json.dumps({"plan": outcome.as_dict()}, indent=2))
         else:
@@ -201,6 +200,9 @@ def status(ctx: click.Context, env: str, as_json: bool) -> None:
                f"{data['release'] or 'nothing deployed'} (revision {data['revision'] or '-'}), "
                f"{data['ready']}/{data['desired']} ready; pods per node: {pods}; "
                f"url {data['url'] or '-'}")
+        from goship.kube.plan import hpa_line
+
+        ui.out(hpa_line(data.get("hpa")))
         return
     for name, h in data["hosts"].items():
         if "error" in h:

@@ -58,6 +58,7 @@ COMMANDS = {
     "canary": "goship.cli.cmd_canary:canary",
     "remove": "goship.cli.cmd_remove:remove",
     "maintenance": "goship.cli.cmd_maintenance:maintenance",
+    "apps": "goship.cli.cmd_apps:apps",
 }
 
 

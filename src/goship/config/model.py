@@ -315,8 +315,24 @@ class Lb(Section):
         return self
 
 
+PATH_PREFIX = re.compile(r"^(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+$")
+
+
+def _path_prefix(value: str) -> str:
+    # Rendered into nginx locations and a rewrite regex: plain segments only.
+    if not PATH_PREFIX.match(value) or any(s in (".", "..") or s.startswith(".")
+                                           for s in value.split("/")[1:]):
+        raise ValueError(f"expected a URL path prefix like /api (segments of letters, "
+                         f"digits, _~-, no trailing '/', no '.' or '..'), found {value!r}")
+    return value
+
+
 class Proxy(Section):
     server_names: list[ServerName] = Field(default_factory=list)
+    # Several apps on one host (docs/deploy.md#several-apps-on-one-host): this app is served
+    # only under the prefix; strip_path removes it before the request reaches the app.
+    path: Annotated[str, AfterValidator(_path_prefix)] | None = None
+    strip_path: bool = False
     listen: int = Field(default=80, ge=1, le=65535)
     balance: Literal["least_conn", "round_robin", "ip_hash", "random"] = "least_conn"
     client_max_body_size: Size = "10m"
@@ -341,6 +357,20 @@ class Proxy(Section):
         if self.tls.mode != "off" and self.tls.listen == self.listen:
             raise ValueError(f"tls.listen and listen are both {self.listen}: HTTPS needs its "
                              f"own port")
+        if self.path is not None:
+            if self.tls.mode != "off":
+                raise ValueError("path cannot be combined with tls yet: serve the path app "
+                                 "over plain HTTP behind the TLS app, or give it server_names")
+            if self.static:
+                raise ValueError("path cannot be combined with static yet: let the app "
+                                 "serve its files under the prefix")
+            outside = [sp for sp in self.stream_paths
+                       if sp != self.path and not sp.startswith(self.path + "/")]
+            if outside:
+                raise ValueError(f"stream_paths {outside[0]!r} is outside path "
+                                 f"{self.path!r}: list paths under the prefix")
+        elif self.strip_path:
+            raise ValueError("strip_path needs path (the prefix to strip)")
         return self
 
 

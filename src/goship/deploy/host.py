@@ -110,7 +110,8 @@ class Host:
                         live_color=self.live_color, live_release=self.live_release,
                         state=dict(self.state), releases=releases,
                         listeners=self.facts.listeners, running=self.services.running(),
-                        env_kept=kept, now=time.time(), leftovers=leftovers)
+                        env_kept=kept, now=time.time(), leftovers=leftovers,
+                        apps=self.facts.apps)
 
     def releases_on_disk(self) -> list[str]:
         res = self.t.run(Cmd.of("ls", "-1", self.paths.releases))

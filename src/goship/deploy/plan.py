@@ -11,9 +11,10 @@ from typing import Any, Literal
 
 from goship.config import Config
 from goship.deploy import ports as portsel
+from goship.deploy.apps import refuse_conflicts
 from goship.deploy.layout import PortMap, other
 from goship.deploy.release_command import ReleaseStep, plan_step
-from goship.facts import Listener
+from goship.facts import AppClaim, Listener
 
 # canary: the release starts beside the stable one, which keeps serving (routing rules
 # send it traffic); promote: the running canary becomes live.
@@ -46,6 +47,7 @@ class HostView:
     env_kept: list[str]  # releases whose environment is kept on the host
     now: float
     leftovers: list[str] = field(default_factory=list)  # of an aborted run, app-relative
+    apps: list[AppClaim] = field(default_factory=list)  # goship apps' sites on the host
 
     @property
     def standby(self) -> Standby | None:
@@ -179,6 +181,8 @@ def plan_host(config: Config, view: HostView, action: Action, release: str,
               artifact: Artifact | None) -> HostPlan:
     """One host's part of a deploy (artifact given), a rollback to `release`, a canary
     start (artifact given) or the promotion of the running canary `release`."""
+    if action in ("deploy", "canary"):
+        refuse_conflicts(config, view.name, view.apps)  # exit 2 before any change
     live = ({"color": view.live_color, "release": view.live_release or "?"}
             if view.live_color else None)
     recorded = portsel.recorded_ports(view.state, config)
@@ -205,6 +209,10 @@ def plan_host(config: Config, view: HostView, action: Action, release: str,
             reserved.add(config.proxy.tls.listen)
         if view.live_color:
             reserved |= set(recorded[view.live_color])
+        # Another goship app's live ports, even while its instance restarts (its other
+        # color's are only defaults until it runs: its own preflight moves them then).
+        reserved |= {p for a in view.apps if a.app != config.app.name and a.color
+                     for p in a.ports.get(a.color, [])}
         # Ports count as this app's only where it ran: recorded, or a host deployed before
         # ports were recorded (then the default scheme is what it used).
         known = "ports" in view.state or view.live_color is not None

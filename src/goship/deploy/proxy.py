@@ -23,6 +23,16 @@ LUA_MODULES = ("/usr/lib/nginx/modules/ndk_http_module.so",
                "/usr/lib/nginx/modules/ngx_http_lua_module.so")
 
 
+# $@ = old worker pids: those still accepting (neither gone nor shutting down).
+OLD_ACCEPTING = r"""
+for p in "$@"; do
+  c=$(tr '\0' ' ' < /proc/"$p"/cmdline 2>/dev/null) || continue
+  case "$c" in ""|*"shutting down"*) ;; *) echo "$p" ;; esac
+done
+exit 0
+"""
+
+
 def _reason(output: str) -> str:
     """The line of `nginx -t` that says what is wrong (the last one only says it failed)."""
     lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
@@ -138,23 +148,53 @@ class Nginx(abc.ABC):
 
     def render(self, color: str, release: str, root: Path | None,
                port_map: PortMap | None = None) -> str:
-        return kinds.nginx_site_conf(self.config, self.paths, color, release,
+        return self.render_parts(color, release, root, port_map)[0]
+
+    def render_parts(self, color: str, release: str, root: Path | None,
+                     port_map: PortMap | None = None) -> tuple[str, dict[str, str]]:
+        """The site, and a path app's other files (its locations, the shared server)."""
+        text = kinds.nginx_site_conf(self.config, self.paths, color, release,
                                      access_log=self.access_log, root=root, lua=self.lua,
                                      system=self.system, port_map=port_map or self.port_map)
+        site, locations = kinds.split_site(text)
+        if locations is None:
+            return site, {}
+        return self.path_files(site, locations, root)
+
+    def path_files(self, site: str, locations: str,
+                   root: Path | None) -> tuple[str, dict[str, str]]:
+        """Path apps on one listen and server names share a server block (two servers with
+        the same listen and name conflict): it includes each app's locations file."""
+        loc_file, server_file = kinds.system_paths_files(self.config)
+        p = self.config.proxy
+        include = f"{loc_file.rsplit('/', 1)[0]}/*.conf"
+        return site, {loc_file: locations,
+                      server_file: kinds.nginx_paths_server(p.listen, list(p.server_names),
+                                                            include, root)}
+
+    def _read_files(self, paths: list[str]) -> dict[str, str | None]:
+        if not paths:
+            return {}
+        got = self.t.run_all([Cmd.of("cat", f) for f in paths])
+        return {f: (r.stdout if r.ok else None) for f, r in zip(paths, got, strict=True)}
 
     def switch(self, color: str, release: str, root: Path | None) -> set[int]:
         """Route to `color`. Returns the old workers, which finish in-flight requests (none
         when Lua switched without a reload)."""
-        text = self.render(color, release, root)
+        text, extras = self.render_parts(color, release, root)
         site, control = self.t.run_all(self.live_cmds())
         old_text = site.stdout if site.ok else None
+        old_extras = self._read_files(sorted(extras))
         if self.lua and old_text is not None:
             live = self._answer(control)
             if live is not None and \
-                    self.render(live[0], live[1], root, self.site_ports) == old_text:
+                    self.render_parts(live[0], live[1], root, self.site_ports) == \
+                    (old_text, old_extras):
                 # Same config but for the color and the ports: no reload. The file gets the
                 # new default so a restarted nginx comes back on the right color and ports
                 # (written just before the switch, on the host, in that order).
+                for path, body in extras.items():
+                    install_file(self.t, path, body, later=True)
                 install_file(self.t, self.site_path, text, later=True)
                 if self._control(put=(color, release), ports=self.port_map) \
                         != (color, release):
@@ -166,10 +206,12 @@ class Nginx(abc.ABC):
         if self.lua and self._control() is None:
             # A socket file nobody serves (left by a killed nginx) would fail the bind.
             self.t.run(Cmd.of("rm", "-f", self.control))
+        for path, body in extras.items():
+            install_file(self.t, path, body)
         install_file(self.t, self.site_path, text)
         problem = self.test()
         if problem:
-            self._put_back(old_text)
+            self._put_back(old_text, old_extras)
             raise ApplyError(f"{self.t.name}: nginx -t rejected the new config, the old one is "
                              f"back in place: {_reason(problem)}")
         try:
@@ -181,17 +223,19 @@ class Nginx(abc.ABC):
                 raise ApplyError(f"{self.t.name}: nginx's control socket did not answer "
                                  "after the reload")
         except ApplyError as e:
-            self._put_back(old_text)
+            self._put_back(old_text, old_extras)
             raise ApplyError(f"{e.message}; the old config is back in place "
                              f"({self._error_tail()})") from None
         self.site_ports = {c: list(p) for c, p in self.port_map.items()}
         return old_workers
 
-    def _put_back(self, old_text: str | None) -> None:
-        if old_text is None:
-            self.t.run(Cmd.of("rm", "-f", self.site_path))
-        else:
-            install_file(self.t, self.site_path, old_text)
+    def _put_back(self, old_text: str | None,
+                  old_extras: dict[str, str | None] | None = None) -> None:
+        for path, body in {**(old_extras or {}), self.site_path: old_text}.items():
+            if body is None:
+                self.t.run(Cmd.of("rm", "-f", path))
+            else:
+                install_file(self.t, path, body)
 
     def _error_tail(self) -> str:
         res = self.t.run(Cmd.of("tail", "-n", "1", self.error_log))
@@ -203,9 +247,18 @@ class Nginx(abc.ABC):
         while time.monotonic() < end:
             now = self.workers()
             if now - old:
-                return
+                break
             time.sleep(0.05)
-        raise ApplyError(f"{self.t.name}: nginx did not start new workers after reload")
+        else:
+            raise ApplyError(f"{self.t.name}: nginx did not start new workers after reload")
+        # The old workers stop accepting once they took the master's signal ("shutting
+        # down"): until then a new connection may still get the old config (a first
+        # site's request answered by the default site's 404).
+        while old and time.monotonic() < end:
+            if not self.t.run(Cmd.of("sh", "-c", OLD_ACCEPTING, "goship-old-workers",
+                                     *(str(p) for p in sorted(old)))).stdout.strip():
+                return
+            time.sleep(0.02)
 
     def drain(self, old_workers: set[int], timeout: float) -> bool:
         """Wait until the workers of the old config exited: their in-flight requests are
@@ -272,6 +325,14 @@ class OwnNginx(Nginx):
 
     def base(self) -> list[str]:
         return ["nginx", "-c", self.conf, "-p", self.paths.join("run"), "-e", self.error_log]
+
+    def path_files(self, site: str, locations: str,
+                   root: Path | None) -> tuple[str, dict[str, str]]:
+        # goship's own nginx serves this app alone: its server sits in the site itself.
+        loc_file = self.paths.join("run", "locations.conf")
+        p = self.config.proxy
+        return (site + kinds.nginx_paths_server(p.listen, list(p.server_names), loc_file,
+                                                root), {loc_file: locations})
 
     def prepare(self, root: Path | None) -> None:
         mime = "/etc/nginx/mime.types"

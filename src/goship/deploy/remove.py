@@ -483,13 +483,17 @@ def _nginx_sites(r: Reached, env: Environment, paths: Paths, plan: HostRemoval) 
     A test that fails puts the app's site back and stops the removal there."""
     from goship.deploy.proxy import SystemNginx, _reason
     from goship.deploy.services import install_file
+    from goship.render import kinds as kinds_
 
     t, app = r.t, env.config.app.name
     nginx = SystemNginx(t, env.config, paths, systemd=r.facts.systemd_pid1, lua=False)
     kinds = {s.kind: s for s in plan.steps}
     old = nginx.read_site() if "nginx site" in kinds else None
+    # A path app's locations (in the server path apps share) name its site's log format.
+    locations = kinds_.system_paths_files(env.config)[0] if env.config.proxy.path else None
+    old_locations = t.run(Cmd.of("cat", locations)) if locations and old is not None else None
     if "nginx site" in kinds:
-        t.check(Cmd.of("rm", "-f", "--", nginx.site_path))
+        t.check(Cmd.of("rm", "-f", "--", nginx.site_path, *([locations] if locations else [])))
     restored = None
     if "nginx default site" in kinds:
         dest = kinds["nginx default site"].what[0]
@@ -506,6 +510,8 @@ def _nginx_sites(r: Reached, env: Environment, paths: Paths, plan: HostRemoval) 
     if problem:
         if old is not None:
             install_file(t, nginx.site_path, old)
+        if locations and old_locations is not None and old_locations.ok:
+            install_file(t, locations, old_locations.stdout)
         raise ApplyError(f"{t.name}: nginx -t fails without {app}'s site, which is back in "
                          f"place; nothing else was changed: {_reason(problem)}")
     nginx.reload()

@@ -4,6 +4,8 @@ what the Kubernetes target reads and changes in a cluster, as plain dicts."""
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,30 @@ class Cluster:
                                  f"{e.status.message}") from None
             done.append(f"{obj.kind}/{obj.metadata.name}")  # type: ignore[union-attr]
         return done
+
+    def preview(self, text: str) -> list[tuple[str, str, dict[str, Any] | None,
+                                               dict[str, Any]]]:
+        """(kind, name, live object or None, the server's dry run of its apply) for one
+        rendered file's objects: nothing is changed."""
+        from lightkube import ApiError, codecs
+
+        out = []
+        for obj in codecs.load_all_yaml(text):
+            kind, name = str(obj.kind), str(obj.metadata.name)  # type: ignore[union-attr]
+            try:
+                before: dict[str, Any] | None = self.client.get(
+                    type(obj), name).to_dict()  # type: ignore[no-untyped-call]
+            except ApiError as e:
+                if e.status.code != 404:
+                    raise ApplyError(f"get {kind}/{name}: {e.status.message}") from None
+                before = None
+            try:
+                after = self.client.apply(
+                    obj, force=True, dry_run=True).to_dict()  # type: ignore[no-untyped-call]
+            except ApiError as e:
+                raise ApplyError(f"dry run of {kind}/{name}: {e.status.message}") from None
+            out.append((kind, name, before, after))
+        return out
 
     def set_initial_replicas(self, name: str, replicas: int) -> None:
         from lightkube.resources.apps_v1 import Deployment
@@ -147,6 +173,15 @@ class Cluster:
         labels: dict[str, Any] = dict(selector)
         return [p.to_dict() for p in self.client.list(Pod, labels=labels)]
 
+    def hpa(self, name: str) -> dict[str, Any] | None:
+        from lightkube import ApiError
+        from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
+
+        try:
+            return self.client.get(HorizontalPodAutoscaler, name).to_dict()
+        except ApiError:
+            return None
+
     def service(self, name: str) -> dict[str, Any] | None:
         from lightkube import ApiError
         from lightkube.resources.core_v1 import Service
@@ -171,6 +206,32 @@ class Cluster:
             return [x.rstrip("\n") for x in self.client.log(pod, tail_lines=lines)]
         except ApiError as e:
             return [f"(no log: {e.status.message})"]
+
+
+    def stream_logs(self, pods: list[str], *, follow: bool, since: int | None, lines: int,
+                    say: Callable[[str], None]) -> None:
+        """Each pod's log, every line prefixed with its pod; with `follow`, one reader per
+        pod, lines printed as they come, until interrupted or every pod's stream ends."""
+        from lightkube import ApiError
+
+        def one(pod: str) -> None:
+            try:
+                for line in self.client.log(pod, follow=follow, since=since,
+                                            tail_lines=lines):
+                    say(f"{pod} | {line.rstrip(chr(10))}")
+            except ApiError as e:
+                say(f"{pod} | (no log: {e.status.message})")
+
+        if not follow:
+            for pod in pods:
+                one(pod)
+            return
+        readers = [threading.Thread(target=one, args=(p,), daemon=True) for p in pods]
+        for t in readers:
+            t.start()
+        for t in readers:
+            while t.is_alive():
+                t.join(0.5)  # wakes for Ctrl-C
 
 
 def _apply_patch() -> Any:

@@ -57,6 +57,7 @@ class Pod:
     restarts: int = 0
     waiting: str = ""  # the container's waiting reason, if any
     terminating: bool = False
+    last_run: float = 0.0  # seconds the container ran before its last restart (0: none)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,9 @@ class Rollout:
     elapsed: float = 0.0
     timeout: float = 300.0
     max_restarts: int = 3
+    # run.health.deadline: the startup probe's budget. A container restarted after running
+    # that long unready was killed by its startup probe: it failed goship's health gate.
+    startup_deadline: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,11 @@ def verdict(r: Rollout) -> Verdict:
             return Verdict("undo", f"pod {p.name}: {p.waiting}", p.name)
         if p.restarts >= r.max_restarts:
             return Verdict("undo", f"pod {p.name} restarted {p.restarts} times", p.name)
+        if (r.startup_deadline and p.restarts and not p.ready
+                and p.last_run >= r.startup_deadline - 1):
+            return Verdict("undo", f"pod {p.name} never became Ready: its health check "
+                                   f"failed for run.health.deadline = "
+                                   f"{r.startup_deadline:g}s and it was restarted", p.name)
     if (r.observed >= r.generation and r.updated >= r.desired and r.available >= r.desired
             and r.total <= r.updated):
         return Verdict("done")
@@ -132,12 +141,51 @@ def previous_template(replicasets: list[dict[str, Any]], current: int) -> dict[s
              and FAILED not in (rs.get("metadata", {}).get("annotations") or {})]
     if not older:
         return None
-    template: dict[str, Any] = dict(max(older, key=_revision)["spec"]["template"])
-    meta = dict(template.get("metadata") or {})
+    return _without_hash(max(older, key=_revision)["spec"]["template"])
+
+
+VERSION_LABEL = "app.kubernetes.io/version"
+
+
+def release_template(replicasets: list[dict[str, Any]], release: str,
+                     current: int) -> dict[str, Any]:
+    """`goship rollback --to RELEASE`: the pod template of the newest ReplicaSet that ran
+    RELEASE (its pods' version label), as previous_template gives it. A release that is
+    not in the history, is the one running, or that goship undid as unhealthy is refused
+    with the releases one can go to."""
+    def version(rs: dict[str, Any]) -> str:
+        labels = rs["spec"]["template"].get("metadata", {}).get("labels") or {}
+        return str(labels.get(VERSION_LABEL, ""))
+
+    def failed(rs: dict[str, Any]) -> bool:
+        return FAILED in (rs.get("metadata", {}).get("annotations") or {})
+
+    ordered = sorted(replicasets, key=_revision, reverse=True)
+    running = next((version(rs) for rs in ordered if _revision(rs) == current), "")
+    choices = sorted({version(rs) for rs in ordered
+                      if version(rs) and version(rs) != running and not failed(rs)})
+    hint = f"releases to go to: {', '.join(choices)}" if choices else "no other release is kept"
+    if release == running:
+        raise UsageError(f"{release} is the release running now", hint=hint)
+    match = [rs for rs in ordered if version(rs) == release and _revision(rs) != current]
+    if not match:
+        raise UsageError(f"no ReplicaSet of release {release} in the Deployment's history",
+                         hint=hint)
+    if all(failed(rs) for rs in match):
+        raise UsageError(f"release {release} was undone as unhealthy "
+                         f"({FAILED}: {match[0]['metadata']['annotations'][FAILED]})",
+                         hint=hint)
+    chosen = next(rs for rs in match if not failed(rs))
+    return _without_hash(chosen["spec"]["template"])
+
+
+def _without_hash(template: dict[str, Any]) -> dict[str, Any]:
+    out = dict(template)
+    meta = dict(out.get("metadata") or {})
     meta["labels"] = {k: val for k, val in (meta.get("labels") or {}).items()
                       if k != HASH_LABEL}
-    template["metadata"] = meta
-    return template
+    out["metadata"] = meta
+    return out
 
 
 def current_replicaset(replicasets: list[dict[str, Any]], current: int) -> str | None:
@@ -151,3 +199,137 @@ def _revision(rs: dict[str, Any]) -> int:
         return int(rs.get("metadata", {}).get("annotations", {}).get(REVISION, "0"))
     except ValueError:
         return 0
+
+
+_SINCE = re.compile(r"^\s*(\d+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?)"
+                    r"(\s+ago)?\s*$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def since_seconds(text: str) -> int:
+    """`goship logs --since` for pods: the API server takes seconds (sinceSeconds), so the
+    relative forms of journalctl's syntax are read: 90s, 10m, 2h, 1d, '10 min ago'."""
+    m = _SINCE.match(text)
+    if not m or int(m.group(1)) == 0:
+        raise UsageError(f"--since {text!r}: on Kubernetes, a duration such as 90s, 10m, 2h "
+                         "or '10 min ago'")
+    unit = m.group(2)
+    return int(m.group(1)) * _UNIT["m" if unit.startswith("mi") else unit[0]]
+
+
+def log_pods(pods: list[Pod], host: str | None) -> list[Pod]:
+    """The pods `goship logs` reads: every one not terminating, or those named by
+    `--host` (a pod's name or its node's)."""
+    live = [p for p in pods if not p.terminating]
+    if host is None:
+        return sorted(live, key=lambda p: p.name)
+    chosen = [p for p in live if host in (p.name, p.node)]
+    if not chosen:
+        names = ", ".join(sorted({p.node for p in live if p.node} | {p.name for p in live}))
+        raise UsageError(f"--host {host!r}: no pod of the app is that pod or on that node",
+                         hint=f"pick one of: {names or 'none (no pod is running)'}")
+    return sorted(chosen, key=lambda p: p.name)
+
+
+def hpa_state(hpa: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`goship status`'s view of the HorizontalPodAutoscaler: its bounds, the replicas it
+    has and wants, the CPU it measures against its target, and why it cannot scale (no
+    metrics-server answering, for one). None when the app has no HPA."""
+    if not hpa:
+        return None
+    spec, st = hpa.get("spec") or {}, hpa.get("status") or {}
+    target = cpu = None
+    for m in spec.get("metrics") or []:
+        if m.get("type") == "Resource" and (m.get("resource") or {}).get("name") == "cpu":
+            target = ((m["resource"].get("target") or {}).get("averageUtilization"))
+    for m in st.get("currentMetrics") or []:
+        if m.get("type") == "Resource" and (m.get("resource") or {}).get("name") == "cpu":
+            cpu = ((m["resource"].get("current") or {}).get("averageUtilization"))
+    blocked = next((f"{c.get('reason', '')}: {c.get('message', '')}".strip()
+                    for c in st.get("conditions") or []
+                    if c.get("type") == "ScalingActive" and c.get("status") == "False"), None)
+    return {"min": spec.get("minReplicas", 1), "max": spec.get("maxReplicas"),
+            "current": st.get("currentReplicas", 0), "desired": st.get("desiredReplicas", 0),
+            "cpu_percent": cpu, "cpu_target_percent": target, "not_scaling": blocked}
+
+
+def hpa_line(h: dict[str, Any] | None) -> str:
+    if h is None:
+        return "no autoscaler"
+    cpu = f"{h['cpu_percent']}%" if h["cpu_percent"] is not None else "unknown"
+    line = (f"autoscaler {h['current']} -> {h['desired']} replicas within "
+            f"{h['min']}..{h['max']}, CPU {cpu} (target {h['cpu_target_percent']}%)")
+    return line + (f", not scaling: {h['not_scaling']}" if h["not_scaling"] else "")
+
+
+# What `deploy --dry-run` compares between an object and the server's dry-run apply of its
+# rendered form: the desired state, not the metadata the server keeps.
+_COMPARED = ("spec", "data", "binaryData", "stringData")
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str
+    name: str
+    action: Literal["create", "update", "unchanged"]
+    details: list[str] = field(default_factory=list)
+
+
+def change(kind: str, name: str, before: dict[str, Any] | None,
+           after: dict[str, Any]) -> Change:
+    """One object's fate in a deploy, from its live form and the server's dry run of the
+    apply (defaults filled on both sides). A Secret's values are never shown."""
+    if before is None:
+        return Change(kind, name, "create", _image_details(None, after))
+    if all(before.get(k) == after.get(k) for k in _COMPARED):
+        return Change(kind, name, "unchanged")
+    if kind == "Secret":
+        return Change(kind, name, "update", ["values changed (not shown)"])
+    details = _image_details(before, after)
+    if kind == "ConfigMap":
+        old, new = before.get("data") or {}, after.get("data") or {}
+        details = [f"{k}: {'added' if k not in old else 'removed' if k not in new else 'changed'}"
+                   for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return Change(kind, name, "update", details)
+
+
+def _image_details(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
+    def image(obj: dict[str, Any] | None) -> str | None:
+        containers = ((((obj or {}).get("spec") or {}).get("template") or {})
+                      .get("spec") or {}).get("containers") or [{}]
+        found = containers[0].get("image")
+        return str(found) if found is not None else None
+
+    old, new = image(before), image(after)
+    if new is None or old == new:
+        return []
+    return [f"image {new}" if old is None else f"image {old} -> {new}"]
+
+
+@dataclass(frozen=True)
+class KubePlan:
+    """`goship deploy ENV --dry-run` on a cluster: what the apply would do to each object,
+    from the API server's own dry run."""
+
+    env: str
+    namespace: str
+    release: str
+    image: str
+    changes: list[Change]
+
+    def lines(self) -> list[str]:
+        out = [f"deploy {self.env}: release {self.release} to namespace {self.namespace}, "
+               f"image {self.image}"]
+        for c in self.changes:
+            more = f": {'; '.join(c.details)}" if c.details else ""
+            out.append(f"  {c.action} {c.kind.lower()}/{c.name}{more}")
+        if any(c.kind == "Deployment" and c.action != "unchanged" for c in self.changes):
+            out.append("  then: watch the rollout, gate on health through the Service, "
+                       "undo on failure")
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"target": "kubernetes", "env": self.env, "namespace": self.namespace,
+                "release": self.release, "image": self.image,
+                "changes": [{"kind": c.kind, "name": c.name, "action": c.action,
+                             "details": c.details} for c in self.changes]}

@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import threading
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from goship.errors import ApplyError, NotYetError
 from goship.kube import plan
 from goship.kube.cluster import Cluster
+from goship.render.kubernetes import startup_seconds
 from goship.targets import DeployTarget
 from goship.ui import ui
 
 if TYPE_CHECKING:
     from goship.deploy.engine import Outcome
-    from goship.deploy.plan import FleetPlan
+    from goship.targets import Plan
 
 ISSUE = 16
 POLL = 1.0
@@ -39,12 +42,10 @@ class KubeTarget(DeployTarget):
         return {"app.kubernetes.io/name": self._cfg.app.name, "goship.dev/track": track}
 
     # deploy ----------------------------------------------------------------------------
-    def deploy(self, **opts: Any) -> Outcome | FleetPlan:
+    def deploy(self, **opts: Any) -> Outcome | Plan:
         from goship.deploy.engine import Outcome
 
         cluster_cfg = self.env.target.kubernetes
-        if opts.get("dry_run"):
-            raise NotYetError("goship deploy --dry-run to a Kubernetes environment", ISSUE)
         # The default (bluegreen, for hosts) means rolling here; another one said
         # explicitly is not built on Kubernetes yet.
         if ("strategy" in self._cfg.deploy.model_fields_set
@@ -56,7 +57,10 @@ class KubeTarget(DeployTarget):
                               "image to [docker] registry)", ISSUE)
         start = time.monotonic()
         cluster = self._cluster()
-        image, version = self._build_and_import(opts)
+        built, version = self._build(opts)
+        if opts.get("dry_run"):
+            return self._preview(cluster, built, version)
+        image = self._import(built)
         ui.info(f"image {image}")
         self._apply(cluster, image, version)
         ok, reason = self._watch(cluster)
@@ -72,10 +76,9 @@ class KubeTarget(DeployTarget):
         return Outcome("deploy", self.env.name, version, self._hosts(cluster, version), True,
                        time.monotonic() - start)
 
-    def _build_and_import(self, opts: dict[str, Any]) -> tuple[str, str]:
+    def _build(self, opts: dict[str, Any]) -> tuple[Any, str]:
+        """The image (goship package --image) and its release version."""
         from goship.build.pipeline import run_package
-        from goship.lab import kubernetes as lab_kube
-        from goship.lab.layout import HostLayout
 
         result = run_package(self.project, self._cfg, image=True,
                              allow_dirty=bool(opts.get("allow_dirty")),
@@ -83,29 +86,56 @@ class KubeTarget(DeployTarget):
         img = result.image
         if img is None or "linux/amd64" not in img.digests:
             raise ApplyError("the build made no linux/amd64 image for the lab's nodes")
+        return img, result.build.plan.stamp.safe_version
+
+    def _import(self, img: Any) -> str:
+        """Into every lab node's containerd; the digest reference the pods run."""
+        from goship.lab import kubernetes as lab_kube
+        from goship.lab.layout import HostLayout
+
         nodes = [HostLayout(i) for i in range(1, _lab_nodes() + 1)]
         repo = lab_kube.import_image(nodes, img.path, digests=True)
         ui.info(f"image imported into containerd on {len(nodes)} node(s)")
-        return plan.digest_ref(repo, img.digests["linux/amd64"]), \
-            result.build.plan.stamp.safe_version
+        return plan.digest_ref(repo, img.digests["linux/amd64"])
 
-    def _apply(self, cluster: Cluster, image: str, version: str) -> None:
-        from goship.envfile import parse_env_file
+    def _preview(self, cluster: Cluster, img: Any, version: str) -> plan.KubePlan:
+        """deploy --dry-run: the image built, nothing imported; the API server's dry run
+        of each apply against what is live."""
+        from goship.lab import kubernetes as lab_kube
+
+        image = plan.digest_ref(lab_kube.image_repository(img.path),
+                                img.digests["linux/amd64"])
+        changes = [plan.change(kind, name, before, after)
+                   for _, text in self._rendered(image, version)
+                   for kind, name, before, after in cluster.preview(text)]
+        return plan.KubePlan(self.env.name, cluster.namespace, version, image, changes)
+
+    def _rendered(self, image: str, version: str) -> list[tuple[str, str]]:
         from goship.render.inputs import RenderInput
         from goship.render.kubernetes import render_kubernetes
 
         cfg = plan.pinned(self._cfg, image)
-        secrets = {}
-        if cfg.run.env_file and (self.project.root / cfg.run.env_file).exists():
-            secrets = parse_env_file(self.project.root / cfg.run.env_file)
         # show_secrets: the Secret gets its real values; it goes to the API server only.
         rendered = render_kubernetes(RenderInput(config=cfg, root=self.project.root,
                                                  env=self.env.name, version=version,
-                                                 secrets=secrets, show_secrets=True))
+                                                 secrets=self._secrets(), show_secrets=True))
+        return plan.applied(rendered)
+
+    def _secrets(self) -> dict[str, str]:
+        """The Secret's values: run.env_file's (a sops file decrypted in memory) and
+        [secrets]' commands, resolved as for hosts, once per command."""
+        from goship.deploy.engine import env_values
+        from goship.secrets import secret_names
+
+        names = set(secret_names(self.project.root, self._cfg))
+        return {k: v for k, v in env_values(self.project, self.env).items() if k in names}
+
+    def _apply(self, cluster: Cluster, image: str, version: str) -> None:
+        cfg = self._cfg
         app = cfg.app.name
         first = cluster.deployment(app) is None
         self._env_before = cluster.env_objects(app)
-        for name, text in plan.applied(rendered):
+        for name, text in self._rendered(image, version):
             for obj in cluster.apply(text):
                 ui.info(f"applied {obj}")
             if name == "deployment.yaml" and first:
@@ -132,7 +162,8 @@ class KubeTarget(DeployTarget):
             deadline_exceeded=any(c.get("reason") == "ProgressDeadlineExceeded"
                                   for c in conds),
             elapsed=elapsed, timeout=self._timeout(),
-            max_restarts=self._cfg.metrics.restarts)
+            max_restarts=self._cfg.metrics.restarts,
+            startup_deadline=float(startup_seconds(self._cfg)))
 
     def _timeout(self) -> float:
         h = self._cfg.run.health
@@ -186,20 +217,25 @@ class KubeTarget(DeployTarget):
             time.sleep(0.5)
         return False, f"health check through the Service failed: {url}: {last}"
 
-    def _undo(self, cluster: Cluster, failed: str = "") -> bool:
+    def _undo(self, cluster: Cluster, failed: str = "", to: str | None = None) -> bool:
         app = self._cfg.app.name
         d = cluster.deployment(app)
         current = int((d or {}).get("metadata", {}).get("annotations", {})
                       .get(plan.REVISION, "0") or 0)
         sets = cluster.replicasets(self._selector())
+        if to is not None:  # refused before anything changes
+            template: dict[str, Any] | None = plan.release_template(sets, to, current)
+            ui.info(f"undo: re-applying the pod template of release {to}")
+        else:
+            template = plan.previous_template(sets, current)
         bad = plan.current_replicaset(sets, current)
         if failed and bad:  # a later rollback must not return to it
             cluster.mark_failed(bad, failed)
-        template = plan.previous_template(sets, current)
         if template is None:
             ui.warn("nothing to undo to: no earlier ReplicaSet (a first deploy)")
             return False
-        ui.info("undo: re-applying the previous ReplicaSet's pod template")
+        if to is None:
+            ui.info("undo: re-applying the previous ReplicaSet's pod template")
         if self._env_before:  # the environment the previous release ran with
             cluster.apply_objects(self._env_before)
         cluster.apply_template(app, template)
@@ -216,14 +252,14 @@ class KubeTarget(DeployTarget):
                                 f"{n}: {c} pod(s)" for n, c in s["nodes"].items())]}}
 
     # rollback, status, logs ------------------------------------------------------------
-    def rollback(self, *, to: str | None, **opts: Any) -> Outcome | FleetPlan:
+    def rollback(self, *, to: str | None, **opts: Any) -> Outcome | Plan:
         from goship.deploy.engine import Outcome
 
-        if to is not None or opts.get("dry_run"):
-            raise NotYetError("goship rollback --to/--dry-run on Kubernetes", ISSUE)
+        if opts.get("dry_run"):
+            raise NotYetError("goship rollback --dry-run on Kubernetes", ISSUE)
         start = time.monotonic()
         cluster = self._cluster()
-        ok = self._undo(cluster)
+        ok = self._undo(cluster, to=to)
         s = self.status()
         return Outcome("rollback", self.env.name, s["release"] or "-",
                        self._hosts(cluster, s["release"]) if ok else {}, ok,
@@ -251,10 +287,23 @@ class KubeTarget(DeployTarget):
             "ready": d.get("status", {}).get("readyReplicas", 0),
             "nodes": dict(sorted(nodes.items())),
             "url": f"http://{ip}/" if ip else None,
+            "hpa": plan.hpa_state(cluster.hpa(app)),
         }
 
     def logs(self, *, host: str | None, follow: bool, since: str | None, lines: int) -> None:
-        raise NotYetError("goship logs on Kubernetes", ISSUE)
+        """The app's pods' logs (every track), each line prefixed with its pod."""
+        seconds = plan.since_seconds(since) if since else None
+        cluster = self._cluster()
+        every = {"app.kubernetes.io/name": self._cfg.app.name}
+        pods = plan.log_pods([_pod(p) for p in cluster.pods(every)], host)
+        lock = threading.Lock()
+
+        def say(line: str) -> None:
+            with lock:
+                ui.out(line)
+
+        cluster.stream_logs([p.name for p in pods], follow=follow, since=seconds,
+                            lines=lines, say=say)
 
 
 def _pod(p: dict[str, Any]) -> plan.Pod:
@@ -266,7 +315,18 @@ def _pod(p: dict[str, Any]) -> plan.Pod:
         node=p.get("spec", {}).get("nodeName") or "", ready=bool(cs.get("ready")),
         restarts=int(cs.get("restartCount", 0)),
         waiting=(cs.get("state", {}).get("waiting") or {}).get("reason", ""),
-        terminating="deletionTimestamp" in p["metadata"])
+        terminating="deletionTimestamp" in p["metadata"],
+        last_run=_ran((cs.get("lastState") or {}).get("terminated") or {}))
+
+
+def _ran(terminated: dict[str, Any]) -> float:
+    """Seconds between a terminated container's start and finish (0 when unknown)."""
+    try:
+        start = datetime.fromisoformat(terminated["startedAt"])
+        end = datetime.fromisoformat(terminated["finishedAt"])
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+    return max(0.0, (end - start).total_seconds())
 
 
 def _lab_nodes() -> int:

@@ -3,7 +3,9 @@ paths every renderer and deploy agree on."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import dataclass, field
 
 from goship.canary.redis_state import HOST_FILE
 from goship.config import Config
@@ -96,6 +98,32 @@ class NginxSite:
 
     # canary.state = "redis": the host file the Lua poller reads (empty: no poller)
     canary_redis_file: str = ""
+    # proxy.path: the site is locations under the prefix, in a server path apps share
+    path: str | None = None
+    strip_path: bool = False
+    claim_listen: list[int] = field(default_factory=list)
+
+    @property
+    def claim_json(self) -> str:
+        """What the site claims on the host (read back by the facts probe: `goship apps`,
+        the conflict check between apps)."""
+        return json.dumps({"app": self.app, "listen": self.claim_listen or [self.listen],
+                           "server_names": self.server_names, "path": self.path,
+                           "release": self.release, "color": self.color,
+                           "ports": self.ports}, sort_keys=True, separators=(",", ":"))
+
+    @property
+    def path_regex(self) -> str:
+        return (self.path or "").replace(".", r"\.")
+
+    @property
+    def path_locations(self) -> list[PathLocation]:
+        """The prefix (and the prefix itself, without the slash), then stream paths."""
+        if not self.path:
+            return []
+        return [PathLocation(f"^~ {self.path}/", self.path, False),
+                PathLocation(f"= {self.path}", self.path, False),
+                *(PathLocation(sp, sp, True) for sp in self.stream_paths)]
 
     @property
     def default_server(self) -> bool:
@@ -104,6 +132,21 @@ class NginxSite:
     @property
     def ident(self) -> str:
         return ident(self.app)
+
+
+@dataclass(frozen=True)
+class PathLocation:
+    match: str  # what follows `location`
+    path: str
+    stream: bool
+
+
+def paths_key(listen: int, server_names: list[str]) -> str:
+    """The path apps sharing one server: same listen port, same server names."""
+    if not server_names:
+        return f"{listen}-default"
+    digest = hashlib.sha256(" ".join(sorted(server_names)).encode()).hexdigest()[:10]
+    return f"{listen}-names-{digest}"
 
 
 def control_socket(paths: Paths, system: bool) -> str:
@@ -135,6 +178,8 @@ def nginx_site(config: Config, paths: Paths, color: str, release: str,
         health_path=config.run.health.path, maintenance_file=maintenance_file(paths),
         canary_redis_file=paths.join(HOST_FILE) if lua and config.canary.state == "redis"
         else "",
+        path=p.path, strip_path=p.strip_path,
+        claim_listen=[p.listen] + ([p.tls.listen] if p.tls.mode != "off" else []),
     )
 
 

@@ -15,6 +15,7 @@ from goship.render.context import (
     ident,
     letsencrypt_dir,
     nginx_site,
+    paths_key,
     ports,
 )
 from goship.render.engine import render
@@ -109,6 +110,34 @@ def nginx_site_conf(config: Config, paths: Paths, color: str, release: str,
                                port_map))
 
 
+LOCATIONS_BEGIN = "# goship-locations-begin\n"
+LOCATIONS_END = "# goship-locations-end\n"
+
+
+def split_site(text: str) -> tuple[str, str | None]:
+    """A rendered site -> (the http-level part, the path app's locations or None)."""
+    if LOCATIONS_BEGIN not in text:
+        return text, None
+    head, _, rest = text.partition(LOCATIONS_BEGIN)
+    locations, _, tail = rest.partition(LOCATIONS_END)
+    return head + tail, locations
+
+
+def nginx_paths_server(listen: int, server_names: list[str], include: str,
+                       root: Path | None = None) -> str:
+    """The server the path apps on one listen port and set of server names share."""
+    return render("nginx.paths-server.conf.j2", root, listen=listen,
+                  server_names=server_names, include=include,
+                  include_dir=include.rsplit("/", 1)[0])
+
+
+def system_paths_files(config: Config) -> tuple[str, str]:
+    """A path app's files in the system nginx: (its locations, the shared server)."""
+    key = paths_key(config.proxy.listen, list(config.proxy.server_names))
+    return (f"/etc/nginx/goship/paths/{key}/{config.app.name}.conf",
+            f"/etc/nginx/conf.d/goship.paths-{key}.conf")
+
+
 def nginx_main_conf(config: Config, paths: Paths, log_dir: str, mime_types: str,
                     modules: list[str], root: Path | None = None) -> str:
     return render("nginx.main.conf.j2", root, app=config.app.name, run_dir=paths.run_dir,
@@ -130,8 +159,15 @@ def _supervisord(r: RenderInput) -> dict[str, str]:
 def _nginx(r: RenderInput) -> dict[str, str]:
     c = r.config
     lua = c.proxy.switch != "reload"
-    out = {f"goship-{r.app}.conf": nginx_site_conf(c, r.paths, "blue", r.version,
-                                                   root=r.root, lua=lua)}
+    site, locations = split_site(nginx_site_conf(c, r.paths, "blue", r.version,
+                                                 root=r.root, lua=lua))
+    out = {f"goship-{r.app}.conf": site}
+    if locations is not None:
+        loc_file, server_file = system_paths_files(c)
+        out[loc_file.removeprefix("/etc/nginx/")] = locations
+        out[server_file.removeprefix("/etc/nginx/conf.d/")] = nginx_paths_server(
+            c.proxy.listen, list(c.proxy.server_names),
+            f"{loc_file.rsplit('/', 1)[0]}/*.conf", r.root)
     if c.proxy.tls.mode == "letsencrypt":
         tls = c.proxy.tls
         values = dict(app=r.app, names=c.proxy.server_names, email=tls.email,

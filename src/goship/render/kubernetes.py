@@ -3,9 +3,14 @@ drain and canary, handed over to a cluster (goship does not grow its own)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from goship.build.oci import UID
 from goship.render.engine import render
 from goship.render.inputs import RenderInput
+
+if TYPE_CHECKING:
+    from goship.config import Config
 
 FILES = ("configmap", "secret", "deployment", "service", "ingress", "hpa", "pdb")
 CANARY_FILES = ("deployment", "service", "ingress")
@@ -15,6 +20,11 @@ def image_ref(r: RenderInput) -> str:
     image = r.config.docker.image or r.app
     last = image.rsplit("/", 1)[-1]
     return image if (":" in last or "@" in image) else f"{image}:{r.version}"
+
+
+def startup_seconds(c: Config) -> int:
+    """The startup probe's budget (1 s period): run.health.deadline, as on hosts."""
+    return max(1, round(c.run.health.deadline))
 
 
 def render_kubernetes(r: RenderInput) -> dict[str, str]:
@@ -29,7 +39,7 @@ def render_kubernetes(r: RenderInput) -> dict[str, str]:
         secrets=sorted(secrets.items()), has_secrets=bool(secrets),
         masked=bool(secrets) and not r.show_secrets, health=h.path,
         probe_timeout=max(1, round(h.timeout)),
-        startup_failures=max(1, round(h.deadline)),
+        startup_failures=startup_seconds(c),
         grace=drain + k.pre_stop_seconds + 5, drain=drain,
         hosts=list(c.proxy.server_names), tls=c.proxy.tls.mode != "off",
         body_size=c.proxy.client_max_body_size, history=c.deploy.keep_releases,
