@@ -165,7 +165,12 @@ def _match(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
 
 
 email = _match(EMAIL, "an e-mail address like ops@example.com")
-url_path = _match(URL_PATH, "a URL path like /events (letters, digits, ._~/-)")
+def url_path(value: str) -> str:
+    # A `.` or `..` segment would let a location or a static alias reach outside its tree.
+    if not URL_PATH.match(value) or any(seg in (".", "..") for seg in value.split("/")):
+        raise ValueError(f"expected a URL path like /events (letters, digits, ._~/-, no . "
+                         f"or .. segment), found {value!r}")
+    return value
 duration = _match(DURATION, "a duration like 500ms, 10s, 1m, 2h or 7d")
 image = _match(IMAGE, "an image reference like registry.example.com/team/app:1.2.3")
 dns_label = _match(DNS_LABEL, "a Kubernetes name (lowercase letters, digits, '-', max 63)")
