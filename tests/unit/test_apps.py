@@ -66,7 +66,7 @@ def test_another_apps_live_ports_are_not_taken_even_while_it_restarts() -> None:
     plan = plan_host(config_of("[proxy]\npath = \"/api\"\n"), view([shop]), "deploy", "r1",
                      Artifact("r1", "x"))
     assert plan.ports["blue"] == [8081]  # the preflight moved off shop's port
-    assert any("8080" in n for n in plan.notes)
+    assert plan.notes == ["h1: 8080 is used by goship app shop (blue); blue uses 8081"]
 
 
 SHOP = "/etc/nginx/conf.d/goship-shop.conf:"

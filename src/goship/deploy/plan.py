@@ -204,14 +204,17 @@ def plan_host(config: Config, view: HostView, action: Action, release: str,
         start: Literal["start", "warm"] = "warm"
         stop_first: list[int] = []
     else:
-        reserved = {config.proxy.listen}
+        # Ports this color must not take, and who has them (said when a port moves).
+        reserved = {config.proxy.listen: "nginx (proxy.listen)"}
         if config.proxy.tls.mode != "off":
-            reserved.add(config.proxy.tls.listen)
+            reserved[config.proxy.tls.listen] = "nginx (proxy.tls.listen)"
         if view.live_color:
-            reserved |= set(recorded[view.live_color])
+            reserved |= dict.fromkeys(recorded[view.live_color],
+                                      f"the live color ({view.live_color})")
         # Another goship app's live ports, even while its instance restarts (its other
         # color's are only defaults until it runs: its own preflight moves them then).
-        reserved |= {p for a in view.apps if a.app != config.app.name and a.color
+        reserved |= {p: f"goship app {a.app} ({a.color})" for a in view.apps
+                     if a.app != config.app.name and a.color
                      for p in a.ports.get(a.color, [])}
         # Ports count as this app's only where it ran: recorded, or a host deployed before
         # ports were recorded (then the default scheme is what it used).

@@ -42,7 +42,7 @@ def is_ours(listener: Listener, app: str, color: str, recorded: PortMap) -> bool
 
 
 def choose(config: Config, color: str, listeners: dict[int, Listener] | None,
-           recorded: PortMap, reserved: set[int], host: str,
+           recorded: PortMap, reserved: dict[int, str], host: str,
            owned: PortMap | None = None) -> PortChoice:
     """The ports `color` will bind. Explicit run.ports are honoured or refused; the default
     scheme moves a held port to the next free one and says so. `owned`: the ports this app
@@ -62,8 +62,8 @@ def choose(config: Config, color: str, listeners: dict[int, Listener] | None,
     if config.run.ports is not None:
         for p in want:
             if p in reserved:
-                raise PortConflict(f"{host}: run.ports.{color} has {p}, which the live "
-                                   f"color or nginx uses",
+                raise PortConflict(f"{host}: run.ports.{color} has {p}, which "
+                                   f"{reserved[p]} uses",
                                    hint="give each color and proxy.listen their own ports")
             owner = held(p)
             if owner is not None:
@@ -92,7 +92,7 @@ def choose(config: Config, color: str, listeners: dict[int, Listener] | None,
     notes = []
     for p in blocked:
         owner = held(p)
-        why = f"held by {owner.describe()}" if owner else "used by the other color or nginx"
+        why = f"held by {owner.describe()}" if owner else f"used by {reserved[p]}"
         notes.append(f"{host}: {p} is {why}; {color} uses {_moved(want, chosen)}")
     return PortChoice(sorted(chosen), notes[:1] + ([f"{host}: {len(notes) - 1} more "
                                                     f"port(s) moved"] if len(notes) > 1
