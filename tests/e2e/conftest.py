@@ -20,16 +20,18 @@ from tests.conftest import EXAMPLE, need, skip
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):  # type: ignore[no-untyped-def]
     """Outside pytest-timeout's clock: a test that needs the Go-built components waits
     for their background build (tests/components.py)."""
-    if item.get_closest_marker("components"):
-        waited = components.wait()
+    mark = item.get_closest_marker("components")
+    if mark:
+        waited = components.wait(mark.args)
         if waited >= 1:
-            print(f"\n(waited {waited:.0f}s for the lab components)", flush=True)
+            print(f"\n(waited {waited:.0f}s for {', '.join(mark.args)})", flush=True)
     yield
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("components"):
-        why = components.failure()
+    mark = item.get_closest_marker("components")
+    if mark:
+        why = components.failure(mark.args)
         if why:
             pytest.fail(why, pytrace=False)
 

@@ -18,7 +18,7 @@ from tests.e2e.conftest import Lab
 from tests.e2e.helpers import Project
 from tests.e2e.load import Load
 
-pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.components]
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.components("consul")]
 Run = Callable[..., CliResult]
 H1, H2 = "10.78.0.11", "10.78.0.12"
 APP = "hello-gin"

@@ -27,7 +27,7 @@ from tests.e2e.conftest import Lab
 from tests.e2e.helpers import Project
 from tests.e2e.load import Load
 
-pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.components]
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.components("kubernetes")]
 Run = Callable[..., CliResult]
 NODE_PORT = 30481
 SECRET = "s3cret-k8s-value"

@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import CliResult
 from tests.e2e.conftest import Lab
 
-pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.components]
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.components("consul")]
 Run = Callable[..., CliResult]
 SERVERS = {"lab-h1": "10.78.0.11", "lab-h2": "10.78.0.12", "lab-h3": "10.78.0.13"}
 

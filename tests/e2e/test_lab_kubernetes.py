@@ -21,7 +21,7 @@ from tests.conftest import CliResult
 from tests.e2e.conftest import Lab, snapshot
 from tests.e2e.helpers import example_repo
 
-pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.components]
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.components("kubernetes")]
 Run = Callable[..., CliResult]
 NODES = ("lab-h1", "lab-h2", "lab-h3")
 NODE_PORT = 30480

@@ -35,7 +35,7 @@ from tests.e2e.conftest import Lab
 from tests.e2e.helpers import Project, free_port
 from tests.e2e.load import Load
 
-pytestmark = pytest.mark.components
+pytestmark = pytest.mark.components("consul")
 Run = Callable[..., CliResult]
 T = TypeVar("T")
 LUA = ("/usr/lib/nginx/modules/ndk_http_module.so",

@@ -23,7 +23,7 @@ from tests.e2e.conftest import Lab
 from tests.e2e.helpers import Project
 from tests.e2e.load import Load
 
-pytestmark = [pytest.mark.slow, pytest.mark.components]
+pytestmark = [pytest.mark.slow, pytest.mark.components("secrets")]
 Run = Callable[..., CliResult]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "goship"
 AGE = CACHE / "age" / "v1.3.2" / "bin"

@@ -273,7 +273,7 @@ def test_kubeconfig_without_a_cluster_says_how_to_start_one(
 
 def test_the_test_command_builds_the_components_and_docs_describe_them() -> None:
     assert "scripts/components.sh" in (REPO / "scripts" / "test.sh").read_text()
-    assert "bash scripts/kubernetes.sh" in (REPO / "scripts" / "components.sh").read_text()
+    assert "step kubernetes kubernetes.sh" in (REPO / "scripts" / "components.sh").read_text()
     packages = (REPO / "scripts" / "packages.sh").read_text()
     doc = (REPO / "docs" / "lab.md").read_text()
     for pkg in kubernetes.PACKAGES:
