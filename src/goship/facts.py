@@ -110,11 +110,6 @@ class AppClaim:
     ports: dict[str, list[int]] = field(default_factory=dict)
     file: str = ""
 
-    @property
-    def where(self) -> str:
-        names = " ".join(self.server_names) if self.server_names else "default server"
-        return f"{names}{self.path or ''} on {', '.join(str(p) for p in self.listen)}"
-
 
 CLAIM_HEADER = re.compile(r"^# ([a-z0-9][a-z0-9-]*): written by goship "
                           r"\(release ([A-Za-z0-9._-]+), color (blue|green)\)")

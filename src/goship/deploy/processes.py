@@ -15,7 +15,7 @@ from goship.config import Config
 from goship.config.model import Process
 from goship.deploy.layout import COLORS, Paths
 from goship.errors import ApplyError
-from goship.transport.base import Transport
+from goship.transport.base import Result, Transport
 
 if TYPE_CHECKING:
     from goship.deploy.host import Host
@@ -40,14 +40,6 @@ def units(config: Config, color: str, names: list[str] | None = None) -> list[st
         else:
             out.append(f"{base}.timer")
     return out
-
-
-def workers(config: Config) -> list[str]:
-    return [n for n, p in sorted(config.processes.items()) if p.schedule is None]
-
-
-def timers(config: Config) -> list[str]:
-    return [n for n, p in sorted(config.processes.items()) if p.schedule is not None]
 
 
 def programs(config: Config, color: str, names: list[str] | None = None) -> list[str]:
@@ -249,19 +241,13 @@ class ProcessRunner:
                      "-p", f"EnvironmentFile=-{self.paths.env_file(color)}",
                      f"--setenv=GOSHIP_PROCESS={name}",
                      "--", "/bin/sh", "-c", p.health_command)
-        res = self.t.run(cmd, timeout=self.config.run.health.deadline + 30)
-        if res.ok:
-            return None
-        out = " | ".join(ln for ln in (res.stdout + res.stderr).strip().splitlines()[-3:])
-        return f"{name}: health_command exited {res.code}{': ' + out if out else ''}"
+        return _health_failed(name, self.t.run(cmd, timeout=self.config.run.health.deadline
+                                               + 30))
 
     def log_tail(self, us: list[str], lines: int = 6) -> str:
-        args = ["journalctl", "--no-pager", "-o", "cat", "-n", str(lines)]
-        for u in us:
-            args += ["-u", u]
-        res = self.t.run(Cmd.of(*args))
-        shown = [ln.strip() for ln in res.stdout.splitlines() if ln.strip()][-lines:]
-        return f"log: {' | '.join(shown)}" if shown else ""
+        from goship.deploy.services import journal_tail
+
+        return _log_line(self.t.run(journal_tail(us, lines)).stdout, lines)
 
     def status(self, color: str | None) -> list[dict[str, object]]:
         """Each process's units on the live color: state, PID, restarts, a timer's next run."""
@@ -317,6 +303,20 @@ def plan_lines(rows: list[dict[str, object]]) -> list[str]:
             out.append(f"  process {r['name']}: timer ({r['schedule']}) on {r['start']} from "
                        f"the switch{stop}")
     return out
+
+
+def _log_line(text: str, lines: int) -> str:
+    """A log's last non-blank lines on one line, for an error message."""
+    shown = [ln.strip() for ln in text.splitlines() if ln.strip()][-lines:]
+    return f"log: {' | '.join(shown)}" if shown else ""
+
+
+def _health_failed(name: str, res: Result) -> str | None:
+    """None when a process's health_command passed, else its exit and last lines."""
+    if res.ok:
+        return None
+    out = " | ".join(ln for ln in (res.stdout + res.stderr).strip().splitlines()[-3:])
+    return f"{name}: health_command exited {res.code}{': ' + out if out else ''}"
 
 
 def for_host(h: Host) -> ProcessRunner:
@@ -385,9 +385,8 @@ class SupervisorProcesses(ProcessRunner):
     def log_tail(self, us: list[str], lines: int = 6) -> str:
         files = [f"{self.paths.logs}/{u.replace(self._ident_prefix(), self.app + '.', 1)}.log"
                  for u in us]
-        res = self.t.run(Cmd.of("tail", "-q", "-n", str(lines), *files))
-        shown = [ln.strip() for ln in res.stdout.splitlines() if ln.strip()][-lines:]
-        return f"log: {' | '.join(shown)}" if shown else ""
+        return _log_line(self.t.run(Cmd.of("tail", "-q", "-n", str(lines), *files)).stdout,
+                         lines)
 
     def _ident_prefix(self) -> str:
         from goship.deploy.layout import ident
@@ -403,13 +402,10 @@ class SupervisorProcesses(ProcessRunner):
                 "/bin/sh", "-c", p.health_command]
         if self.sup.as_user:
             argv = ["runuser", "-u", self.sup.as_user, "--", *argv]
-        res = self.t.run(Cmd.of("sh", "-c", 'cd "$1" && shift && exec "$@"', "goship-health",
-                                self.paths.color_link(color), *argv),
-                         timeout=self.config.run.health.deadline + 30)
-        if res.ok:
-            return None
-        out = " | ".join(ln for ln in (res.stdout + res.stderr).strip().splitlines()[-3:])
-        return f"{name}: health_command exited {res.code}{': ' + out if out else ''}"
+        return _health_failed(name, self.t.run(
+            Cmd.of("sh", "-c", 'cd "$1" && shift && exec "$@"', "goship-health",
+                   self.paths.color_link(color), *argv),
+            timeout=self.config.run.health.deadline + 30))
 
     def status(self, color: str | None) -> list[dict[str, object]]:
         if color is None or not self.config.processes:

@@ -250,10 +250,7 @@ class Systemd(Services):
         return out
 
     def log_tail(self, color: str, lines: int = 15) -> str:
-        args = ["journalctl", "--no-pager", "-o", "cat", "-n", str(lines)]
-        for u in self.units(color):
-            args += ["-u", u]
-        return self.t.run(Cmd.of(*args)).stdout.strip()
+        return self.t.run(journal_tail(self.units(color), lines)).stdout.strip()
 
     def enable(self, live: str, also: list[int] | None = None) -> None:
         """Boot starts the live color's instances and no other instance of this app (the
@@ -405,6 +402,14 @@ class Supervisor(Services):
         files = [f"{self.paths.logs}/{self.config.app.name}-{c}-{p}.log"
                  for c in COLORS for p in self.ports(c)]
         return Cmd.of("tail", "-q", "-n", str(lines), *(["-F"] if follow else []), *files)
+
+
+def journal_tail(units: list[str], lines: int) -> Cmd:
+    """The last `lines` lines the journal holds for these units, messages only."""
+    args = ["journalctl", "--no-pager", "-o", "cat", "-n", str(lines)]
+    for u in units:
+        args += ["-u", u]
+    return Cmd.of(*args)
 
 
 def _failed(what: str, why: str) -> str:
