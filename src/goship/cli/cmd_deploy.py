@@ -24,7 +24,6 @@ def _report(ctx: click.Context, outcome: Any, as_json: bool) -> None:
                 ui.out(line)
             ui.info("dry run: nothing was changed")
         return
-    assert isinstance(outcome, Outcome)  # noqa: S101 (narrowing for mypy)
     if as_json:
         ui.out(json.dumps(outcome.__dict__, indent=2, default=str))
     elif outcome.ok:
