@@ -7,12 +7,12 @@ export PATH="$PATH:/usr/local/go/bin"
 bash scripts/packages.sh
 bash scripts/install.sh
 # Consul, the Kubernetes components and sops/age build from their Go modules (minutes from an
-# empty Go cache, nothing once cached): in the background at idle CPU priority, while ruff,
+# empty Go cache, nothing once cached): in the background at idle CPU and I/O priority, while ruff,
 # mypy and the tests that do not need them run; a test marked `components` waits for them
 # (tests/components.py) and fails with the build's log if it failed.
 state="$(mktemp -d)"
 export GOSHIP_COMPONENTS_STATE="$state"
-setsid bash -c 'chrt --idle 0 bash scripts/components.sh >"$1/log" 2>&1; echo $? >"$1/status.part"
+setsid bash -c 'chrt --idle 0 ionice -c3 bash scripts/components.sh >"$1/log" 2>&1; echo $? >"$1/status.part"
                 mv "$1/status.part" "$1/status"' components "$state" &
 builder=$!
 # A run that ends (or is interrupted) takes the build with it; Go's cache keeps its progress.

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 import pytest
@@ -40,10 +43,22 @@ def parse_wrk(text: str) -> LoadResult:
 class Load:
     """`with Load(url) as load: ...` then `load.result`."""
 
-    def __init__(self, url: str, connections: int = 16, max_seconds: int = 1800) -> None:
+    def __init__(self, url: str, connections: int = 16, max_seconds: int = 1800,
+                 pace_ms: int = 0) -> None:
+        """pace_ms: each connection waits that long between a response and its next request
+        (a steady rate instead of as fast as the machine goes), for a test whose point is
+        routing rather than throughput: two unpaced loads at once leave a 2-core machine no
+        time for anything else, and the tail latency measures the machine, not goship."""
         self.url = url
         self.argv = ["wrk", "-t2", f"-c{connections}", f"-d{max_seconds}s", "--timeout", "5s",
-                     url]
+                     "--latency", url]
+        self.script: Path | None = None
+        if pace_ms:
+            fd, name = tempfile.mkstemp(suffix=".lua", prefix="goship-load-")
+            os.close(fd)
+            self.script = Path(name)
+            self.script.write_text(f"function delay() return {int(pace_ms)} end\n")
+            self.argv[-1:-1] = ["-s", name]
         self.proc: subprocess.Popen[str] | None = None
         self.result = LoadResult(0, 0, 0, "")
 
@@ -61,3 +76,5 @@ class Load:
         self.proc.send_signal(signal.SIGINT)  # wrk stops and prints its totals
         out, _ = self.proc.communicate(timeout=30)
         self.result = parse_wrk(out)
+        if self.script is not None:
+            self.script.unlink()

@@ -28,6 +28,9 @@ REDIS = "10.78.0.13"
 PASSWORD = "lab-redis-Pa55 word"
 UNIT = "goship-test-redis"
 SAMPLE = 200  # fresh clients per host and measure: the share's sd is at most 3.5 points
+# Two loads, the share samples, Redis and goship share 2 cores: a paced load (about 1000
+# requests/s per host) leaves them time, so a slow answer would be goship's, not the CPU's.
+PACE_MS = 5
 
 TOML = f"""
 [app]
@@ -135,8 +138,8 @@ def test_weights_through_redis_reach_every_host_and_survive_redis_down(
     r = run_cli("deploy", "lab", "--skip-checks", cwd=project.root)
     assert r.code == 0, r.out + r.err
     project.release("v2.0.0")
-    with Load(f"http://{HOSTS['h1']}/api/items", connections=6) as l1, \
-            Load(f"http://{HOSTS['h2']}/api/items", connections=6) as l2:
+    with Load(f"http://{HOSTS['h1']}/api/items", connections=6, pace_ms=PACE_MS) as l1, \
+            Load(f"http://{HOSTS['h2']}/api/items", connections=6, pace_ms=PACE_MS) as l2:
         r = run_cli("canary", "start", "lab", "--weight", "0", "--header", "X-Beta=1",
                     "--skip-checks", cwd=project.root)
         assert r.code == 0, r.out + r.err
@@ -203,7 +206,7 @@ def test_nginx_restart_with_redis_down_keeps_the_weight_and_promote(
     reaches_every_host(50)
     assert status(run_cli, project)["h1"]["reachable"] is False
     redis_up(lab)
-    with Load(f"http://{HOSTS['h1']}/api/items", connections=6) as load:
+    with Load(f"http://{HOSTS['h1']}/api/items", connections=6, pace_ms=PACE_MS) as load:
         r = run_cli("canary", "promote", "lab", cwd=project.root)
         assert r.code == 0, r.out + r.err
     for addr in HOSTS.values():
@@ -229,8 +232,8 @@ def test_the_automatic_walk_writes_its_steps_to_redis(run_cli: Run, project: Pro
                     seen[name] = True
             time.sleep(0.05)
 
-    with Load(f"http://{HOSTS['h1']}/api/items", connections=6) as l1, \
-            Load(f"http://{HOSTS['h2']}/api/items", connections=6) as l2:
+    with Load(f"http://{HOSTS['h1']}/api/items", connections=6, pace_ms=PACE_MS) as l1, \
+            Load(f"http://{HOSTS['h2']}/api/items", connections=6, pace_ms=PACE_MS) as l2:
         t = threading.Thread(target=watch, daemon=True)
         t.start()
         try:
