@@ -1,7 +1,9 @@
 """`goship deploy` to the lab's Kubernetes cluster (3 nodes): v1 lands Ready and answers
-through its Service, v2 rolls out under steady load with no failed request, a release
-that never passes its health check is undone to v2 with the reason printed, and
-`goship rollback` returns to v1 (not to the undone release), under load."""
+through its Service, v2 (a new environment) rolls out under steady load with no failed
+request, a release that never passes its health check is undone to v2 with the reason
+printed, and `goship rollback` returns to v1 (not to the undone release), under load.
+Each release's pods read the ConfigMap and Secret it was deployed with, which stay while
+a kept ReplicaSet reads them: a rollback takes the environment back with the release."""
 
 from __future__ import annotations
 
@@ -78,6 +80,30 @@ def kubectl(*args: str, stdin: str | None = None) -> str:
 
 def kget(*args: str) -> Any:
     return json.loads(kubectl("get", *args, "-o", "json"))
+
+
+def env_of(obj: dict[str, Any]) -> tuple[str, str]:
+    """(ConfigMap, Secret) a Deployment's or ReplicaSet's pods read."""
+    refs = obj["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+    return refs[0]["configMapRef"]["name"], refs[1]["secretRef"]["name"]
+
+
+def replicaset_of(version: str) -> dict[str, Any]:
+    found = [rs for rs in kget("replicasets", "-l", f"app.kubernetes.io/name={APP}")["items"]
+             if rs["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"]
+             == version]
+    return max(found, key=lambda rs: int(
+        rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]))
+
+
+def no_environment_left_unread() -> None:
+    """Every ConfigMap and Secret goship made for the app is read by a kept ReplicaSet."""
+    sets = kget("replicasets", "-l", f"app.kubernetes.io/name={APP}")["items"]
+    read = {name for rs in sets for name in env_of(rs)}
+    made = {o["metadata"]["name"] for kind in ("configmaps", "secrets") for o in kget(
+        kind, "-l", f"app.kubernetes.io/name={APP},app.kubernetes.io/managed-by=goship"
+    )["items"]}
+    assert made <= read, (made, read)
 
 
 def version_at(host: int) -> str:
@@ -189,22 +215,25 @@ def test_logs_prefix_each_line_with_its_pod_and_follow_new_ones(
 
 def test_v2_rolls_out_under_load_with_no_failed_request(
         project: Project, v1: None, run_cli: Run) -> None:
-    project.release("v2.0.0")
+    project.release("v2.0.0", GREETING="two")  # a new environment: a new ConfigMap
     # --dry-run: the API server's own dry run of each apply; nothing changes
     before = kget("deployment", APP)
+    v1_config, v1_secret = env_of(before)
     r = run_cli("deploy", "k8s", "--dry-run", "--skip-checks", cwd=project.root)
     assert r.code == 0, r.out + r.err
     old_image = before["spec"]["template"]["spec"]["containers"][0]["image"]
     [line] = [x for x in r.out.splitlines() if "deployment/" in x]
     assert line.startswith(f"  update deployment/{APP}: image {old_image} -> "), r.out
     assert f"  unchanged service/{APP}" in r.out.splitlines(), r.out
-    assert f"  unchanged secret/{APP}-secrets" in r.out.splitlines(), r.out
+    assert f"  unchanged secret/{v1_secret}" in r.out.splitlines(), r.out
+    [created] = [x for x in r.out.splitlines() if x.startswith("  create configmap/")]
+    assert created.startswith(f"  create configmap/{APP}-config-"), r.out
     after = kget("deployment", APP)
     assert after["metadata"]["generation"] == before["metadata"]["generation"]
     assert after["spec"]["template"] == before["spec"]["template"]
     r = run_cli("deploy", "k8s", "--dry-run", "--skip-checks", "--json", cwd=project.root)
     assert {c["action"] for c in json.loads(r.out)["plan"]["changes"]} == {
-        "update", "unchanged"}, r.out
+        "create", "update", "unchanged"}, r.out
     with Load(f"http://10.78.0.12:{NODE_PORT}/", connections=8) as load:
         r = run_cli("deploy", "k8s", "--skip-checks", cwd=project.root)
     assert r.code == 0, r.out + r.err
@@ -214,11 +243,19 @@ def test_v2_rolls_out_under_load_with_no_failed_request(
     assert load.result.requests > 100, load.result.text
     assert load.result.failed == 0, load.result.text
     assert {version_at(i) for i in (1, 2, 3)} == {"v2.0.0"}
-    # run.env_file went to the Secret only, and was never printed
+    # run.env_file went to the Secret only, and was never printed; the same values, the
+    # same Secret; the new environment is a new ConfigMap, v1's stays for its ReplicaSet
     assert SECRET not in r.out + r.err
-    secret = kget("secret", f"{APP}-secrets")["data"]
-    assert base64.b64decode(secret["API_TOKEN"]).decode() == SECRET
-    assert SECRET not in json.dumps(kget("configmap", f"{APP}-config"))
+    config, secret_name = env_of(kget("deployment", APP))
+    assert secret_name == v1_secret
+    assert config != v1_config
+    secret = kget("secret", secret_name)
+    assert secret["immutable"] is True
+    assert base64.b64decode(secret["data"]["API_TOKEN"]).decode() == SECRET
+    assert kget("configmap", config)["data"]["GREETING"] == "two"
+    assert SECRET not in json.dumps(kget("configmap", config))
+    assert "GREETING" not in kget("configmap", v1_config)["data"]
+    no_environment_left_unread()
 
 
 def test_an_unhealthy_release_is_undone_with_the_reason_and_v2_keeps_serving(
@@ -240,7 +277,9 @@ def test_an_unhealthy_release_is_undone_with_the_reason_and_v2_keeps_serving(
     assert {version_at(i) for i in (1, 2, 3)} == {"v2.0.0"}
     assert load.result.failed == 0, load.result.text
     # the environment went back with the release: a v2 pod restarted later stays healthy
-    assert "HELLO_TEST_FAIL_HEALTH" not in kget("configmap", f"{APP}-config").get("data", {})
+    config, _ = env_of(kget("deployment", APP))
+    assert config == env_of(replicaset_of("v2.0.0"))[0]
+    assert "HELLO_TEST_FAIL_HEALTH" not in kget("configmap", config)["data"]
 
 
 def test_rollback_returns_to_v1_skipping_the_undone_release(
@@ -254,6 +293,10 @@ def test_rollback_returns_to_v1_skipping_the_undone_release(
     status = run_cli("status", "k8s", cwd=project.root)
     assert status.out.startswith("deployment/hello-gin in default: v1.0.0 (revision 5), "
                                  "2/2 ready; pods per node: lab-h"), status.out
+    # v1's pods read v1's environment again (no GREETING), kept all along for its ReplicaSet
+    config, _ = env_of(kget("deployment", APP))
+    assert "GREETING" not in kget("configmap", config)["data"]
+    no_environment_left_unread()
 
 
 def test_rollback_to_a_named_release_and_never_to_an_undone_one(
@@ -272,6 +315,8 @@ def test_rollback_to_a_named_release_and_never_to_an_undone_one(
     assert "rollback k8s: v2.0.0" in r.out
     assert {version_at(i) for i in (1, 2, 3)} == {"v2.0.0"}
     assert load.result.failed == 0, load.result.text
+    config, _ = env_of(kget("deployment", APP))
+    assert kget("configmap", config)["data"]["GREETING"] == "two"
 
 
 def test_cluster_config_missing_is_one_line_and_changes_nothing(

@@ -1,6 +1,7 @@
 """The Kubernetes target's pure parts as data: the environment's `kubernetes` key, which
 rendered manifests are applied, the image pinned by digest, the rollout verdict (wait,
-done, undo and why) and the pod template an undo goes back to."""
+done, undo and why), the pod template an undo goes back to, and each release's
+ConfigMap and Secret (named, reused, deleted once no ReplicaSet reads them)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from goship.config.load import load as load_project
 from goship.errors import ConfigErrors, UsageError
 from goship.kube import plan
 from goship.render.inputs import RenderInput
-from goship.render.kubernetes import render_kubernetes
+from goship.render.kubernetes import config_name, render_kubernetes
 from goship.targets import kind
 
 BASE = '[app]\nname = "shop"\n[run]\nenv_file = ".env"\n[run.env]\nMODE = "x"\n'
@@ -105,6 +106,72 @@ def test_what_is_applied_is_the_renderer_s_output_pinned_by_digest(tmp_path: Pat
     assert strategy["maxUnavailable"] == 0
     assert c["readinessProbe"]["httpGet"]["path"] == "/health"
     assert c["lifecycle"]["preStop"]["sleep"]["seconds"] > 0
+
+
+def test_each_environment_is_its_own_configmap_and_secret_read_by_its_pods(
+        tmp_path: Path) -> None:
+    out = rendered(tmp_path, {"DB_PASSWORD": "hunter2"})
+    docs = {name: yaml.safe_load(text) for name, text in plan.applied(out)}
+    cm, sec = docs["configmap.yaml"], docs["secret.yaml"]
+    assert cm["immutable"] is True
+    assert cm["metadata"]["name"] == config_name("shop", {"MODE": "x"})
+    assert cm["metadata"]["name"].startswith("shop-config-")
+    # a plain render cannot name a version of the Secret: deploy does (below)
+    assert sec["metadata"]["name"] == "shop-secrets"
+    assert "immutable" not in sec
+    assert plan.env_references([docs["deployment.yaml"]]) == {
+        ("ConfigMap", cm["metadata"]["name"]), ("Secret", "shop-secrets")}
+    # another value, another ConfigMap; the same values, the same name
+    assert config_name("shop", {"MODE": "y"}) != cm["metadata"]["name"]
+    assert config_name("shop", {"MODE": "x"}) == cm["metadata"]["name"]
+    e = project(tmp_path, '[env.k]\nkubernetes = "lab"\n').env("k")
+    named = render_kubernetes(RenderInput(config=e.config, root=tmp_path, env="k",
+                                          secrets={"DB_PASSWORD": "hunter2"},
+                                          show_secrets=True, secret_name="shop-secrets-0a1b"))
+    sec = yaml.safe_load(named["secret.yaml"])
+    assert (sec["metadata"]["name"], sec["immutable"]) == ("shop-secrets-0a1b", True)
+    assert ("Secret", "shop-secrets-0a1b") in plan.env_references(
+        [yaml.safe_load(named["deployment.yaml"])])
+
+
+def test_a_deploy_reuses_the_secret_holding_its_values_else_names_a_new_one() -> None:
+    live = {"shop-secrets-aaaa": {"DB_PASSWORD": "old"},
+            "shop-secrets-bbbb": {"DB_PASSWORD": "new"}}
+    assert plan.secret_name("shop", live, {"DB_PASSWORD": "new"}, "cccc") == \
+        "shop-secrets-bbbb"
+    assert plan.secret_name("shop", live, {"DB_PASSWORD": "newer"}, "cccc") == \
+        "shop-secrets-cccc"
+    assert plan.secret_name("shop", live, {"DB_PASSWORD": "new", "X": "1"}, "dddd") == \
+        "shop-secrets-dddd"
+    assert plan.secret_name("shop", {}, {}, "eeee") == "shop-secrets-eeee"
+
+
+def test_an_environment_is_deleted_once_no_kept_replicaset_reads_it() -> None:
+    def reader(cm: str, secret: str | None = None, *, volume: str | None = None,
+               key_ref: str | None = None) -> dict[str, Any]:
+        c: dict[str, Any] = {"envFrom": [{"configMapRef": {"name": cm}}]}
+        if secret:
+            c["envFrom"].append({"secretRef": {"name": secret}})
+        if key_ref:
+            c["env"] = [{"name": "K", "valueFrom": {"secretKeyRef": {"name": key_ref,
+                                                                    "key": "k"}}}]
+        spec: dict[str, Any] = {"containers": [c]}
+        if volume:
+            spec["volumes"] = [{"name": "v", "configMap": {"name": volume}}]
+        return {"spec": {"template": {"spec": spec}}}
+
+    existing = [("ConfigMap", "shop-config-1"), ("ConfigMap", "shop-config-2"),
+                ("ConfigMap", "shop-config-3"), ("ConfigMap", "shop-files"),
+                ("Secret", "shop-secrets-a"), ("Secret", "shop-secrets-b"),
+                ("Secret", "shop-secrets-c"), ("Secret", "shop-secrets-d")]
+    readers = [reader("shop-config-2", "shop-secrets-b"),  # a kept ReplicaSet
+               reader("shop-config-3", "shop-secrets-c", volume="shop-files",
+                      key_ref="shop-secrets-d")]  # the Deployment
+    assert plan.unused_env(existing, readers) == [("ConfigMap", "shop-config-1"),
+                                                  ("Secret", "shop-secrets-a")]
+    # what was just applied stays even before its ReplicaSet exists
+    assert plan.unused_env(existing, readers, {("Secret", "shop-secrets-a")}) == [
+        ("ConfigMap", "shop-config-1")]
 
 
 def test_without_secrets_there_is_no_secret(tmp_path: Path) -> None:

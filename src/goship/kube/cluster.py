@@ -116,33 +116,39 @@ class Cluster:
         except ApiError as e:
             raise ApplyError(f"undo of deployment/{name}: {e.status.message}") from None
 
-    def env_objects(self, app: str) -> list[dict[str, Any]]:
-        """The app's ConfigMap and Secret as they are now, as apply-able objects: what an
-        undo puts back (the environment goes back with the release, as on hosts)."""
+    def secrets_values(self, app: str) -> dict[str, dict[str, str]]:
+        """goship's Secrets of the app: name -> values (decoded). Read to reuse the one that
+        holds a deploy's values; never printed."""
+        import base64
+
+        from lightkube.resources.core_v1 import Secret
+
+        out = {}
+        for sec in self.client.list(Secret, labels=_managed(app)):
+            obj: dict[str, Any] = sec.to_dict()
+            data = obj.get("data") or {}
+            out[obj["metadata"]["name"]] = {k: base64.b64decode(v).decode("utf-8", "replace")
+                                            for k, v in data.items()}
+        return out
+
+    def env_objects(self, app: str) -> list[tuple[str, str]]:
+        """(kind, name) of goship's ConfigMaps and Secrets of the app."""
+        from lightkube.resources.core_v1 import ConfigMap, Secret
+
+        maps = [("ConfigMap", c.to_dict()["metadata"]["name"])
+                for c in self.client.list(ConfigMap, labels=_managed(app))]
+        return maps + [("Secret", s.to_dict()["metadata"]["name"])
+                       for s in self.client.list(Secret, labels=_managed(app))]
+
+    def delete_env(self, kind: str, name: str) -> None:
         from lightkube import ApiError
         from lightkube.resources.core_v1 import ConfigMap, Secret
 
-        out: list[dict[str, Any]] = []
-        for res, name in ((ConfigMap, f"{app}-config"), (Secret, f"{app}-secrets")):
-            try:
-                got: Any = self.client.get(res, name)
-                obj: dict[str, Any] = got.to_dict()
-            except ApiError as e:
-                if e.status.code == 404:
-                    continue
-                raise
-            meta = obj["metadata"]
-            out.append({"apiVersion": "v1", "kind": obj["kind"],
-                        "metadata": {"name": meta["name"], "namespace": meta["namespace"],
-                                     "labels": meta.get("labels") or {}},
-                        "data": obj.get("data") or {}})
-        return out
-
-    def apply_objects(self, objs: list[dict[str, Any]]) -> None:
-        from lightkube import codecs
-
-        for obj in objs:
-            self.client.apply(codecs.from_dict(obj), force=True)
+        try:
+            self.client.delete(ConfigMap if kind == "ConfigMap" else Secret, name)
+        except ApiError as e:
+            if e.status.code != 404:
+                raise ApplyError(f"delete {kind.lower()}/{name}: {e.status.message}") from None
 
     def mark_failed(self, replicaset: str, reason: str) -> None:
         from lightkube.resources.apps_v1 import ReplicaSet
@@ -232,6 +238,10 @@ class Cluster:
         for t in readers:
             while t.is_alive():
                 t.join(0.5)  # wakes for Ctrl-C
+
+
+def _managed(app: str) -> dict[str, Any]:
+    return {"app.kubernetes.io/name": app, "app.kubernetes.io/managed-by": "goship"}
 
 
 def _apply_patch() -> Any:

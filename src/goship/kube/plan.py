@@ -201,6 +201,55 @@ def _revision(rs: dict[str, Any]) -> int:
         return 0
 
 
+# ---- the environment: a ConfigMap and a Secret per version, kept while a ReplicaSet reads
+# them (render/kubernetes.config_name; the Secret's name comes from here).
+
+def secret_name(app: str, live: dict[str, dict[str, str]], values: dict[str, str],
+                token: str) -> str:
+    """The Secret a deploy applies: the live one (name -> its values) that holds exactly
+    these values, so an unchanged environment does not roll the pods; else a new name
+    (`token`: random, not derived from the values, which a name would let one guess)."""
+    for name in sorted(live):
+        if live[name] == values:
+            return name
+    return f"{app}-secrets-{token}"
+
+
+def env_references(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """(kind, name) of every ConfigMap and Secret the pod templates of these Deployments
+    and ReplicaSets read (envFrom, env valueFrom, volumes)."""
+    refs: set[tuple[str, str]] = set()
+    for obj in objects:
+        spec = (((obj.get("spec") or {}).get("template") or {}).get("spec") or {})
+        for c in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]:
+            for src in c.get("envFrom") or []:
+                if (src.get("configMapRef") or {}).get("name"):
+                    refs.add(("ConfigMap", src["configMapRef"]["name"]))
+                if (src.get("secretRef") or {}).get("name"):
+                    refs.add(("Secret", src["secretRef"]["name"]))
+            for e in c.get("env") or []:
+                frm = e.get("valueFrom") or {}
+                if (frm.get("configMapKeyRef") or {}).get("name"):
+                    refs.add(("ConfigMap", frm["configMapKeyRef"]["name"]))
+                if (frm.get("secretKeyRef") or {}).get("name"):
+                    refs.add(("Secret", frm["secretKeyRef"]["name"]))
+        for v in spec.get("volumes") or []:
+            if (v.get("configMap") or {}).get("name"):
+                refs.add(("ConfigMap", v["configMap"]["name"]))
+            if (v.get("secret") or {}).get("secretName"):
+                refs.add(("Secret", v["secret"]["secretName"]))
+    return refs
+
+
+def unused_env(existing: list[tuple[str, str]], readers: list[dict[str, Any]],
+               keep: set[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+    """goship's ConfigMaps and Secrets of the app that no Deployment or kept ReplicaSet
+    reads any more (their release left the history), nor `keep` (just applied): what a
+    deploy or rollback that succeeded deletes."""
+    used = env_references(readers) | (keep or set())
+    return sorted(o for o in existing if o not in used)
+
+
 _SINCE = re.compile(r"^\s*(\d+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?)"
                     r"(\s+ago)?\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -28,8 +28,6 @@ POLL = 1.0
 
 
 class KubeTarget(DeployTarget):
-    _env_before: list[dict[str, Any]] | None = None  # ConfigMap, Secret before this deploy
-
     @property
     def _cfg(self) -> Any:
         return self.env.config
@@ -62,7 +60,7 @@ class KubeTarget(DeployTarget):
             return self._preview(cluster, built, version)
         image = self._import(built)
         ui.info(f"image {image}")
-        self._apply(cluster, image, version)
+        applied = self._apply(cluster, image, version)
         ok, reason = self._watch(cluster)
         if ok:
             ok, reason = self._health(cluster)
@@ -73,6 +71,7 @@ class KubeTarget(DeployTarget):
             return Outcome("deploy", self.env.name, version, {}, False,
                            time.monotonic() - start, failure=reason,
                            restored=[f"deployment/{app}"] if restored else [])
+        self._prune(cluster, applied)
         return Outcome("deploy", self.env.name, version, self._hosts(cluster, version), True,
                        time.monotonic() - start)
 
@@ -106,20 +105,34 @@ class KubeTarget(DeployTarget):
         image = plan.digest_ref(lab_kube.image_repository(img.path),
                                 img.digests["linux/amd64"])
         changes = [plan.change(kind, name, before, after)
-                   for _, text in self._rendered(image, version)
+                   for _, text in self._rendered(image, version, self._secret_name(cluster))
                    for kind, name, before, after in cluster.preview(text)]
         return plan.KubePlan(self.env.name, cluster.namespace, version, image, changes)
 
-    def _rendered(self, image: str, version: str) -> list[tuple[str, str]]:
+    def _input(self, image: str = "", version: str = "RELEASE",
+               secret_name: str | None = None) -> Any:
         from goship.render.inputs import RenderInput
+
+        cfg = plan.pinned(self._cfg, image) if image else self._cfg
+        # show_secrets: the Secret gets its real values; it goes to the API server only.
+        return RenderInput(config=cfg, root=self.project.root, env=self.env.name,
+                           version=version, secrets=self._secrets(), show_secrets=True,
+                           secret_name=secret_name)
+
+    def _rendered(self, image: str, version: str,
+                  secret_name: str) -> list[tuple[str, str]]:
         from goship.render.kubernetes import render_kubernetes
 
-        cfg = plan.pinned(self._cfg, image)
-        # show_secrets: the Secret gets its real values; it goes to the API server only.
-        rendered = render_kubernetes(RenderInput(config=cfg, root=self.project.root,
-                                                 env=self.env.name, version=version,
-                                                 secrets=self._secrets(), show_secrets=True))
-        return plan.applied(rendered)
+        return plan.applied(render_kubernetes(self._input(image, version, secret_name)))
+
+    def _secret_name(self, cluster: Cluster) -> str:
+        """The Secret this deploy's pods read: the live one holding the same values, else
+        a new one (the old stays for the ReplicaSets that read it)."""
+        import secrets
+
+        return plan.secret_name(self._cfg.app.name,
+                                cluster.secrets_values(self._cfg.app.name),
+                                self._input().secret_env(), secrets.token_hex(5))
 
     def _secrets(self) -> dict[str, str]:
         """The Secret's values: run.env_file's (a sops file decrypted in memory) and
@@ -130,16 +143,30 @@ class KubeTarget(DeployTarget):
         names = set(secret_names(self.project.root, self._cfg))
         return {k: v for k, v in env_values(self.project, self.env).items() if k in names}
 
-    def _apply(self, cluster: Cluster, image: str, version: str) -> None:
+    def _apply(self, cluster: Cluster, image: str, version: str) -> set[tuple[str, str]]:
+        """Applies the rendered objects; (kind, name) of each."""
         cfg = self._cfg
         app = cfg.app.name
         first = cluster.deployment(app) is None
-        self._env_before = cluster.env_objects(app)
-        for name, text in self._rendered(image, version):
+        done: set[tuple[str, str]] = set()
+        for name, text in self._rendered(image, version, self._secret_name(cluster)):
             for obj in cluster.apply(text):
                 ui.info(f"applied {obj}")
+                kind, _, oname = obj.partition("/")
+                done.add((kind, oname))
             if name == "deployment.yaml" and first:
                 cluster.set_initial_replicas(app, cfg.kubernetes.min_replicas)
+        return done
+
+    def _prune(self, cluster: Cluster, keep: set[tuple[str, str]] | None = None) -> None:
+        """Deletes the ConfigMaps and Secrets no Deployment or kept ReplicaSet of the app
+        reads: each release's environment lives as long as the release can come back."""
+        app = self._cfg.app.name
+        every = {"app.kubernetes.io/name": app}
+        readers = [*cluster.replicasets(every), *filter(None, [cluster.deployment(app)])]
+        for kind, name in plan.unused_env(cluster.env_objects(app), readers, keep):
+            cluster.delete_env(kind, name)
+            ui.info(f"deleted {kind.lower()}/{name}: no kept ReplicaSet reads it")
 
     def _facts(self, cluster: Cluster, elapsed: float) -> plan.Rollout | None:
         app = self._cfg.app.name
@@ -236,8 +263,8 @@ class KubeTarget(DeployTarget):
             return False
         if to is None:
             ui.info("undo: re-applying the previous ReplicaSet's pod template")
-        if self._env_before:  # the environment the previous release ran with
-            cluster.apply_objects(self._env_before)
+        # The template names the ConfigMap and Secret that release ran with: they come back
+        # with it (kept while a ReplicaSet reads them).
         cluster.apply_template(app, template)
         ok, reason = self._watch(cluster)
         if not ok:
@@ -260,6 +287,8 @@ class KubeTarget(DeployTarget):
         start = time.monotonic()
         cluster = self._cluster()
         ok = self._undo(cluster, to=to)
+        if ok:
+            self._prune(cluster)
         s = self.status()
         return Outcome("rollback", self.env.name, s["release"] or "-",
                        self._hosts(cluster, s["release"]) if ok else {}, ok,

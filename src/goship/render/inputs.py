@@ -25,6 +25,7 @@ class RenderInput:
     version: str = "RELEASE"
     secrets: dict[str, str] = field(default_factory=dict)
     show_secrets: bool = False
+    secret_name: str | None = None  # the Kubernetes Secret's, when deploy chose one
 
     @property
     def paths(self) -> Paths:

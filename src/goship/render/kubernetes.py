@@ -3,6 +3,8 @@ drain and canary, handed over to a cluster (goship does not grow its own)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import TYPE_CHECKING
 
 from goship.build.oci import UID
@@ -27,15 +29,28 @@ def startup_seconds(c: Config) -> int:
     return max(1, round(c.run.health.deadline))
 
 
+def config_name(app: str, env: dict[str, str]) -> str:
+    """The ConfigMap's name: the app and a hash of its data. A new environment is a new
+    ConfigMap, so the pod template changes (the pods roll) and each ReplicaSet keeps
+    reading the environment it was made with: an undo or a rollback takes it back."""
+    digest = hashlib.sha256(json.dumps(sorted(env.items())).encode()).hexdigest()
+    return f"{app}-config-{digest[:10]}"
+
+
 def render_kubernetes(r: RenderInput) -> dict[str, str]:
     c = r.config
     k = c.kubernetes
     secrets = r.secret_values()
+    public = r.public_env()
     drain = max(1, round(c.run.drain_timeout))
     h = c.run.health
     values = dict(
         app=r.app, ns=k.namespace, k=k, version=r.version, image=image_ref(r), uid=UID,
-        port=c.run.base_port, port_env=c.run.port_env, env=sorted(r.public_env().items()),
+        port=c.run.base_port, port_env=c.run.port_env, env=sorted(public.items()),
+        config_name=config_name(r.app, public),
+        # deploy names each version of the Secret (kube/plan.secret_name); a plain render
+        # cannot, and a hash of the values in a name could be guessed offline.
+        secret_name=r.secret_name or f"{r.app}-secrets", secret_versioned=bool(r.secret_name),
         secrets=sorted(secrets.items()), has_secrets=bool(secrets),
         masked=bool(secrets) and not r.show_secrets, health=h.path,
         probe_timeout=max(1, round(h.timeout)),
