@@ -284,6 +284,20 @@ def test_an_unhealthy_release_is_undone_with_the_reason_and_v2_keeps_serving(
 
 def test_rollback_returns_to_v1_skipping_the_undone_release(
         project: Project, v1: None, run_cli: Run) -> None:
+    # --dry-run: the same choice, said; nothing changes
+    before = kget("deployment", APP)
+    r = run_cli("rollback", "k8s", "--dry-run", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    first = r.out.splitlines()[0]
+    assert first.startswith(f"rollback k8s: deployment/{APP} in default: v2.0.0 (revision 4, "
+                            ), r.out
+    assert " -> v1.0.0 (revision 1, " in first, r.out
+    assert f"  configmap/{env_of(replicaset_of('v1.0.0'))[0]} (kept for it) comes back" in \
+        r.out.splitlines(), r.out
+    r = run_cli("rollback", "k8s", "--dry-run", "--json", cwd=project.root)
+    assert json.loads(r.out)["plan"]["to"]["release"] == "v1.0.0", r.out
+    assert kget("deployment", APP)["metadata"]["generation"] == \
+        before["metadata"]["generation"]
     with Load(f"http://10.78.0.13:{NODE_PORT}/", connections=4) as load:
         r = run_cli("rollback", "k8s", cwd=project.root)
     assert r.code == 0, r.out + r.err

@@ -277,6 +277,40 @@ def test_rollback_to_a_release_it_cannot_go_to_is_refused(release: str, message:
     assert e.value.hint == "releases to go to: v1"
 
 
+def named(r: dict[str, Any], config: str) -> dict[str, Any]:
+    r["metadata"]["name"] = "shop-" + r["metadata"]["annotations"][plan.REVISION]
+    r["spec"]["template"]["spec"]["containers"][0]["envFrom"] = [
+        {"configMapRef": {"name": config}}]
+    return r
+
+
+def test_a_rollback_dry_run_names_the_replicaset_it_would_bring_back() -> None:
+    sets = [named(vrs("1", "v1"), "shop-config-a"), named(vrs("2", "v2"), "shop-config-a"),
+            named(vrs("3", "v3", failed="crash"), "shop-config-c"),
+            named(vrs("4", "v4"), "shop-config-d")]
+    p = plan.rollback_plan("k8s", "shop", "shop", sets, current=4, to=None)
+    assert p.lines() == [
+        "rollback k8s: deployment/shop in shop: v4 (revision 4, shop-4) -> "
+        "v2 (revision 2, shop-2)",
+        "  image img-v4 -> img-v2",
+        "  configmap/shop-config-a (kept for it) comes back",
+        "  then: watch the rollout; nothing is deleted until it completes"]
+    d = p.as_dict()
+    assert (d["from"]["release"], d["to"]["release"], d["to"]["revision"]) == ("v4", "v2", 2)
+    assert d["to"]["environment"] == [{"kind": "ConfigMap", "name": "shop-config-a"}]
+    # --to: that release's newest ReplicaSet; one rollback refuses is refused the same way
+    p = plan.rollback_plan("k8s", "shop", "shop", sets, current=4, to="v1")
+    assert p.as_dict()["to"]["replicaset"] == "shop-1"
+    with pytest.raises(UsageError) as e:
+        plan.rollback_plan("k8s", "shop", "shop", sets, current=4, to="v3")
+    assert e.value.message.startswith("release v3 was undone as unhealthy")
+    # a first deploy has nothing to go back to
+    p = plan.rollback_plan("k8s", "shop", "shop", sets[:1], current=1, to=None)
+    assert p.lines() == ["rollback k8s: deployment/shop in shop: no earlier ReplicaSet to "
+                         "go to (running v1 (revision 1, shop-1))"]
+    assert p.as_dict()["to"] is None
+
+
 def test_undo_goes_back_to_the_newest_older_replicaset() -> None:
     sets = [rs("1", "v1"), rs("3", "v3"), rs("2", "v2"), rs("4", "v4")]
     t = plan.previous_template(sets, current=4)

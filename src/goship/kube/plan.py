@@ -137,8 +137,7 @@ def previous_template(replicasets: list[dict[str, Any]], current: int) -> dict[s
     (`kubectl rollout undo`) that goship did not undo as unhealthy, without its
     pod-template-hash label; None when there is none (a first deploy has nothing to go
     back to)."""
-    older = [rs for rs in replicasets if 0 < _revision(rs) < current
-             and FAILED not in (rs.get("metadata", {}).get("annotations") or {})]
+    older = [rs for rs in replicasets if 0 < _revision(rs) < current and not _failed(rs)]
     if not older:
         return None
     return _without_hash(max(older, key=_revision)["spec"]["template"])
@@ -153,13 +152,7 @@ def release_template(replicasets: list[dict[str, Any]], release: str,
     RELEASE (its pods' version label), as previous_template gives it. A release that is
     not in the history, is the one running, or that goship undid as unhealthy is refused
     with the releases one can go to."""
-    def version(rs: dict[str, Any]) -> str:
-        labels = rs["spec"]["template"].get("metadata", {}).get("labels") or {}
-        return str(labels.get(VERSION_LABEL, ""))
-
-    def failed(rs: dict[str, Any]) -> bool:
-        return FAILED in (rs.get("metadata", {}).get("annotations") or {})
-
+    version, failed = _version, _failed
     ordered = sorted(replicasets, key=_revision, reverse=True)
     running = next((version(rs) for rs in ordered if _revision(rs) == current), "")
     choices = sorted({version(rs) for rs in ordered
@@ -177,6 +170,83 @@ def release_template(replicasets: list[dict[str, Any]], release: str,
                          hint=hint)
     chosen = next(rs for rs in match if not failed(rs))
     return _without_hash(chosen["spec"]["template"])
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    """`goship rollback ENV [--to RELEASE] --dry-run` on a cluster: the ReplicaSet whose
+    pod template would come back, and what changes with it."""
+
+    env: str
+    namespace: str
+    deployment: str
+    current: dict[str, Any] | None  # the running ReplicaSet
+    target: dict[str, Any] | None  # None: nothing to roll back to
+
+    def lines(self) -> list[str]:
+        now = _describe(self.current) if self.current else "nothing running"
+        head = f"rollback {self.env}: deployment/{self.deployment} in {self.namespace}"
+        if self.target is None:
+            return [f"{head}: no earlier ReplicaSet to go to (running {now})"]
+        out = [f"{head}: {now} -> {_describe(self.target)}"]
+        old_image, new_image = _rs_image(self.current), _rs_image(self.target)
+        if old_image != new_image:
+            out.append(f"  image {old_image} -> {new_image}")
+        before = env_references([self.current]) if self.current else set()
+        after = env_references([self.target])
+        for kind, name in sorted(after - before):
+            out.append(f"  {kind.lower()}/{name} (kept for it) comes back")
+        out.append("  then: watch the rollout; nothing is deleted until it completes")
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        def one(rs: dict[str, Any] | None) -> dict[str, Any] | None:
+            if rs is None:
+                return None
+            return {"replicaset": rs["metadata"]["name"], "revision": _revision(rs),
+                    "release": _version(rs), "image": _rs_image(rs),
+                    "environment": [{"kind": k, "name": n}
+                                    for k, n in sorted(env_references([rs]))]}
+
+        return {"target": "kubernetes", "env": self.env, "namespace": self.namespace,
+                "deployment": self.deployment, "from": one(self.current),
+                "to": one(self.target)}
+
+
+def rollback_plan(env: str, namespace: str, deployment: str,
+                  replicasets: list[dict[str, Any]], current: int,
+                  to: str | None) -> RollbackPlan:
+    """The same choice as `goship rollback` (previous_template, release_template),
+    refused the same way, as data."""
+    running = next((rs for rs in replicasets if _revision(rs) == current), None)
+    target: dict[str, Any] | None
+    if to is not None:
+        release_template(replicasets, to, current)  # refuses what rollback refuses
+        target = max((rs for rs in replicasets if _version(rs) == to
+                      and _revision(rs) != current and not _failed(rs)), key=_revision)
+    else:
+        older = [rs for rs in replicasets if 0 < _revision(rs) < current and not _failed(rs)]
+        target = max(older, key=_revision) if older else None
+    return RollbackPlan(env, namespace, deployment, running, target)
+
+
+def _describe(rs: dict[str, Any]) -> str:
+    return f"{_version(rs) or '?'} (revision {_revision(rs)}, {rs['metadata']['name']})"
+
+
+def _version(rs: dict[str, Any]) -> str:
+    labels = rs["spec"]["template"].get("metadata", {}).get("labels") or {}
+    return str(labels.get(VERSION_LABEL, ""))
+
+
+def _failed(rs: dict[str, Any]) -> bool:
+    return FAILED in (rs.get("metadata", {}).get("annotations") or {})
+
+
+def _rs_image(rs: dict[str, Any] | None) -> str:
+    containers = (((rs or {}).get("spec") or {}).get("template", {}).get("spec") or {}).get(
+        "containers") or [{}]
+    return str(containers[0].get("image", "?"))
 
 
 def _without_hash(template: dict[str, Any]) -> dict[str, Any]:

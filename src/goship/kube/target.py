@@ -282,10 +282,10 @@ class KubeTarget(DeployTarget):
     def rollback(self, *, to: str | None, **opts: Any) -> Outcome | Plan:
         from goship.deploy.engine import Outcome
 
-        if opts.get("dry_run"):
-            raise NotYetError("goship rollback --dry-run on Kubernetes", ISSUE)
         start = time.monotonic()
         cluster = self._cluster()
+        if opts.get("dry_run"):
+            return self._rollback_plan(cluster, to)
         ok = self._undo(cluster, to=to)
         if ok:
             self._prune(cluster)
@@ -294,6 +294,16 @@ class KubeTarget(DeployTarget):
                        self._hosts(cluster, s["release"]) if ok else {}, ok,
                        time.monotonic() - start,
                        failure=None if ok else "no previous ReplicaSet to roll back to")
+
+    def _rollback_plan(self, cluster: Cluster, to: str | None) -> plan.RollbackPlan:
+        app = self._cfg.app.name
+        d = cluster.deployment(app)
+        if d is None:
+            raise ApplyError(f"deployment/{app} is not in namespace {cluster.namespace}: "
+                             "nothing to roll back")
+        current = int(d["metadata"].get("annotations", {}).get(plan.REVISION, "0") or 0)
+        return plan.rollback_plan(self.env.name, cluster.namespace, app,
+                                  cluster.replicasets(self._selector()), current, to)
 
     def status(self) -> dict[str, Any]:
         cluster = self._cluster()
