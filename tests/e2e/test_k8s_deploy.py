@@ -333,6 +333,38 @@ def test_rollback_to_a_named_release_and_never_to_an_undone_one(
     assert kget("configmap", config)["data"]["GREETING"] == "two"
 
 
+def test_the_deploy_lock_is_a_lease_another_goship_holds_or_force_breaks(
+        project: Project, v1: None, run_cli: Run) -> None:
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+    owner = json.dumps({"token": "other", "who": "ci@runner-7", "host": "runner-7",
+                        "pid": 4242, "started": now, "command": "goship deploy k8s"})
+    kubectl("apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": f"goship-{APP}", "annotations": {"goship.dev/owner": owner}},
+        "spec": {"holderIdentity": "ci@runner-7 pid 4242 other", "leaseDurationSeconds": 120,
+                 "acquireTime": now, "renewTime": now}}))
+    revision = kget("deployment", APP)["metadata"]["annotations"][
+        "deployment.kubernetes.io/revision"]
+    r = run_cli("rollback", "k8s", cwd=project.root)
+    assert (r.code, r.out) == (4, ""), r.out + r.err
+    [line] = r.err.strip().splitlines()
+    assert line.startswith(f"goship: deployment/{APP} in default: another goship holds the "
+                           f"deploy lock (ci@runner-7 pid 4242, `goship deploy k8s` since "
+                           f"{now}, heartbeat "), line
+    assert line.endswith("s ago); wait for it (--wait), or pass --force if it is gone"), line
+    assert kget("deployment", APP)["metadata"]["annotations"][
+        "deployment.kubernetes.io/revision"] == revision  # nothing changed
+    r = run_cli("rollback", "k8s", "--force", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    assert f"lease/goship-{APP}: broke the lock (--force)" in r.err
+    assert {version_at(i) for i in (1, 2, 3)} == {"v1.0.0"}
+    # released when done: the next command takes it without a word
+    assert kget("lease", f"goship-{APP}")["spec"].get("holderIdentity", "") == ""
+    r = run_cli("rollback", "k8s", "--to", "v2.0.0", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    assert "lease/" not in r.err
+
+
 def test_cluster_config_missing_is_one_line_and_changes_nothing(
         tmp_path: Path, run_cli: Run) -> None:
     (tmp_path / "goship.toml").write_text(

@@ -150,6 +150,28 @@ class Cluster:
             if e.status.code != 404:
                 raise ApplyError(f"delete {kind.lower()}/{name}: {e.status.message}") from None
 
+    def lease(self, name: str) -> dict[str, Any] | None:
+        from lightkube import ApiError
+        from lightkube.resources.coordination_v1 import Lease
+
+        try:
+            return self.client.get(Lease, name).to_dict()
+        except ApiError as e:
+            if e.status.code == 404:
+                return None
+            raise ApplyError(f"get lease/{name}: {e.status.message}") from None
+
+    def put_lease(self, obj: dict[str, Any]) -> None:
+        """Creates the Lease, or replaces the one whose resourceVersion `obj` carries (an
+        ApiError 409 when it changed since it was read)."""
+        from lightkube import codecs
+
+        lease: Any = codecs.from_dict(obj)
+        if obj["metadata"].get("resourceVersion"):
+            self.client.replace(lease)
+        else:
+            self.client.create(lease)
+
     def mark_failed(self, replicaset: str, reason: str) -> None:
         from lightkube.resources.apps_v1 import ReplicaSet
 

@@ -9,6 +9,8 @@ import shlex
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -58,22 +60,38 @@ class KubeTarget(DeployTarget):
         built, version = self._build(opts)
         if opts.get("dry_run"):
             return self._preview(cluster, built, version)
-        image = self._import(built)
-        ui.info(f"image {image}")
-        applied = self._apply(cluster, image, version)
-        ok, reason = self._watch(cluster)
-        if ok:
-            ok, reason = self._health(cluster)
-        app = self._cfg.app.name
-        if not ok:
-            ui.warn(f"release {version} is unhealthy: {reason}")
-            restored = self._undo(cluster, failed=reason)
-            return Outcome("deploy", self.env.name, version, {}, False,
-                           time.monotonic() - start, failure=reason,
-                           restored=[f"deployment/{app}"] if restored else [])
-        self._prune(cluster, applied)
+        with self._locked(cluster, "deploy", opts):
+            image = self._import(built)
+            ui.info(f"image {image}")
+            applied = self._apply(cluster, image, version)
+            ok, reason = self._watch(cluster)
+            if ok:
+                ok, reason = self._health(cluster)
+            app = self._cfg.app.name
+            if not ok:
+                ui.warn(f"release {version} is unhealthy: {reason}")
+                restored = self._undo(cluster, failed=reason)
+                return Outcome("deploy", self.env.name, version, {}, False,
+                               time.monotonic() - start, failure=reason,
+                               restored=[f"deployment/{app}"] if restored else [])
+            self._prune(cluster, applied)
         return Outcome("deploy", self.env.name, version, self._hosts(cluster, version), True,
                        time.monotonic() - start)
+
+    @contextmanager
+    def _locked(self, cluster: Cluster, action: str, opts: dict[str, Any]) -> Iterator[None]:
+        """The deploy lock (a Lease in the namespace) around whatever changes the app."""
+        from goship.kube.lease import LeaseLock
+
+        lock = LeaseLock(cluster, self._cfg.app.name, f"goship {action} {self.env.name}",
+                         self._cfg.deploy.lock_ttl, bool(opts.get("force")))
+        lock.acquire(wait=bool(opts.get("wait")))
+        for note in lock.notes:
+            ui.warn(f"lease/goship-{self._cfg.app.name}: {note}")
+        try:
+            yield
+        finally:
+            lock.release()
 
     def _build(self, opts: dict[str, Any]) -> tuple[Any, str]:
         """The image (goship package --image) and its release version."""
@@ -286,9 +304,10 @@ class KubeTarget(DeployTarget):
         cluster = self._cluster()
         if opts.get("dry_run"):
             return self._rollback_plan(cluster, to)
-        ok = self._undo(cluster, to=to)
-        if ok:
-            self._prune(cluster)
+        with self._locked(cluster, "rollback", opts):
+            ok = self._undo(cluster, to=to)
+            if ok:
+                self._prune(cluster)
         s = self.status()
         return Outcome("rollback", self.env.name, s["release"] or "-",
                        self._hosts(cluster, s["release"]) if ok else {}, ok,
