@@ -5,15 +5,13 @@ digest, under a steady load: zero failed requests."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.conftest import CliResult, need
+from tests.conftest import CliResult
+from tests.e2e import registry as lab_registry
 from tests.e2e.conftest import Lab
 from tests.e2e.helpers import Project
 from tests.e2e.load import Load
@@ -23,17 +21,6 @@ Run = Callable[..., CliResult]
 H1, H2 = "10.78.0.11:8083", "10.78.0.12:8083"
 APP = "reg-app"
 REGISTRY = "10.78.0.13:5000"
-REGISTRY_MODULE = "github.com/distribution/distribution/v3/cmd/registry@v3.0.0"
-REGISTRY_CONFIG = """version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: /var/lib/goship-registry
-http:
-  addr: :5000
-"""
-
 TOML = f"""
 [app]
 name = "{APP}"
@@ -60,32 +47,10 @@ lab = 2
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory, docker_lab: Lab) -> Iterator[str]:
     """The distribution registry, built from its Go module here, running on h3."""
-    from goship.lab.layout import HostLayout
-
-    go = need("go")
-    gobin = tmp_path_factory.mktemp("registry")
-    subprocess.run([go, "install", REGISTRY_MODULE], check=True, timeout=900,
-                   env={**os.environ, "GOBIN": str(gobin), "CGO_ENABLED": "0"})
-    root = HostLayout(3).root
-    (root / "usr" / "local" / "bin" / "goship-registry").write_bytes(
-        (gobin / "registry").read_bytes())
-    (root / "usr" / "local" / "bin" / "goship-registry").chmod(0o755)
-    (root / "etc" / "goship-registry.yml").write_text(REGISTRY_CONFIG)
-    docker_lab.ssh("h3", "systemd-run --unit=goship-registry /usr/local/bin/goship-registry "
-                         "serve /etc/goship-registry.yml")
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
-    yield REGISTRY
-    docker_lab.ssh("h3", "systemctl stop goship-registry; rm -rf /var/lib/goship-registry",
-                   check=False)
+    address = lab_registry.serve(docker_lab, tmp_path_factory.mktemp("registry"))
+    assert address == REGISTRY
+    yield address
+    lab_registry.stop(docker_lab, forget=True)
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +95,7 @@ def test_hosts_pull_goships_image_by_digest(run_cli: Run, project: Project,
 
 def test_an_unreachable_registry_is_one_line_and_changes_nothing(
         run_cli: Run, project: Project, docker_lab: Lab) -> None:
-    docker_lab.ssh("h3", "systemctl stop goship-registry")
+    lab_registry.stop(docker_lab)
     try:
         project.release("v1.2.0")
         r = run_cli("deploy", "lab", "--skip-checks", cwd=project.root)
@@ -138,5 +103,4 @@ def test_an_unreachable_registry_is_one_line_and_changes_nothing(
         assert f"registry http://{REGISTRY}" in r.out
         assert version(H1) == version(H2) == "v1.1.0"
     finally:
-        docker_lab.ssh("h3", "systemd-run --unit=goship-registry /usr/local/bin/"
-                             "goship-registry serve /etc/goship-registry.yml", check=False)
+        lab_registry.start(docker_lab, check=False)

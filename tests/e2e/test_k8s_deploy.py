@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import CliResult
+from tests.e2e import registry as lab_registry
 from tests.e2e.conftest import Lab
 from tests.e2e.helpers import Project
 from tests.e2e.load import Load
@@ -363,6 +364,37 @@ def test_the_deploy_lock_is_a_lease_another_goship_holds_or_force_breaks(
     r = run_cli("rollback", "k8s", "--to", "v2.0.0", cwd=project.root)
     assert r.code == 0, r.out + r.err
     assert "lease/" not in r.err
+
+
+def test_through_a_registry_the_nodes_pull_the_release_by_digest(
+        project: Project, v1: None, cluster: Lab, run_cli: Run,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """[docker] registry (what any cluster but the lab's needs): goship pushes the image by
+    digest without a daemon; the nodes' containerd pulls it from there."""
+    address = lab_registry.serve(cluster, tmp_path_factory.mktemp("registry"))
+    try:
+        project.toml += (f'[env.k8s-registry]\nkubernetes = "lab"\n'
+                         f'[env.k8s-registry.docker]\nregistry = "{address}/team/{APP}"\n'
+                         f"registry_insecure = true\n")
+        project.release("v4.0.0")
+        with Load(f"http://10.78.0.11:{NODE_PORT}/", connections=4) as load:
+            r = run_cli("deploy", "k8s-registry", "--skip-checks", cwd=project.root)
+        assert r.code == 0, r.out + r.err
+        assert f"image pushed to {address}/team/{APP}" in r.err
+        assert "imported into containerd" not in r.err
+        image = kget("deployment", APP)["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image.startswith(f"{address}/team/{APP}@sha256:"), image
+        pods = [p for p in kget("pods", "-l", f"app.kubernetes.io/name={APP}")["items"]
+                if "deletionTimestamp" not in p["metadata"]]
+        assert len(pods) == 2, pods
+        for pod in pods:  # the image each node runs came from the registry
+            [st] = pod["status"]["containerStatuses"]
+            assert st["ready"], st
+            assert st["imageID"].startswith(f"{address}/team/{APP}@sha256:"), st
+        assert {version_at(i) for i in (1, 2, 3)} == {"v4.0.0"}
+        assert load.result.failed == 0, load.result.text
+    finally:
+        lab_registry.stop(cluster, forget=True)
 
 
 def test_cluster_config_missing_is_one_line_and_changes_nothing(

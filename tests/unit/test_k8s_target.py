@@ -71,6 +71,35 @@ def test_misuse_gets_one_line(tmp_path: Path, env: str, expected: str) -> None:
     assert all("\n" not in line and line.startswith(str(tmp_path)) for line in lines), lines
 
 
+@pytest.mark.parametrize(("env", "source"), [
+    ('[env.k]\nkubernetes = "lab"\n', "lab"),  # imported into the nodes' containerd
+    ('[env.k]\nkubernetes = "lab"\n[env.k.docker]\nregistry = "10.78.0.13:5000/team/shop"\n',
+     "registry"),
+    ('[env.k]\nkubernetes = { kubeconfig = "/k" }\n[env.k.docker]\n'
+     'registry = "registry.example.com/team/shop"\n', "registry"),
+])
+def test_the_nodes_get_the_image_from_the_registry_else_the_lab_imports_it(
+        tmp_path: Path, env: str, source: str) -> None:
+    e = project(tmp_path, env).env("k")
+    assert plan.image_source(e.config, e.target.kubernetes.lab) == source
+
+
+def test_a_cluster_without_a_registry_is_refused_before_anything_is_built(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from goship.cli.main import main
+
+    (tmp_path / "goship.toml").write_text(
+        BASE + '[env.k]\nkubernetes = { kubeconfig = "/nonexistent" }\n')
+    assert main(["--config", str(tmp_path / "goship.toml"), "deploy", "k"]) == 2
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert err.strip() == (
+        "goship: kubernetes: a cluster's nodes pull the image from a registry, and [docker] "
+        'registry is not set; set [docker] registry = "host[:port]/repository" (for this '
+        "environment: [env.NAME.docker]); the lab cluster needs none")
+    assert not (tmp_path / "dist").exists()
+
+
 def test_misuse_exits_2(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     from goship.cli.main import main
 

@@ -44,8 +44,9 @@ class Layout:
     blobs: dict[str, bytes]  # digest -> bytes (config and layers)
 
 
-def read_layout(image_tar: bytes) -> Layout:
-    """The OCI layout inside goship's image tar: its one manifest and the blobs it names."""
+def read_layout(image_tar: bytes, digest: str | None = None) -> Layout:
+    """The OCI layout inside goship's image tar: its manifest (the one of `digest` in a
+    tar of several platforms, else the first) and the blobs it names."""
     files: dict[str, bytes] = {}
     with tarfile.open(fileobj=io.BytesIO(image_tar), mode="r:") as tar:
         for m in tar.getmembers():
@@ -53,7 +54,12 @@ def read_layout(image_tar: bytes) -> Layout:
             if f is not None:
                 files[m.name] = f.read()
     index = json.loads(files["index.json"])
-    digest = str(index["manifests"][0]["digest"])
+    listed = [str(m["digest"]) for m in index["manifests"]]
+    if digest is None:
+        digest = listed[0]
+    elif digest not in listed:
+        raise ApplyError(f"the image has no manifest {digest[:19]} (it has "
+                         f"{', '.join(d[:19] for d in listed)})")
     manifest = files[f"blobs/sha256/{digest[7:]}"]
     doc = json.loads(manifest)
     named = [doc["config"]["digest"], *(x["digest"] for x in doc["layers"])]
@@ -80,9 +86,11 @@ def _call(method: str, url: str, data: bytes | None = None,
                               "HTTP)") from None
 
 
-def push(reg: Registry, image_tar: bytes, tag: str | None = None) -> str:
-    """Push the image; returns its manifest digest (what hosts pull)."""
-    lay = read_layout(image_tar)
+def push(reg: Registry, image_tar: bytes, tag: str | None = None,
+         digest: str | None = None) -> str:
+    """Push the image (its manifest `digest` when the tar holds several platforms);
+    returns its manifest digest (what hosts and nodes pull)."""
+    lay = read_layout(image_tar, digest)
     with _lock:
         if (reg.base, lay.manifest_digest) in _pushed:
             return lay.manifest_digest

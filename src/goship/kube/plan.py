@@ -40,6 +40,20 @@ def digest_ref(repository: str, digest: str) -> str:
     return f"{repository}@{digest}"
 
 
+def image_source(config: Config, lab: bool) -> Literal["registry", "lab"]:
+    """Where the cluster's nodes get the image: `[docker] registry` (pushed by digest,
+    pulled by digest: any cluster), else the lab cluster's containerd (imported on every
+    node). Another cluster without a registry is refused before anything is built."""
+    if config.docker.registry:
+        return "registry"
+    if lab:
+        return "lab"
+    raise UsageError("kubernetes: a cluster's nodes pull the image from a registry, and "
+                     "[docker] registry is not set",
+                     hint="set [docker] registry = \"host[:port]/repository\" (for this "
+                          "environment: [env.NAME.docker]); the lab cluster needs none")
+
+
 def pinned(config: Config, image: str) -> Config:
     """The config the renderer gets for a deploy: [docker] image set to the pinned
     reference, so the Deployment's image comes out of the same template as

@@ -52,16 +52,15 @@ class KubeTarget(DeployTarget):
                 and self._cfg.deploy.strategy != "rolling"):
             raise NotYetError(f"deploy.strategy = {self._cfg.deploy.strategy!r} on "
                               f"Kubernetes (rolling works)", ISSUE)
-        if cluster_cfg is None or not cluster_cfg.lab:
-            raise NotYetError("deploying to a cluster other than the lab's (pushing the "
-                              "image to [docker] registry)", ISSUE)
+        assert cluster_cfg is not None  # noqa: S101 (the kind says so)
+        source = plan.image_source(self._cfg, cluster_cfg.lab)
         start = time.monotonic()
         cluster = self._cluster()
         built, version = self._build(opts)
         if opts.get("dry_run"):
             return self._preview(cluster, built, version)
         with self._locked(cluster, "deploy", opts):
-            image = self._import(built)
+            image = self._push(built) if source == "registry" else self._import(built)
             ui.info(f"image {image}")
             applied = self._apply(cluster, image, version)
             ok, reason = self._watch(cluster)
@@ -105,6 +104,16 @@ class KubeTarget(DeployTarget):
             raise ApplyError("the build made no linux/amd64 image for the lab's nodes")
         return img, result.build.plan.stamp.safe_version
 
+    def _push(self, img: Any) -> str:
+        """To [docker] registry, by digest (no daemon); the reference the pods pull."""
+        from goship.deploy.registry import Registry, push
+
+        d = self._cfg.docker
+        reg = Registry.parse(str(d.registry), d.registry_insecure)
+        digest = push(reg, img.path.read_bytes(), digest=img.digests["linux/amd64"])
+        ui.info(f"image pushed to {reg.host}/{reg.repo}")
+        return reg.ref(digest)
+
     def _import(self, img: Any) -> str:
         """Into every lab node's containerd; the digest reference the pods run."""
         from goship.lab import kubernetes as lab_kube
@@ -120,8 +129,13 @@ class KubeTarget(DeployTarget):
         of each apply against what is live."""
         from goship.lab import kubernetes as lab_kube
 
-        image = plan.digest_ref(lab_kube.image_repository(img.path),
-                                img.digests["linux/amd64"])
+        digest = img.digests["linux/amd64"]
+        if self._cfg.docker.registry:
+            from goship.deploy.registry import Registry
+
+            image = Registry.parse(str(self._cfg.docker.registry), False).ref(digest)
+        else:
+            image = plan.digest_ref(lab_kube.image_repository(img.path), digest)
         changes = [plan.change(kind, name, before, after)
                    for _, text in self._rendered(image, version, self._secret_name(cluster))
                    for kind, name, before, after in cluster.preview(text)]

@@ -152,6 +152,9 @@ def node_units(h: HostLayout, hosts: list[HostLayout], binary: str) -> dict[str,
     }
 
 
+CERTS_D = "/etc/containerd/certs.d"
+
+
 def containerd_config() -> str:
     """containerd 1.6 (Debian) for the CRI plugin on a lab host. Each line learnt from a
     failure (docs/lab.md): a fresh root and the native snapshotter (overlay snapshots cannot
@@ -180,7 +183,26 @@ disabled_plugins = ["io.containerd.snapshotter.v1.overlayfs", "io.containerd.sna
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{CNI_BIN}"
     conf_dir = "/etc/cni/net.d"
+  # hosts.toml per registry: a registry on a lab host speaks plain HTTP (as the lab's
+  # Docker engines' insecure-registries say); every other one is untouched.
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{CERTS_D}"
 """
+
+
+LAB_REGISTRY_PORT = 5000
+
+
+def registry_hosts(hosts: list[HostLayout]) -> dict[str, str]:
+    """containerd's hosts.toml for a registry on each lab host's port 5000 (plain HTTP):
+    path under CERTS_D -> text."""
+    out = {}
+    for h in hosts:
+        server = f"{h.addr}:{LAB_REGISTRY_PORT}"
+        out[f"{server}/hosts.toml"] = (f'server = "http://{server}"\n\n'
+                                       f'[host."http://{server}"]\n'
+                                       f'  capabilities = ["pull", "resolve"]\n')
+    return out
 
 
 def cni_conflist(h: HostLayout) -> str:

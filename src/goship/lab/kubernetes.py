@@ -96,6 +96,8 @@ def host_files(h: HostLayout, hosts: list[HostLayout], pki: kube_pki.Pki,
         "/etc/cni/net.d/10-goship-lab.conflist": (kube_render.cni_conflist(h).encode(),
                                                    0o644),
     }
+    for path, text in kube_render.registry_hosts(hosts).items():
+        files[f"{kube_render.CERTS_D}/{path}"] = (text.encode(), 0o644)
     units = kube_render.node_units(h, hosts, binary)
     if h.index == control.index:
         for name in ("ca.key", "sa.key", "sa.pub", "apiserver.crt", "apiserver.key",
