@@ -54,6 +54,7 @@ deadline = 10.0
 min_replicas = 2
 [deploy]
 strategy = "rolling"
+keep_releases = 2  # the Deployment keeps 2 old ReplicaSets: the tests see one leave
 [env.k8s]
 kubernetes = "lab"
 """
@@ -255,7 +256,7 @@ def test_v2_rolls_out_under_load_with_no_failed_request(
     assert base64.b64decode(secret["data"]["API_TOKEN"]).decode() == SECRET
     assert kget("configmap", config)["data"]["GREETING"] == "two"
     assert SECRET not in json.dumps(kget("configmap", config))
-    assert "GREETING" not in kget("configmap", v1_config)["data"]
+    assert "GREETING" not in kget("configmap", v1_config).get("data", {})
     no_environment_left_unread()
 
 
@@ -280,7 +281,7 @@ def test_an_unhealthy_release_is_undone_with_the_reason_and_v2_keeps_serving(
     # the environment went back with the release: a v2 pod restarted later stays healthy
     config, _ = env_of(kget("deployment", APP))
     assert config == env_of(replicaset_of("v2.0.0"))[0]
-    assert "HELLO_TEST_FAIL_HEALTH" not in kget("configmap", config)["data"]
+    assert "HELLO_TEST_FAIL_HEALTH" not in kget("configmap", config).get("data", {})
 
 
 def test_rollback_returns_to_v1_skipping_the_undone_release(
@@ -310,7 +311,7 @@ def test_rollback_returns_to_v1_skipping_the_undone_release(
                                  "2/2 ready; pods per node: lab-h"), status.out
     # v1's pods read v1's environment again (no GREETING), kept all along for its ReplicaSet
     config, _ = env_of(kget("deployment", APP))
-    assert "GREETING" not in kget("configmap", config)["data"]
+    assert "GREETING" not in kget("configmap", config).get("data", {})
     no_environment_left_unread()
 
 
@@ -377,6 +378,8 @@ def test_through_a_registry_the_nodes_pull_the_release_by_digest(
                          f'[env.k8s-registry.docker]\nregistry = "{address}/team/{APP}"\n'
                          f"registry_insecure = true\n")
         project.release("v4.0.0")
+        # v3 (undone) has the oldest of the 2 old ReplicaSets kept: v4 pushes it out
+        v3_config = env_of(replicaset_of("v3.0.0"))[0]
         with Load(f"http://10.78.0.11:{NODE_PORT}/", connections=4) as load:
             r = run_cli("deploy", "k8s-registry", "--skip-checks", cwd=project.root)
         assert r.code == 0, r.out + r.err
@@ -393,6 +396,10 @@ def test_through_a_registry_the_nodes_pull_the_release_by_digest(
             assert st["imageID"].startswith(f"{address}/team/{APP}@sha256:"), st
         assert {version_at(i) for i in (1, 2, 3)} == {"v4.0.0"}
         assert load.result.failed == 0, load.result.text
+        # v3's ReplicaSet left the history: its environment went with it, no other did
+        assert f"deleted configmap/{v3_config}: no kept ReplicaSet reads it" in r.err, r.err
+        assert v3_config not in kubectl("get", "configmaps", "-o", "name")
+        no_environment_left_unread()
     finally:
         lab_registry.stop(cluster, forget=True)
 

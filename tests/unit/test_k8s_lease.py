@@ -10,7 +10,6 @@ import socket
 from typing import Any
 
 import pytest
-from lightkube import ApiError
 
 from goship.deploy.lock import LockHeld
 from goship.errors import ExitCode
@@ -64,23 +63,18 @@ class FakeAPI:
         found = self.store.get(name)
         return copy.deepcopy(found) if found else None
 
-    def put_lease(self, obj: dict[str, Any]) -> None:
+    def put_lease(self, obj: dict[str, Any]) -> bool:
         name = obj["metadata"]["name"]
         rv = obj["metadata"].get("resourceVersion")
         live = self.store.get(name)
         if (rv is None) != (live is None) or (live and live["metadata"]["resourceVersion"]
                                               != rv):
-            raise ApiError(status=_status(409))  # type: ignore[arg-type]
+            return False  # 409: exists, or changed since it was read
         self.version += 1
         new = copy.deepcopy(obj)
         new["metadata"]["resourceVersion"] = str(self.version)
         self.store[name] = new
-
-
-def _status(code: int) -> Any:
-    from lightkube.models.meta_v1 import Status
-
-    return Status(code=code, message="the object has been modified")
+        return True
 
 
 def lock(api: FakeAPI, command: str, force: bool = False) -> lease.LeaseLock:
@@ -113,6 +107,26 @@ def test_a_second_goship_is_refused_until_the_first_releases() -> None:
     assert json.loads(api.store["goship-shop"]["metadata"]["annotations"][lease.OWNER])[
         "token"] == third.token
     third.release()
+
+
+def test_a_release_that_loses_a_race_reads_again_and_still_releases() -> None:
+    api = FakeAPI()
+    me = lock(api, "goship deploy prod")
+    me.acquire()
+    real_put = api.put_lease
+    bumped = []
+
+    def racing(obj: dict[str, Any]) -> bool:
+        if not bumped:  # a write lands between the release's read and its write
+            bumped.append(True)
+            live = api.lease("goship-shop")
+            assert live is not None
+            real_put(live)
+        return real_put(obj)
+
+    api.put_lease = racing  # type: ignore[method-assign]
+    me.release()
+    assert api.store["goship-shop"]["spec"]["holderIdentity"] == ""
 
 
 def test_a_lost_race_reads_again() -> None:

@@ -198,6 +198,12 @@ def test_an_environment_is_deleted_once_no_kept_replicaset_reads_it() -> None:
                       key_ref="shop-secrets-d")]  # the Deployment
     assert plan.unused_env(existing, readers) == [("ConfigMap", "shop-config-1"),
                                                   ("Secret", "shop-secrets-a")]
+    # a projected volume or an ephemeral container reads too
+    projected = {"spec": {"template": {"spec": {
+        "volumes": [{"name": "p", "projected": {"sources": [
+            {"configMap": {"name": "shop-config-1"}}]}}],
+        "ephemeralContainers": [{"envFrom": [{"secretRef": {"name": "shop-secrets-a"}}]}]}}}}
+    assert plan.unused_env(existing, [*readers, projected]) == []
     # what was just applied stays even before its ReplicaSet exists
     assert plan.unused_env(existing, readers, {("Secret", "shop-secrets-a")}) == [
         ("ConfigMap", "shop-config-1")]

@@ -150,27 +150,64 @@ class Cluster:
             if e.status.code != 404:
                 raise ApplyError(f"delete {kind.lower()}/{name}: {e.status.message}") from None
 
-    def lease(self, name: str) -> dict[str, Any] | None:
-        from lightkube import ApiError
-        from lightkube.resources.coordination_v1 import Lease
+    def service_get(self, service: str, port: str, path: str,
+                    timeout: float) -> tuple[int, str]:
+        """(status, what happened) of a GET through the API server's service proxy
+        (`/api/v1/namespaces/NS/services/NAME:PORT/proxy/PATH`): the Service's pods, reached
+        from wherever the API server is, with the kubeconfig's own credentials."""
+        from urllib.parse import quote
 
+        # The proxy subresource has no typed call: lightkube's HTTP client (the
+        # kubeconfig's server, TLS and credentials).
+        http: Any = self.client._client._client
+        url = (f"/api/v1/namespaces/{quote(self.namespace, safe='')}/services/"
+               f"{quote(service, safe='')}:{quote(port, safe='')}/proxy{path}")
         try:
-            return self.client.get(Lease, name).to_dict()
-        except ApiError as e:
-            if e.status.code == 404:
-                return None
-            raise ApplyError(f"get lease/{name}: {e.status.message}") from None
+            r = http.get(url, timeout=timeout)
+        except Exception as e:  # the API server or the pod did not answer in time
+            return 0, f"no answer ({type(e).__name__})"
+        return int(r.status_code), f"HTTP {r.status_code}"
 
-    def put_lease(self, obj: dict[str, Any]) -> None:
-        """Creates the Lease, or replaces the one whose resourceVersion `obj` carries (an
-        ApiError 409 when it changed since it was read)."""
-        from lightkube import codecs
+    # Leases go as raw JSON: lightkube's models write a MicroTime with no fraction when its
+    # microseconds are 0, which the API server refuses.
+    def _leases(self, name: str = "") -> str:
+        from urllib.parse import quote
 
-        lease: Any = codecs.from_dict(obj)
+        base = (f"/apis/coordination.k8s.io/v1/namespaces/{quote(self.namespace, safe='')}"
+                "/leases")
+        return f"{base}/{quote(name, safe='')}" if name else base
+
+    def lease(self, name: str) -> dict[str, Any] | None:
+        r = self._raw("GET", self._leases(name))
+        if r.status_code == 404:
+            return None
+        if r.status_code != 200:
+            raise ApplyError(f"get lease/{name}: HTTP {r.status_code}: {_reason(r)}")
+        found: dict[str, Any] = r.json()
+        return found
+
+    def put_lease(self, obj: dict[str, Any]) -> bool:
+        """Creates the Lease, or replaces the one whose resourceVersion `obj` carries.
+        False when another writer got there first (409: it exists, or it changed since it
+        was read)."""
+        name = obj["metadata"]["name"]
         if obj["metadata"].get("resourceVersion"):
-            self.client.replace(lease)
+            r = self._raw("PUT", self._leases(name), obj)
         else:
-            self.client.create(lease)
+            r = self._raw("POST", self._leases(), obj)
+        if r.status_code == 409:
+            return False
+        if r.status_code not in (200, 201):
+            raise ApplyError(f"write lease/{name}: HTTP {r.status_code}: {_reason(r)}")
+        return True
+
+    def _raw(self, method: str, url: str, body: dict[str, Any] | None = None) -> Any:
+        # lightkube's HTTP client: the kubeconfig's server, TLS and credentials.
+        http: Any = self.client._client._client
+        try:
+            return http.request(method, url, json=body)
+        except Exception as e:  # the API server did not answer
+            raise ApplyError(f"{method} {url}: {type(e).__name__}: {e}") from None
 
     def mark_failed(self, replicaset: str, reason: str) -> None:
         from lightkube.resources.apps_v1 import ReplicaSet
@@ -260,6 +297,13 @@ class Cluster:
         for t in readers:
             while t.is_alive():
                 t.join(0.5)  # wakes for Ctrl-C
+
+
+def _reason(r: Any) -> str:
+    try:
+        return str(r.json().get("message", ""))[:300]
+    except ValueError:
+        return str(r.text)[:300]
 
 
 def _managed(app: str) -> dict[str, Any]:

@@ -7,7 +7,6 @@ changed with the Lease's resourceVersion: of two goships racing, one wins."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
@@ -68,6 +67,7 @@ class LeaseLock:
         self.notes: list[str] = []
         self.held = False
         self._stop = threading.Event()
+        self._beater: threading.Thread | None = None
 
     def acquire(self, wait: bool = False, patience: float = 600.0) -> None:
         deadline = time.monotonic() + patience
@@ -75,15 +75,15 @@ class LeaseLock:
             try:
                 self._take()
                 break
-            except LockHeld:
+            except LockHeld as e:
                 if not wait or time.monotonic() > deadline:
                     raise
+                ui.info(f"waiting: {e.message}")
                 time.sleep(2)
-        threading.Thread(target=self._beat, daemon=True).start()
+        self._beater = threading.Thread(target=self._beat, daemon=True)
+        self._beater.start()
 
     def _take(self) -> None:
-        from lightkube import ApiError
-
         for _ in range(5):  # lost races: read again and decide again
             live = self.cluster.lease(self.name)
             d = decide(live, time.time(), force=self.force)
@@ -92,13 +92,8 @@ class LeaseLock:
                                f"{self.cluster.namespace}: another goship holds the deploy "
                                f"lock ({d.note})",
                                hint="wait for it (--wait), or pass --force if it is gone")
-            try:
-                self.cluster.put_lease(self._object(live))
-            except ApiError as e:
-                if e.status.code == 409:  # another goship changed it first
-                    continue
-                raise ApplyError(f"cannot take the deploy lock (lease/{self.name}): "
-                                 f"{e.status.message}") from None
+            if not self.cluster.put_lease(self._object(live)):
+                continue  # another goship changed it first
             if d.note:
                 self.notes.append(d.note)
             self.held = True
@@ -128,26 +123,35 @@ class LeaseLock:
                 if live is None or _owner(live).get("token") != self.token:
                     return  # broken by someone with --force: theirs now
                 live["spec"]["renewTime"] = _micro(time.time())
-                self.cluster.put_lease(live)
-            except Exception as e:  # the API server unreachable for a moment, a lost race
-                ui.debug(f"lease/{self.name}: a heartbeat missed ({e}); the next may land")
+                self.cluster.put_lease(live)  # lost to a release or a --force: next beat says
+            except ApplyError as e:  # the API server unreachable for a moment
+                ui.debug(f"lease/{self.name}: a heartbeat missed ({e.message})")
 
     def release(self) -> None:
+        """Empties the holder (as client-go's leader election releases) rather than
+        deleting: every write carries the resourceVersion read, so a lease taken over
+        meanwhile stays theirs. Never raises: the command's own outcome is what counts;
+        a lease left behind expires after deploy.lock_ttl."""
         self._stop.set()
+        if self._beater is not None:
+            self._beater.join(timeout=15)  # no heartbeat may land after the release
         if not self.held:
             return
         self.held = False
-        # Emptied rather than deleted (as client-go's leader election releases): a replace
-        # carries the resourceVersion read, so a lease taken over meanwhile stays theirs.
-        from lightkube import ApiError
-
-        live = self.cluster.lease(self.name)
-        if live is None or _owner(live).get("token") != self.token:
-            return
-        live["metadata"]["annotations"].pop(OWNER, None)
-        live["spec"]["holderIdentity"] = ""
-        with contextlib.suppress(ApiError):  # taken over meanwhile, or expires by itself
-            self.cluster.put_lease(live)
+        try:
+            for _ in range(5):
+                live = self.cluster.lease(self.name)
+                if live is None or _owner(live).get("token") != self.token:
+                    return
+                live["metadata"].get("annotations", {}).pop(OWNER, None)
+                live["spec"]["holderIdentity"] = ""
+                if self.cluster.put_lease(live):
+                    return
+            ui.warn(f"lease/{self.name}: could not release the deploy lock (it kept "
+                    f"changing); it expires after {self.ttl:g}s")
+        except ApplyError as e:
+            ui.warn(f"lease/{self.name}: could not release the deploy lock ({e.message}); "
+                    f"it expires after {self.ttl:g}s")
 
 
 def _owner(lease: dict[str, Any]) -> dict[str, Any]:

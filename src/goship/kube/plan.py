@@ -301,11 +301,13 @@ def secret_name(app: str, live: dict[str, dict[str, str]], values: dict[str, str
 
 def env_references(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:
     """(kind, name) of every ConfigMap and Secret the pod templates of these Deployments
-    and ReplicaSets read (envFrom, env valueFrom, volumes)."""
+    and ReplicaSets read (envFrom, env valueFrom, volumes, projected volumes), in any
+    container."""
     refs: set[tuple[str, str]] = set()
     for obj in objects:
         spec = (((obj.get("spec") or {}).get("template") or {}).get("spec") or {})
-        for c in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]:
+        for c in [*(spec.get("containers") or []), *(spec.get("initContainers") or []),
+                  *(spec.get("ephemeralContainers") or [])]:
             for src in c.get("envFrom") or []:
                 if (src.get("configMapRef") or {}).get("name"):
                     refs.add(("ConfigMap", src["configMapRef"]["name"]))
@@ -322,6 +324,11 @@ def env_references(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:
                 refs.add(("ConfigMap", v["configMap"]["name"]))
             if (v.get("secret") or {}).get("secretName"):
                 refs.add(("Secret", v["secret"]["secretName"]))
+            for src in (v.get("projected") or {}).get("sources") or []:
+                if (src.get("configMap") or {}).get("name"):
+                    refs.add(("ConfigMap", src["configMap"]["name"]))
+                if (src.get("secret") or {}).get("name"):
+                    refs.add(("Secret", src["secret"]["name"]))
     return refs
 
 

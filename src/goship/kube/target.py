@@ -5,8 +5,6 @@ previous ReplicaSet's pod template when the release is unhealthy."""
 
 from __future__ import annotations
 
-import shlex
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -193,12 +191,18 @@ class KubeTarget(DeployTarget):
     def _prune(self, cluster: Cluster, keep: set[tuple[str, str]] | None = None) -> None:
         """Deletes the ConfigMaps and Secrets no Deployment or kept ReplicaSet of the app
         reads: each release's environment lives as long as the release can come back."""
+        from lightkube import ApiError
+
         app = self._cfg.app.name
         every = {"app.kubernetes.io/name": app}
-        readers = [*cluster.replicasets(every), *filter(None, [cluster.deployment(app)])]
-        for kind, name in plan.unused_env(cluster.env_objects(app), readers, keep):
-            cluster.delete_env(kind, name)
-            ui.info(f"deleted {kind.lower()}/{name}: no kept ReplicaSet reads it")
+        try:  # housekeeping after the release is live: a failure is a warning
+            readers = [*cluster.replicasets(every), *filter(None, [cluster.deployment(app)])]
+            for kind, name in plan.unused_env(cluster.env_objects(app), readers, keep):
+                cluster.delete_env(kind, name)
+                ui.info(f"deleted {kind.lower()}/{name}: no kept ReplicaSet reads it")
+        except (ApiError, ApplyError) as e:
+            ui.warn(f"could not delete the environments no ReplicaSet reads any more: {e}; "
+                    "the next deploy tries again")
 
     def _facts(self, cluster: Cluster, elapsed: float) -> plan.Rollout | None:
         app = self._cfg.app.name
@@ -257,24 +261,23 @@ class KubeTarget(DeployTarget):
             ui.out(f"  log {pod}: {line}")
 
     def _health(self, cluster: Cluster) -> tuple[bool, str]:
-        """goship's gate through the Service: health.successes consecutive 2xx from the
-        ClusterIP, asked from a node (the lab's h1)."""
-        svc = cluster.service(self._cfg.app.name)
-        ip = (svc or {}).get("spec", {}).get("clusterIP")
-        if not ip:
-            return False, "the Service has no ClusterIP"
+        """goship's gate through the Service: health.successes consecutive 2xx from its
+        pods, through the API server's service proxy (any cluster, from this machine)."""
+        app = self._cfg.app.name
+        if cluster.service(app) is None:
+            return False, f"service/{app} is gone"
         h = self._cfg.run.health
-        url = f"http://{ip}{h.path}"
+        where = f"service/{app}:http{h.path}"
         deadline = time.monotonic() + h.deadline
         good, last = 0, ""
         while time.monotonic() < deadline:
-            code, last = _node_get(url, h.timeout)
+            code, last = cluster.service_get(app, "http", h.path, h.timeout)
             good = good + 1 if 200 <= code < 300 else 0
             if good >= h.successes:
-                ui.info(f"health: {good} x 2xx from {url} through the Service")
+                ui.info(f"health: {good} x 2xx from {where} (the API server's service proxy)")
                 return True, ""
             time.sleep(0.5)
-        return False, f"health check through the Service failed: {url}: {last}"
+        return False, f"health check through the Service failed: {where}: {last}"
 
     def _undo(self, cluster: Cluster, failed: str = "", to: str | None = None) -> bool:
         app = self._cfg.app.name
@@ -409,21 +412,3 @@ def _lab_nodes() -> int:
         raise ApplyError("the lab has no Kubernetes cluster",
                          hint="sudo goship lab up --hosts 3 --kubernetes")
     return len(found.get("nodes") or [])
-
-
-def _node_get(url: str, timeout: float) -> tuple[int, str]:
-    """(status, what happened) of a GET from the lab's h1 (ClusterIPs route there only)."""
-    from goship.lab.hosts import ssh_argv
-    from goship.lab.layout import HostLayout
-
-    cmd = (f"curl -s -o /dev/null -w '%{{http_code}}' --max-time {timeout:g} "
-           f"{shlex.quote(url)}")
-    try:
-        res = subprocess.run([*ssh_argv(HostLayout(1)), cmd], capture_output=True, text=True,
-                             timeout=timeout + 10, check=False)
-    except subprocess.TimeoutExpired:
-        return 0, "timed out"
-    code = res.stdout.strip()
-    if not code.isdigit() or code == "000":
-        return 0, "connection refused or timed out"
-    return int(code), f"HTTP {code}"
