@@ -114,6 +114,18 @@ def version_at(host: int) -> str:
         return str(json.loads(r.read())["version"])
 
 
+def served_everywhere(version: str, timeout: float = 15.0) -> None:
+    """Every node's NodePort answers `version` (a bounded wait: the old pods serve through
+    their preStop pause until each node's kube-proxy drops them)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = {version_at(i) for i in (1, 2, 3) for _ in range(3)}
+        if seen == {version}:
+            return
+        assert time.monotonic() < deadline, (version, seen)
+        time.sleep(0.3)
+
+
 @pytest.fixture(scope="module")
 def cluster(lab: Lab) -> Iterator[Lab]:
     from goship.lab import hosts
@@ -139,6 +151,16 @@ def v1(project: Project, cluster: Lab) -> None:
                        check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     kubectl("apply", "-f", "-", stdin=NODE_PORT_SERVICE)
+    # the test's own door opens once kube-proxy on each node has programmed it
+    deadline = time.monotonic() + 30
+    for host in (1, 2, 3):
+        while True:
+            try:
+                version_at(host)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, f"NodePort {NODE_PORT} closed on h{host}"
+                time.sleep(0.3)
 
 
 def test_v1_is_ready_on_two_nodes_and_answers_through_its_service(
@@ -244,7 +266,7 @@ def test_v2_rolls_out_under_load_with_no_failed_request(
     assert ": scheduled on lab-h" in r.err
     assert load.result.requests > 100, load.result.text
     assert load.result.failed == 0, load.result.text
-    assert {version_at(i) for i in (1, 2, 3)} == {"v2.0.0"}
+    served_everywhere("v2.0.0")
     # run.env_file went to the Secret only, and was never printed; the same values, the
     # same Secret; the new environment is a new ConfigMap, v1's stays for its ReplicaSet
     assert SECRET not in r.out + r.err
@@ -276,7 +298,7 @@ def test_an_unhealthy_release_is_undone_with_the_reason_and_v2_keeps_serving(
     after = kget("deployment", APP)
     assert after["spec"]["template"]["spec"]["containers"][0]["image"] == before
     assert after["status"]["readyReplicas"] == 2
-    assert {version_at(i) for i in (1, 2, 3)} == {"v2.0.0"}
+    served_everywhere("v2.0.0")
     assert load.result.failed == 0, load.result.text
     # the environment went back with the release: a v2 pod restarted later stays healthy
     config, _ = env_of(kget("deployment", APP))
@@ -304,7 +326,7 @@ def test_rollback_returns_to_v1_skipping_the_undone_release(
         r = run_cli("rollback", "k8s", cwd=project.root)
     assert r.code == 0, r.out + r.err
     assert "rollback k8s: v1.0.0" in r.out
-    assert {version_at(i) for i in (1, 2, 3)} == {"v1.0.0"}
+    served_everywhere("v1.0.0")
     assert load.result.failed == 0, load.result.text
     status = run_cli("status", "k8s", cwd=project.root)
     assert status.out.startswith("deployment/hello-gin in default: v1.0.0 (revision 5), "
@@ -329,7 +351,7 @@ def test_rollback_to_a_named_release_and_never_to_an_undone_one(
         r = run_cli("rollback", "k8s", "--to", "v2.0.0", cwd=project.root)
     assert r.code == 0, r.out + r.err
     assert "rollback k8s: v2.0.0" in r.out
-    assert {version_at(i) for i in (1, 2, 3)} == {"v2.0.0"}
+    served_everywhere("v2.0.0")
     assert load.result.failed == 0, load.result.text
     config, _ = env_of(kget("deployment", APP))
     assert kget("configmap", config)["data"]["GREETING"] == "two"
@@ -359,7 +381,7 @@ def test_the_deploy_lock_is_a_lease_another_goship_holds_or_force_breaks(
     r = run_cli("rollback", "k8s", "--force", cwd=project.root)
     assert r.code == 0, r.out + r.err
     assert f"lease/goship-{APP}: broke the lock (--force)" in r.err
-    assert {version_at(i) for i in (1, 2, 3)} == {"v1.0.0"}
+    served_everywhere("v1.0.0")
     # released when done: the next command takes it without a word
     assert kget("lease", f"goship-{APP}")["spec"].get("holderIdentity", "") == ""
     r = run_cli("rollback", "k8s", "--to", "v2.0.0", cwd=project.root)
@@ -394,7 +416,7 @@ def test_through_a_registry_the_nodes_pull_the_release_by_digest(
             [st] = pod["status"]["containerStatuses"]
             assert st["ready"], st
             assert st["imageID"].startswith(f"{address}/team/{APP}@sha256:"), st
-        assert {version_at(i) for i in (1, 2, 3)} == {"v4.0.0"}
+        served_everywhere("v4.0.0")
         assert load.result.failed == 0, load.result.text
         # v3's ReplicaSet left the history: its environment went with it, no other did
         assert f"deleted configmap/{v3_config}: no kept ReplicaSet reads it" in r.err, r.err
