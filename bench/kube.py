@@ -128,7 +128,7 @@ class KubeBench:
         for tag in TAGS:  # the hand path's images: built and on every node beforehand
             git(self.project, "checkout", "-q", tag)
             sh(*GOSHIP, "package", "--image", cwd=self.project)
-            [tar] = sorted((self.project / "dist").glob(f"*{tag}*.tar"))
+            [tar] = sorted((self.project / "dist").rglob(f"*{tag}*_image.tar"))
             repo = lab_kube.import_image(nodes, tar)
             self.images[tag] = f"{repo}:{_tag_of(tar)}"
         self.goship(TAGS[0])
