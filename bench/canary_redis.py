@@ -9,17 +9,23 @@ the change. Writes its section into docs/benchmarks.md (between markers).
 
 from __future__ import annotations
 
-import argparse
-import os
 import shutil
-import sys
 import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
-from bench.suite import EXAMPLE, GOSHIP, REPO, Series, git, sh, ssh, write_section
+from bench.suite import (
+    GOSHIP,
+    Series,
+    example_project,
+    git,
+    sh,
+    ssh,
+    standalone_args,
+    write_section,
+)
 
 PORT = 8089
 TOML = """
@@ -110,21 +116,12 @@ def measure(project: Path, n: int, state: str, runs: int) -> dict[str, Series]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--hosts", default="3,10")
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
-    args = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("bench.canary_redis needs root (it boots lab hosts)")
+    args = standalone_args(__doc__, "canary_redis", 5,
+                           lambda ap: ap.add_argument("--hosts", default="3,10"))
     from goship.lab import hosts
 
     tmp = Path(tempfile.mkdtemp(prefix="goship-bench-canary-redis-"))
-    project = tmp / "app"
-    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("dist", "goship.toml"))
-    git(project, "init", "-q")
-    git(project, "add", ".")
-    git(project, "commit", "-qm", "v1")
+    project = example_project(tmp / "app", None)
     rows = []
     try:
         for n in (int(x) for x in args.hosts.split(",")):

@@ -8,26 +8,24 @@ docs/benchmarks.md (between markers, the rest of the file untouched).
 
 from __future__ import annotations
 
-import argparse
-import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.suite import (
-    EXAMPLE,
     GOSHIP,
     LAB_KEY,
     LAB_KNOWN,
-    REPO,
     Load,
     Series,
+    example_project,
     git,
+    release_rows,
     sh,
     ssh,
+    standalone_args,
     timed,
     write_section,
 )
@@ -74,13 +72,7 @@ class DockerBench:
     def __init__(self, runs: int) -> None:
         self.runs = runs
         self.tmp = Path(tempfile.mkdtemp(prefix="goship-bench-docker-"))
-        self.project = self.tmp / "bench-dock"
-        shutil.copytree(EXAMPLE, self.project, ignore=shutil.ignore_patterns("dist",
-                                                                            "goship.toml"))
-        (self.project / "goship.toml").write_text(TOML)
-        git(self.project, "init", "-q")
-        git(self.project, "add", ".")
-        git(self.project, "commit", "-qm", "v1")
+        self.project = example_project(self.tmp / "bench-dock", TOML)
         git(self.project, "tag", "v1.0.0")
         self.artifacts: dict[str, Any] = {}
         self.images: dict[str, Path] = {}
@@ -167,13 +159,7 @@ def measure(b: DockerBench) -> str:
             seconds = timed(action)
             r = load.stop()
             results[name].append({**r, "seconds": seconds})
-    rows = []
-    for name, rs in results.items():
-        failed = Series([r["failed"] for r in rs])
-        total = Series([r["requests"] for r in rs])
-        wall = Series([r["seconds"] for r in rs])
-        rows.append(f"| {name} | {failed.show('', '{:.0f}')} | {total.show('', '{:.0f}')} | "
-                    f"{wall.show()} |")
+    rows = release_rows(results)
     # Rollback: goship inside the window (the old containers still run) against the same
     # recipe by hand with the previous image (already loaded: stop, run).
     back: dict[str, list[float]] = {"goship rollback (inside the window)": [],
@@ -215,12 +201,7 @@ def measure(b: DockerBench) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
-    args = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("bench.docker needs root (it boots a lab host)")
+    args = standalone_args(__doc__, "docker", 3)
     b = DockerBench(args.runs)
     try:
         b.setup()

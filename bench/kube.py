@@ -8,18 +8,26 @@ articles' way) on the same 3-node lab cluster, the same service and images, the 
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import shutil
-import sys
 import tarfile
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.suite import EXAMPLE, GOSHIP, REPO, Load, Series, git, sh, timed, write_section
+from bench.suite import (
+    GOSHIP,
+    Load,
+    Series,
+    example_project,
+    git,
+    release_rows,
+    sh,
+    standalone_args,
+    timed,
+    write_section,
+)
 
 TOML = """
 [app]
@@ -91,14 +99,7 @@ class KubeBench:
     def __init__(self, runs: int) -> None:
         self.runs = runs
         self.tmp = Path(tempfile.mkdtemp(prefix="goship-bench-kube-"))
-        self.project = self.tmp / "bench-kube"
-        shutil.copytree(EXAMPLE, self.project, ignore=shutil.ignore_patterns("dist",
-                                                                            "goship.toml"))
-        (self.project / "goship.toml").write_text(TOML)
-        (self.project / ".gitignore").write_text("dist/\n")
-        git(self.project, "init", "-q")
-        git(self.project, "add", ".")
-        git(self.project, "commit", "-qm", "v1")
+        self.project = example_project(self.tmp / "bench-kube", TOML, ignore_dist=True)
         git(self.project, "tag", TAGS[0])
         (self.project / "static" / "bench.txt").write_text("v2\n")
         git(self.project, "add", ".")
@@ -177,13 +178,7 @@ def measure(b: KubeBench) -> str:
             seconds = timed(action)
             r = load.stop()
             results[name].append({**r, "seconds": seconds})
-    rows = []
-    for name, rs in results.items():
-        failed = Series([r["failed"] for r in rs])
-        total = Series([r["requests"] for r in rs])
-        wall = Series([r["seconds"] for r in rs])
-        rows.append(f"| {name} | {failed.show('', '{:.0f}')} | {total.show('', '{:.0f}')} | "
-                    f"{wall.show()} |")
+    rows = release_rows(results)
     back: dict[str, list[dict[str, Any]]] = {
         "goship rollback": [], "kubectl rollout undo + rollout status": []}
     for _ in range(b.runs):
@@ -234,12 +229,7 @@ def measure(b: KubeBench) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
-    args = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("bench.kube needs root (it boots a lab cluster)")
+    args = standalone_args(__doc__, "kube", 3)
     b = KubeBench(args.runs)
     try:
         b.setup()

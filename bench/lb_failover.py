@@ -12,18 +12,23 @@ docs/benchmarks.md (between markers).
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import shutil
-import sys
 import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
-from bench.suite import EXAMPLE, GOSHIP, REPO, Series, git, sh, ssh, write_section
+from bench.suite import (
+    GOSHIP,
+    Series,
+    example_project,
+    sh,
+    ssh,
+    standalone_args,
+    write_section,
+)
 
 H2 = "10.78.0.12"
 URL = "http://10.78.0.13/api/items"
@@ -119,21 +124,11 @@ def one_run() -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
-    args = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("bench.lb_failover needs root (it boots lab hosts)")
+    args = standalone_args(__doc__, "lb_failover", 3)
     from goship.lab import hosts
 
     tmp = Path(tempfile.mkdtemp(prefix="goship-bench-lb-"))
-    project = tmp / "app"
-    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("dist", "goship.toml"))
-    (project / "goship.toml").write_text(TOML)
-    git(project, "init", "-q")
-    git(project, "add", ".")
-    git(project, "commit", "-qm", "v1")
+    project = example_project(tmp / "app", TOML)
     runs = []
     try:
         hosts.down()

@@ -122,6 +122,47 @@ def git(repo: Path, *args: str) -> None:
                                           "GIT_COMMITTER_EMAIL": "b@b"})
 
 
+def example_project(where: Path, toml: str | None, ignore_dist: bool = False) -> Path:
+    """A copy of examples/hello-gin at `where`, with `toml` as its goship.toml (None: none
+    yet, the bench writes its own later), committed as v1: what a standalone bench ships."""
+    shutil.copytree(EXAMPLE, where, ignore=shutil.ignore_patterns("dist", "goship.toml"))
+    if toml is not None:
+        (where / "goship.toml").write_text(toml)
+    if ignore_dist:
+        (where / ".gitignore").write_text("dist/\n")
+    git(where, "init", "-q")
+    git(where, "add", ".")
+    git(where, "commit", "-qm", "v1")
+    return where
+
+
+def standalone_args(doc: str | None, name: str, runs: int,
+                    extra: Callable[[argparse.ArgumentParser], None] | None = None
+                    ) -> argparse.Namespace:
+    """A standalone bench's arguments (--runs, --out and `extra`'s); exits unless root."""
+    ap = argparse.ArgumentParser(description=doc)
+    ap.add_argument("--runs", type=int, default=runs)
+    ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    if extra is not None:
+        extra(ap)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit(f"bench.{name} needs root (it boots lab hosts)")
+    return args
+
+
+def release_rows(results: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """| method | failed | requests | wall time | rows, one per method, over its runs."""
+    rows = []
+    for name, rs in results.items():
+        failed = Series([r["failed"] for r in rs])
+        total = Series([r["requests"] for r in rs])
+        wall = Series([r["seconds"] for r in rs])
+        rows.append(f"| {name} | {failed.show('', '{:.0f}')} | {total.show('', '{:.0f}')} | "
+                    f"{wall.show()} |")
+    return rows
+
+
 # ---- the project the benchmarks ship ----------------------------------------------------
 
 TOML = """
