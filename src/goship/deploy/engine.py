@@ -633,18 +633,9 @@ class Deployer:
         ui.info(f"prometheus targets: {path}")
 
     def _acquire(self, lock: Lock) -> None:
-        from goship.deploy.lock import LockHeld
+        from goship.deploy.lock import acquire_waiting
 
-        deadline = time.monotonic() + 600
-        while True:
-            try:
-                lock.acquire()
-                return
-            except LockHeld as e:
-                if not self.wait or time.monotonic() > deadline:
-                    raise
-                ui.info(f"waiting: {e.message}")
-                time.sleep(2)
+        acquire_waiting(lock.acquire, self.wait)
 
     @contextmanager
     def beating(self, lock: Lock) -> Iterator[None]:

@@ -9,11 +9,14 @@ import json
 import os
 import secrets
 import socket
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from goship.command import Cmd
 from goship.deploy import scripts
 from goship.errors import ApplyError, ExitCode, GoshipError, TransportError
+from goship.ui import ui
 
 if TYPE_CHECKING:
     from goship.deploy.host import Host
@@ -92,6 +95,22 @@ class Lock:
             except TransportError:
                 continue
         self.held = []
+
+
+def acquire_waiting(acquire: Callable[[], None], wait: bool,
+                    patience: float = 600.0) -> None:
+    """`acquire()`; with --wait, again every 2 s while another goship holds the lock (each
+    time said), up to `patience` seconds. The hosts' lock and a cluster's Lease alike."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            acquire()
+            return
+        except LockHeld as e:
+            if not wait or time.monotonic() > deadline:
+                raise
+            ui.info(f"waiting: {e.message}")
+            time.sleep(2)
 
 
 def owner_of(lines: list[str]) -> dict[str, Any]:

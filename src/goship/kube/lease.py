@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from goship.deploy.lock import LockHeld, dead_here, describe
+from goship.deploy.lock import LockHeld, acquire_waiting, dead_here, describe
 from goship.errors import ApplyError
 from goship.ui import ui
 
@@ -69,17 +69,8 @@ class LeaseLock:
         self._stop = threading.Event()
         self._beater: threading.Thread | None = None
 
-    def acquire(self, wait: bool = False, patience: float = 600.0) -> None:
-        deadline = time.monotonic() + patience
-        while True:
-            try:
-                self._take()
-                break
-            except LockHeld as e:
-                if not wait or time.monotonic() > deadline:
-                    raise
-                ui.info(f"waiting: {e.message}")
-                time.sleep(2)
+    def acquire(self, wait: bool = False) -> None:
+        acquire_waiting(self._take, wait)
         self._beater = threading.Thread(target=self._beat, daemon=True)
         self._beater.start()
 
@@ -168,9 +159,7 @@ def _micro(t: float) -> str:
 
 
 def _time(value: Any) -> float:
-    """A Lease's MicroTime as seconds (lightkube gives a datetime or its text)."""
-    if isinstance(value, datetime):
-        return value.timestamp()
+    """A Lease's MicroTime (RFC 3339 text, as the API server writes it) as seconds."""
     try:
         return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
     except ValueError:
