@@ -157,13 +157,10 @@ class Cluster:
         from wherever the API server is, with the kubeconfig's own credentials."""
         from urllib.parse import quote
 
-        # The proxy subresource has no typed call: lightkube's HTTP client (the
-        # kubeconfig's server, TLS and credentials).
-        http: Any = self.client._client._client
         url = (f"/api/v1/namespaces/{quote(self.namespace, safe='')}/services/"
                f"{quote(service, safe='')}:{quote(port, safe='')}/proxy{path}")
         try:
-            r = http.get(url, timeout=timeout)
+            r = self._http().get(url, timeout=timeout)  # the proxy has no typed call
         except Exception as e:  # the API server or the pod did not answer in time
             return 0, f"no answer ({type(e).__name__})"
         return int(r.status_code), f"HTTP {r.status_code}"
@@ -201,11 +198,13 @@ class Cluster:
             raise ApplyError(f"write lease/{name}: HTTP {r.status_code}: {_reason(r)}")
         return True
 
+    def _http(self) -> Any:
+        """lightkube's HTTP client: the kubeconfig's server, TLS and credentials."""
+        return self.client._client._client
+
     def _raw(self, method: str, url: str, body: dict[str, Any] | None = None) -> Any:
-        # lightkube's HTTP client: the kubeconfig's server, TLS and credentials.
-        http: Any = self.client._client._client
         try:
-            return http.request(method, url, json=body)
+            return self._http().request(method, url, json=body)
         except Exception as e:  # the API server did not answer
             raise ApplyError(f"{method} {url}: {type(e).__name__}: {e}") from None
 

@@ -151,10 +151,13 @@ def previous_template(replicasets: list[dict[str, Any]], current: int) -> dict[s
     (`kubectl rollout undo`) that goship did not undo as unhealthy, without its
     pod-template-hash label; None when there is none (a first deploy has nothing to go
     back to)."""
+    rs = _previous(replicasets, current)
+    return _without_hash(rs["spec"]["template"]) if rs is not None else None
+
+
+def _previous(replicasets: list[dict[str, Any]], current: int) -> dict[str, Any] | None:
     older = [rs for rs in replicasets if 0 < _revision(rs) < current and not _failed(rs)]
-    if not older:
-        return None
-    return _without_hash(max(older, key=_revision)["spec"]["template"])
+    return max(older, key=_revision) if older else None
 
 
 VERSION_LABEL = "app.kubernetes.io/version"
@@ -166,24 +169,27 @@ def release_template(replicasets: list[dict[str, Any]], release: str,
     RELEASE (its pods' version label), as previous_template gives it. A release that is
     not in the history, is the one running, or that goship undid as unhealthy is refused
     with the releases one can go to."""
-    version, failed = _version, _failed
+    return _without_hash(_of_release(replicasets, release, current)["spec"]["template"])
+
+
+def _of_release(replicasets: list[dict[str, Any]], release: str,
+                current: int) -> dict[str, Any]:
     ordered = sorted(replicasets, key=_revision, reverse=True)
-    running = next((version(rs) for rs in ordered if _revision(rs) == current), "")
-    choices = sorted({version(rs) for rs in ordered
-                      if version(rs) and version(rs) != running and not failed(rs)})
+    running = next((_version(rs) for rs in ordered if _revision(rs) == current), "")
+    choices = sorted({_version(rs) for rs in ordered
+                      if _version(rs) and _version(rs) != running and not _failed(rs)})
     hint = f"releases to go to: {', '.join(choices)}" if choices else "no other release is kept"
     if release == running:
         raise UsageError(f"{release} is the release running now", hint=hint)
-    match = [rs for rs in ordered if version(rs) == release and _revision(rs) != current]
+    match = [rs for rs in ordered if _version(rs) == release and _revision(rs) != current]
     if not match:
         raise UsageError(f"no ReplicaSet of release {release} in the Deployment's history",
                          hint=hint)
-    if all(failed(rs) for rs in match):
+    if all(_failed(rs) for rs in match):
         raise UsageError(f"release {release} was undone as unhealthy "
                          f"({FAILED}: {match[0]['metadata']['annotations'][FAILED]})",
                          hint=hint)
-    chosen = next(rs for rs in match if not failed(rs))
-    return _without_hash(chosen["spec"]["template"])
+    return next(rs for rs in match if not _failed(rs))
 
 
 @dataclass(frozen=True)
@@ -233,14 +239,8 @@ def rollback_plan(env: str, namespace: str, deployment: str,
     """The same choice as `goship rollback` (previous_template, release_template),
     refused the same way, as data."""
     running = next((rs for rs in replicasets if _revision(rs) == current), None)
-    target: dict[str, Any] | None
-    if to is not None:
-        release_template(replicasets, to, current)  # refuses what rollback refuses
-        target = max((rs for rs in replicasets if _version(rs) == to
-                      and _revision(rs) != current and not _failed(rs)), key=_revision)
-    else:
-        older = [rs for rs in replicasets if 0 < _revision(rs) < current and not _failed(rs)]
-        target = max(older, key=_revision) if older else None
+    target = (_of_release(replicasets, to, current) if to is not None
+              else _previous(replicasets, current))
     return RollbackPlan(env, namespace, deployment, running, target)
 
 
@@ -258,9 +258,15 @@ def _failed(rs: dict[str, Any]) -> bool:
 
 
 def _rs_image(rs: dict[str, Any] | None) -> str:
-    containers = (((rs or {}).get("spec") or {}).get("template", {}).get("spec") or {}).get(
-        "containers") or [{}]
-    return str(containers[0].get("image", "?"))
+    return _template_image(rs) or "?"
+
+
+def _template_image(obj: dict[str, Any] | None) -> str | None:
+    """The first container's image of a Deployment's or ReplicaSet's pod template."""
+    containers = ((((obj or {}).get("spec") or {}).get("template") or {})
+                  .get("spec") or {}).get("containers") or [{}]
+    found = containers[0].get("image")
+    return str(found) if found is not None else None
 
 
 def _without_hash(template: dict[str, Any]) -> dict[str, Any]:
@@ -434,13 +440,7 @@ def change(kind: str, name: str, before: dict[str, Any] | None,
 
 
 def _image_details(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
-    def image(obj: dict[str, Any] | None) -> str | None:
-        containers = ((((obj or {}).get("spec") or {}).get("template") or {})
-                      .get("spec") or {}).get("containers") or [{}]
-        found = containers[0].get("image")
-        return str(found) if found is not None else None
-
-    old, new = image(before), image(after)
+    old, new = _template_image(before), _template_image(after)
     if new is None or old == new:
         return []
     return [f"image {new}" if old is None else f"image {old} -> {new}"]

@@ -21,6 +21,7 @@ from goship.ui import ui
 
 if TYPE_CHECKING:
     from goship.deploy.engine import Outcome
+    from goship.deploy.registry import Registry
     from goship.targets import Plan
 
 ISSUE = 16
@@ -104,13 +105,18 @@ class KubeTarget(DeployTarget):
 
     def _push(self, img: Any) -> str:
         """To [docker] registry, by digest (no daemon); the reference the pods pull."""
-        from goship.deploy.registry import Registry, push
+        from goship.deploy.registry import push
 
-        d = self._cfg.docker
-        reg = Registry.parse(str(d.registry), d.registry_insecure)
+        reg = self._registry()
         digest = push(reg, img.path.read_bytes(), digest=img.digests["linux/amd64"])
         ui.info(f"image pushed to {reg.host}/{reg.repo}")
         return reg.ref(digest)
+
+    def _registry(self) -> Registry:
+        from goship.deploy.registry import Registry
+
+        d = self._cfg.docker
+        return Registry.parse(str(d.registry), d.registry_insecure)
 
     def _import(self, img: Any) -> str:
         """Into every lab node's containerd; the digest reference the pods run."""
@@ -129,9 +135,7 @@ class KubeTarget(DeployTarget):
 
         digest = img.digests["linux/amd64"]
         if self._cfg.docker.registry:
-            from goship.deploy.registry import Registry
-
-            image = Registry.parse(str(self._cfg.docker.registry), False).ref(digest)
+            image = self._registry().ref(digest)
         else:
             image = plan.digest_ref(lab_kube.image_repository(img.path), digest)
         changes = [plan.change(kind, name, before, after)
