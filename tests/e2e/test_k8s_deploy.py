@@ -2,6 +2,8 @@
 through its Service, v2 (a new environment) rolls out under steady load with no failed
 request, a release that never passes its health check is undone to v2 with the reason
 printed, and `goship rollback` returns to v1 (not to the undone release), under load.
+Then blue-green: a second Deployment per release, the Service switched once its pods pass
+the gate, the old color warm for an instant rollback, a bad release never selected.
 Each release's pods read the ConfigMap and Secret it was deployed with, which stay while
 a kept ReplicaSet reads them: a rollback takes the environment back with the release."""
 
@@ -424,6 +426,135 @@ def test_through_a_registry_the_nodes_pull_the_release_by_digest(
         no_environment_left_unread()
     finally:
         lab_registry.stop(cluster, forget=True)
+
+
+# Blue-green (article 002): the same app, switched from the rolling strategy; its rendered
+# Service is a NodePort (kubernetes.node_port), so the test reaches what users reach.
+BG_PORT = 30482
+BG_ENV = (f"[env.k8s-bg]\nkubernetes = {{ lab = true, node_port = {BG_PORT} }}\n"
+          '[env.k8s-bg.deploy]\nstrategy = "bluegreen"\n')
+
+
+def bg_served_everywhere(version: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    seen: set[str] = set()
+    while True:
+        with contextlib.suppress(OSError):  # the NodePort opens once kube-proxy has it
+            seen = set()
+            for host in (1, 2, 3):
+                for _ in range(3):
+                    with urllib.request.urlopen(f"http://10.78.0.1{host}:{BG_PORT}/version",
+                                                timeout=5) as r:
+                        seen.add(str(json.loads(r.read())["version"]))
+            if seen == {version}:
+                return
+        assert time.monotonic() < deadline, (version, seen)
+        time.sleep(0.3)
+
+
+def pods_of(color: str) -> set[str]:
+    return {p["metadata"]["name"] for p in kget(
+        "pods", "-l", f"app.kubernetes.io/name={APP},goship.dev/color={color}")["items"]
+        if "deletionTimestamp" not in p["metadata"]}
+
+
+def test_bluegreen_switches_the_service_and_rolls_back_at_once(
+        project: Project, v1: None, run_cli: Run) -> None:
+    kubectl("delete", "service", f"{APP}-nodeport")  # the rendered Service is the door now
+    project.toml += BG_ENV
+    project.release("v5.0.0")
+    r = run_cli("deploy", "k8s-bg", "--dry-run", "--skip-checks", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    assert f"  create deployment/{APP}-blue: image " in r.out, r.out
+    [then] = [x for x in r.out.splitlines() if x.startswith("  then: ")]
+    assert then.startswith(f"  then: scale {APP}-blue to 2, watch its rollout, gate each "
+                           f"pod; then switch service/{APP} to blue"), then
+    assert f"delete deployment/{APP} (the rolling strategy's)" in then
+    assert f"deployment.apps/{APP}-blue" not in kubectl("get", "deployments", "-o", "name")
+
+    r = run_cli("deploy", "k8s-bg", "--skip-checks", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    assert f"switched service/{APP} to blue" in r.err
+    assert f"deleted deployment/{APP}: the app changed release strategy" in r.err
+    assert f"deployment.apps/{APP}\n" not in kubectl("get", "deployments", "-o", "name")
+    bg_served_everywhere("v5.0.0")
+    status = json.loads(run_cli("status", "k8s-bg", "--json", cwd=project.root).out)
+    assert (status["color"], status["deployment"], status["release"]) == (
+        "blue", f"{APP}-blue", "v5.0.0"), status
+    with urllib.request.urlopen(status["url"] + "version", timeout=5) as resp:
+        assert json.loads(resp.read())["version"] == "v5.0.0"  # the url users reach
+
+    # v6 under load: green comes up beside blue, gated pod by pod, then the Service switches
+    project.release("v6.0.0")
+    with Load(f"http://10.78.0.12:{BG_PORT}/", connections=8) as load:
+        r = run_cli("deploy", "k8s-bg", "--skip-checks", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    assert "of green (the API server's pod proxy)" in r.err, r.err
+    assert f"switched service/{APP} to green" in r.err
+    assert "blue stays warm until the next deploy" in r.err
+    assert load.result.requests > 100, load.result.text
+    assert load.result.failed == 0, load.result.text
+    bg_served_everywhere("v6.0.0")
+    blue = pods_of("blue")
+    assert len(blue) == 2  # the standby, warm
+    st = run_cli("status", "k8s-bg", cwd=project.root)
+    assert "blue-green: the Service selects green" in st.out, st.out
+    assert "standby v5.0.0 on blue: 2/2 ready (instant rollback)" in st.out, st.out
+
+    # rollback: the selector goes back to blue's running pods; nothing starts
+    r = run_cli("rollback", "k8s-bg", "--dry-run", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    assert r.out.splitlines()[0] == (f"rollback k8s-bg: service/{APP} in default: green "
+                                     "(v6.0.0) -> blue (v5.0.0)"), r.out
+    assert "blue is warm: the Service's selector switches at once" in r.out
+    with Load(f"http://10.78.0.13:{BG_PORT}/", connections=8) as load:
+        r = run_cli("rollback", "k8s-bg", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    assert f"switched service/{APP} to blue" in r.err
+    assert "starting" not in r.err
+    bg_served_everywhere("v5.0.0")
+    assert load.result.failed == 0, load.result.text
+    assert pods_of("blue") == blue  # the same pods: a switch, not a start
+    assert len(pods_of("green")) == 2  # v6 is the standby now
+
+
+def test_an_unhealthy_bluegreen_release_never_takes_traffic(
+        project: Project, v1: None, run_cli: Run) -> None:
+    project.release("v7.0.0", HELLO_TEST_FAIL_HEALTH="1")
+    with Load(f"http://10.78.0.11:{BG_PORT}/", connections=4) as load:
+        r = run_cli("deploy", "k8s-bg", "--skip-checks", cwd=project.root)
+    assert r.code == 1, r.out + r.err
+    assert "deploy k8s-bg FAILED:" in r.out
+    assert f"service/{APP} still selects blue: nothing switched" in r.err, r.err
+    assert load.result.failed == 0, load.result.text
+    bg_served_everywhere("v5.0.0")
+    green = kget("deployment", f"{APP}-green")
+    assert green["spec"]["replicas"] == 0
+    assert "goship.dev/failed" in green["metadata"]["annotations"]
+    # the failed color is not a place to roll back to
+    r = run_cli("rollback", "k8s-bg", cwd=project.root)
+    assert (r.code, r.out) == (2, ""), r.out + r.err
+    [line] = r.err.strip().splitlines()
+    assert line.startswith("goship: v7.0.0 on green was undone as unhealthy"), line
+    # a good release deployed again takes green back
+    project.release("v8.0.0")
+    r = run_cli("deploy", "k8s-bg", "--skip-checks", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    bg_served_everywhere("v8.0.0")
+    assert "goship.dev/failed" not in (kget("deployment", f"{APP}-green")["metadata"].get(
+        "annotations") or {})
+
+
+def test_back_to_rolling_the_colors_go_once_it_serves(
+        project: Project, v1: None, run_cli: Run) -> None:
+    r = run_cli("deploy", "k8s", "--skip-checks", cwd=project.root)
+    assert r.code == 0, r.out + r.err
+    for color in ("blue", "green"):
+        assert f"deleted deployment/{APP}-{color}: the app changed release strategy" in r.err
+    assert "goship.dev/color" not in kget("service", APP)["spec"]["selector"]
+    assert kget("deployment", APP)["status"]["readyReplicas"] == 2
+    st = json.loads(run_cli("status", "k8s", "--json", cwd=project.root).out)
+    assert (st["release"], st["color"], st["ready"]) == ("v8.0.0", None, 2), st
 
 
 def test_cluster_config_missing_is_one_line_and_changes_nothing(

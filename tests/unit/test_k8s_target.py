@@ -5,6 +5,7 @@ ConfigMap and Secret (named, reused, deleted once no ReplicaSet reads them)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -245,6 +246,12 @@ def rollout(**kw: Any) -> plan.Rollout:
     (rollout(available=1, deadline_exceeded=True), "undo", "did not complete"),
     (rollout(available=1, pods=[plan.Pod("p1", "new", waiting="ErrImageNeverPull")]), "undo",
      "ErrImageNeverPull"),
+    # a kubelet still syncing its ConfigMap cache retries by itself: waited for a while
+    (rollout(available=1, pods=[plan.Pod("p1", "new", waiting="CreateContainerConfigError",
+                                         age=5)]), "wait", ""),
+    (rollout(available=1, pods=[plan.Pod("p1", "new", waiting="CreateContainerConfigError",
+                                         age=31)]), "undo",
+     "pod p1: CreateContainerConfigError"),
     # killed by its startup probe after run.health.deadline unready: the gate failed, at
     # once rather than at the rollout's timeout
     (rollout(available=1, startup_deadline=10,
@@ -273,6 +280,12 @@ def test_a_pod_s_last_run_is_read_from_its_terminated_state() -> None:
                                             "finishedAt": "2026-11-23T10:00:11Z"}}}]}}
     assert _pod(pod).last_run == 10.0
     assert _pod({"metadata": {"name": "p2"}, "status": {}}).last_run == 0.0
+    # its age, from creationTimestamp (unknown: as an old pod)
+    now = datetime.now(UTC)
+    young = _pod({"metadata": {"name": "p3", "creationTimestamp": (
+        now - timedelta(seconds=4)).isoformat()}, "status": {}})
+    assert 3 <= young.age < 30
+    assert _pod({"metadata": {"name": "p4"}, "status": {}}).age == plan.RETRY_GRACE
 
 
 def rs(revision: str, image: str) -> dict[str, Any]:

@@ -201,6 +201,10 @@ def status(ctx: click.Context, env: str, as_json: bool) -> None:
                f"url {data['url'] or '-'}")
         from goship.kube.plan import hpa_line
 
+        if data.get("color"):
+            ui.out(f"blue-green: the Service selects {data['color']}")
+        if data.get("standby"):
+            ui.out(data["standby"])
         ui.out(hpa_line(data.get("hpa")))
         return
     for name, h in data["hosts"].items():

@@ -516,6 +516,9 @@ class Kubernetes(Section):
     ingress_class: Annotated[str, AfterValidator(v.dns_label)] = "nginx"
     pre_stop_seconds: int = Field(default=5, ge=0, le=120)
     istio: bool = False
+    # The Service as a NodePort on every node (clusters without a load balancer or an
+    # ingress controller, the lab's); none: a ClusterIP.
+    node_port: int | None = Field(default=None, ge=30000, le=32767)
 
     @model_validator(mode="after")
     def _bounds(self) -> Kubernetes:

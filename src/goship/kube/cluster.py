@@ -13,8 +13,9 @@ from goship.config.model import KubeCluster
 from goship.errors import ApplyError, UsageError
 
 FIELD_MANAGER = "goship"
-# Sets the first replica count only: the HorizontalPodAutoscaler owns it afterwards, and
-# goship's own manager never holds the field (its next apply would reset the count).
+# Sets a replica count (the first one, a blue-green color's up and down): the
+# HorizontalPodAutoscaler owns it afterwards, and goship's own manager never holds the
+# field (its next apply would reset the count).
 REPLICAS_MANAGER = "goship-initial-replicas"
 
 
@@ -85,7 +86,9 @@ class Cluster:
             out.append((kind, name, before, after))
         return out
 
-    def set_initial_replicas(self, name: str, replicas: int) -> None:
+    def scale(self, name: str, replicas: int) -> None:
+        """The Deployment's replica count, under its own field manager (see
+        REPLICAS_MANAGER): the first count, and a blue-green color's up and down."""
         from lightkube.resources.apps_v1 import Deployment
 
         self.client.patch(Deployment, name, {"apiVersion": "apps/v1", "kind": "Deployment",
@@ -93,6 +96,35 @@ class Cluster:
                                              "spec": {"replicas": replicas}},
                           patch_type=_apply_patch(), field_manager=REPLICAS_MANAGER,
                           force=True)
+
+    def annotate(self, deployment: str, annotations: dict[str, str | None]) -> None:
+        """Sets (a string) or removes (None) annotations of a Deployment."""
+        from lightkube import ApiError
+        from lightkube.resources.apps_v1 import Deployment
+
+        try:
+            self.client.patch(Deployment, deployment,
+                              {"metadata": {"annotations": annotations}})
+        except ApiError as e:
+            raise ApplyError(f"annotate deployment/{deployment}: {e.status.message}") from None
+
+    def delete_deployment(self, name: str) -> None:
+        from lightkube import ApiError
+        from lightkube.resources.apps_v1 import Deployment
+
+        try:
+            self.client.delete(Deployment, name)
+        except ApiError as e:
+            if e.status.code != 404:
+                raise ApplyError(f"delete deployment/{name}: {e.status.message}") from None
+
+    def pod_get(self, pod: str, port: int, path: str, timeout: float) -> tuple[int, str]:
+        """service_get for one pod (`/api/v1/namespaces/NS/pods/NAME:PORT/proxy/PATH`):
+        a blue-green color is gated pod by pod before any Service selects it."""
+        from urllib.parse import quote
+
+        return self._proxy_get(f"/api/v1/namespaces/{quote(self.namespace, safe='')}/pods/"
+                               f"{quote(pod, safe='')}:{port}/proxy{path}", timeout)
 
     def apply_template(self, name: str, template: dict[str, Any]) -> None:
         """The Deployment's pod template replaced by `template` (an undo). The apply
@@ -157,8 +189,11 @@ class Cluster:
         from wherever the API server is, with the kubeconfig's own credentials."""
         from urllib.parse import quote
 
-        url = (f"/api/v1/namespaces/{quote(self.namespace, safe='')}/services/"
-               f"{quote(service, safe='')}:{quote(port, safe='')}/proxy{path}")
+        return self._proxy_get(f"/api/v1/namespaces/{quote(self.namespace, safe='')}/"
+                               f"services/{quote(service, safe='')}:{quote(port, safe='')}"
+                               f"/proxy{path}", timeout)
+
+    def _proxy_get(self, url: str, timeout: float) -> tuple[int, str]:
         try:
             r = self._http().get(url, timeout=timeout)  # the proxy has no typed call
         except Exception as e:  # the API server or the pod did not answer in time
@@ -245,6 +280,21 @@ class Cluster:
             return self.client.get(HorizontalPodAutoscaler, name).to_dict()
         except ApiError:
             return None
+
+    def node_address(self) -> str | None:
+        """The InternalIP of the first Ready node (by name): where a NodePort answers."""
+        from lightkube.resources.core_v1 import Node
+
+        for node in sorted((n.to_dict() for n in self.client.list(Node)),
+                           key=lambda n: n["metadata"]["name"]):
+            st = node.get("status") or {}
+            ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                        for c in st.get("conditions") or [])
+            ip = next((a["address"] for a in st.get("addresses") or []
+                       if a.get("type") == "InternalIP"), None)
+            if ready and ip:
+                return str(ip)
+        return None
 
     def service(self, name: str) -> dict[str, Any] | None:
         from lightkube import ApiError

@@ -26,6 +26,11 @@ FATAL_WAITING = frozenset({
     "InvalidImageName", "CreateContainerConfigError", "CreateContainerError",
     "RunContainerError",
 })
+# ... except in a pod's first seconds, for these: a kubelet that has just started (or is
+# busy) fails with "failed to sync configmap cache: timed out waiting for the condition"
+# and retries by itself (seen on a fresh lab node: the release was fine).
+RETRIED_WAITING = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+RETRY_GRACE = 30.0
 
 
 def applied(rendered: dict[str, str]) -> list[tuple[str, str]]:
@@ -72,6 +77,7 @@ class Pod:
     waiting: str = ""  # the container's waiting reason, if any
     terminating: bool = False
     last_run: float = 0.0  # seconds the container ran before its last restart (0: none)
+    age: float = RETRY_GRACE  # seconds since the pod was created
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,8 @@ def verdict(r: Rollout) -> Verdict:
         return Verdict("wait")
     new = [p for p in r.pods if p.template_hash == r.new_hash and not p.terminating]
     for p in new:
-        if p.waiting in FATAL_WAITING:
+        if p.waiting in FATAL_WAITING and not (p.waiting in RETRIED_WAITING
+                                               and p.age < RETRY_GRACE):
             return Verdict("undo", f"pod {p.name}: {p.waiting}", p.name)
         if p.restarts >= r.max_restarts:
             return Verdict("undo", f"pod {p.name} restarted {p.restarts} times", p.name)
@@ -456,6 +463,7 @@ class KubePlan:
     release: str
     image: str
     changes: list[Change]
+    then: str = ""  # what follows the apply, when it is not the rolling update's
 
     def lines(self) -> list[str]:
         out = [f"deploy {self.env}: release {self.release} to namespace {self.namespace}, "
@@ -463,7 +471,9 @@ class KubePlan:
         for c in self.changes:
             more = f": {'; '.join(c.details)}" if c.details else ""
             out.append(f"  {c.action} {c.kind.lower()}/{c.name}{more}")
-        if any(c.kind == "Deployment" and c.action != "unchanged" for c in self.changes):
+        if self.then:
+            out.append(f"  then: {self.then}")
+        elif any(c.kind == "Deployment" and c.action != "unchanged" for c in self.changes):
             out.append("  then: watch the rollout, gate on health through the Service, "
                        "undo on failure")
         return out
@@ -472,4 +482,153 @@ class KubePlan:
         return {"target": "kubernetes", "env": self.env, "namespace": self.namespace,
                 "release": self.release, "image": self.image,
                 "changes": [{"kind": c.kind, "name": c.name, "action": c.action,
-                             "details": c.details} for c in self.changes]}
+                             "details": c.details} for c in self.changes],
+                "then": self.then or None}
+
+
+# ---- blue-green: two Deployments, APP-blue and APP-green; the Service's selector names the
+# live one (article 002). The other stays warm (an instant rollback switches the selector
+# back) until the next deploy rolls it to the new release; deploy.rollback_window = 0
+# scales it to 0 at the switch. (Scaling it down when a window ends would need something
+# of goship's running in the cluster, as Argo Rollouts' controller does: goship runs none.)
+
+
+def live_color(service: dict[str, Any] | None) -> str | None:
+    from goship.render.kubernetes import COLOR_LABEL
+
+    selector = ((service or {}).get("spec") or {}).get("selector") or {}
+    color = selector.get(COLOR_LABEL)
+    return str(color) if color else None
+
+
+def other(color: str) -> str:
+    from goship.render.kubernetes import COLORS
+
+    return COLORS[1] if color == COLORS[0] else COLORS[0]
+
+
+@dataclass(frozen=True)
+class Switch:
+    """A blue-green deploy on a cluster: the color brought up, with how many pods, and
+    what the switch leaves behind."""
+
+    live: str | None  # the color serving now (None: first blue-green deploy)
+    new: str
+    replicas: int  # the live count (the autoscaler's), at least kubernetes.min_replicas
+    retire: list[str] = field(default_factory=list)  # a rolling Deployment the app leaves
+
+
+def bluegreen(app: str, service: dict[str, Any] | None,
+              deployments: dict[str, dict[str, Any] | None],
+              rolling: dict[str, Any] | None, min_replicas: int) -> Switch:
+    """`deployments`: color -> its Deployment (None if absent); `rolling`: the app's
+    Deployment of the rolling strategy, if the app used it before."""
+    live = live_color(service)
+    if live is not None and deployments.get(live) is None:
+        live = None  # the selector names a color that is gone: nothing serves from it
+    serving = deployments[live] if live else rolling
+    count = int(((serving or {}).get("spec") or {}).get("replicas") or 0)
+    return Switch(live, other(live) if live else "blue", max(count, min_replicas),
+                  [app] if rolling is not None else [])
+
+
+def switch_line(app: str, sw: Switch) -> str:
+    """`deploy --dry-run`: what a blue-green deploy does after the apply."""
+    line = (f"scale {app}-{sw.new} to {sw.replicas}, watch its rollout, gate each pod; "
+            f"then switch service/{app} to {sw.new}")
+    if sw.live:
+        line += f"; {sw.live} stays warm until the next deploy"
+    if sw.retire:
+        line += f"; delete deployment/{', '.join(sw.retire)} (the rolling strategy's)"
+    return line + "; on failure, scale it to 0: nothing switched"
+
+
+def _stamp(d: dict[str, Any] | None, key: str) -> str:
+    return str((((d or {}).get("metadata") or {}).get("annotations") or {}).get(key) or "")
+
+
+def standby_line(d: dict[str, Any] | None, color: str) -> str | None:
+    """`goship status`: the other color, if it exists."""
+    if d is None:
+        return None
+    version = _deployment_version(d)
+    ready = int((d.get("status") or {}).get("readyReplicas") or 0)
+    replicas = int((d.get("spec") or {}).get("replicas") or 0)
+    failed = _stamp(d, FAILED)
+    if failed:
+        return f"{color}: {version} undone as unhealthy ({failed}), 0 replicas"
+    if replicas == 0:
+        return (f"standby {version} on {color}: scaled to 0 (a rollback starts its pods "
+                "again, then switches)")
+    return (f"standby {version} on {color}: {ready}/{replicas} ready (instant rollback); "
+            "the next deploy rolls it to the new release")
+
+
+def _deployment_version(d: dict[str, Any]) -> str:
+    labels = (((d.get("spec") or {}).get("template") or {}).get("metadata") or {}).get(
+        "labels") or {}
+    return str(labels.get(VERSION_LABEL) or "?")
+
+
+@dataclass(frozen=True)
+class Back:
+    """A blue-green rollback: the color the Service goes back to."""
+
+    env: str
+    namespace: str
+    service: str
+    live: str
+    live_release: str
+    color: str
+    release: str
+    warm: bool  # its pods are ready: the switch is all there is to do
+    replicas: int
+
+    def lines(self) -> list[str]:
+        how = ("warm: the Service's selector switches at once" if self.warm else
+               f"scaled down: its {self.replicas} pod(s) start and pass the health gate, "
+               "then the Service's selector switches")
+        return [f"rollback {self.env}: service/{self.service} in {self.namespace}: "
+                f"{self.live} ({self.live_release}) -> {self.color} ({self.release})",
+                f"  {self.color} is {how}",
+                f"  then: {self.live} stays warm until the next deploy"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"target": "kubernetes", "strategy": "bluegreen", "env": self.env,
+                "namespace": self.namespace, "service": self.service,
+                "from": {"color": self.live, "release": self.live_release},
+                "to": {"color": self.color, "release": self.release},
+                "warm": self.warm, "replicas": self.replicas}
+
+
+def bluegreen_back(env: str, namespace: str, app: str, service: dict[str, Any] | None,
+                   deployments: dict[str, dict[str, Any] | None], to: str | None,
+                   min_replicas: int) -> Back:
+    """The other color, if it can serve: refused (one line, nothing changed) when there
+    is none, when goship undid its release as unhealthy, or when `--to` names another."""
+    live = live_color(service)
+    if live is None or deployments.get(live) is None:
+        raise UsageError(f"service/{app} serves no color in {namespace}: nothing to roll "
+                         "back from", hint="goship deploy first")
+    color = other(live)
+    d = deployments.get(color)
+    running = _deployment_version(deployments[live] or {})
+    if d is None:
+        raise UsageError(f"no {color} Deployment ({app}-{color}): nothing to roll back to",
+                         hint="a first blue-green deploy keeps no other release")
+    release = _deployment_version(d)
+    hint = f"the release to go back to is {release} (on {color})"
+    if _stamp(d, FAILED):
+        raise UsageError(f"{release} on {color} was undone as unhealthy ({FAILED}: "
+                         f"{_stamp(d, FAILED)})", hint="deploy a good release instead")
+    if to is not None and to != release:
+        if to == running:
+            raise UsageError(f"{to} is the release running now", hint=hint)
+        raise UsageError(f"release {to} is not on the standby color: blue-green keeps the "
+                         "live release and the one before", hint=hint)
+    replicas = int((d.get("spec") or {}).get("replicas") or 0)
+    ready = int((d.get("status") or {}).get("readyReplicas") or 0)
+    want = max(int(((deployments[live] or {}).get("spec") or {}).get("replicas") or 0),
+               min_replicas)
+    return Back(env, namespace, app, live, running, color, release,
+                warm=replicas > 0 and ready >= replicas, replicas=replicas or want)

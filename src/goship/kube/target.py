@@ -9,13 +9,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from goship.errors import ApplyError, NotYetError
 from goship.kube import plan
 from goship.kube.cluster import Cluster
-from goship.render.kubernetes import startup_seconds
+from goship.render.kubernetes import COLOR_LABEL, COLORS, startup_seconds
 from goship.targets import DeployTarget
 from goship.ui import ui
 
@@ -37,20 +37,18 @@ class KubeTarget(DeployTarget):
         assert self.env.target.kubernetes is not None  # noqa: S101 (the kind says so)
         return Cluster(self.env.target.kubernetes, self._cfg.kubernetes.namespace)
 
-    def _selector(self, track: str = "stable") -> dict[str, str]:
-        return {"app.kubernetes.io/name": self._cfg.app.name, "goship.dev/track": track}
+    def _selector(self, track: str = "stable", color: str | None = None) -> dict[str, str]:
+        found = {"app.kubernetes.io/name": self._cfg.app.name, "goship.dev/track": track}
+        return found | ({COLOR_LABEL: color} if color else {})
 
     # deploy ----------------------------------------------------------------------------
     def deploy(self, **opts: Any) -> Outcome | Plan:
         from goship.deploy.engine import Outcome
 
         cluster_cfg = self.env.target.kubernetes
-        # The default (bluegreen, for hosts) means rolling here; another one said
-        # explicitly is not built on Kubernetes yet.
-        if ("strategy" in self._cfg.deploy.model_fields_set
-                and self._cfg.deploy.strategy != "rolling"):
-            raise NotYetError(f"deploy.strategy = {self._cfg.deploy.strategy!r} on "
-                              f"Kubernetes (rolling works)", ISSUE)
+        if self._strategy == "canary":
+            raise NotYetError("deploy.strategy = 'canary' on Kubernetes (rolling and "
+                              "bluegreen work)", ISSUE)
         assert cluster_cfg is not None  # noqa: S101 (the kind says so)
         source = plan.image_source(self._cfg, cluster_cfg.lab)
         start = time.monotonic()
@@ -61,6 +59,8 @@ class KubeTarget(DeployTarget):
         with self._locked(cluster, "deploy", opts):
             image = self._push(built) if source == "registry" else self._import(built)
             ui.info(f"image {image}")
+            if self._strategy == "bluegreen":
+                return self._bluegreen(cluster, image, version, start)
             applied = self._apply(cluster, image, version)
             ok, reason = self._watch(cluster)
             if ok:
@@ -72,9 +72,115 @@ class KubeTarget(DeployTarget):
                 return Outcome("deploy", self.env.name, version, {}, False,
                                time.monotonic() - start, failure=reason,
                                restored=[f"deployment/{app}"] if restored else [])
+            for color in COLORS:  # the app was blue-green: the rolling Deployment serves now
+                self._retire(cluster, f"{app}-{color}")
             self._prune(cluster, applied)
         return Outcome("deploy", self.env.name, version, self._hosts(cluster, version), True,
                        time.monotonic() - start)
+
+    @property
+    def _strategy(self) -> str:
+        from goship.render.kubernetes import strategy
+
+        return strategy(self._cfg)
+
+    def _retire(self, cluster: Cluster, name: str) -> None:
+        if cluster.deployment(name) is not None:
+            cluster.delete_deployment(name)
+            ui.info(f"deleted deployment/{name}: the app changed release strategy")
+
+    # blue-green ------------------------------------------------------------------------
+    def _colors(self, cluster: Cluster) -> dict[str, dict[str, Any] | None]:
+        app = self._cfg.app.name
+        return {c: cluster.deployment(f"{app}-{c}") for c in COLORS}
+
+    def _bluegreen(self, cluster: Cluster, image: str, version: str,
+                   start: float) -> Outcome:
+        """Article 002: the new color's Deployment beside the live one, scaled to the
+        live count, its rollout watched and each pod gated; then the Service's selector
+        switches to it and the old color stays warm until the next deploy. A failure
+        before the switch scales the new color to 0: nothing serving has changed."""
+        from goship.deploy.engine import Outcome
+
+        app = self._cfg.app.name
+        colors = self._colors(cluster)
+        sw = plan.bluegreen(app, cluster.service(app), colors, cluster.deployment(app),
+                            self._cfg.kubernetes.min_replicas)
+        name = f"{app}-{sw.new}"
+        files = dict(self._rendered(image, version, self._secret_name(cluster),
+                                    color=sw.new))
+        applied = self._apply_files(cluster, files, ("configmap.yaml", "secret.yaml",
+                                                     "deployment.yaml"))
+        cluster.annotate(name, {plan.FAILED: None})
+        cluster.scale(name, sw.replicas)
+        ui.info(f"{sw.new}: {sw.replicas} pod(s) of {version} beside "
+                f"{sw.live or 'nothing live'}")
+        ok, reason = self._watch(cluster, name, sw.new)
+        if ok:
+            ok, reason = self._gate_pods(cluster, sw.new)
+        if not ok:
+            ui.warn(f"release {version} is unhealthy: {reason}")
+            cluster.scale(name, 0)
+            cluster.annotate(name, {plan.FAILED: reason[:200]})
+            ui.info(f"{sw.new} scaled to 0; service/{app} still selects "
+                    f"{sw.live or 'nothing'}: nothing switched")
+            return Outcome("deploy", self.env.name, version, {}, False,
+                           time.monotonic() - start, failure=reason)
+        applied |= self._switch(cluster, files, sw.new, sw.live)
+        for old in sw.retire:
+            self._retire(cluster, old)
+        self._prune(cluster, applied)
+        return Outcome("deploy", self.env.name, version, self._hosts(cluster, version), True,
+                       time.monotonic() - start)
+
+    def _switch(self, cluster: Cluster, files: dict[str, str], color: str,
+                live: str | None) -> set[tuple[str, str]]:
+        """The Service's selector (and the autoscaler) to `color`; the color it leaves
+        becomes the standby (see plan: warm until the next deploy)."""
+        app = self._cfg.app.name
+        applied = self._apply_files(cluster, files, ("service.yaml", "pdb.yaml", "hpa.yaml"))
+        ui.info(f"switched service/{app} to {color}")
+        if live is not None and live != color:
+            if self._cfg.deploy.rollback_window <= 0:
+                cluster.scale(f"{app}-{live}", 0)
+                ui.info(f"{live} scaled to 0 (deploy.rollback_window = 0)")
+            else:
+                ui.info(f"{live} stays warm until the next deploy (instant `goship rollback`)")
+        return applied
+
+    def _apply_files(self, cluster: Cluster, files: dict[str, str],
+                     names: tuple[str, ...]) -> set[tuple[str, str]]:
+        done: set[tuple[str, str]] = set()
+        for name in names:
+            if name not in files:
+                continue
+            for obj in cluster.apply(files[name]):
+                ui.info(f"applied {obj}")
+                kind, _, oname = obj.partition("/")
+                done.add((kind, oname))
+        return done
+
+    def _gate_pods(self, cluster: Cluster, color: str) -> tuple[bool, str]:
+        """goship's gate on each pod of the color, through the API server's pod proxy:
+        health.successes consecutive 2xx from every one, before any Service selects it."""
+        h = self._cfg.run.health
+        port = self._cfg.run.base_port
+        pods = [p for p in cluster.pods(self._selector(color=color))
+                if "deletionTimestamp" not in p["metadata"]]
+        deadline = time.monotonic() + h.deadline
+        for p in sorted(pods, key=lambda p: p["metadata"]["name"]):
+            pod = p["metadata"]["name"]
+            good, last = 0, ""
+            while good < h.successes:
+                if time.monotonic() > deadline:
+                    return False, f"health check failed: pod {pod}:{port}{h.path}: {last}"
+                code, last = cluster.pod_get(pod, port, h.path, h.timeout)
+                good = good + 1 if 200 <= code < 300 else 0
+                if good < h.successes:
+                    time.sleep(0.3)
+        ui.info(f"health: {h.successes} x 2xx from each of {len(pods)} pod(s) of {color} "
+                "(the API server's pod proxy)")
+        return True, ""
 
     @contextmanager
     def _locked(self, cluster: Cluster, action: str, opts: dict[str, Any]) -> Iterator[None]:
@@ -138,10 +244,18 @@ class KubeTarget(DeployTarget):
             image = self._registry().ref(digest)
         else:
             image = plan.digest_ref(lab_kube.image_repository(img.path), digest)
+        color, then = None, ""
+        if self._strategy == "bluegreen":
+            app = self._cfg.app.name
+            sw = plan.bluegreen(app, cluster.service(app), self._colors(cluster),
+                                cluster.deployment(app), self._cfg.kubernetes.min_replicas)
+            color, then = sw.new, plan.switch_line(app, sw)
         changes = [plan.change(kind, name, before, after)
-                   for _, text in self._rendered(image, version, self._secret_name(cluster))
+                   for _, text in self._rendered(image, version, self._secret_name(cluster),
+                                                 color)
                    for kind, name, before, after in cluster.preview(text)]
-        return plan.KubePlan(self.env.name, cluster.namespace, version, image, changes)
+        return plan.KubePlan(self.env.name, cluster.namespace, version, image, changes,
+                             then=then)
 
     def _input(self, image: str = "", version: str = "RELEASE",
                secret_name: str | None = None) -> Any:
@@ -153,11 +267,9 @@ class KubeTarget(DeployTarget):
                            version=version, secrets=self._secrets(), show_secrets=True,
                            secret_name=secret_name)
 
-    def _rendered(self, image: str, version: str,
-                  secret_name: str) -> list[tuple[str, str]]:
-        from goship.render.kubernetes import render_kubernetes
-
-        return plan.applied(render_kubernetes(self._input(image, version, secret_name)))
+    def _rendered(self, image: str, version: str, secret_name: str,
+                  color: str | None = None) -> list[tuple[str, str]]:
+        return render_files(self._input(image, version, secret_name), color)
 
     def _secret_name(self, cluster: Cluster) -> str:
         """The Secret this deploy's pods read: the live one holding the same values, else
@@ -189,7 +301,7 @@ class KubeTarget(DeployTarget):
                 kind, _, oname = obj.partition("/")
                 done.add((kind, oname))
             if name == "deployment.yaml" and first:
-                cluster.set_initial_replicas(app, cfg.kubernetes.min_replicas)
+                cluster.scale(app, cfg.kubernetes.min_replicas)
         return done
 
     def _prune(self, cluster: Cluster, keep: set[tuple[str, str]] | None = None) -> None:
@@ -208,14 +320,14 @@ class KubeTarget(DeployTarget):
             ui.warn(f"could not delete the environments no ReplicaSet reads any more: {e}; "
                     "the next deploy tries again")
 
-    def _facts(self, cluster: Cluster, elapsed: float) -> plan.Rollout | None:
-        app = self._cfg.app.name
-        d = cluster.deployment(app)
+    def _facts(self, cluster: Cluster, elapsed: float, name: str,
+               color: str | None) -> plan.Rollout | None:
+        d = cluster.deployment(name)
         if d is None:
             return None
         rev = d["metadata"].get("annotations", {}).get(plan.REVISION, "")
         new_hash = ""
-        for rs in cluster.replicasets(self._selector()):
+        for rs in self._sets(cluster, name, color):
             if rs["metadata"].get("annotations", {}).get(plan.REVISION) == rev:
                 new_hash = rs["metadata"].get("labels", {}).get(plan.HASH_LABEL, "")
         st = d.get("status", {})
@@ -225,23 +337,36 @@ class KubeTarget(DeployTarget):
             observed=st.get("observedGeneration", 0),
             desired=d["spec"].get("replicas", 1), updated=st.get("updatedReplicas", 0),
             available=st.get("availableReplicas", 0), total=st.get("replicas", 0),
-            new_hash=new_hash, pods=[_pod(p) for p in cluster.pods(self._selector())],
+            new_hash=new_hash,
+            pods=[_pod(p) for p in cluster.pods(self._selector(color=color))],
             deadline_exceeded=any(c.get("reason") == "ProgressDeadlineExceeded"
                                   for c in conds),
             elapsed=elapsed, timeout=self._timeout(),
             max_restarts=self._cfg.metrics.restarts,
             startup_deadline=float(startup_seconds(self._cfg)))
 
+    def _sets(self, cluster: Cluster, name: str,
+              color: str | None = None) -> list[dict[str, Any]]:
+        """The ReplicaSets of deployment/NAME: not another one's of the same app (a
+        blue-green color's, while the app changes strategy), whose revisions and
+        templates are not this one's history."""
+        return [rs for rs in cluster.replicasets(self._selector(color=color))
+                if any(o.get("kind") == "Deployment" and o.get("name") == name
+                       for o in rs["metadata"].get("ownerReferences") or [])]
+
     def _timeout(self) -> float:
         h = self._cfg.run.health
         return float(max(60.0, 2 * h.deadline + 30 + self._cfg.kubernetes.pre_stop_seconds))
 
-    def _watch(self, cluster: Cluster) -> tuple[bool, str]:
-        """Poll the rollout, printing each pod's transitions, until done or undo."""
+    def _watch(self, cluster: Cluster, name: str = "",
+               color: str | None = None) -> tuple[bool, str]:
+        """Poll the rollout of deployment/NAME (the app's, or a blue-green color's),
+        printing each pod's transitions, until done or undo."""
         start = time.monotonic()
         seen: dict[str, plan.Pod] = {}
         while True:
-            facts = self._facts(cluster, time.monotonic() - start)
+            facts = self._facts(cluster, time.monotonic() - start,
+                                name or self._cfg.app.name, color)
             if facts is None:
                 return False, "the Deployment is gone"
             for line in plan.changes(seen, facts.pods):
@@ -288,7 +413,7 @@ class KubeTarget(DeployTarget):
         d = cluster.deployment(app)
         current = int((d or {}).get("metadata", {}).get("annotations", {})
                       .get(plan.REVISION, "0") or 0)
-        sets = cluster.replicasets(self._selector())
+        sets = self._sets(cluster, app)
         if to is not None:  # refused before anything changes
             template: dict[str, Any] | None = plan.release_template(sets, to, current)
             ui.info(f"undo: re-applying the pod template of release {to}")
@@ -323,17 +448,50 @@ class KubeTarget(DeployTarget):
 
         start = time.monotonic()
         cluster = self._cluster()
-        if opts.get("dry_run"):
-            return self._rollback_plan(cluster, to)
-        with self._locked(cluster, "rollback", opts):
-            ok = self._undo(cluster, to=to)
-            if ok:
-                self._prune(cluster)
+        if self._strategy == "bluegreen":
+            back = self._back(cluster, to)
+            if opts.get("dry_run"):
+                return back
+            with self._locked(cluster, "rollback", opts):
+                back = self._back(cluster, to)  # as it is now that the lock is held
+                ok, failure = self._go_back(cluster, back)
+        else:
+            if opts.get("dry_run"):
+                return self._rollback_plan(cluster, to)
+            with self._locked(cluster, "rollback", opts):
+                ok = self._undo(cluster, to=to)
+                if ok:
+                    self._prune(cluster)
+            failure = "no previous ReplicaSet to roll back to"
         s = self.status()
         return Outcome("rollback", self.env.name, s["release"] or "-",
                        self._hosts(cluster, s["release"]) if ok else {}, ok,
-                       time.monotonic() - start,
-                       failure=None if ok else "no previous ReplicaSet to roll back to")
+                       time.monotonic() - start, failure=None if ok else failure)
+
+    def _back(self, cluster: Cluster, to: str | None) -> plan.Back:
+        app = self._cfg.app.name
+        return plan.bluegreen_back(self.env.name, cluster.namespace, app,
+                                   cluster.service(app), self._colors(cluster), to,
+                                   self._cfg.kubernetes.min_replicas)
+
+    def _go_back(self, cluster: Cluster, back: plan.Back) -> tuple[bool, str]:
+        """A warm standby: switching the Service is the rollback. One scaled to 0
+        (deploy.rollback_window = 0): its pods start and are gated first."""
+        app = self._cfg.app.name
+        name = f"{app}-{back.color}"
+        if not back.warm:
+            cluster.scale(name, back.replicas)
+            ui.info(f"{back.color}: starting {back.replicas} pod(s) of {back.release}")
+            ok, reason = self._watch(cluster, name, back.color)
+            if ok:
+                ok, reason = self._gate_pods(cluster, back.color)
+            if not ok:
+                cluster.scale(name, 0)
+                return False, f"{back.release} on {back.color} did not come back: {reason}"
+        files = dict(render_files(self._input(), back.color))
+        self._switch(cluster, files, back.color, back.live)
+        self._prune(cluster)
+        return True, ""
 
     def _rollback_plan(self, cluster: Cluster, to: str | None) -> plan.RollbackPlan:
         app = self._cfg.app.name
@@ -343,29 +501,42 @@ class KubeTarget(DeployTarget):
                              "nothing to roll back")
         current = int(d["metadata"].get("annotations", {}).get(plan.REVISION, "0") or 0)
         return plan.rollback_plan(self.env.name, cluster.namespace, app,
-                                  cluster.replicasets(self._selector()), current, to)
+                                  self._sets(cluster, app), current, to)
 
     def status(self) -> dict[str, Any]:
         cluster = self._cluster()
         app = self._cfg.app.name
-        d = cluster.deployment(app) or {}
-        pods = [p for p in cluster.pods(self._selector())
+        svc = cluster.service(app) or {}
+        name, color, standby = app, None, None
+        if self._strategy == "bluegreen":
+            color = plan.live_color(svc)
+            name = f"{app}-{color}" if color else app
+            if color:
+                back = plan.other(color)
+                standby = plan.standby_line(cluster.deployment(f"{app}-{back}"), back)
+        d = cluster.deployment(name) or {}
+        pods = [p for p in cluster.pods(self._selector(color=color))
                 if "deletionTimestamp" not in p["metadata"]]
         nodes: dict[str, int] = {}
         for p in pods:
             node = p.get("spec", {}).get("nodeName") or "(pending)"
             nodes[node] = nodes.get(node, 0) + 1
-        svc = cluster.service(app) or {}
         ip = svc.get("spec", {}).get("clusterIP")
+        node_port = next((p.get("nodePort") for p in svc.get("spec", {}).get("ports") or []
+                          if p.get("nodePort")), None)
+        node = cluster.node_address() if node_port else None
+        url = (f"http://{node}:{node_port}/" if node else
+               f"http://{ip}/" if ip else None)
         labels = d.get("spec", {}).get("template", {}).get("metadata", {}).get("labels", {})
         return {
-            "target": "kubernetes", "namespace": cluster.namespace, "deployment": app,
+            "target": "kubernetes", "namespace": cluster.namespace, "deployment": name,
+            "strategy": self._strategy, "color": color, "standby": standby,
             "release": labels.get("app.kubernetes.io/version"),
             "revision": d.get("metadata", {}).get("annotations", {}).get(plan.REVISION),
             "desired": d.get("spec", {}).get("replicas", 0),
             "ready": d.get("status", {}).get("readyReplicas", 0),
             "nodes": dict(sorted(nodes.items())),
-            "url": f"http://{ip}/" if ip else None,
+            "url": url, "cluster_ip": ip,
             "hpa": plan.hpa_state(cluster.hpa(app)),
         }
 
@@ -385,6 +556,12 @@ class KubeTarget(DeployTarget):
                             lines=lines, say=say)
 
 
+def render_files(r: Any, color: str | None) -> list[tuple[str, str]]:
+    from goship.render.kubernetes import render_kubernetes
+
+    return plan.applied(render_kubernetes(r, color=color))
+
+
 def _pod(p: dict[str, Any]) -> plan.Pod:
     st = p.get("status", {})
     cs = (st.get("containerStatuses") or [{}])[0]
@@ -395,7 +572,17 @@ def _pod(p: dict[str, Any]) -> plan.Pod:
         restarts=int(cs.get("restartCount", 0)),
         waiting=(cs.get("state", {}).get("waiting") or {}).get("reason", ""),
         terminating="deletionTimestamp" in p["metadata"],
-        last_run=_ran((cs.get("lastState") or {}).get("terminated") or {}))
+        last_run=_ran((cs.get("lastState") or {}).get("terminated") or {}),
+        age=_age(p["metadata"].get("creationTimestamp")))
+
+
+def _age(created: Any) -> float:
+    try:
+        when = (created if isinstance(created, datetime)
+                else datetime.fromisoformat(str(created)))
+        return max(0.0, (datetime.now(UTC) - when).total_seconds())
+    except (TypeError, ValueError):
+        return plan.RETRY_GRACE  # unknown: as an old pod
 
 
 def _ran(terminated: dict[str, Any]) -> float:

@@ -37,8 +37,25 @@ def config_name(app: str, env: dict[str, str]) -> str:
     return f"{app}-config-{digest[:10]}"
 
 
-def render_kubernetes(r: RenderInput) -> dict[str, str]:
+COLORS = ("blue", "green")
+COLOR_LABEL = "goship.dev/color"
+
+
+def strategy(c: Config) -> str:
+    """The release strategy on a cluster: deploy.strategy as written; its default
+    (bluegreen, for hosts) means rolling here, so a fleet's config moves unchanged."""
+    s = c.deploy.strategy
+    return s if "strategy" in c.deploy.model_fields_set else "rolling"
+
+
+def render_kubernetes(r: RenderInput, color: str | None = None) -> dict[str, str]:
+    """Blue-green renders one color's Deployment (APP-COLOR), and the Service and HPA
+    pointing at that color: `blue` unless the deploy names the other."""
     c = r.config
+    if strategy(c) == "bluegreen":
+        color = color or COLORS[0]
+    elif color is not None:
+        raise ValueError("a color is a blue-green render's")
     k = c.kubernetes
     secrets = r.secret_values()
     public = r.public_env()
@@ -59,6 +76,8 @@ def render_kubernetes(r: RenderInput) -> dict[str, str]:
         hosts=list(c.proxy.server_names), tls=c.proxy.tls.mode != "off",
         body_size=c.proxy.client_max_body_size, history=c.deploy.keep_releases,
         weight=int(c.canary.steps[0]), header="X-Goship-Track",
+        color=color, color_label=COLOR_LABEL,
+        stable_name=f"{r.app}-{color}" if color else r.app,
     )
     out = {}
     for name in FILES:
