@@ -91,6 +91,10 @@ spec:
   selector: {app.kubernetes.io/name: bench-kube, goship.dev/track: stable}
   ports: [{port: 80, targetPort: 8080, nodePort: 30483}]
 """
+# Blue-green (article 002): its own app, its rendered Service a NodePort.
+TOML_BG = (TOML.replace('name = "bench-kube"', 'name = "bench-bg"')
+           .replace('strategy = "rolling"', 'strategy = "bluegreen"')
+           .replace('kubernetes = "lab"', 'kubernetes = { lab = true, node_port = 30484 }'))
 BEGIN, END = "<!-- bench.kube begin -->", "<!-- bench.kube end -->"
 TAGS = ("v1.0.0", "v2.0.0")
 
@@ -99,13 +103,9 @@ class KubeBench:
     def __init__(self, runs: int) -> None:
         self.runs = runs
         self.tmp = Path(tempfile.mkdtemp(prefix="goship-bench-kube-"))
-        self.project = example_project(self.tmp / "bench-kube", TOML, ignore_dist=True)
-        git(self.project, "tag", TAGS[0])
-        (self.project / "static" / "bench.txt").write_text("v2\n")
-        git(self.project, "add", ".")
-        git(self.project, "commit", "-qm", "v2")
-        git(self.project, "tag", TAGS[1])
+        self.project = _two_releases(self.tmp / "bench-kube", TOML)
         self.images: dict[str, str] = {}  # tag -> the image reference the hand path uses
+        self.bluegreen = _two_releases(self.tmp / "bench-bg", TOML_BG)
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         from goship.lab import kubernetes
@@ -135,6 +135,10 @@ class KubeBench:
         self.goship(TAGS[0])
         self.kubectl("apply", stdin=GOSHIP_DOOR)
         self.hand(TAGS[0])
+        # blue-green: v1 on blue, v2 on green: both colors up, each rollback a switch
+        for tag in TAGS:
+            git(self.bluegreen, "checkout", "-q", tag)
+            sh(*GOSHIP, "deploy", "k8s", "--skip-checks", cwd=self.bluegreen)
 
     def goship(self, tag: str) -> None:
         git(self.project, "checkout", "-q", tag)
@@ -149,6 +153,17 @@ class KubeBench:
 
         hosts.down()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _two_releases(path: Path, toml: str) -> Path:
+    """The example project with TAGS[0] and TAGS[1] (a file of its own changed)."""
+    project = example_project(path, toml, ignore_dist=True)
+    git(project, "tag", TAGS[0])
+    (project / "static" / "bench.txt").write_text("v2\n")
+    git(project, "add", ".")
+    git(project, "commit", "-qm", "v2")
+    git(project, "tag", TAGS[1])
+    return project
 
 
 def _tag_of(tar: Path) -> str:
@@ -180,7 +195,8 @@ def measure(b: KubeBench) -> str:
             results[name].append({**r, "seconds": seconds})
     rows = release_rows(results)
     back: dict[str, list[dict[str, Any]]] = {
-        "goship rollback": [], "kubectl rollout undo + rollout status": []}
+        "goship rollback": [], "kubectl rollout undo + rollout status": [],
+        "goship rollback, blue-green (the Service switched to the warm standby)": []}
     for _ in range(b.runs):
         load = Load("http://10.78.0.12:30483/api/items")
         seconds = timed(lambda: sh(*GOSHIP, "rollback", "k8s", cwd=b.project))
@@ -193,6 +209,10 @@ def measure(b: KubeBench) -> str:
         back["kubectl rollout undo + rollout status"].append({**load.stop(),
                                                               "seconds": seconds})
         flip("hand")
+        load = Load("http://10.78.0.12:30484/api/items")
+        seconds = timed(lambda: sh(*GOSHIP, "rollback", "k8s", cwd=b.bluegreen))
+        back["goship rollback, blue-green (the Service switched to the warm standby)"
+             ].append({**load.stop(), "seconds": seconds})
     back_rows = [f"| {k} | {Series([r['failed'] for r in v]).show('', '{:.0f}')} | "
                  f"{Series([r['seconds'] for r in v]).show()} |" for k, v in back.items()]
     ratio = Series([g["seconds"] / h["seconds"] for g, h in zip(
@@ -219,6 +239,10 @@ def measure(b: KubeBench) -> str:
         "",
         f"goship's wall time over kubectl's, pair by pair: {ratio.show('', '{:.2f}')}x "
         "(goship's includes the build and the import the kubectl column does not).",
+        "",
+        "Rollback, under the same load. Blue-green: `deploy.strategy = \"bluegreen\"`, "
+        "both colors up (the old one warm), so a rollback is one apply of the Service's "
+        "selector and no pod starts.",
         "",
         "| rollback | failed requests | wall time |",
         "|---|---|---|",

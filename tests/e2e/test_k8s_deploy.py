@@ -13,6 +13,7 @@ import base64
 import contextlib
 import json
 import queue
+import shutil
 import subprocess
 import sys
 import threading
@@ -234,6 +235,20 @@ def test_logs_prefix_each_line_with_its_pod_and_follow_new_ones(
                 seen = got.get()
         assert later in seen, "goship logs -f printed no line for a new request"
         assert seen.split(" | ", 1)[0] in pods
+        # a pod that appears while it follows (here: one replaced) is followed too
+        kubectl("delete", "pod", sorted(pods)[0], "--wait=false")
+        newer = f"/logs-newpod-{uuid.uuid4().hex[:8]}"
+        fresh = ""
+        deadline = time.monotonic() + 60
+        while not fresh and time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                hit(newer)
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    line = got.get(timeout=0.5)
+                    if newer in line and line.split(" | ", 1)[0] not in pods:
+                        fresh = line
+        assert fresh, "goship logs -f did not follow the pod that replaced a deleted one"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -333,6 +348,16 @@ def test_rollback_returns_to_v1_skipping_the_undone_release(
     status = run_cli("status", "k8s", cwd=project.root)
     assert status.out.startswith("deployment/hello-gin in default: v1.0.0 (revision 5), "
                                  "2/2 ready; pods per node: lab-h"), status.out
+    # the cluster's journal: every deploy and rollback, the failed one with its reason
+    assert "last rollback ok " in status.out, status.out
+    assert status.out.rstrip().endswith(": v2.0.0 -> v1.0.0"), status.out
+    journal = [json.loads(line) for line in kget("configmap", f"goship-{APP}-journal")[
+        "data"]["journal.jsonl"].splitlines()]
+    assert [(e["action"], e["outcome"], e["release"]) for e in journal] == [
+        ("deploy", "ok", "v1.0.0"), ("deploy", "ok", "v2.0.0"),
+        ("deploy", "failed", "v3.0.0"), ("rollback", "ok", "v1.0.0")], journal
+    assert "never became Ready" in journal[2]["error"] or "restarted" in journal[2]["error"]
+    assert {e["strategy"] for e in journal} == {"rolling"}
     # v1's pods read v1's environment again (no GREETING), kept all along for its ReplicaSet
     config, _ = env_of(kget("deployment", APP))
     assert "GREETING" not in kget("configmap", config).get("data", {})
@@ -555,6 +580,80 @@ def test_back_to_rolling_the_colors_go_once_it_serves(
     assert kget("deployment", APP)["status"]["readyReplicas"] == 2
     st = json.loads(run_cli("status", "k8s", "--json", cwd=project.root).out)
     assert (st["release"], st["color"], st["ready"]) == ("v8.0.0", None, 2), st
+
+
+# Services shaped like real ones (tests/projects/, as test_real_services.py deploys them to
+# hosts), from what `goship init` wrote: on the cluster, blue-green (init's strategy), one
+# pod (its data is the pod's own: an emptyDir), reached on a NodePort.
+REAL = [("yaml-config", "notes-yaml", 30483, "/healthz"),
+        ("admin-cli", "admin", 30484, "/api/v1/health")]
+
+
+def answer(port: int, path: str, data: bytes | None = None, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        req = urllib.request.Request(f"http://10.78.0.11:{port}{path}", data=data,
+                                     method="POST" if data is not None else "GET")
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return str(r.read().decode())
+        except OSError:  # the NodePort opens once kube-proxy has it
+            assert time.monotonic() < deadline, f"no answer on :{port}{path}"
+            time.sleep(0.3)
+
+
+@pytest.mark.parametrize(("shape", "app", "port", "health"), REAL,
+                         ids=[r[0] for r in REAL])
+def test_a_real_service_runs_on_the_cluster_as_init_wrote_it(
+        shape: str, app: str, port: int, health: str, cluster: Lab, run_cli: Run,
+        tmp_path: Path) -> None:
+    from tests.conftest import REPO
+    from tests.e2e.helpers import git
+    from tests.e2e.test_real_services import yaml_port
+
+    root = tmp_path / shape
+    shutil.copytree(REPO / "tests" / "projects" / shape, root)
+    git(root, "init", "-q")
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "as it is")
+    r = run_cli("init", cwd=root)
+    assert r.code == 0, r.out + r.err
+    if shape == "yaml-config":
+        yaml_port(root)  # what init tells the user to do
+        # and what a move to pods asks of it: a pod is reached on its own address, so a
+        # listener on 127.0.0.1 (fine behind a host's nginx) must listen on all of them
+        conf = root / "config.yaml"
+        conf.write_text(conf.read_text().replace("host: 127.0.0.1", "host: 0.0.0.0"))
+    with (root / "goship.toml").open("a") as f:
+        f.write(f"[env.k8s]\nkubernetes = {{ lab = true, node_port = {port}, "
+                "min_replicas = 1 }\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "goship")
+    git(root, "tag", "v1.0.0")
+    try:
+        r = run_cli("deploy", "k8s", "--skip-checks", cwd=root)
+        assert r.code == 0, r.out + r.err
+        answer(port, health)
+        [pod] = [p for p in kget("pods", "-l", f"app.kubernetes.io/name={app}")["items"]
+                 if "deletionTimestamp" not in p["metadata"]]
+        [c] = pod["spec"]["containers"]
+        container_port = c["ports"][0]["containerPort"]
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+        if shape == "admin-cli":  # run.args, the pod's own port in them
+            assert c["args"] == ["server", "-c", "config/settings.yml", "--addr",
+                                 f":{container_port}"]
+        if shape == "yaml-config":
+            # the port came from config.yaml ({port} filled); data/ is writable beside the
+            # binary under a read-only root
+            answer(port, "/notes", b"written on the cluster")
+            assert answer(port, "/notes") == "written on the cluster\n"
+            [files] = [v["configMap"]["name"] for v in pod["spec"]["volumes"]
+                       if v["name"] == "files"]
+            [text] = kget("configmap", files)["data"].values()
+            assert f"port: {container_port}" in text, text
+    finally:
+        kubectl("delete", "deployments,services,hpa,pdb,configmaps,secrets", "-l",
+                f"app.kubernetes.io/name={app}", "--wait=false")
 
 
 def test_cluster_config_missing_is_one_line_and_changes_nothing(

@@ -1,6 +1,7 @@
 """Blue-green on a cluster as data: which color a deploy brings up and with how many pods,
-what the render of each color selects, when a standby goes to 0, and what a rollback goes
-back to (or refuses, with nothing changed)."""
+what the render of each color selects, what status says of the standby, and what a
+rollback goes back to (or refuses, with nothing changed). And a real service's pod: its
+args, data directories and config files, and a NodePort."""
 
 from __future__ import annotations
 
@@ -192,3 +193,65 @@ def test_a_node_port_outside_the_range_is_refused(tmp_path: Path) -> None:
     [line] = [x.line() for x in e.value.errors]
     assert "kubernetes.node_port" in line, line
     assert "30000" in line, line
+
+
+def test_a_real_service_gets_its_args_data_and_config_files_in_the_pod(
+        tmp_path: Path) -> None:
+    """run.args, run.data_dirs and run.config_files (a port read from a YAML file) as on
+    hosts and Docker: the argv, writable directories under the read-only root, and the
+    file with {port} filled, from a ConfigMap named by its contents."""
+    (tmp_path / "config.yaml").write_text("server:\n  port: {port}\n  data: {data}/x\n")
+    (tmp_path / "goship.toml").write_text(
+        f'[app]\nname = "{APP}"\n[build]\nfiles = ["config.yaml"]\n[run]\nbase_port = 8090\n'
+        'args = ["server", "--addr", ":{port}", "--release", "{release}"]\n'
+        'data_dirs = ["data", "static/uploads/"]\nconfig_files = ["config.yaml"]\n'
+        '[env.k]\nkubernetes = "lab"\n')
+    cfg = load_project(tmp_path / "goship.toml").env("k").config
+    out = render_kubernetes(RenderInput(config=cfg, root=tmp_path, env="k", version="v2"))
+    dep = yaml.safe_load(out["deployment.yaml"])
+    pod = dep["spec"]["template"]["spec"]
+    [c] = pod["containers"]
+    assert c["args"] == ["server", "--addr", ":8090", "--release", "v2"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    assert mounts["/data"]["name"] == "data"
+    assert (mounts["/app/data"]["subPath"], mounts["/app/static/uploads"]["subPath"]) == (
+        "data", "static/uploads")
+    assert mounts["/app/config.yaml"] == {"name": "files", "mountPath": "/app/config.yaml",
+                                          "subPath": "0-config.yaml", "readOnly": True}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["data"] == {"name": "data", "emptyDir": {}}
+    files = yaml.safe_load(out["files.yaml"])
+    assert volumes["files"]["configMap"]["name"] == files["metadata"]["name"]
+    assert files["metadata"]["name"].startswith(f"{APP}-files-")
+    assert files["immutable"] is True
+    assert files["data"] == {"0-config.yaml": "server:\n  port: 8090\n  data: /data/x\n"}
+    # applied before the Deployment that reads it
+    assert [n for n, _ in plan.applied(out)][:3] == ["configmap.yaml", "files.yaml",
+                                                      "deployment.yaml"]
+    assert plan.env_references([dep]) >= {("ConfigMap", files["metadata"]["name"])}
+    # another content, another name: the old pods keep theirs
+    (tmp_path / "config.yaml").write_text("server:\n  port: {port}\n")
+    again = yaml.safe_load(render_kubernetes(RenderInput(
+        config=cfg, root=tmp_path, env="k", version="v3"))["files.yaml"])
+    assert again["metadata"]["name"] != files["metadata"]["name"]
+
+
+def test_a_data_claim_holds_the_data_for_every_pod(tmp_path: Path) -> None:
+    (tmp_path / "goship.toml").write_text(
+        f'[app]\nname = "{APP}"\n[run]\ndata_dirs = ["data"]\n[kubernetes]\n'
+        'data_claim = "shop-data"\n[env.k]\nkubernetes = "lab"\n')
+    cfg = load_project(tmp_path / "goship.toml").env("k").config
+    dep = yaml.safe_load(render_kubernetes(RenderInput(
+        config=cfg, root=tmp_path, env="k", version="v2"))["deployment.yaml"])
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"] == {"claimName": "shop-data"}
+    assert dep["spec"]["template"]["spec"]["securityContext"]["fsGroup"] > 0
+
+
+def test_a_plain_service_gets_no_extra_volume(tmp_path: Path) -> None:
+    d = docs(tmp_path, "")
+    pod = d["deployment.yaml"]["spec"]["template"]["spec"]
+    assert [v["name"] for v in pod["volumes"]] == ["tmp"]
+    assert "args" not in pod["containers"][0]
+    assert "files.yaml" not in d

@@ -499,3 +499,25 @@ def test_the_dry_run_plan_prints_and_serialises() -> None:
         "  then: watch the rollout, gate on health through the Service, undo on failure"]
     assert p.as_dict()["changes"][1] == {"kind": "Service", "name": "shop",
                                          "action": "unchanged", "details": []}
+
+
+def test_logs_follow_picks_up_the_pods_that_appear() -> None:
+    pods = [plan.Pod("web-a", "h", node="lab-h1"), plan.Pod("web-b", "h", node="lab-h2"),
+            plan.Pod("web-c", "h", node="lab-h1"),  # new
+            plan.Pod("web-d", "h"),  # new but not scheduled: no log yet, next poll
+            plan.Pod("web-e", "h", node="lab-h2", terminating=True)]
+    followed = {"web-a", "web-b"}
+    assert plan.new_log_pods(pods, followed, None) == ["web-c"]
+    assert plan.new_log_pods(pods, followed, "lab-h2") == []
+    assert plan.new_log_pods(pods, followed, "lab-h1") == ["web-c"]
+    assert plan.new_log_pods(pods, {"web-a", "web-b", "web-c"}, None) == []
+
+
+def test_a_probe_refused_on_the_pod_address_says_where_to_listen() -> None:
+    refused = ['Unhealthy: Startup probe failed: Get "http://10.244.2.10:8090/healthz": '
+               "dial tcp 10.244.2.10:8090: connect: connection refused"]
+    hint = plan.probe_hint(["Scheduled: ok", *refused], 8090)
+    assert hint is not None
+    assert "make it listen on 0.0.0.0:8090" in hint
+    assert plan.probe_hint(["Unhealthy: Readiness probe failed: HTTP probe failed with "
+                            "statuscode: 503"], 8090) is None

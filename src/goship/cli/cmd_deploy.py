@@ -206,6 +206,11 @@ def status(ctx: click.Context, env: str, as_json: bool) -> None:
         if data.get("standby"):
             ui.out(data["standby"])
         ui.out(hpa_line(data.get("hpa")))
+        last = data.get("last")
+        if last:
+            ui.out(f"last {last['action']} {last['outcome']} {last['time']} by {last['who']}: "
+                   f"{last.get('from') or '-'} -> {last['release']}"
+                   + (f" ({last['error']})" if last.get("error") else ""))
         return
     for name, h in data["hosts"].items():
         if "error" in h:

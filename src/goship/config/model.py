@@ -519,6 +519,9 @@ class Kubernetes(Section):
     # The Service as a NodePort on every node (clusters without a load balancer or an
     # ingress controller, the lab's); none: a ClusterIP.
     node_port: int | None = Field(default=None, ge=30000, le=32767)
+    # A PersistentVolumeClaim holding run.data_dirs and {data} for every pod (ReadWriteMany
+    # for more than one node); none: an emptyDir, each pod's own, gone with the pod.
+    data_claim: Annotated[str, AfterValidator(v.dns_label)] | None = None
 
     @model_validator(mode="after")
     def _bounds(self) -> Kubernetes:

@@ -281,6 +281,50 @@ class Cluster:
         except ApiError:
             return None
 
+    def journal(self, app: str) -> list[dict[str, Any]]:
+        """The app's journal on the cluster (every deploy and rollback, oldest first)."""
+        import json
+
+        from lightkube import ApiError
+        from lightkube.resources.core_v1 import ConfigMap
+
+        try:
+            cm = self.client.get(ConfigMap, journal_name(app)).to_dict()
+        except ApiError as e:
+            if e.status.code == 404:
+                return []
+            raise ApplyError(f"read configmap/{journal_name(app)}: {e.status.message}"
+                             ) from None
+        out = []
+        for line in ((cm.get("data") or {}).get(JOURNAL_KEY) or "").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out
+
+    def journal_append(self, app: str, entry: dict[str, Any], keep: int) -> None:
+        """One more line in the journal, the oldest dropped past `keep`. Written under the
+        deploy lock (the Lease): no other goship writes it meanwhile."""
+        import json
+
+        from lightkube import ApiError, codecs
+
+        lines = [json.dumps(e, sort_keys=True) for e in self.journal(app)[-(keep - 1):]]
+        lines.append(json.dumps(entry, sort_keys=True))
+        obj = codecs.from_dict({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": journal_name(app), "namespace": self.namespace,
+                         # not managed-by goship: the environment's prune never reads it
+                         "labels": {"app.kubernetes.io/name": app,
+                                    "goship.dev/journal": "true"}},
+            "data": {JOURNAL_KEY: "\n".join(lines) + "\n"}})
+        try:
+            self.client.apply(obj, force=True)
+        except ApiError as e:
+            raise ApplyError(f"write configmap/{journal_name(app)}: {e.status.message}"
+                             ) from None
+
     def node_address(self) -> str | None:
         """The InternalIP of the first Ready node (by name): where a NodePort answers."""
         from lightkube.resources.core_v1 import Node
@@ -323,29 +367,44 @@ class Cluster:
 
 
     def stream_logs(self, pods: list[str], *, follow: bool, since: int | None, lines: int,
-                    say: Callable[[str], None]) -> None:
+                    say: Callable[[str], None],
+                    more: Callable[[], list[str]] | None = None) -> None:
         """Each pod's log, every line prefixed with its pod; with `follow`, one reader per
-        pod, lines printed as they come, until interrupted or every pod's stream ends."""
+        pod, lines printed as they come, until interrupted. `more`, polled every 2 s while
+        following, names pods that appeared since: each is read from its first line."""
+        import time
+
         from lightkube import ApiError
 
-        def one(pod: str) -> None:
-            try:
-                for line in self.client.log(pod, follow=follow, since=since,
-                                            tail_lines=lines):
-                    say(f"{pod} | {line.rstrip(chr(10))}")
-            except ApiError as e:
-                say(f"{pod} | (no log: {e.status.message})")
+        def one(pod: str, tail: int | None, wait: float) -> None:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    for line in self.client.log(pod, follow=follow, since=since,
+                                                tail_lines=tail):
+                        say(f"{pod} | {line.rstrip(chr(10))}")
+                    return
+                except ApiError as e:
+                    # a new pod's container may not have started yet: wait for it
+                    if time.monotonic() >= deadline:
+                        say(f"{pod} | (no log: {e.status.message})")
+                        return
+                    time.sleep(1)
 
         if not follow:
             for pod in pods:
-                one(pod)
+                one(pod, lines, 0)
             return
-        readers = [threading.Thread(target=one, args=(p,), daemon=True) for p in pods]
+        readers = [threading.Thread(target=one, args=(p, lines, 0), daemon=True)
+                   for p in pods]
         for t in readers:
             t.start()
-        for t in readers:
-            while t.is_alive():
-                t.join(0.5)  # wakes for Ctrl-C
+        while more is not None or any(t.is_alive() for t in readers):
+            time.sleep(2)  # wakes for Ctrl-C
+            for pod in (more() if more is not None else []):
+                t = threading.Thread(target=one, args=(pod, None, 120), daemon=True)
+                t.start()
+                readers.append(t)
 
 
 def _reason(r: Any) -> str:
@@ -353,6 +412,13 @@ def _reason(r: Any) -> str:
         return str(r.json().get("message", ""))[:300]
     except ValueError:
         return str(r.text)[:300]
+
+
+JOURNAL_KEY = "journal.jsonl"
+
+
+def journal_name(app: str) -> str:
+    return f"goship-{app}-journal"
 
 
 def _managed(app: str) -> dict[str, Any]:

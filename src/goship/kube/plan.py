@@ -14,8 +14,8 @@ from goship.errors import UsageError
 # What `goship deploy` applies of `goship render kubernetes`, in this order (the
 # Deployment reads the ConfigMap and Secret; the PDB and HPA refer to the Deployment).
 # Not yet: the Ingress (the lab has no ingress controller) and the canary track.
-APPLIED = ("configmap.yaml", "secret.yaml", "deployment.yaml", "service.yaml", "pdb.yaml",
-           "hpa.yaml")
+APPLIED = ("configmap.yaml", "files.yaml", "secret.yaml", "deployment.yaml", "service.yaml",
+           "pdb.yaml", "hpa.yaml")
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 HASH_LABEL = "pod-template-hash"
 REVISION = "deployment.kubernetes.io/revision"
@@ -135,6 +135,17 @@ def verdict(r: Rollout) -> Verdict:
                                f"({r.available}/{r.desired} available){what}",
                        stuck.name if stuck else "")
     return Verdict("wait")
+
+
+def probe_hint(events: list[str], port: int) -> str | None:
+    """A probe refused on the pod's address while the container runs: the service listens
+    elsewhere. Behind a host's nginx, 127.0.0.1 is right; in a pod it is unreachable."""
+    if any("probe failed" in e and "connection refused" in e for e in events):
+        return (f"nothing listens on the pod's address at port {port}: a service that "
+                "listens on 127.0.0.1 (right behind a host's nginx) or on another port "
+                f"cannot be reached in a pod; make it listen on 0.0.0.0:{port} (run.args, "
+                "run.config_files or its environment)")
+    return None
 
 
 def changes(before: dict[str, Pod], now: list[Pod]) -> list[str]:
@@ -368,6 +379,14 @@ def since_seconds(text: str) -> int:
                          "or '10 min ago'")
     unit = m.group(2)
     return int(m.group(1)) * _UNIT["m" if unit.startswith("mi") else unit[0]]
+
+
+def new_log_pods(pods: list[Pod], followed: set[str], host: str | None) -> list[str]:
+    """`goship logs -f`, polled: the pods that appeared since (a rollout's, a restart's)
+    and match `--host` (a node's name; a pod named by --host exists from the start)."""
+    return sorted(p.name for p in pods
+                  if not p.terminating and p.node and p.name not in followed
+                  and (host is None or host in (p.name, p.node)))
 
 
 def log_pods(pods: list[Pod], host: str | None) -> list[Pod]:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 ISSUE = 16
 POLL = 1.0
+JOURNAL_KEEP = 200  # entries kept in the cluster's journal (a ConfigMap: < 1 MiB)
 
 
 class KubeTarget(DeployTarget):
@@ -59,8 +60,10 @@ class KubeTarget(DeployTarget):
         with self._locked(cluster, "deploy", opts):
             image = self._push(built) if source == "registry" else self._import(built)
             ui.info(f"image {image}")
+            before = self._live_release(cluster)
             if self._strategy == "bluegreen":
-                return self._bluegreen(cluster, image, version, start)
+                return self._record(cluster, self._bluegreen(cluster, image, version, start),
+                                    before)
             applied = self._apply(cluster, image, version)
             ok, reason = self._watch(cluster)
             if ok:
@@ -69,14 +72,16 @@ class KubeTarget(DeployTarget):
             if not ok:
                 ui.warn(f"release {version} is unhealthy: {reason}")
                 restored = self._undo(cluster, failed=reason)
-                return Outcome("deploy", self.env.name, version, {}, False,
-                               time.monotonic() - start, failure=reason,
-                               restored=[f"deployment/{app}"] if restored else [])
+                return self._record(cluster, Outcome(
+                    "deploy", self.env.name, version, {}, False, time.monotonic() - start,
+                    failure=reason, restored=[f"deployment/{app}"] if restored else []),
+                    before)
             for color in COLORS:  # the app was blue-green: the rolling Deployment serves now
                 self._retire(cluster, f"{app}-{color}")
             self._prune(cluster, applied)
-        return Outcome("deploy", self.env.name, version, self._hosts(cluster, version), True,
-                       time.monotonic() - start)
+            return self._record(cluster, Outcome(
+                "deploy", self.env.name, version, self._hosts(cluster, version), True,
+                time.monotonic() - start), before)
 
     @property
     def _strategy(self) -> str:
@@ -109,8 +114,8 @@ class KubeTarget(DeployTarget):
         name = f"{app}-{sw.new}"
         files = dict(self._rendered(image, version, self._secret_name(cluster),
                                     color=sw.new))
-        applied = self._apply_files(cluster, files, ("configmap.yaml", "secret.yaml",
-                                                     "deployment.yaml"))
+        applied = self._apply_files(cluster, files, ("configmap.yaml", "files.yaml",
+                                                     "secret.yaml", "deployment.yaml"))
         cluster.annotate(name, {plan.FAILED: None})
         cluster.scale(name, sw.replicas)
         ui.info(f"{sw.new}: {sw.replicas} pod(s) of {version} beside "
@@ -384,8 +389,12 @@ class KubeTarget(DeployTarget):
     def _explain(self, cluster: Cluster, pod: str) -> None:
         if not pod:
             return
-        for line in cluster.events(pod):
+        events = cluster.events(pod)
+        for line in events:
             ui.out(f"  event {pod}: {line}")
+        hint = plan.probe_hint(events, self._cfg.run.base_port)
+        if hint:
+            ui.out(f"  hint: {hint}")
         for line in cluster.log_tail(pod):
             ui.out(f"  log {pod}: {line}")
 
@@ -448,25 +457,45 @@ class KubeTarget(DeployTarget):
 
         start = time.monotonic()
         cluster = self._cluster()
-        if self._strategy == "bluegreen":
-            back = self._back(cluster, to)
-            if opts.get("dry_run"):
-                return back
-            with self._locked(cluster, "rollback", opts):
-                back = self._back(cluster, to)  # as it is now that the lock is held
-                ok, failure = self._go_back(cluster, back)
-        else:
-            if opts.get("dry_run"):
-                return self._rollback_plan(cluster, to)
-            with self._locked(cluster, "rollback", opts):
+        if opts.get("dry_run"):
+            return (self._back(cluster, to) if self._strategy == "bluegreen"
+                    else self._rollback_plan(cluster, to))
+        with self._locked(cluster, "rollback", opts):
+            before = self._live_release(cluster)
+            if self._strategy == "bluegreen":
+                ok, failure = self._go_back(cluster, self._back(cluster, to))
+            else:
                 ok = self._undo(cluster, to=to)
                 if ok:
                     self._prune(cluster)
-            failure = "no previous ReplicaSet to roll back to"
-        s = self.status()
-        return Outcome("rollback", self.env.name, s["release"] or "-",
-                       self._hosts(cluster, s["release"]) if ok else {}, ok,
-                       time.monotonic() - start, failure=None if ok else failure)
+                failure = "no previous ReplicaSet to roll back to"
+            s = self.status()
+            return self._record(cluster, Outcome(
+                "rollback", self.env.name, s["release"] or "-",
+                self._hosts(cluster, s["release"]) if ok else {}, ok,
+                time.monotonic() - start, failure=None if ok else failure), before)
+
+    def _live_release(self, cluster: Cluster) -> str | None:
+        try:
+            return self.status().get("release")
+        except Exception:  # a journal's "from" is not worth failing a deploy for
+            return None
+
+    def _record(self, cluster: Cluster, outcome: Outcome, before: str | None) -> Outcome:
+        """The journal on the cluster (a ConfigMap of the last JOURNAL_KEEP entries), as
+        each host keeps one: best effort, an outcome is never hidden by it."""
+        from goship.deploy.host import now, who
+
+        entry = {"time": now(), "who": who(), "action": outcome.action,
+                 "release": outcome.release, "from": before,
+                 "outcome": "ok" if outcome.ok else "failed",
+                 "seconds": round(outcome.seconds, 3), "strategy": self._strategy,
+                 **({"error": outcome.failure} if outcome.failure else {})}
+        try:
+            cluster.journal_append(self._cfg.app.name, entry, JOURNAL_KEEP)
+        except ApplyError as e:
+            ui.warn(f"journal not written: {e.message}")
+        return outcome
 
     def _back(self, cluster: Cluster, to: str | None) -> plan.Back:
         app = self._cfg.app.name
@@ -538,10 +567,12 @@ class KubeTarget(DeployTarget):
             "nodes": dict(sorted(nodes.items())),
             "url": url, "cluster_ip": ip,
             "hpa": plan.hpa_state(cluster.hpa(app)),
+            "last": next(reversed(cluster.journal(app)), None),
         }
 
     def logs(self, *, host: str | None, follow: bool, since: str | None, lines: int) -> None:
-        """The app's pods' logs (every track), each line prefixed with its pod."""
+        """The app's pods' logs (every track), each line prefixed with its pod; `-f`
+        also follows the pods that appear while it runs (a rollout's), until Ctrl-C."""
         seconds = plan.since_seconds(since) if since else None
         cluster = self._cluster()
         every = {"app.kubernetes.io/name": self._cfg.app.name}
@@ -552,8 +583,19 @@ class KubeTarget(DeployTarget):
             with lock:
                 ui.out(line)
 
+        followed = {p.name for p in pods}
+
+        def more() -> list[str]:
+            try:
+                now = [_pod(p) for p in cluster.pods(every)]
+            except Exception:  # a missed poll: the next one looks again
+                return []
+            fresh = plan.new_log_pods(now, followed, host)
+            followed.update(fresh)
+            return fresh
+
         cluster.stream_logs([p.name for p in pods], follow=follow, since=seconds,
-                            lines=lines, say=say)
+                            lines=lines, say=say, more=more)
 
 
 def render_files(r: Any, color: str | None) -> list[tuple[str, str]]:

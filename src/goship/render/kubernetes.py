@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 from goship.build.oci import UID
@@ -14,7 +16,7 @@ from goship.render.inputs import RenderInput
 if TYPE_CHECKING:
     from goship.config import Config
 
-FILES = ("configmap", "secret", "deployment", "service", "ingress", "hpa", "pdb")
+FILES = ("configmap", "files", "secret", "deployment", "service", "ingress", "hpa", "pdb")
 CANARY_FILES = ("deployment", "service", "ingress")
 
 
@@ -46,6 +48,43 @@ def strategy(c: Config) -> str:
     (bluegreen, for hosts) means rolling here, so a fleet's config moves unchanged."""
     s = c.deploy.strategy
     return s if "strategy" in c.deploy.model_fields_set else "rolling"
+
+
+IN_POD_DATA = "/data"  # {data}, as in a Docker container
+APP_DIR = "/app"  # the image's working directory (build/oci.py)
+
+
+@dataclass(frozen=True)
+class Shaped:
+    """What a real service needs of its pod: its argv (run.args), the directories it
+    writes (run.data_dirs, {data}) and the files it reads its port from
+    (run.config_files), placeholders filled for this pod."""
+
+    args: list[str]
+    data: bool  # a data volume at /data
+    data_dirs: list[str]  # each mounted from it at /app/DIR
+    files: list[tuple[str, str, str]]  # (ConfigMap key, path under /app, content)
+    files_name: str
+
+
+def shaped(r: RenderInput, track: str, color: str | None) -> Shaped:
+    from goship.deploy.runfiles import expand
+
+    c = r.config
+    values = {"port": str(c.run.base_port), "color": color or track, "release": r.version,
+              "data": IN_POD_DATA}
+    args = [expand(a, values) for a in c.run.args]
+    files = []
+    for i, path in enumerate(c.run.config_files):
+        source = r.root / path
+        text = source.read_text(encoding="utf-8") if source.is_file() else ""
+        key = f"{i}-{PurePosixPath(path).name}"
+        files.append((key, str(PurePosixPath(APP_DIR, path)), expand(text, values)))
+    dirs = [d.rstrip("/") for d in c.run.data_dirs]
+    uses_data = bool(dirs) or any("{data}" in a for a in c.run.args) or any(
+        IN_POD_DATA in text for _, _, text in files)
+    digest = hashlib.sha256(json.dumps(files).encode()).hexdigest()[:10]
+    return Shaped(args, uses_data, dirs, files, f"{r.app}-files-{digest}")
 
 
 def render_kubernetes(r: RenderInput, color: str | None = None) -> dict[str, str]:
@@ -80,13 +119,18 @@ def render_kubernetes(r: RenderInput, color: str | None = None) -> dict[str, str
         stable_name=f"{r.app}-{color}" if color else r.app,
     )
     out = {}
+    stable = shaped(r, "stable", color)
     for name in FILES:
-        if name == "secret" and not secrets:
+        if (name == "secret" and not secrets) or (name == "files" and not stable.files):
             continue
-        out[f"{name}.yaml"] = render(f"k8s.{name}.yaml.j2", r.root, track="stable", **values)
+        out[f"{name}.yaml"] = render(f"k8s.{name}.yaml.j2", r.root, track="stable",
+                                     shape=stable, data_claim=k.data_claim,
+                                     app_dir=APP_DIR, data_dir=IN_POD_DATA, **values)
     for name in CANARY_FILES:
         out[f"canary/{name}.yaml"] = render(f"k8s.{name}.yaml.j2", r.root, track="canary",
-                                            **values)
+                                            shape=shaped(r, "canary", None),
+                                            data_claim=k.data_claim, app_dir=APP_DIR,
+                                            data_dir=IN_POD_DATA, **values)
     if k.istio:
         out["istio/virtualservice.yaml"] = render("k8s.istio.yaml.j2", r.root, **values)
     return out
