@@ -230,6 +230,14 @@ def test_a_real_service_gets_its_args_data_and_config_files_in_the_pod(
     assert [n for n, _ in plan.applied(out)][:3] == ["configmap.yaml", "files.yaml",
                                                       "deployment.yaml"]
     assert plan.env_references([dep]) >= {("ConfigMap", files["metadata"]["name"])}
+    # a file name a ConfigMap key cannot hold
+    (tmp_path / "conf dir").mkdir()
+    (tmp_path / "conf dir" / "my settings+prod.yml").write_text("port: {port}\n")
+    odd = cfg.model_copy(update={"run": cfg.run.model_copy(update={
+        "config_files": ["conf dir/my settings+prod.yml"]})})
+    odd_files = yaml.safe_load(render_kubernetes(RenderInput(
+        config=odd, root=tmp_path, env="k", version="v2"))["files.yaml"])
+    assert odd_files["data"] == {"0-my_settings_prod.yml": "port: 8090\n"}
     # another content, another name: the old pods keep theirs
     (tmp_path / "config.yaml").write_text("server:\n  port: {port}\n")
     again = yaml.safe_load(render_kubernetes(RenderInput(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
@@ -78,7 +79,8 @@ def shaped(r: RenderInput, track: str, color: str | None) -> Shaped:
     for i, path in enumerate(c.run.config_files):
         source = r.root / path
         text = source.read_text(encoding="utf-8") if source.is_file() else ""
-        key = f"{i}-{PurePosixPath(path).name}"
+        # a ConfigMap key takes [-._a-zA-Z0-9] only; the index keeps two names apart
+        key = f"{i}-" + re.sub(r"[^-._a-zA-Z0-9]", "_", PurePosixPath(path).name)
         files.append((key, str(PurePosixPath(APP_DIR, path)), expand(text, values)))
     dirs = [d.rstrip("/") for d in c.run.data_dirs]
     uses_data = bool(dirs) or any("{data}" in a for a in c.run.args) or any(
