@@ -263,14 +263,16 @@ class KubeTarget(DeployTarget):
                              then=then)
 
     def _input(self, image: str = "", version: str = "RELEASE",
-               secret_name: str | None = None) -> Any:
+               secret_name: str | None = None, secrets: bool = True) -> Any:
+        """`secrets=False`: for the objects that hold none (a blue-green switch applies
+        the Service, PDB and HPA only), so a rollback never runs [secrets]' commands."""
         from goship.render.inputs import RenderInput
 
         cfg = plan.pinned(self._cfg, image) if image else self._cfg
         # show_secrets: the Secret gets its real values; it goes to the API server only.
         return RenderInput(config=cfg, root=self.project.root, env=self.env.name,
-                           version=version, secrets=self._secrets(), show_secrets=True,
-                           secret_name=secret_name)
+                           version=version, secrets=self._secrets() if secrets else {},
+                           show_secrets=True, secret_name=secret_name)
 
     def _rendered(self, image: str, version: str, secret_name: str,
                   color: str | None = None) -> list[tuple[str, str]]:
@@ -517,7 +519,7 @@ class KubeTarget(DeployTarget):
             if not ok:
                 cluster.scale(name, 0)
                 return False, f"{back.release} on {back.color} did not come back: {reason}"
-        files = dict(render_files(self._input(), back.color))
+        files = dict(render_files(self._input(secrets=False), back.color))
         self._switch(cluster, files, back.color, back.live)
         self._prune(cluster)
         return True, ""
