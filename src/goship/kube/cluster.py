@@ -326,11 +326,17 @@ class Cluster:
                              ) from None
 
     def node_address(self) -> str | None:
-        """The InternalIP of the first Ready node (by name): where a NodePort answers."""
+        """The InternalIP of the first Ready node (by name): where a NodePort answers.
+        None when there is none, or when the credentials may not list nodes (a namespaced
+        account often may not)."""
+        from lightkube import ApiError
         from lightkube.resources.core_v1 import Node
 
-        for node in sorted((n.to_dict() for n in self.client.list(Node)),
-                           key=lambda n: n["metadata"]["name"]):
+        try:
+            nodes = [n.to_dict() for n in self.client.list(Node)]
+        except ApiError:
+            return None
+        for node in sorted(nodes, key=lambda n: n["metadata"]["name"]):
             st = node.get("status") or {}
             ready = any(c.get("type") == "Ready" and c.get("status") == "True"
                         for c in st.get("conditions") or [])

@@ -569,8 +569,17 @@ class KubeTarget(DeployTarget):
             "nodes": dict(sorted(nodes.items())),
             "url": url, "cluster_ip": ip,
             "hpa": plan.hpa_state(cluster.hpa(app)),
-            "last": next(reversed(cluster.journal(app)), None),
+            "last": self._last(cluster),
         }
+
+    def _last(self, cluster: Cluster) -> dict[str, Any] | None:
+        """The journal's last entry; None when there is none or it cannot be read (status
+        still answers)."""
+        try:
+            return next(reversed(cluster.journal(self._cfg.app.name)), None)
+        except ApplyError as e:
+            ui.debug(f"journal not read: {e.message}")
+            return None
 
     def logs(self, *, host: str | None, follow: bool, since: str | None, lines: int) -> None:
         """The app's pods' logs (every track), each line prefixed with its pod; `-f`
