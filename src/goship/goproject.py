@@ -424,6 +424,11 @@ def _port_and_args(ins: Inspection, mod_root: Path, codes: dict[str, str]) -> No
         ins.notes.append(f"The port is read from {cf} ({found.key}, line {found.line}): "
                          f"replace {found.value} there with {{port}}; goship writes each "
                          f"color's port into its copy of the file.")
+        loop = detect.loopback_listen(cf, path.read_text(encoding="utf-8", errors="replace"))
+        if loop:
+            ins.notes.append(f"{cf} line {loop[2]}: it listens on {loop[1]} only ({loop[0]}): "
+                             "right behind nginx on a host; in a container or a Kubernetes "
+                             "pod it must listen on 0.0.0.0.")
         return
     for file, code in codes.items():
         hard = detect.find_hardcoded_port(file, code)

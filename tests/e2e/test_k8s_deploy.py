@@ -620,8 +620,9 @@ def test_a_real_service_runs_on_the_cluster_as_init_wrote_it(
     assert r.code == 0, r.out + r.err
     if shape == "yaml-config":
         yaml_port(root)  # what init tells the user to do
-        # and what a move to pods asks of it: a pod is reached on its own address, so a
+        # and what its other note says for pods: a pod is reached on its own address, so a
         # listener on 127.0.0.1 (fine behind a host's nginx) must listen on all of them
+        assert "it must listen on 0.0.0.0" in (root / "goship.toml").read_text()
         conf = root / "config.yaml"
         conf.write_text(conf.read_text().replace("host: 127.0.0.1", "host: 0.0.0.0"))
     with (root / "goship.toml").open("a") as f:

@@ -87,3 +87,31 @@ def test_well_known_ports(base: int, clash: str | None) -> None:
     from goship.inspect.facts import well_known_clashes
     found = well_known_clashes(base)
     assert (clash is None and not found) or (clash is not None and clash in found[0])
+
+
+@pytest.mark.parametrize(("name", "text", "expect"), [
+    ("config.yaml", "server:\n  host: 127.0.0.1\n  port: 8090\n",
+     ("server.host", "127.0.0.1", 2)),
+    ("app.toml", "[http]\naddr = \"localhost:8080\"\n", ("http.addr", "localhost:8080", 2)),
+    ("config.yaml", "server:\n  host: 0.0.0.0\n  port: 8090\n", None),
+    ("config.yaml", "server:\n  port: 8090\n", None),
+    ("config.yaml", "db:\n  url: 127.0.0.1\n", None),  # not a listen key
+])
+def test_a_loopback_listener_is_found(name: str, text: str,
+                                      expect: tuple[str, str, int] | None) -> None:
+    assert detect.loopback_listen(name, text) == expect
+
+
+def test_init_says_a_loopback_listener_is_unreachable_in_a_pod(tmp_path: Path) -> None:
+    (tmp_path / "main.go").write_text(
+        'package main\nfunc main() { cfg := load("config.yaml"); _ = cfg.Server.Port }\n')
+    (tmp_path / "config.yaml").write_text("server:\n  host: 127.0.0.1\n  port: 8090\n")
+    codes = {"main.go": goproject.strip_comments((tmp_path / "main.go").read_text())}
+    ins = goproject.Inspection(
+        root=tmp_path, gomod=goproject.GoMod("m", None), mains=["."], main=".", gin=True,
+        routes=[], health=None, port=None, hardcoded_port=None, assets=[], embedded=[],
+        stamps=[], graceful=True)
+    goproject._port_and_args(ins, tmp_path, codes)
+    assert ins.port_kind == "config"
+    [note] = [n for n in ins.notes if "must listen on" in n]
+    assert note.startswith("config.yaml line 2: it listens on 127.0.0.1 only (server.host)")

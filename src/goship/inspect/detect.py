@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from goship.inspect.facts import line_of
@@ -277,6 +278,32 @@ def config_port(name: str, text: str) -> ConfigPort | None:
     indentation or [section]) so the line number is known."""
     if name.endswith(".json"):
         return _json_port(text)
+    for path, key, value, no in _entries(name, text):
+        if key.lower() in PORT_KEYS:
+            m = re.fullmatch(r"(?:[\w.\-]*:)?(\d{2,5})", value)
+            if m and 0 < int(m.group(1)) < 65536:
+                return ConfigPort(path, int(m.group(1)), no)
+    return None
+
+
+HOST_KEYS = frozenset({"host", "addr", "address", "listen", "bind", "ip", "http_addr",
+                       "listen_addr"})
+LOOPBACK = re.compile(r"^(127\.0\.0\.1|localhost|\[?::1\]?)(:\d+)?$")
+
+
+def loopback_listen(name: str, text: str) -> tuple[str, str, int] | None:
+    """(key, value, line) of a listen address on loopback only in a yaml/toml/ini config
+    file: right behind a host's nginx, unreachable in a container or a pod."""
+    if name.endswith(".json"):
+        return None
+    for path, key, value, no in _entries(name, text):
+        if (key.lower() in HOST_KEYS or key.lower() in PORT_KEYS) and LOOPBACK.match(value):
+            return path, value, no
+    return None
+
+
+def _entries(name: str, text: str) -> Iterator[tuple[str, str, str, int]]:
+    """(dotted path, key, value, line) of each scalar of a yaml/toml/ini file."""
     section: list[tuple[int, str]] = []  # (indent, key) for yaml
     ini_section = ""
     for no, raw in enumerate(text.splitlines(), 1):
@@ -300,11 +327,7 @@ def config_port(name: str, text: str) -> ConfigPort | None:
         path = ".".join([*(k for _, k in section), key])
         if ini_section:
             path = f"{ini_section}.{path}"
-        if key.lower() in PORT_KEYS:
-            m = re.fullmatch(r"(?:[\w.\-]*:)?(\d{2,5})", value)
-            if m and 0 < int(m.group(1)) < 65536:
-                return ConfigPort(path, int(m.group(1)), no)
-    return None
+        yield path, key, value, no
 
 
 def _json_port(text: str) -> ConfigPort | None:
