@@ -547,7 +547,9 @@ def bluegreen(app: str, service: dict[str, Any] | None,
         live = None  # the selector names a color that is gone: nothing serves from it
     serving = deployments[live] if live else rolling
     count = int(((serving or {}).get("spec") or {}).get("replicas") or 0)
-    return Switch(live, other(live) if live else "blue", max(count, min_replicas),
+    from goship.render.kubernetes import COLORS
+
+    return Switch(live, other(live) if live else COLORS[0], max(count, min_replicas),
                   [app] if rolling is not None else [])
 
 
