@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from goship.config import Config
 from goship.errors import UsageError
+from goship.render.kubernetes import COLOR_LABEL, COLORS
 
 # What `goship deploy` applies of `goship render kubernetes`, in this order (the
 # Deployment reads the ConfigMap and Secret; the PDB and HPA refer to the Deployment).
@@ -513,16 +514,12 @@ class KubePlan:
 
 
 def live_color(service: dict[str, Any] | None) -> str | None:
-    from goship.render.kubernetes import COLOR_LABEL
-
     selector = ((service or {}).get("spec") or {}).get("selector") or {}
     color = selector.get(COLOR_LABEL)
     return str(color) if color else None
 
 
 def other(color: str) -> str:
-    from goship.render.kubernetes import COLORS
-
     return COLORS[1] if color == COLORS[0] else COLORS[0]
 
 
@@ -547,8 +544,6 @@ def bluegreen(app: str, service: dict[str, Any] | None,
         live = None  # the selector names a color that is gone: nothing serves from it
     serving = deployments[live] if live else rolling
     count = int(((serving or {}).get("spec") or {}).get("replicas") or 0)
-    from goship.render.kubernetes import COLORS
-
     return Switch(live, other(live) if live else COLORS[0], max(count, min_replicas),
                   [app] if rolling is not None else [])
 
