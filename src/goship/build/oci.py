@@ -20,6 +20,8 @@ from goship.build.archive import Entry, write_atomic
 from goship.build.gitinfo import Stamp
 
 UID = 65532  # the "nonroot" user of distroless images
+APP_DIR = "/app"  # the binary and its assets; the working directory
+DATA_DIR = "/data"  # where {data} is mounted, in a Docker container or a pod
 CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 ZONEINFO = Path("/usr/share/zoneinfo")
 MT_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -134,7 +136,7 @@ def build_image(inputs: list[ImageInput], stamp: Stamp, out: Path) -> Image:
         with gzip.GzipFile(filename="", mode="wb", fileobj=gz, mtime=0, compresslevel=6) as f:
             f.write(uncompressed)
         layer_blob = gz.getvalue()
-        env = {"PATH": "/app", "GIN_MODE": "release", "SSL_CERT_FILE":
+        env = {"PATH": APP_DIR, "GIN_MODE": "release", "SSL_CERT_FILE":
                "/etc/ssl/certs/ca-certificates.crt", "ZONEINFO": "/usr/share/zoneinfo",
                inp.port_env: str(inp.port), **inp.env}
         labels = {
@@ -148,10 +150,10 @@ def build_image(inputs: list[ImageInput], stamp: Stamp, out: Path) -> Image:
             "os": "linux",
             "created": stamp.build_time,
             "config": {
-                "Entrypoint": [f"/app/{inp.binary.path}"],
+                "Entrypoint": [f"{APP_DIR}/{inp.binary.path}"],
                 "Env": [f"{k}={v}" for k, v in sorted(env.items())],
                 "User": f"{UID}:{UID}",
-                "WorkingDir": "/app",
+                "WorkingDir": APP_DIR,
                 "ExposedPorts": {f"{inp.port}/tcp": {}},
                 "Labels": labels,
             },

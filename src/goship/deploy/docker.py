@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from goship.build.archive import Entry
+from goship.build.oci import APP_DIR, DATA_DIR
 from goship.command import Cmd
 from goship.config import Config
 from goship.deploy.layout import COLORS, Paths, PortMap
@@ -42,8 +43,6 @@ from goship.errors import ApplyError, GoshipError, UsageError
 from goship.transport.base import Transport
 
 LABEL = "io.goship"
-IN_CONTAINER_DATA = "/data"  # where {data} (the app's shared data directory) is mounted
-APP_DIR = "/app"
 
 
 def first_line(text: str) -> str:
@@ -222,7 +221,7 @@ def run_argv(config: Config, paths: Paths, *, color: str, port: int, release: st
     for name, value in sorted(ulimits.items()):
         argv += ["--ulimit", f"{name}={value}"]
     root = data_root(paths)
-    argv += ["--volume", f"{root}:{IN_CONTAINER_DATA}"]
+    argv += ["--volume", f"{root}:{DATA_DIR}"]
     for sub in config.run.data_dirs:
         sub = sub.rstrip("/")
         argv += ["--volume", f"{root}/{sub}:{PurePosixPath(APP_DIR, sub)}"]
@@ -231,7 +230,7 @@ def run_argv(config: Config, paths: Paths, *, color: str, port: int, release: st
         for f in config.run.config_files:
             argv += ["--volume", f"{farm}/{f}:{PurePosixPath(APP_DIR, f)}:ro"]
     values = {"port": str(port), "color": color, "release": release,
-              "data": IN_CONTAINER_DATA}
+              "data": DATA_DIR}
     argv += [image_ref(app, release), *(expand(a, values) for a in config.run.args)]
     return argv
 

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from goship.config import Config
+from goship.deploy.layout import COLORS
 from goship.errors import UsageError
-from goship.render.kubernetes import COLOR_LABEL, COLORS
+from goship.render.kubernetes import COLOR_LABEL
 
 # What `goship deploy` applies of `goship render kubernetes`, in this order (the
 # Deployment reads the ConfigMap and Secret; the PDB and HPA refer to the Deployment).

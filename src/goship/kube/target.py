@@ -12,10 +12,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from goship.deploy.layout import COLORS
 from goship.errors import ApplyError, NotYetError
 from goship.kube import plan
 from goship.kube.cluster import Cluster
-from goship.render.kubernetes import COLOR_LABEL, COLORS, startup_seconds
+from goship.render.kubernetes import COLOR_LABEL, startup_seconds
 from goship.targets import DeployTarget
 from goship.ui import ui
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
-from goship.build.oci import UID
+from goship.build.oci import APP_DIR, DATA_DIR, UID
+from goship.deploy.layout import COLORS
 from goship.render.engine import render
 from goship.render.inputs import RenderInput
 
@@ -40,19 +41,13 @@ def config_name(app: str, env: dict[str, str]) -> str:
     return f"{app}-config-{digest[:10]}"
 
 
-COLORS = ("blue", "green")
 COLOR_LABEL = "goship.dev/color"
 
 
 def strategy(c: Config) -> str:
     """The release strategy on a cluster: deploy.strategy as written; its default
     (bluegreen, for hosts) means rolling here, so a fleet's config moves unchanged."""
-    s = c.deploy.strategy
-    return s if "strategy" in c.deploy.model_fields_set else "rolling"
-
-
-IN_POD_DATA = "/data"  # {data}, as in a Docker container
-APP_DIR = "/app"  # the image's working directory (build/oci.py)
+    return c.deploy.strategy if "strategy" in c.deploy.model_fields_set else "rolling"
 
 
 @dataclass(frozen=True)
@@ -73,7 +68,7 @@ def shaped(r: RenderInput, track: str, color: str | None) -> Shaped:
 
     c = r.config
     values = {"port": str(c.run.base_port), "color": color or track, "release": r.version,
-              "data": IN_POD_DATA}
+              "data": DATA_DIR}
     args = [expand(a, values) for a in c.run.args]
     files = []
     for i, path in enumerate(c.run.config_files):
@@ -84,7 +79,7 @@ def shaped(r: RenderInput, track: str, color: str | None) -> Shaped:
         files.append((key, str(PurePosixPath(APP_DIR, path)), expand(text, values)))
     dirs = [d.rstrip("/") for d in c.run.data_dirs]
     uses_data = bool(dirs) or any("{data}" in a for a in c.run.args) or any(
-        IN_POD_DATA in text for _, _, text in files)
+        DATA_DIR in text for _, _, text in files)
     digest = hashlib.sha256(json.dumps(files).encode()).hexdigest()[:10]
     return Shaped(args, uses_data, dirs, files, f"{r.app}-files-{digest}")
 
@@ -127,12 +122,12 @@ def render_kubernetes(r: RenderInput, color: str | None = None) -> dict[str, str
             continue
         out[f"{name}.yaml"] = render(f"k8s.{name}.yaml.j2", r.root, track="stable",
                                      shape=stable, data_claim=k.data_claim,
-                                     app_dir=APP_DIR, data_dir=IN_POD_DATA, **values)
+                                     app_dir=APP_DIR, data_dir=DATA_DIR, **values)
     for name in CANARY_FILES:
         out[f"canary/{name}.yaml"] = render(f"k8s.{name}.yaml.j2", r.root, track="canary",
                                             shape=shaped(r, "canary", None),
                                             data_claim=k.data_claim, app_dir=APP_DIR,
-                                            data_dir=IN_POD_DATA, **values)
+                                            data_dir=DATA_DIR, **values)
     if k.istio:
         out["istio/virtualservice.yaml"] = render("k8s.istio.yaml.j2", r.root, **values)
     return out
