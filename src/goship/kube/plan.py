@@ -269,8 +269,7 @@ def _describe(rs: dict[str, Any]) -> str:
 
 
 def _version(rs: dict[str, Any]) -> str:
-    labels = rs["spec"]["template"].get("metadata", {}).get("labels") or {}
-    return str(labels.get(VERSION_LABEL, ""))
+    return release_of(rs) or ""
 
 
 def _failed(rs: dict[str, Any]) -> bool:
@@ -544,7 +543,7 @@ def bluegreen(app: str, service: dict[str, Any] | None,
     if live is not None and deployments.get(live) is None:
         live = None  # the selector names a color that is gone: nothing serves from it
     serving = deployments[live] if live else rolling
-    count = int(((serving or {}).get("spec") or {}).get("replicas") or 0)
+    count = _replicas(serving)
     return Switch(live, other(live) if live else COLORS[0], max(count, min_replicas),
                   [app] if rolling is not None else [])
 
@@ -560,6 +559,15 @@ def switch_line(app: str, sw: Switch) -> str:
     return line + "; on failure, scale it to 0: nothing switched"
 
 
+def _replicas(d: dict[str, Any] | None) -> int:
+    """A Deployment's desired count (0 when absent)."""
+    return int(((d or {}).get("spec") or {}).get("replicas") or 0)
+
+
+def _ready(d: dict[str, Any] | None) -> int:
+    return int(((d or {}).get("status") or {}).get("readyReplicas") or 0)
+
+
 def _stamp(d: dict[str, Any] | None, key: str) -> str:
     return str((((d or {}).get("metadata") or {}).get("annotations") or {}).get(key) or "")
 
@@ -569,8 +577,7 @@ def standby_line(d: dict[str, Any] | None, color: str) -> str | None:
     if d is None:
         return None
     version = _deployment_version(d)
-    ready = int((d.get("status") or {}).get("readyReplicas") or 0)
-    replicas = int((d.get("spec") or {}).get("replicas") or 0)
+    ready, replicas = _ready(d), _replicas(d)
     failed = _stamp(d, FAILED)
     if failed:
         return f"{color}: {version} undone as unhealthy ({failed}), 0 replicas"
@@ -581,10 +588,16 @@ def standby_line(d: dict[str, Any] | None, color: str) -> str | None:
             "the next deploy rolls it to the new release")
 
 
-def _deployment_version(d: dict[str, Any]) -> str:
+def release_of(d: dict[str, Any]) -> str | None:
+    """The release a Deployment's or ReplicaSet's pods run (their version label)."""
     labels = (((d.get("spec") or {}).get("template") or {}).get("metadata") or {}).get(
         "labels") or {}
-    return str(labels.get(VERSION_LABEL) or "?")
+    found = labels.get(VERSION_LABEL)
+    return str(found) if found is not None else None
+
+
+def _deployment_version(d: dict[str, Any]) -> str:
+    return release_of(d) or "?"
 
 
 @dataclass(frozen=True)
@@ -643,9 +656,7 @@ def bluegreen_back(env: str, namespace: str, app: str, service: dict[str, Any] |
             raise UsageError(f"{to} is the release running now", hint=hint)
         raise UsageError(f"release {to} is not on the standby color: blue-green keeps the "
                          "live release and the one before", hint=hint)
-    replicas = int((d.get("spec") or {}).get("replicas") or 0)
-    ready = int((d.get("status") or {}).get("readyReplicas") or 0)
-    want = max(int(((deployments[live] or {}).get("spec") or {}).get("replicas") or 0),
-               min_replicas)
+    replicas, ready = _replicas(d), _ready(d)
+    want = max(_replicas(deployments[live]), min_replicas)
     return Back(env, namespace, app, live, running, color, release,
                 warm=replicas > 0 and ready >= replicas, replicas=replicas or want)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from goship.deploy.layout import COLORS
@@ -81,8 +82,8 @@ class KubeTarget(DeployTarget):
                 self._retire(cluster, f"{app}-{color}")
             self._prune(cluster, applied)
             return self._record(cluster, Outcome(
-                "deploy", self.env.name, version, self._hosts(cluster, version), True,
-                time.monotonic() - start), before)
+                "deploy", self.env.name, version, self._hosts(self._status(cluster), version),
+                True, time.monotonic() - start), before)
 
     @property
     def _strategy(self) -> str:
@@ -136,7 +137,8 @@ class KubeTarget(DeployTarget):
         for old in sw.retire:
             self._retire(cluster, old)
         self._prune(cluster, applied)
-        return Outcome("deploy", self.env.name, version, self._hosts(cluster, version), True,
+        return Outcome("deploy", self.env.name, version,
+                       self._hosts(self._status(cluster), version), True,
                        time.monotonic() - start)
 
     def _switch(self, cluster: Cluster, files: dict[str, str], color: str,
@@ -174,16 +176,12 @@ class KubeTarget(DeployTarget):
         pods = [p for p in cluster.pods(self._selector(color=color))
                 if "deletionTimestamp" not in p["metadata"]]
         deadline = time.monotonic() + h.deadline
-        for p in sorted(pods, key=lambda p: p["metadata"]["name"]):
-            pod = p["metadata"]["name"]
-            good, last = 0, ""
-            while good < h.successes:
-                if time.monotonic() > deadline:
-                    return False, f"health check failed: pod {pod}:{port}{h.path}: {last}"
-                code, last = cluster.pod_get(pod, port, h.path, h.timeout)
-                good = good + 1 if 200 <= code < 300 else 0
-                if good < h.successes:
-                    time.sleep(0.3)
+        for pod in sorted(p["metadata"]["name"] for p in pods):
+            ok, last = _consecutive_2xx(
+                partial(cluster.pod_get, pod, port, h.path, h.timeout), h.successes,
+                deadline, 0.3)
+            if not ok:
+                return False, f"health check failed: pod {pod}:{port}{h.path}: {last}"
         ui.info(f"health: {h.successes} x 2xx from each of {len(pods)} pod(s) of {color} "
                 "(the API server's pod proxy)")
         return True, ""
@@ -302,12 +300,10 @@ class KubeTarget(DeployTarget):
         cfg = self._cfg
         app = cfg.app.name
         first = cluster.deployment(app) is None
+        files = dict(self._rendered(image, version, self._secret_name(cluster)))
         done: set[tuple[str, str]] = set()
-        for name, text in self._rendered(image, version, self._secret_name(cluster)):
-            for obj in cluster.apply(text):
-                ui.info(f"applied {obj}")
-                kind, _, oname = obj.partition("/")
-                done.add((kind, oname))
+        for name in files:  # in apply order
+            done |= self._apply_files(cluster, files, (name,))
             if name == "deployment.yaml" and first:
                 cluster.scale(app, cfg.kubernetes.min_replicas)
         return done
@@ -409,15 +405,13 @@ class KubeTarget(DeployTarget):
             return False, f"service/{app} is gone"
         h = self._cfg.run.health
         where = f"service/{app}:http{h.path}"
-        deadline = time.monotonic() + h.deadline
-        good, last = 0, ""
-        while time.monotonic() < deadline:
-            code, last = cluster.service_get(app, "http", h.path, h.timeout)
-            good = good + 1 if 200 <= code < 300 else 0
-            if good >= h.successes:
-                ui.info(f"health: {good} x 2xx from {where} (the API server's service proxy)")
-                return True, ""
-            time.sleep(0.5)
+        ok, last = _consecutive_2xx(
+            lambda: cluster.service_get(app, "http", h.path, h.timeout), h.successes,
+            time.monotonic() + h.deadline, 0.5)
+        if ok:
+            ui.info(f"health: {h.successes} x 2xx from {where} (the API server's service "
+                    "proxy)")
+            return True, ""
         return False, f"health check through the Service failed: {where}: {last}"
 
     def _undo(self, cluster: Cluster, failed: str = "", to: str | None = None) -> bool:
@@ -447,8 +441,8 @@ class KubeTarget(DeployTarget):
             ui.warn(f"the undo did not complete either: {reason}")
         return ok
 
-    def _hosts(self, cluster: Cluster, version: str) -> dict[str, dict[str, Any]]:
-        s = self.status()
+    def _hosts(self, s: dict[str, Any], version: str) -> dict[str, dict[str, Any]]:
+        """The outcome's one "host" (the cluster), from `s`, what status says."""
         return {"cluster": {"release": version, "color": f"deployment/{s['deployment']}",
                             "url": s["url"], "restored": False,
                             "notes": [f"{s['ready']}/{s['desired']} ready", *(
@@ -472,15 +466,15 @@ class KubeTarget(DeployTarget):
                 if ok:
                     self._prune(cluster)
                 failure = "no previous ReplicaSet to roll back to"
-            s = self.status()
+            s = self._status(cluster)
             return self._record(cluster, Outcome(
                 "rollback", self.env.name, s["release"] or "-",
-                self._hosts(cluster, s["release"]) if ok else {}, ok,
+                self._hosts(s, s["release"]) if ok else {}, ok,
                 time.monotonic() - start, failure=None if ok else failure), before)
 
     def _live_release(self, cluster: Cluster) -> str | None:
         try:
-            return self.status().get("release")
+            return plan.release_of(self._live(cluster)[3])
         except Exception:  # a journal's "from" is not worth failing a deploy for
             return None
 
@@ -535,18 +529,26 @@ class KubeTarget(DeployTarget):
         return plan.rollback_plan(self.env.name, cluster.namespace, app,
                                   self._sets(cluster, app), current, to)
 
-    def status(self) -> dict[str, Any]:
-        cluster = self._cluster()
+    def _live(self, cluster: Cluster) -> tuple[str, str | None, dict[str, Any],
+                                              dict[str, Any]]:
+        """(deployment name, color, Service, Deployment) of what serves now: the app's
+        Deployment, or the color the Service selects."""
         app = self._cfg.app.name
         svc = cluster.service(app) or {}
-        name, color, standby = app, None, None
-        if self._strategy == "bluegreen":
-            color = plan.live_color(svc)
-            name = f"{app}-{color}" if color else app
-            if color:
-                back = plan.other(color)
-                standby = plan.standby_line(cluster.deployment(f"{app}-{back}"), back)
-        d = cluster.deployment(name) or {}
+        color = plan.live_color(svc) if self._strategy == "bluegreen" else None
+        name = f"{app}-{color}" if color else app
+        return name, color, svc, cluster.deployment(name) or {}
+
+    def status(self) -> dict[str, Any]:
+        return self._status(self._cluster())
+
+    def _status(self, cluster: Cluster) -> dict[str, Any]:
+        app = self._cfg.app.name
+        name, color, svc, d = self._live(cluster)
+        standby = None
+        if color:
+            back = plan.other(color)
+            standby = plan.standby_line(cluster.deployment(f"{app}-{back}"), back)
         pods = [p for p in cluster.pods(self._selector(color=color))
                 if "deletionTimestamp" not in p["metadata"]]
         nodes: dict[str, int] = {}
@@ -559,11 +561,10 @@ class KubeTarget(DeployTarget):
         node = cluster.node_address() if node_port else None
         url = (f"http://{node}:{node_port}/" if node else
                f"http://{ip}/" if ip else None)
-        labels = d.get("spec", {}).get("template", {}).get("metadata", {}).get("labels", {})
         return {
             "target": "kubernetes", "namespace": cluster.namespace, "deployment": name,
             "strategy": self._strategy, "color": color, "standby": standby,
-            "release": labels.get("app.kubernetes.io/version"),
+            "release": plan.release_of(d),
             "revision": d.get("metadata", {}).get("annotations", {}).get(plan.REVISION),
             "desired": d.get("spec", {}).get("replicas", 0),
             "ready": d.get("status", {}).get("readyReplicas", 0),
@@ -608,6 +609,20 @@ class KubeTarget(DeployTarget):
 
         cluster.stream_logs([p.name for p in pods], follow=follow, since=seconds,
                             lines=lines, say=say, more=more)
+
+
+def _consecutive_2xx(get: Callable[[], tuple[int, str]], successes: int, deadline: float,
+                     pause: float) -> tuple[bool, str]:
+    """goship's gate on Kubernetes: `get` until `successes` 2xx in a row, or the deadline
+    (monotonic); whether it passed, and what the last answer was."""
+    good, last = 0, ""
+    while time.monotonic() < deadline:
+        code, last = get()
+        good = good + 1 if 200 <= code < 300 else 0
+        if good >= successes:
+            return True, last
+        time.sleep(pause)
+    return False, last
 
 
 def render_files(r: Any, color: str | None) -> list[tuple[str, str]]:
