@@ -9,6 +9,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -125,9 +126,20 @@ def master_pid(t: SshTransport) -> int | None:
     return int(found.group(1)) if res.returncode == 0 and found else None
 
 
-def goship(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def goship(config: Path, *args: str, keep: bool = True) -> subprocess.CompletedProcess[str]:
+    """`keep=False`: no shell kept between commands (GOSHIP_KEEP_SHELLS=0), so each command
+    opens its own session over the master."""
+    env = {**os.environ, "GOSHIP_KEEP_SHELLS": "1" if keep else "0"}
     return subprocess.run([sys.executable, "-m", "goship", "--config", str(config), *args],
-                          capture_output=True, text=True, check=False, timeout=300)
+                          capture_output=True, text=True, check=False, timeout=300, env=env)
+
+
+def shells_on(lab: Lab, host: str) -> set[str]:
+    """The pids of the shells goship's sessions run on the host (`sh` under sshd)."""
+    out = lab.ssh(host, "for p in $(pgrep -x sh); do "
+                        "case $(ps -o args= -p $(ps -o ppid= -p $p)) in "
+                        "'sshd: root@notty'*) echo $p;; esac; done").stdout
+    return set(out.split())
 
 
 def test_a_master_outlives_the_command_and_a_dead_one_is_replaced(lab: Lab,
@@ -136,17 +148,46 @@ def test_a_master_outlives_the_command_and_a_dead_one_is_replaced(lab: Lab,
     h1 = lab_transport()  # the options `lab = N` uses: the same master
     for t in (h1, lab_transport("10.78.0.12")):
         t._retire_master()  # whatever earlier tests left: this test starts the masters
-    first = goship(config, "doctor", "lab")
+    # Without kept shells: one kept over a retired master would still serve (test below).
+    first = goship(config, "doctor", "lab", keep=False)
     assert first.returncode == 0, first.stdout + first.stderr
     pid = master_pid(h1)
     assert pid is not None  # still there after the command ended
-    second = goship(config, "doctor", "lab")
+    second = goship(config, "doctor", "lab", keep=False)
     assert second.returncode == 0, second.stdout + second.stderr
     assert master_pid(h1) == pid  # the second command went over it (no new handshake)
     os.kill(pid, signal.SIGKILL)  # a dead master: its socket is left behind
-    third = goship(config, "doctor", "lab")
+    third = goship(config, "doctor", "lab", keep=False)
     assert third.returncode == 0, third.stdout + third.stderr
     assert master_pid(h1) not in (None, pid)
+
+
+def test_the_next_command_runs_on_the_shell_the_last_one_kept(lab: Lab,
+                                                             tmp_path: Path) -> None:
+    config = project(tmp_path)
+    first = goship(config, "doctor", "lab")
+    assert first.returncode == 0, first.stdout + first.stderr
+    before = shells_on(lab, "h1")
+    assert before  # kept, not ended, after the command
+    second = goship(config, "-vv", "doctor", "lab")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "h1: using the shell an earlier goship command kept" in second.stderr
+    assert shells_on(lab, "h1") <= before  # no new session on the host
+    # A kept shell that dies is dropped, never used: the next command opens a new one.
+    lab.ssh("h1", f"kill -9 {' '.join(before)}")
+    third = goship(config, "-vv", "doctor", "lab")
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert "h1: using the shell an earlier goship command kept" not in third.stderr
+    assert shells_on(lab, "h1").isdisjoint(before)
+    # Turned off: the command takes none and ends its own.
+    kept = shells_on(lab, "h1")
+    off = goship(config, "-vv", "doctor", "lab", keep=False)
+    assert off.returncode == 0, off.stdout + off.stderr
+    assert "kept" not in off.stderr
+    deadline = time.monotonic() + 10
+    while shells_on(lab, "h1") != kept and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert shells_on(lab, "h1") == kept
 
 
 def test_a_master_to_a_cut_host_is_not_trusted(lab: Lab) -> None:

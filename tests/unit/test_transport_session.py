@@ -23,6 +23,24 @@ def test_a_session_answers_ready_then_runs_commands_with_stdin() -> None:
         s.close()
 
 
+def test_answers_keep_every_byte_whatever_their_ends() -> None:
+    s = Session(["sh"], "here")
+    try:
+        s.wait_ready(10)
+        big = "".join(f"line {i}\n" for i in range(200_000))  # ~2 MB, many reads
+        cases = {"printf 'no newline'": ("no newline", ""), "true": ("", ""),
+                 "printf '\\n\\n'; printf 'e' >&2": ("\n\n", "e"),
+                 f"echo {s.marker}x; echo ' {s.marker}'": (f"{s.marker}x\n {s.marker}\n", ""),
+                 "seq 0 199999 | sed 's/^/line /'": (big, "")}
+        for shell in cases:  # all sent before any answer is read
+            s.send(shell, None)
+        for shell, (out, err) in cases.items():
+            res = s.receive(30)
+            assert (res.code, res.stdout, res.stderr) == (0, out, err), shell
+    finally:
+        s.close()
+
+
 def test_a_session_gone_before_the_command_left_says_not_sent() -> None:
     s = Session(["sh"], "here")
     s.wait_ready(10)

@@ -6,11 +6,14 @@ The shell ends with the process; the SSH connection under it may outlive both (s
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import select
+import signal
 import subprocess
 import time
+from typing import IO, Protocol
 
 from goship.errors import Unreachable
 from goship.transport.base import Result
@@ -27,21 +30,104 @@ class SessionLost(Unreachable):
         self.sent = sent
 
 
+class Proc(Protocol):
+    """What a session needs of the process under it: its own child (Popen), or one another
+    goship process started and handed over (Adopted)."""
+
+    pid: int
+    returncode: int | None
+    stdin: IO[bytes] | None
+    stdout: IO[bytes] | None
+    stderr: IO[bytes] | None
+
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def kill(self) -> None: ...
+
+
+class Adopted:
+    """A remote shell's ssh process started by another goship process (kept between
+    commands, see park.py): its pipes came over a unix socket; it is not our child, so its
+    end is seen in /proc, not by waitpid."""
+
+    def __init__(self, pid: int, fds: list[int]) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self.stdin: IO[bytes] | None = os.fdopen(fds[0], "wb")
+        self.stdout: IO[bytes] | None = os.fdopen(fds[1], "rb")
+        self.stderr: IO[bytes] | None = os.fdopen(fds[2], "rb")
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                with open(f"/proc/{self.pid}/stat", "rb") as f:
+                    # state follows the parenthesised command name; Z: exited, not reaped
+                    running = f.read().rpartition(b")")[2].split()[0] != b"Z"
+            except (OSError, IndexError):
+                running = False
+            if not running:
+                self.returncode = 255
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0)
+            time.sleep(0.01)
+        return self.returncode or 255
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            os.kill(self.pid, signal.SIGKILL)
+        self.returncode = self.returncode or -9
+
+
 class Session:
     def __init__(self, argv: list[str], name: str) -> None:
         self.name = name
         self.marker = "GOSHIP-" + secrets.token_hex(8)
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
+        self.proc: Proc = subprocess.Popen(argv, stdin=subprocess.PIPE,
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.buf = b""
         self.sent = False  # whether a command may have reached the host
+        self.kept = False  # handed over by an earlier goship process
         self._write(BOOT.encode() + f"echo {self.marker} ready\n".encode())
+
+    @classmethod
+    def adopt(cls, proc: Adopted, name: str, marker: str) -> Session:
+        """A shell another goship process opened and kept (its temporary directory and
+        framing marker come with it)."""
+        s = cls.__new__(cls)
+        s.name, s.marker, s.proc = name, marker, proc
+        s.buf, s.sent, s.kept = b"", False, True
+        return s
+
+    def idle(self) -> bool:
+        """Alive, nothing in flight and nothing unread: another process may take it over."""
+        if self.sent or self.buf or not self.alive() or self.proc.stdout is None:
+            return False
+        ready, _, _ = select.select([self.proc.stdout.fileno()], [], [], 0)
+        return not ready
+
+    def fds(self) -> list[int]:
+        pipes = (self.proc.stdin, self.proc.stdout, self.proc.stderr)
+        return [p.fileno() for p in pipes if p is not None]
+
+    def release(self) -> None:
+        """Close this process's ends of the pipes once another process holds them: the
+        shell goes on."""
+        for p in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if p is not None:
+                with contextlib.suppress(OSError):
+                    p.close()
+        self.proc.stdin = self.proc.stdout = self.proc.stderr = None
 
     def wait_ready(self, timeout: float) -> None:
         """Until the remote shell answers: the connection (new or shared) really works.
         TimeoutError when it does not answer in time, SessionLost when ssh gave up."""
         deadline = time.monotonic() + timeout
-        while self._read_until(None, deadline).decode(errors="replace").split() != \
+        while self._read_until(b"\n", deadline).decode(errors="replace").split() != \
                 [self.marker, "ready"]:
             pass
 
@@ -86,20 +172,18 @@ class Session:
         reason = lines[-1] if lines else f"the connection ended (ssh exit {self.proc.returncode})"
         return SessionLost(f"{self.name}: cannot connect over ssh: {reason}", sent=self.sent)
 
-    def _read_until(self, need: int | None, deadline: float) -> bytes:
-        """`need` bytes, or a line when need is None."""
+    def _read_until(self, end: bytes, deadline: float) -> bytes:
+        """Up to `end` (consumed, not returned)."""
         if self.proc.stdout is None:
             raise self._dead()
         fd = self.proc.stdout.fileno()
+        start = 0  # searched already up to here (a large output comes in many chunks)
         while True:
-            if need is None:
-                nl = self.buf.find(b"\n")
-                if nl >= 0:
-                    out, self.buf = self.buf[:nl], self.buf[nl + 1:]
-                    return out
-            elif len(self.buf) >= need:
-                out, self.buf = self.buf[:need], self.buf[need:]
+            at = self.buf.find(end, start)
+            if at >= 0:
+                out, self.buf = self.buf[:at], self.buf[at + len(end):]
                 return out
+            start = max(0, len(self.buf) - len(end) + 1)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError
@@ -126,10 +210,14 @@ class Session:
             redirect = '< "$T/i"'
         else:
             redirect = "< /dev/null"
+        # The answer: a header line, then stdout and stderr, each ended by a line of the
+        # marker (random per session). Shell builtins but for a `cat` of an output that is
+        # not empty: a command costs the host one process more than its own.
+        m = self.marker
         script.append(
             f'( {shell}\n) {redirect} > "$T/o" 2> "$T/e"; r=$?\n'
-            f'printf "%s %s %s %s\\n" {self.marker} "$r" "$(wc -c < "$T/o")" '
-            f'"$(wc -c < "$T/e")"\ncat "$T/o" "$T/e"\n')
+            f'printf "%s %s\\n" {m} "$r"; [ -s "$T/o" ] && cat "$T/o"; '
+            f'printf "\\n%s\\n" {m}; [ -s "$T/e" ] && cat "$T/e"; printf "\\n%s\\n" {m}\n')
         data = "".join(script).encode()
         if self.proc.poll() is not None:  # gone before anything was written: not sent
             raise self._dead()
@@ -138,11 +226,12 @@ class Session:
 
     def receive(self, timeout: float) -> Result:
         deadline = time.monotonic() + timeout
-        header = self._read_until(None, deadline).decode(errors="replace").split()
+        header = self._read_until(b"\n", deadline).decode(errors="replace").split()
         while header[:1] != [self.marker]:  # anything else on stdout is not ours
-            header = self._read_until(None, deadline).decode(errors="replace").split()
-        code, out_len, err_len = (int(x) for x in header[1:4])
-        out = self._read_until(out_len, deadline)
-        err = self._read_until(err_len, deadline)
+            header = self._read_until(b"\n", deadline).decode(errors="replace").split()
+        code = int(header[1])
+        end = b"\n" + self.marker.encode() + b"\n"
+        out = self._read_until(end, deadline)
+        err = self._read_until(end, deadline)
         self.sent = False
         return Result(code, out.decode(errors="replace"), err.decode(errors="replace"))

@@ -34,11 +34,13 @@ from pathlib import Path
 from goship.command import Cmd
 from goship.config.validators import split_host
 from goship.errors import CommandTimedOut, PrerequisiteError, TransportError, Unreachable
+from goship.transport import park
 from goship.transport.base import PUT_SCRIPT, Result, Transport
-from goship.transport.session import Session, SessionLost
+from goship.transport.session import Adopted, Session, SessionLost
 from goship.ui import ui
 
 DOWN_SECONDS = 30.0
+TAKE_WAIT = 3.0  # a kept shell answers at once or is dropped (a cut host: see _open)
 PERSIST_SECONDS = 600  # an idle master stays this long after the last command
 DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2",
                        "/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
@@ -201,20 +203,53 @@ class SshTransport(Transport):
         # on it (maybe another goship's) are done; the socket name is free at once.
         self._control("stop")
 
-    def _new_session(self) -> Session:
+    def _session_argv(self) -> list[str]:
         shell = self._remote(("sh",))  # with sudo, the session's shell itself runs as root
-        return Session([*self.base_argv(), "--", self.host, shell], self.name)
+        return [*self.base_argv(), "--", self.host, shell]
 
-    def _still_trusted(self, s: Session) -> str | None:
+    def _new_session(self) -> Session:
+        return Session(self._session_argv(), self.name)
+
+    def _keep_key(self) -> str | None:
+        """Which kept shells this transport may take or leave: the same argv (options,
+        identity, known_hosts contents, user, host, port). None: no keeping."""
+        if not park.enabled():
+            return None
+        return hashlib.sha256(json.dumps(self._session_argv()).encode()).hexdigest()
+
+    def _still_trusted(self, s: Session, wait: float | None = None) -> str | None:
         """Why a working shared master must not be used, or None. The connection was
         authenticated when it was made; the host's key may have changed since."""
-        res = s.run(HOST_KEYS, None, float(self.options.connect_timeout))
+        res = s.run(HOST_KEYS, None, wait or float(self.options.connect_timeout))
         if not key_blobs(res.stdout, pub=True) & self.trusted_keys():
             return "the host's keys are no longer one known_hosts trusts"
         return None
 
+    def _taken(self) -> Session | None:
+        """A shell an earlier goship command kept (park.py), checked like a shared master:
+        it answers at once and the host's keys are still trusted; else it is dropped."""
+        key = self._keep_key()
+        got = park.take(control_dir(), key) if key else None
+        if got is None:
+            return None
+        pid, marker, fds = got
+        s = Session.adopt(Adopted(pid, fds), self.name, marker)
+        try:
+            why = self._still_trusted(s, TAKE_WAIT)
+        except (TimeoutError, SessionLost) as e:
+            why = "it did not answer" if isinstance(e, TimeoutError) else e.message
+        if why is None:
+            ui.debug(f"{self.name}: using the shell an earlier goship command kept")
+            return s
+        s.close(kill=True)
+        ui.debug(f"{self.name}: not using the kept shell ({why})")
+        return None
+
     def _open(self) -> Session:
         """A remote shell that answered, over a master that works."""
+        taken = self._taken()
+        if taken is not None:
+            return taken
         wait = float(self.options.connect_timeout)
         if self.master_running():
             s = self._new_session()
@@ -295,6 +330,9 @@ class SshTransport(Transport):
             self._late(c, Result(255, "", "the connection ended before it answered"))
 
     def run(self, cmd: Cmd, *, timeout: float = 120.0) -> Result:
+        if self.pending and len(cmd.stdin or b"") <= 1 << 16:
+            # Sent behind the commands whose answers are owed, not after reading them.
+            return self.run_all([cmd], timeout=timeout)[0]
         ui.debug(f"{self.name}: {cmd.display()}")
         with self.lock:
             self._drain()
@@ -317,19 +355,24 @@ class SshTransport(Transport):
             raise AssertionError("unreachable: the second attempt returns or raises")
 
     def run_all(self, cmds: Sequence[Cmd], *, timeout: float = 120.0) -> list[Result]:
-        if len(cmds) < 2 or sum(len(c.stdin or b"") for c in cmds) > 1 << 16:
+        if sum(len(c.stdin or b"") for c in cmds) > 1 << 16 or \
+                (len(cmds) < 2 and not self.pending):
             # Large inputs go one by one: all written before any answer is read, they could
             # fill both pipes.
             return super().run_all(cmds, timeout=timeout)
         for c in cmds:
             ui.debug(f"{self.name}: {c.display()}")
         with self.lock:
-            self._drain()
+            if self.pending and self.session is None:
+                self._lost_quietly()
             session = self._live_session()
             out = []
             try:
                 for c in cmds:
                     session.send(self._argv(c), c.stdin)
+                # The answers owed by `later` commands come first on the stream: the host
+                # ran those first, in order; these were sent without waiting for them.
+                self._drain(timeout)
                 for _ in cmds:
                     out.append(session.receive(timeout))
             except (TimeoutError, SessionLost) as e:
@@ -376,16 +419,25 @@ class SshTransport(Transport):
         return [*self.base_argv(), "--", self.host, self._remote(cmd.full_argv())]
 
     def close(self, *, wait: bool = True) -> None:
-        """End this process's remote shell. The master stays for the next goship command
-        (and for any other goship using it right now). Answers owed by `later` commands
-        are read first; their failures are for `settle` before this."""
+        """End this process's remote shell, or keep it for the next goship command when it
+        is idle (park.py). The master stays for the next goship command (and for any other
+        goship using it right now). Answers owed by `later` commands are read first; their
+        failures are for `settle` before this."""
         with self.lock:
             if self.pending:
                 with contextlib.suppress(TransportError, TimeoutError):
                     self._drain(15)
             if self.session is not None:
-                self.session.close(wait=wait)
+                if not self._keep(self.session):
+                    self.session.close(wait=wait)
                 self.session = None
+
+    def _keep(self, s: Session) -> bool:
+        key = self._keep_key() if s.idle() and not self.pending else None
+        if key is None or not park.keep(control_dir(), key, s.proc.pid, s.marker, s.fds()):
+            return False
+        s.release()
+        return True
 
 
 def _put_cmd(path: str, data: bytes, mode: int) -> Cmd:
