@@ -49,34 +49,52 @@ class Lock:
         res = h.t.run(Cmd.of("sh", "-c", scripts.LOCK, "goship-lock", h.paths.root, self.owner,
                              f"{ttl:g}", "1" if self.force else "0", dead))
         if res.code not in (0, HELD):
-            self.release()
             detail = (res.stderr or res.stdout).strip() or f"exit {res.code}"
             raise ApplyError(f"{h.name}: cannot take the deploy lock: {detail}")
         return res.code, res.stdout.strip().splitlines()
 
     def acquire(self) -> None:
-        for h in self.hosts:
-            code, lines = self._take(h)
-            if code == HELD:
-                owner = owner_of(lines)
-                if dead_here(owner):
-                    code, lines = self._take(h, dead=str(owner.get("token")))
-                    if code == 0 and lines[:1] == ["dead"]:
-                        self.notes.append(
-                            f"{h.name}: broke the deploy lock of {describe(owner)}: it ran on "
-                            "this machine and its process is gone")
-            if code == HELD:
-                self.release()
-                holder = _holder("\n".join(lines))
-                raise LockHeld(f"{h.name}: another goship holds the deploy lock ({holder})",
-                               hint="wait for it (--wait), or pass --force if it is gone")
-            self.held.append(h)
-            first = lines[0] if lines else ""
-            if first.startswith("expired"):
-                self.notes.append(f"{h.name}: took over an expired lock "
-                                  f"(no heartbeat for {first.split()[1]}s)")
-            elif first == "broken":
-                self.notes.append(f"{h.name}: broke the lock (--force)")
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Every host's first attempt at once (one round trip for the fleet, not one per
+        # host); breaking a dead holder's lock and refusing go host by host after.
+        with ThreadPoolExecutor(max_workers=min(32, len(self.hosts) or 1)) as pool:
+            futures = [pool.submit(self._take, h) for h in self.hosts]
+        tries: list[tuple[int, list[str]] | BaseException] = [
+            f.exception() or f.result() for f in futures]
+        self.held = [h for h, r in zip(self.hosts, tries, strict=True)
+                     if not isinstance(r, BaseException) and r[0] == 0]
+        try:
+            for r in tries:
+                if isinstance(r, BaseException):
+                    raise r
+            for h, r in zip(self.hosts, tries, strict=True):
+                assert not isinstance(r, BaseException)  # noqa: S101 (raised above)
+                code, lines = r
+                if code == HELD:
+                    owner = owner_of(lines)
+                    if dead_here(owner):
+                        code, lines = self._take(h, dead=str(owner.get("token")))
+                        if code == 0 and lines[:1] == ["dead"]:
+                            self.notes.append(
+                                f"{h.name}: broke the deploy lock of {describe(owner)}: it "
+                                "ran on this machine and its process is gone")
+                    if code == HELD:
+                        holder = _holder("\n".join(lines))
+                        raise LockHeld(f"{h.name}: another goship holds the deploy lock "
+                                       f"({holder})",
+                                       hint="wait for it (--wait), or pass --force if it is "
+                                            "gone")
+                    self.held.append(h)
+                first = lines[0] if lines else ""
+                if first.startswith("expired"):
+                    self.notes.append(f"{h.name}: took over an expired lock "
+                                      f"(no heartbeat for {first.split()[1]}s)")
+                elif first == "broken":
+                    self.notes.append(f"{h.name}: broke the lock (--force)")
+        except BaseException:
+            self.release()
+            raise
 
     def heartbeat(self) -> None:
         for h in self.held:

@@ -98,7 +98,8 @@ class Services(abc.ABC):
         """The host's wait for clients to leave `ports`, then `stop`; its script is
         (re)written on the host first."""
         path = self.paths.join("run", "drain.sh")
-        install_file(self.t, path, DRAIN_WAIT, "644")
+        # In order before the command that runs it; its answer is read with the next one's.
+        install_file(self.t, path, DRAIN_WAIT, "644", later=True)
         return ["/bin/sh", path, str(max(1, int(drain + 0.999))), *map(str, ports), "--",
                 *stop]
 
@@ -223,7 +224,8 @@ class Systemd(Services):
         name = standby_unit(self.config.app.name, color)
         when = f"{max(1, int(delay + 0.999))}s" if delay > 0 else "0"
         argv = self.drain_command(ports, drain, ["systemctl", "stop", *self.units(color, ports)])
-        self.t.check(Cmd.of("sh", "-c", SYSTEMD_SCHEDULE, "goship-drain", name, when,
+        # As schedule_stop: its answer is read with the next command's (`settle` raises).
+        self.t.later(Cmd.of("sh", "-c", SYSTEMD_SCHEDULE, "goship-drain", name, when,
                             f"goship: drain and stop {color} of {self.config.app.name}",
                             *argv))
 
