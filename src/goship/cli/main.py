@@ -3,6 +3,7 @@ imports what it needs when it runs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
@@ -138,4 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    # Everything the command does is done: skip the interpreter's teardown (tens of ms of
+    # freeing objects and joining idle pool threads on every command).
+    for stream in (sys.stdout, sys.stderr):
+        # a reader that went away (`goship status | head`) is not an error
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)

@@ -5,7 +5,6 @@ what was found."""
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 from collections.abc import Mapping
@@ -289,6 +288,8 @@ def _model_of(annotation: Any) -> Any:
 
 
 def _unknown(file: str, key: str, name: str, allowed: tuple[str, ...]) -> ConfigError:
+    import difflib  # only for a typo's suggestion
+
     close = difflib.get_close_matches(name, allowed, n=1)
     hint = f"did you mean {close[0]!r}?" if close else None
     expected = f"; expected one of: {', '.join(allowed)}" if allowed else ""

@@ -139,19 +139,38 @@ def processes_in_netns(name: str) -> list[int]:
     return pids
 
 
+def _is_init(pid: int, inode: int | None) -> bool:
+    """`pid` is PID 1 of its own PID namespace (the last NSpid field), in the netns."""
+    try:
+        if inode is not None and os.stat(f"/proc/{pid}/ns/net").st_ino != inode:
+            return False
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    for line in status.splitlines():
+        if line.startswith("NSpid:"):
+            fields = line.split()[1:]
+            return len(fields) > 1 and fields[-1] == "1"
+    return False
+
+
 def init_pid(netns: str) -> int | None:
-    """The host's PID 1 as the machine sees it: in the netns, and PID 1 of its own PID
-    namespace (the last NSpid field)."""
+    """The host's PID 1 as the machine sees it. The last one found is remembered: checking
+    it again is three reads, scanning every process's netns is tens of ms (every command
+    on a lab environment asks)."""
+    from goship.lab.layout import LAB_DIR
+
+    memo = LAB_DIR / f".init-{netns}"
+    inode = netns_inode(netns)
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(memo.read_text())
+        if _is_init(pid, inode):
+            return pid
     for pid in processes_in_netns(netns):
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        for line in status.splitlines():
-            if line.startswith("NSpid:"):
-                fields = line.split()[1:]
-                if len(fields) > 1 and fields[-1] == "1":
-                    return pid
+        if _is_init(pid, None):
+            with contextlib.suppress(OSError):
+                memo.write_text(str(pid))
+            return pid
     return None
 
 
