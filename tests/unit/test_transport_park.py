@@ -92,7 +92,7 @@ def test_kept_shells_end_after_their_idle_time_and_then_the_broker(tmp_path: Pat
     deadline = time.monotonic() + 5
     while not (d / park.SOCKET).exists() and time.monotonic() < deadline:
         time.sleep(0.01)
-    pid, tmp = keep_in_another_process(d)
+    _, tmp = keep_in_another_process(d)
     broker.join(timeout=10)
     assert not broker.is_alive()  # nothing left to keep: the broker ended
     assert not (d / park.SOCKET).exists()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,6 +104,8 @@ def write_debug_log(exc: BaseException) -> Path:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "a", encoding="utf-8") as f:
         f.write(f"--- {datetime.now(UTC).isoformat()} goship {__version__} argv={sys.argv!r}\n")
+        import traceback  # only here: a failure's start-up cost, not every command's
+
         f.write("".join(traceback.format_exception(exc)))
     return path
 

@@ -89,8 +89,14 @@ class Host:
         instances running, listeners, state, what nginx serves."""
         import time
 
-        res = self.t.run(Cmd.of("sh", "-c", scripts.INVENTORY, "goship-inventory",
-                                self.paths.root))
+        inventory = Cmd.of("sh", "-c", scripts.INVENTORY, "goship-inventory", self.paths.root)
+        query = self.services.running_query()
+        if query is not None:  # both reads in one round trip
+            res, units = self.t.run_all([inventory, query[0]])
+            running = query[1](units.stdout)
+        else:
+            res = self.t.run(inventory)
+            running = self.services.running()
         releases: dict[str, str | None] = {}
         envs: set[str] = set()
         leftovers: list[str] = []
@@ -109,7 +115,7 @@ class Host:
         return HostView(name=self.name, manager=self.services.name, lua=self.nginx.lua,
                         live_color=self.live_color, live_release=self.live_release,
                         state=dict(self.state), releases=releases,
-                        listeners=self.facts.listeners, running=self.services.running(),
+                        listeners=self.facts.listeners, running=running,
                         env_kept=kept, now=time.time(), leftovers=leftovers,
                         apps=self.facts.apps)
 

@@ -111,6 +111,11 @@ class Services(abc.ABC):
     def pids(self, color: str) -> dict[int, int | None]:
         """port -> running PID (None when not running)."""
 
+    def running_query(self) -> tuple[Cmd, Callable[[str], dict[str, list[int]]]] | None:
+        """`running` as a command and the parser of its output, to be sent with other
+        reads in one round trip; None: call `running`."""
+        return None
+
     def pids_query(self, color: str
                    ) -> tuple[Cmd, Callable[[str], dict[int, int | None]]] | None:
         """`pids` as a command and the parser of its output, so the health gate can send
@@ -201,10 +206,14 @@ class Systemd(Services):
         self.t.check(Cmd.of("systemctl", "stop", *units), timeout=timeout)
 
     def running(self) -> dict[str, list[int]]:
-        res = self.t.run(Cmd.of("systemctl", "list-units", "--plain", "--no-legend",
-                                "--state=active,activating,deactivating",
-                                f"{self.config.app.name}-*@*.service"))
-        return parse_units(self.config.app.name, res.stdout)
+        cmd, parse = self.running_query()
+        return parse(self.t.run(cmd).stdout)
+
+    def running_query(self) -> tuple[Cmd, Callable[[str], dict[str, list[int]]]]:
+        app = self.config.app.name
+        return (Cmd.of("systemctl", "list-units", "--plain", "--no-legend",
+                       "--state=active,activating,deactivating", f"{app}-*@*.service"),
+                lambda text: parse_units(app, text))
 
     def schedule_stop(self, color: str, ports: list[int], seconds: float) -> None:
         name = standby_unit(self.config.app.name, color)
