@@ -50,7 +50,10 @@ def snapshot() -> dict[str, set[str]]:
         "netns": lines("ip", "netns", "list"),
         "links": {line.split(":")[1].split("@")[0].strip()
                   for line in lines("ip", "-o", "link", "show")},
-        "mounts": {line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()},
+        # (the tests' own Docker engine, `docker` below, is not the lab's: it may start
+        # after `before` and its mounts come and go with it)
+        "mounts": {m for line in Path("/proc/self/mounts").read_text().splitlines()
+                   if not (m := line.split()[1]).startswith(DOCKER_MOUNTS)},
         "forward": lines("iptables", "-S", "FORWARD"),
         # (a process waiting for the lab's lock is not part of the lab)
         "processes": {line for line in lines("ps", "-eo", "args")
@@ -145,6 +148,7 @@ def hello_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 DOCKER_SOCK = "/run/goship-test-docker.sock"
+DOCKER_MOUNTS = ("/run/goship-test-docker/", "/var/lib/goship-test-docker")
 
 
 @pytest.fixture(scope="session")
@@ -172,3 +176,6 @@ def docker() -> Iterator[list[str]]:
     if proc is not None:
         proc.terminate()
         proc.wait(timeout=30)
+        # dockerd leaves its default network namespace's mount behind
+        subprocess.run(["umount", "/run/goship-test-docker/netns/default"],
+                       capture_output=True, check=False)

@@ -495,6 +495,7 @@ def down() -> list[str]:
     removed: list[str] = []
     with _locked():
         state = layout.read_state()
+        system.end_ssh_clients(LAB_DIR)
         indexes = {h.index for h in existing_hosts()}
         for ns in _lab_netns():
             indexes.add(int(ns.rsplit("-h", 1)[1]))

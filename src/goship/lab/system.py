@@ -174,6 +174,23 @@ def init_pid(netns: str) -> int | None:
     return None
 
 
+def end_ssh_clients(lab_dir: Path) -> None:
+    """SSH clients of lab hosts on this machine end with the lab: a goship shell kept for
+    the next command (transport/park.py) would otherwise wait for its keepalives to notice
+    the host is gone. They are the `ssh` processes with the lab's key on their command line."""
+    needle = str(lab_dir).encode() + b"/"
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if os.path.basename(argv[0]) == b"ssh" and any(needle in a for a in argv[1:]):
+            with contextlib.suppress(OSError):
+                os.kill(int(entry), signal.SIGTERM)
+
+
 def kill_netns_processes(netns: str, timeout: float = 10) -> None:
     """Killing a PID namespace's init ends every process in it; the launcher follows."""
     deadline = time.monotonic() + timeout
