@@ -543,7 +543,7 @@ def bluegreen(app: str, service: dict[str, Any] | None,
     if live is not None and deployments.get(live) is None:
         live = None  # the selector names a color that is gone: nothing serves from it
     serving = deployments[live] if live else rolling
-    count = _replicas(serving)
+    count = replicas_of(serving)
     return Switch(live, other(live) if live else COLORS[0], max(count, min_replicas),
                   [app] if rolling is not None else [])
 
@@ -559,12 +559,13 @@ def switch_line(app: str, sw: Switch) -> str:
     return line + "; on failure, scale it to 0: nothing switched"
 
 
-def _replicas(d: dict[str, Any] | None) -> int:
+def replicas_of(d: dict[str, Any] | None) -> int:
     """A Deployment's desired count (0 when absent)."""
     return int(((d or {}).get("spec") or {}).get("replicas") or 0)
 
 
-def _ready(d: dict[str, Any] | None) -> int:
+def ready_of(d: dict[str, Any] | None) -> int:
+    """A Deployment's ready count (0 when absent)."""
     return int(((d or {}).get("status") or {}).get("readyReplicas") or 0)
 
 
@@ -577,7 +578,7 @@ def standby_line(d: dict[str, Any] | None, color: str) -> str | None:
     if d is None:
         return None
     version = _deployment_version(d)
-    ready, replicas = _ready(d), _replicas(d)
+    ready, replicas = ready_of(d), replicas_of(d)
     failed = _stamp(d, FAILED)
     if failed:
         return f"{color}: {version} undone as unhealthy ({failed}), 0 replicas"
@@ -656,7 +657,7 @@ def bluegreen_back(env: str, namespace: str, app: str, service: dict[str, Any] |
             raise UsageError(f"{to} is the release running now", hint=hint)
         raise UsageError(f"release {to} is not on the standby color: blue-green keeps the "
                          "live release and the one before", hint=hint)
-    replicas, ready = _replicas(d), _ready(d)
-    want = max(_replicas(deployments[live]), min_replicas)
+    replicas, ready = replicas_of(d), ready_of(d)
+    want = max(replicas_of(deployments[live]), min_replicas)
     return Back(env, namespace, app, live, running, color, release,
                 warm=replicas > 0 and ready >= replicas, replicas=replicas or want)

@@ -62,9 +62,9 @@ def _connect(directory: Path, *, start: bool) -> socket.socket | None:
             if not start or time.monotonic() > deadline:
                 return None
         if time.monotonic() - started > 1.0:  # again if one was just leaving as we came
-            # Detached from this command (its own session, no inherited pipes): it outlives
-            # the command by design.
-            # The file itself, isolated: it needs only the standard library (fast start).
+            # Detached from this command (its own session, no inherited pipes), it outlives
+            # the command by design; this file alone, isolated: it needs only the standard
+            # library, so it starts fast.
             subprocess.Popen([sys.executable, "-I", __file__, str(directory)],
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)

@@ -91,7 +91,6 @@ class Session:
                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.buf = b""
         self.sent = False  # whether a command may have reached the host
-        self.kept = False  # handed over by an earlier goship process
         self._write(BOOT.encode() + f"echo {self.marker} ready\n".encode())
 
     @classmethod
@@ -100,7 +99,7 @@ class Session:
         framing marker come with it)."""
         s = cls.__new__(cls)
         s.name, s.marker, s.proc = name, marker, proc
-        s.buf, s.sent, s.kept = b"", False, True
+        s.buf, s.sent = b"", False
         return s
 
     def idle(self) -> bool:
