@@ -10,7 +10,6 @@ Everything lives in the hosts' disks, so `lab down` removes it with the hosts.""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -20,8 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from goship.errors import LabError, UsageError
-from goship.lab import consul_build, layout
+from goship.lab import consul_build, layout, tool_build
 from goship.lab.layout import HostLayout
+from goship.lab.tool_build import GoTool
 
 UNIT = "goship-consul.service"
 CONFIG_DIR = "/etc/goship-consul.d"
@@ -31,8 +31,6 @@ HTTP_PORT = 8500
 DATACENTER = "lab"
 MAX_SERVERS = 3
 READY_TIMEOUT = 90.0
-# Each host mounts its own tmpfs there: the machine's files below them are hidden.
-HOST_TMPFS = ("/tmp/", "/run/")  # noqa: S108
 Progress = Callable[[str], None]
 
 
@@ -156,19 +154,6 @@ def leader(h: HostLayout) -> str:
     return found if isinstance(found, str) else ""
 
 
-def _host_binary(h: HostLayout, b: consul_build.Binary) -> str:
-    """The cached binary as the host sees it: hosts boot from an overlay of this machine's
-    root, so a cache on its disk is already there; elsewhere (a tmpfs) it is copied in."""
-    path = str(b.path)
-    if (h.root / path.lstrip("/")).is_file() and not path.startswith(HOST_TMPFS):
-        return path
-    local = h.root / "usr" / "local" / "lib" / "goship-consul"
-    local.mkdir(parents=True, exist_ok=True)
-    if not (local / "consul").exists():
-        shutil.copy2(b.path, local / "consul")
-    return "/usr/local/lib/goship-consul/consul"
-
-
 def _ssh(h: HostLayout, command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     from goship.lab.hosts import ssh_argv
 
@@ -181,8 +166,9 @@ def unit_log(h: HostLayout, lines: int = 6) -> str:
     return " | ".join(x.strip() for x in res.stdout.splitlines() if x.strip()) or "(no log)"
 
 
-def _install(h: HostLayout, hosts: list[HostLayout], b: consul_build.Binary) -> None:
-    for path, content in host_files(h, hosts, _host_binary(h, b)).items():
+def _install(h: HostLayout, hosts: list[HostLayout], b: GoTool) -> None:
+    binary = tool_build.host_path(h, b.path, "goship-consul")
+    for path, content in host_files(h, hosts, binary).items():
         target = h.root / path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".goship-tmp")
