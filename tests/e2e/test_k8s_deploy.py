@@ -13,6 +13,7 @@ import base64
 import contextlib
 import json
 import queue
+import re
 import shutil
 import subprocess
 import sys
@@ -185,9 +186,8 @@ def test_v1_is_ready_on_two_nodes_and_answers_through_its_service(
     assert (data["release"], data["ready"], data["desired"]) == ("v1.0.0", 2, 2)
     assert data["url"] == f"http://{ip}/"
     assert sum(data["nodes"].values()) == 2
-    hpa = data["hpa"]  # [kubernetes]'s bounds and target; no metrics-server, no CPU yet
-    assert (hpa["min"], hpa["max"], hpa["cpu_target_percent"], hpa["cpu_percent"]) == (
-        2, 10, 70, None), hpa
+    hpa = data["hpa"]  # [kubernetes]'s bounds and target (CPU: once metrics-server has it)
+    assert (hpa["min"], hpa["max"], hpa["cpu_target_percent"]) == (2, 10, 70), hpa
 
 
 def hit(path: str) -> None:
@@ -655,6 +655,93 @@ def test_a_real_service_runs_on_the_cluster_as_init_wrote_it(
     finally:
         kubectl("delete", "deployments,services,hpa,pdb,configmaps,secrets", "-l",
                 f"app.kubernetes.io/name={app}", "--wait=false")
+
+
+BUSY_APP, BUSY_PORT = "busy-gin", 30482
+BUSY_TOML = f"""
+[app]
+name = "{BUSY_APP}"
+[build]
+targets = ["linux/amd64"]
+assets = ["templates", "static"]
+[run]
+port_env = "PORT"
+base_port = 8080
+[run.health]
+path = "/health"
+[kubernetes]
+min_replicas = 1
+max_replicas = 3
+cpu_request = "20m"
+cpu_target = 50
+scale_down_window = 10
+node_port = {BUSY_PORT}
+[deploy]
+strategy = "rolling"
+[env.k8s]
+kubernetes = "lab"
+"""
+
+
+def ready_endpoints(service: str) -> list[str]:
+    slices = kget("endpointslices", "-l", f"kubernetes.io/service-name={service}")["items"]
+    return [a for s in slices for e in s.get("endpoints") or []
+            if (e.get("conditions") or {}).get("ready") for a in e["addresses"]]
+
+
+def test_the_autoscaler_adds_pods_under_load_and_removes_them_after(
+        tmp_path: Path, cluster: Lab, run_cli: Run) -> None:
+    """Article 001's `kubectl autoscale --cpu-percent=50 --min=1 --max=3`, from
+    goship.toml: the lab's metrics-server measures the pods' CPU, the HPA scales the
+    Deployment within its bounds under load, and back to its minimum once the load stops
+    and scale_down_window has passed. `goship status` says what it measures."""
+    project = Project(tmp_path / BUSY_APP, BUSY_TOML)
+    project.release("v1.0.0")
+
+    def hpa() -> dict[str, Any]:
+        r = run_cli("status", "k8s", "--json", cwd=project.root)
+        assert r.code == 0, r.err
+        return dict(json.loads(r.out)["hpa"])
+
+    def wait(what: str, check: Callable[[dict[str, Any]], bool],
+             timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = hpa()
+            if check(state):
+                return state
+            assert time.monotonic() < deadline, f"{what} after {timeout:g}s: {state}"
+            time.sleep(2)
+
+    try:
+        r = run_cli("deploy", "k8s", "--skip-checks", cwd=project.root)
+        assert r.code == 0, r.out + r.err
+        answer(BUSY_PORT, "/health")
+        idle = wait("no CPU figure from metrics-server",
+                    lambda h: h["cpu_percent"] is not None, 90)
+        assert (idle["current"], idle["not_scaling"]) == (1, None), idle
+        with Load(f"http://10.78.0.12:{BUSY_PORT}/health", connections=8) as load:
+            busy = wait("no scale-up under load",
+                        lambda h: h["current"] > 1 and h["desired"] > 1, 120)
+            assert busy["cpu_percent"] > 50, busy
+            assert busy["desired"] <= 3
+            text = run_cli("status", "k8s", cwd=project.root).out
+            assert re.search(r"autoscaler \d -> \d replicas within 1\.\.3, CPU \d+%", text), text
+            # the added pods pass their readiness probe and join the Service under load
+            deadline = time.monotonic() + 90
+            while len(ready_endpoints(BUSY_APP)) < 2:
+                assert time.monotonic() < deadline, "no added pod became a ready endpoint"
+                time.sleep(1)
+        assert load.result.failed == 0, load.result.text
+        assert load.result.requests > 0
+        wait("no scale-down after the load", lambda h: h["current"] == 1, 120)
+        deadline = time.monotonic() + 60
+        while kget("deployment", BUSY_APP)["status"].get("replicas", 0) != 1:
+            assert time.monotonic() < deadline, "the extra pods are still there"
+            time.sleep(1)
+    finally:
+        kubectl("delete", "deployments,services,hpa,pdb,configmaps,secrets", "-l",
+                f"app.kubernetes.io/name={BUSY_APP}", "--wait=false")
 
 
 def test_cluster_config_missing_is_one_line_and_changes_nothing(

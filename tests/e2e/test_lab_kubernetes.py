@@ -26,7 +26,7 @@ Run = Callable[..., CliResult]
 NODES = ("lab-h1", "lab-h2", "lab-h3")
 NODE_PORT = 30480
 # (containerd and its shims are left out: a test's own dockerd on the machine runs them too)
-KUBE_PROCESSES = ("goship-kube", "etcd", "pause")
+KUBE_PROCESSES = ("goship-kube", "etcd", "pause", "metrics-server")
 
 
 def kubectl(*args: str, stdin: str | None = None, timeout: float = 60) -> str:
@@ -95,10 +95,30 @@ def test_every_node_is_ready_and_the_lab_says_where_its_kubeconfig_is(
     assert "kubernetes v1.33.0  3 node(s)  API https://10.78.0.11:6443" in status.out
     # each component is a unit of its host
     assert cluster.ssh("h1", "systemctl is-active etcd kube-apiserver kube-controller-manager "
-                             "kube-scheduler kubelet kube-proxy containerd").returncode == 0
+                             "kube-scheduler metrics-server kubelet kube-proxy containerd"
+                       ).returncode == 0
     assert cluster.ssh("h2", "systemctl is-active kubelet kube-proxy containerd").returncode == 0
     assert cluster.ssh("h2", "systemctl is-active etcd kube-apiserver", check=False
                        ).stdout.split() == ["inactive", "inactive"]
+
+
+def test_metrics_server_answers_kubectl_top_for_every_node(cluster: Lab) -> None:
+    """The resource metrics API (what the HorizontalPodAutoscaler reads) is registered,
+    reached through the API server's aggregation layer, and has every node's usage after
+    metrics-server's first scrapes of the kubelets."""
+    service = kget("apiservice", "v1beta1.metrics.k8s.io")
+    available = [c for c in service["status"]["conditions"] if c["type"] == "Available"]
+    assert available[0]["status"] == "True", available
+
+    def top() -> dict[str, str]:
+        try:
+            out = kubectl("top", "nodes", "--no-headers")
+        except AssertionError:  # "metrics not available yet" until the first scrapes
+            return {}
+        return {line.split()[0]: line.split()[1] for line in out.splitlines()}
+
+    wait_for("kubectl top nodes", lambda: set(top()) == set(NODES), 90)
+    assert all(cpu.endswith("m") and int(cpu[:-1]) > 0 for cpu in top().values())
 
 
 DEPLOYMENT = """

@@ -81,6 +81,16 @@ def test_a_rolling_render_has_no_color(tmp_path: Path) -> None:
         docs(tmp_path, '[deploy]\nstrategy = "rolling"\n', "green")
 
 
+def test_the_autoscaler_waits_scale_down_window_before_removing_pods(tmp_path: Path) -> None:
+    hpa = docs(tmp_path, 'scale_down_window = 30\n[deploy]\nstrategy = "rolling"\n')["hpa.yaml"]
+    assert hpa["spec"]["behavior"] == {"scaleDown": {"stabilizationWindowSeconds": 30}}
+    # unset: no behavior at all, Kubernetes' own 300 s
+    rolling = docs(tmp_path, '[deploy]\nstrategy = "rolling"\n')
+    assert "behavior" not in rolling["hpa.yaml"]["spec"]
+    with pytest.raises(UsageError, match=r"kubernetes\.scale_down_window: expected less than"):
+        config(tmp_path, "scale_down_window = 7200\n")
+
+
 @pytest.mark.parametrize(("svc", "colors", "rolling", "expected"), [
     # first deploy: blue, at kubernetes.min_replicas
     (None, {"blue": None, "green": None}, None, plan.Switch(None, "blue", 2)),

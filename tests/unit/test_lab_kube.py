@@ -14,7 +14,9 @@ import subprocess
 import tarfile
 import tomllib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import pytest
 from cryptography import x509
@@ -22,7 +24,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from goship.errors import LabError, PrerequisiteError, UsageError
-from goship.lab import kube_build, kube_pki, kube_render, kubernetes, layout
+from goship.lab import (
+    kube_build,
+    kube_pki,
+    kube_render,
+    kubernetes,
+    layout,
+    metrics_build,
+    tool_build,
+)
 from goship.lab.layout import HostLayout
 from tests.conftest import REPO, CliResult
 
@@ -75,7 +85,7 @@ def test_every_certificate_is_signed_by_the_lab_ca(pki: kube_pki.Pki) -> None:
     ca = x509.load_pem_x509_certificate(pki.pem("ca.crt"))
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     names = [n[:-4] for n in pki.files if n.endswith(".crt") and n != "ca.crt"]
-    assert len(names) == 6 + 2 * len(HOSTS)
+    assert len(names) == 8 + 2 * len(HOSTS)
     for name in names:
         c = cert(pki, name)
         c.verify_directly_issued_by(ca)
@@ -161,13 +171,104 @@ def test_units_run_the_multicall_binary_with_the_node_ip() -> None:
     assert "kube-apiserver.service" in control["kube-controller-manager.service"]
 
 
+def test_metrics_server_is_served_to_the_api_server_as_the_user_rbac_binds(
+        pki: kube_pki.Pki) -> None:
+    ms = cert(pki, "metrics-server")
+    assert ms.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == \
+        "system:metrics-server"
+    eku = ms.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    san = ms.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    # the aggregator dials the Endpoints' address and checks the Service's DNS name
+    assert "metrics-server.kube-system.svc" in san.get_values_for_type(x509.DNSName)
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("10.78.0.11")]
+    front = cert(pki, "front-proxy-client")
+    assert front.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == \
+        "front-proxy-client"
+
+    unit = kube_render.metrics_server_unit(HOSTS[0], "/cache/metrics-server")
+    assert "ExecStart=/cache/metrics-server --secure-port=4443" in unit
+    for flag in ("--bind-address=10.78.0.11", "--requestheader-allowed-names=front-proxy-client",
+                 f"--kubelet-certificate-authority={kube_render.PKI}/ca.crt",
+                 "--kubelet-preferred-address-types=InternalIP", "--metric-resolution=15s"):
+        assert flag in unit
+    assert "--kubelet-insecure-tls" not in unit
+    api = kube_render.control_units(HOSTS[0], "/b")["kube-apiserver.service"]
+    for flag in ("--requestheader-allowed-names=front-proxy-client",
+                 f"--proxy-client-cert-file={kube_render.PKI}/front-proxy-client.crt",
+                 "--enable-aggregator-routing=true"):
+        assert flag in api
+    cm = kube_render.control_units(HOSTS[0], "/b")["kube-controller-manager.service"]
+    assert "--horizontal-pod-autoscaler-sync-period=5s" in cm
+
+    objs = kube_render.metrics_server_objects(HOSTS[0], pki.pem("ca.crt"))
+    by_kind = {(o["kind"], o["metadata"]["name"]): o for o in objs["items"]}  # type: ignore[index, union-attr, attr-defined]
+    svc = by_kind[("APIService", "v1beta1.metrics.k8s.io")]["spec"]
+    assert base64.b64decode(svc["caBundle"]) == pki.pem("ca.crt")  # no insecureSkipTLSVerify
+    assert "insecureSkipTLSVerify" not in svc
+    [subset] = by_kind[("Endpoints", "metrics-server")]["subsets"]
+    assert subset["addresses"] == [{"ip": "10.78.0.11"}]
+    assert subset["ports"][0]["port"] == kube_render.METRICS_PORT
+    for name in ("system:metrics-server", "metrics-server:system:auth-delegator"):
+        subjects = by_kind[("ClusterRoleBinding", name)]["subjects"]
+        assert subjects == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                             "name": "system:metrics-server"}]
+    rules = by_kind[("ClusterRole", "system:metrics-server")]["rules"]
+    assert {"apiGroups": [""], "resources": ["nodes/metrics"], "verbs": ["get"]} in rules
+
+
+def test_the_metrics_server_build_is_pinned_stamped_and_cached_by_sources(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gomod = (metrics_build.SRC / "go.mod").read_text()
+    assert f"sigs.k8s.io/metrics-server {metrics_build.VERSION}" in gomod
+    assert "tool sigs.k8s.io/metrics-server/cmd/metrics-server" in gomod
+    assert f"-X k8s.io/client-go/pkg/version.gitVersion={metrics_build.VERSION}" in \
+        metrics_build.ldflags()
+    monkeypatch.setenv("GOSHIP_METRICS_CACHE", str(tmp_path))
+    t = metrics_build.tool()
+    assert t.path == tmp_path / metrics_build.VERSION / "metrics-server"
+    assert not t.is_cached()
+    t.dir.mkdir()
+    t.path.write_bytes(b"x")
+    t.stamp.write_text("stale\n")
+    assert not t.is_cached()  # the wrapper changed since: built again
+    t.stamp.write_text(t.sources_hash() + "\n")
+    assert t.is_cached()
+    assert "goship.lab.metrics_build" in (REPO / "scripts" / "kubernetes.sh").read_text()
+
+
+def test_a_cached_binary_is_used_in_place_unless_a_hosts_tmpfs_hides_it(
+        tmp_path: Path) -> None:
+    @dataclass
+    class Host:
+        root: Path
+
+    host = cast(HostLayout, Host(tmp_path / "root"))
+    # under /tmp, which each host mounts its own tmpfs over: copied into the host's root
+    binary = tmp_path / "cache" / "metrics-server"
+    binary.parent.mkdir()
+    binary.write_bytes(b"ELF")
+    assert tool_build.host_path(host, binary, "goship-x") == \
+        "/usr/local/lib/goship-x/metrics-server"
+    assert (host.root / "usr/local/lib/goship-x/metrics-server").read_bytes() == b"ELF"
+    # elsewhere, seen through the host's overlay of this machine's root: used where it is
+    cached = Path("/opt/goship-cache/metrics-server")
+    (host.root / "opt/goship-cache").mkdir(parents=True)
+    (host.root / "opt/goship-cache/metrics-server").write_bytes(b"ELF")
+    assert tool_build.host_path(host, cached, "goship-x") == str(cached)
+
+
 def test_only_the_control_host_gets_the_control_planes_keys(pki: kube_pki.Pki) -> None:
-    h1 = kubernetes.host_files(HOSTS[0], HOSTS, pki, "/b")
-    h2 = kubernetes.host_files(HOSTS[1], HOSTS, pki, "/b")
-    for secret in ("ca.key", "sa.key", "apiserver.key"):
+    h1 = kubernetes.host_files(HOSTS[0], HOSTS, pki, "/b", "/m")
+    h2 = kubernetes.host_files(HOSTS[1], HOSTS, pki, "/b", "/m")
+    for secret in ("ca.key", "sa.key", "apiserver.key", "front-proxy-client.key",
+                   "metrics-server.key"):
         assert f"{kube_render.PKI}/{secret}" in h1
         assert f"{kube_render.PKI}/{secret}" not in h2
     assert "/etc/systemd/system/kube-apiserver.service" not in h2
+    assert "/etc/systemd/system/metrics-server.service" not in h2
+    unit = h1["/etc/systemd/system/metrics-server.service"][0].decode()
+    assert "ExecStart=/m --secure-port=" in unit
     assert "/etc/default/etcd" in h1
     for files in (h1, h2):
         for path, (_, mode) in files.items():

@@ -512,6 +512,9 @@ class Kubernetes(Section):
     min_replicas: int = Field(default=2, ge=1, le=1000)
     max_replicas: int = Field(default=10, ge=1, le=1000)
     cpu_target: int = Field(default=70, ge=1, le=100)
+    # Seconds the autoscaler waits, after the load drops, before it removes pods (the
+    # HPA's behavior.scaleDown.stabilizationWindowSeconds); none: Kubernetes' 300.
+    scale_down_window: int | None = Field(default=None, ge=0, le=3600)
     min_available: int = Field(default=1, ge=0)
     ingress_class: Annotated[str, AfterValidator(v.dns_label)] = "nginx"
     pre_stop_seconds: int = Field(default=5, ge=0, le=120)

@@ -349,7 +349,7 @@ def up(count: int, docker: bool = False, kubernetes: bool = False,
                          hint="a Kubernetes lab has at most 5 nodes")
     system.require()
     if kubernetes:
-        from goship.lab import kube_build
+        from goship.lab import kube_build, metrics_build
         from goship.lab import kubernetes as kube
 
         kube.require()
@@ -357,6 +357,7 @@ def up(count: int, docker: bool = False, kubernetes: bool = False,
         # Built (or found in the cache) before any host boots: hosts see it through their
         # overlay of this machine's root.
         kube_build.ensure(progress)
+        metrics_build.ensure(progress)
     if consul:
         from goship.lab import consul as lab_consul
         from goship.lab import consul_build

@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALID_DAYS = 30  # a lab lives for hours; a month covers a long-lived rehearsal
+FRONT_PROXY_CN = "front-proxy-client"
+METRICS_SERVER_USER = "system:metrics-server"
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,15 @@ def plan(api_addr: str, service_ip: str, cluster_domain: str, control_host: str,
         CertSpec("controller-manager", "system:kube-controller-manager", client=True),
         CertSpec("scheduler", "system:kube-scheduler", client=True),
         CertSpec("kube-proxy", "system:kube-proxy", client=True),
+        # The API server's identity when it forwards a request to metrics-server (the
+        # aggregation layer): its requestheader-allowed-names accepts only this name.
+        CertSpec("front-proxy-client", FRONT_PROXY_CN, client=True),
+        # metrics-server: served to the API server at the control host's address, and its
+        # client identity towards the API server and the kubelets (RBAC binds this user).
+        CertSpec("metrics-server", METRICS_SERVER_USER,
+                 dns=(f"metrics-server.kube-system.svc.{cluster_domain}",
+                      "metrics-server.kube-system.svc"),
+                 ips=(api_addr,), server=True, client=True),
     ]
     for node, addr in nodes:
         # The Node authorizer and NodeRestriction know a kubelet by this name and group.

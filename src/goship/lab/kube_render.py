@@ -7,6 +7,7 @@ import base64
 import json
 import shlex
 
+from goship.lab.kube_pki import FRONT_PROXY_CN, METRICS_SERVER_USER
 from goship.lab.layout import HostLayout
 
 CLUSTER_CIDR = "10.244.0.0/16"
@@ -21,7 +22,11 @@ CONTAINERD_SOCK = "/run/containerd/containerd.sock"
 CNI_BIN = "/usr/lib/cni"  # Debian's containernetworking-plugins
 CNI_BRIDGE = "cni0"
 CONTROL_UNITS = ("etcd.service", "kube-apiserver.service", "kube-controller-manager.service",
-                 "kube-scheduler.service")
+                 "kube-scheduler.service", "metrics-server.service")
+METRICS_PORT = 4443
+METRICS_API = "v1beta1.metrics.k8s.io"
+METRIC_RESOLUTION = "15s"  # as upstream's manifests (the binary's default is 60 s)
+HPA_SYNC = "5s"
 NODE_UNITS = ("goship-kube-network.service", "containerd.service", "kubelet.service",
               "kube-proxy.service")
 # Masked on every lab host (a fresh server runs neither): unmasked where the cluster needs it.
@@ -97,6 +102,17 @@ def control_units(control: HostLayout, binary: str) -> dict[str, str]:
         f"--service-account-signing-key-file={PKI}/sa.key",
         "--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
         "--allow-privileged=true", "--profiling=false",
+        # The aggregation layer, for metrics.k8s.io: the API server forwards to
+        # metrics-server as front-proxy-client, the user in X-Remote-* headers, straight to
+        # the endpoint (this host) rather than through a ClusterIP.
+        f"--requestheader-client-ca-file={PKI}/ca.crt",
+        f"--requestheader-allowed-names={FRONT_PROXY_CN}",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        f"--proxy-client-cert-file={PKI}/front-proxy-client.crt",
+        f"--proxy-client-key-file={PKI}/front-proxy-client.key",
+        "--enable-aggregator-routing=true",
     ]
     controller = [
         binary, "kube-controller-manager",
@@ -108,6 +124,9 @@ def control_units(control: HostLayout, binary: str) -> dict[str, str]:
         f"--cluster-signing-key-file={PKI}/ca.key",
         f"--service-cluster-ip-range={SERVICE_CIDR}", "--allocate-node-cidrs=false",
         "--profiling=false",
+        # The autoscaler looks every 5 s (15 s upstream): the lab's tests see it act sooner;
+        # what it decides is the same.
+        f"--horizontal-pod-autoscaler-sync-period={HPA_SYNC}",
     ]
     scheduler = [binary, "kube-scheduler", f"--kubeconfig={ETC}/scheduler.kubeconfig",
                  "--bind-address=127.0.0.1", "--leader-elect=false", "--profiling=false"]
@@ -120,6 +139,80 @@ def control_units(control: HostLayout, binary: str) -> dict[str, str]:
         "kube-scheduler.service": _unit("Kubernetes scheduler", scheduler,
                                         "kube-apiserver.service"),
     }
+
+
+def metrics_server_unit(control: HostLayout, binary: str) -> str:
+    """metrics-server on the control host (its image cannot be pulled here), serving the
+    API server at METRICS_PORT; the kubelets' serving certificates are checked against the
+    lab CA, as the API server checks them."""
+    kcfg = f"{ETC}/metrics-server.kubeconfig"
+    argv = [
+        binary, f"--secure-port={METRICS_PORT}", f"--bind-address={control.addr}",
+        f"--tls-cert-file={PKI}/metrics-server.crt",
+        f"--tls-private-key-file={PKI}/metrics-server.key",
+        f"--kubeconfig={kcfg}", f"--authentication-kubeconfig={kcfg}",
+        f"--authorization-kubeconfig={kcfg}",
+        f"--requestheader-client-ca-file={PKI}/ca.crt",
+        f"--requestheader-allowed-names={FRONT_PROXY_CN}",
+        f"--kubelet-certificate-authority={PKI}/ca.crt",
+        "--kubelet-preferred-address-types=InternalIP",
+        f"--metric-resolution={METRIC_RESOLUTION}",
+    ]
+    return _unit("Kubernetes resource metrics (metrics-server)", argv, "kube-apiserver.service")
+
+
+def metrics_server_objects(control: HostLayout, ca: bytes) -> dict[str, object]:
+    """What registers the control host's metrics-server as metrics.k8s.io (a List for
+    `kubectl apply`): its permissions (upstream's manifests/base/rbac.yaml, bound to the
+    certificate's user instead of a ServiceAccount), a Service without a selector whose
+    Endpoints name the control host, and the APIService, trusting the lab CA."""
+    ns = "kube-system"
+    user = {"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+            "name": METRICS_SERVER_USER}
+
+    def binding(kind: str, name: str, role_kind: str, role: str,
+                namespace: str | None = None) -> dict[str, object]:
+        meta: dict[str, object] = {"name": name}
+        if namespace:
+            meta["namespace"] = namespace
+        return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": meta,
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind,
+                            "name": role},
+                "subjects": [user]}
+
+    aggregate = {f"rbac.authorization.k8s.io/aggregate-to-{r}": "true"
+                 for r in ("view", "edit", "admin")}
+    items: list[dict[str, object]] = [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": "system:aggregated-metrics-reader", "labels": aggregate},
+         "rules": [{"apiGroups": ["metrics.k8s.io"], "resources": ["pods", "nodes"],
+                    "verbs": ["get", "list", "watch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": "system:metrics-server"},
+         "rules": [{"apiGroups": [""], "resources": ["nodes/metrics"], "verbs": ["get"]},
+                   {"apiGroups": [""], "resources": ["pods", "nodes"],
+                    "verbs": ["get", "list", "watch"]}]},
+        binding("ClusterRoleBinding", "system:metrics-server", "ClusterRole",
+                "system:metrics-server"),
+        binding("ClusterRoleBinding", "metrics-server:system:auth-delegator", "ClusterRole",
+                "system:auth-delegator"),
+        binding("RoleBinding", "metrics-server-auth-reader", "Role",
+                "extension-apiserver-authentication-reader", ns),
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "metrics-server", "namespace": ns},
+         "spec": {"ports": [{"name": "https", "port": 443, "targetPort": METRICS_PORT}]}},
+        {"apiVersion": "v1", "kind": "Endpoints",
+         "metadata": {"name": "metrics-server", "namespace": ns},
+         "subsets": [{"addresses": [{"ip": control.addr}],
+                      "ports": [{"name": "https", "port": METRICS_PORT}]}]},
+        {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+         "metadata": {"name": METRICS_API},
+         "spec": {"service": {"name": "metrics-server", "namespace": ns, "port": 443},
+                  "group": "metrics.k8s.io", "version": "v1beta1",
+                  "caBundle": base64.b64encode(ca).decode(),
+                  "groupPriorityMinimum": 100, "versionPriority": 100}},
+    ]
+    return {"apiVersion": "v1", "kind": "List", "items": items}
 
 
 def network_unit(h: HostLayout, hosts: list[HostLayout]) -> str:

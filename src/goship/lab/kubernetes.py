@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from goship.errors import LabError, PrerequisiteError, UsageError
-from goship.lab import kube_build, kube_pki, kube_render, layout
+from goship.lab import kube_build, kube_pki, kube_render, layout, metrics_build, tool_build
 from goship.lab.kube_render import ETC, PKI
 from goship.lab.layout import LAB_DIR, HostLayout
 
@@ -35,8 +35,6 @@ HOST_BINARIES = {
     "/usr/lib/cni/bridge": "containernetworking-plugins",
 }
 PACKAGES = ("etcd-server", "containerd", "runc", "containernetworking-plugins")
-# Each host mounts its own tmpfs there: the machine's files below them are hidden.
-HOST_TMPFS = ("/tmp/", "/run/")  # noqa: S108
 IMAGES_DIR = "/var/lib/goship-kube-images"  # tars on their way into containerd, per host
 READY_TIMEOUT = 180.0
 Progress = Callable[[str], None]
@@ -72,9 +70,10 @@ def status() -> dict[str, Any] | None:
 
 
 def host_files(h: HostLayout, hosts: list[HostLayout], pki: kube_pki.Pki,
-               binary: str) -> dict[str, tuple[bytes, int]]:
+               binary: str, metrics_binary: str) -> dict[str, tuple[bytes, int]]:
     """Every file the cluster puts on host h: path -> (content, mode). Keys and the CA's
-    private key only where they are used (h1 holds the control plane's)."""
+    private key only where they are used (h1 holds the control plane's and
+    metrics-server's)."""
     control = hosts[0]
     node = kube_render.node_name(h)
     server = kube_render.api_url(control)
@@ -101,15 +100,21 @@ def host_files(h: HostLayout, hosts: list[HostLayout], pki: kube_pki.Pki,
     units = kube_render.node_units(h, hosts, binary)
     if h.index == control.index:
         for name in ("ca.key", "sa.key", "sa.pub", "apiserver.crt", "apiserver.key",
-                     "apiserver-kubelet-client.crt", "apiserver-kubelet-client.key"):
+                     "apiserver-kubelet-client.crt", "apiserver-kubelet-client.key",
+                     "front-proxy-client.crt", "front-proxy-client.key",
+                     "metrics-server.crt", "metrics-server.key"):
             files[f"{PKI}/{name}"] = (pki.pem(name), 0o644 if name.endswith((".crt", ".pub"))
                                       else 0o600)
         files[f"{ETC}/controller-manager.kubeconfig"] = (
             kcfg("controller-manager", "system:kube-controller-manager"), 0o600)
         files[f"{ETC}/scheduler.kubeconfig"] = (kcfg("scheduler", "system:kube-scheduler"),
                                                  0o600)
+        files[f"{ETC}/metrics-server.kubeconfig"] = (
+            kcfg("metrics-server", kube_pki.METRICS_SERVER_USER), 0o600)
         files["/etc/default/etcd"] = (kube_render.etcd_default().encode(), 0o644)
         units |= kube_render.control_units(control, binary)
+        units["metrics-server.service"] = kube_render.metrics_server_unit(control,
+                                                                          metrics_binary)
     for name, text in units.items():
         files[f"/etc/systemd/system/{name}"] = (text.encode(), 0o644)
     return files
@@ -131,20 +136,6 @@ def _write_host(h: HostLayout, files: dict[str, tuple[bytes, int]]) -> None:
         link = units / unit
         if link.is_symlink() and os.readlink(link) == "/dev/null":
             link.unlink()
-
-
-def _host_binary(h: HostLayout, b: kube_build.Binaries) -> str:
-    """The cached binary as the host sees it: hosts boot from an overlay of this machine's
-    root, so a cache on its disk is already there; elsewhere (a tmpfs) it is copied in."""
-    path = str(b.multicall)
-    if (h.root / path.lstrip("/")).is_file() and not path.startswith(HOST_TMPFS):
-        return path
-    local = h.root / "usr" / "local" / "lib" / "goship-kube"
-    local.mkdir(parents=True, exist_ok=True)
-    for f in (b.multicall, b.pause_tar):
-        if not (local / f.name).exists():
-            shutil.copy2(f, local / f.name)
-    return f"/usr/local/lib/goship-kube/{b.multicall.name}"
 
 
 def _ssh(h: HostLayout, command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -188,6 +179,23 @@ class Api:
             return self.get(path)
         except (OSError, urllib.error.URLError, ValueError):
             return None
+
+
+def _apply(objects: dict[str, Any]) -> None:
+    """Objects the lab itself owns (not the app's: goship deploy applies those), applied
+    server-side as the admin."""
+    res = subprocess.run([str(kubectl_path()), "apply", "--server-side",
+                          "--field-manager=goship-lab", "-f", "-"],
+                         input=json.dumps(objects), capture_output=True, text=True,
+                         timeout=60, check=False)
+    if res.returncode != 0:
+        raise LabError(f"applying the lab's cluster objects failed: {res.stderr.strip()}")
+
+
+def api_available(service: dict[str, Any] | None) -> bool:
+    """An APIService whose Available condition is True (the API server reaches it)."""
+    return any(c.get("type") == "Available" and c.get("status") == "True"
+               for c in ((service or {}).get("status") or {}).get("conditions") or [])
 
 
 def ready_nodes(nodes: dict[str, Any] | None) -> set[str]:
@@ -246,6 +254,7 @@ def enable(hosts: list[HostLayout], progress: Progress = lambda _m: None) -> Non
     check_nodes(hosts)
     names = [h.name for h in hosts]
     b = kube_build.ensure(progress)
+    metrics = metrics_build.ensure(progress)
     kube_dir().mkdir(parents=True, exist_ok=True)
     kube_dir().chmod(0o700)
     pki = _load_or_issue_pki(hosts)
@@ -263,9 +272,11 @@ def enable(hosts: list[HostLayout], progress: Progress = lambda _m: None) -> Non
     kubectl_path().chmod(0o755)
 
     progress(f"writing the cluster's files on {', '.join(names)}")
-    binaries = {h.name: _host_binary(h, b) for h in hosts}
+    binaries = {h.name: tool_build.host_path(h, b.multicall, "goship-kube")
+                for h in hosts}
+    metrics_binary = tool_build.host_path(control, metrics.path, "goship-metrics-server")
     for h in hosts:
-        _write_host(h, host_files(h, hosts, pki, binaries[h.name]))
+        _write_host(h, host_files(h, hosts, pki, binaries[h.name], metrics_binary))
     api = Api(server, kube_dir() / "pki")
 
     progress(f"starting etcd and kube-apiserver on {control.name}")
@@ -273,14 +284,17 @@ def enable(hosts: list[HostLayout], progress: Progress = lambda _m: None) -> Non
     _wait("kube-apiserver is not ready", lambda: api.try_get("/readyz") == "ok", 90,
           lambda: "; ".join(f"{u}: {unit_log(control, u)}"
                             for u in ("etcd.service", "kube-apiserver.service")))
+    # metrics-server's permissions before it starts (it reads the API server's
+    # authentication settings at start-up), and its registration as metrics.k8s.io.
+    _apply(kube_render.metrics_server_objects(control, pki.pem("ca.crt")))
     # Before any pod: it makes each namespace's default ServiceAccount and kube-root-ca.crt.
-    _start(control, ("kube-controller-manager.service", "kube-scheduler.service"))
+    _start(control, ("kube-controller-manager.service", "kube-scheduler.service",
+                     "metrics-server.service"))
 
     progress(f"starting containerd, kubelet and kube-proxy on {', '.join(names)}")
 
     def node(h: HostLayout) -> None:
-        pause = (str(b.pause_tar) if binaries[h.name] == str(b.multicall)
-                 else f"/usr/local/lib/goship-kube/{b.pause_tar.name}")
+        pause = tool_build.host_path(h, b.pause_tar, "goship-kube")
         _start(h, ("goship-kube-network.service", "containerd.service"))
         res = _ssh(h, "for i in $(seq 100); do ctr version >/dev/null 2>&1 && break; "
                       "sleep 0.2; done; ctr -n k8s.io images import --snapshotter native "
@@ -303,6 +317,12 @@ def enable(hosts: list[HostLayout], progress: Progress = lambda _m: None) -> Non
           lambda: api.try_get("/api/v1/namespaces/default/serviceaccounts/default") is not None,
           60, lambda: f"kube-controller-manager: "
                       f"{unit_log(control, 'kube-controller-manager.service')}")
+    # The autoscaler's figures come through this API: up once the API server reaches
+    # metrics-server (pods' CPU follows within a METRIC_RESOLUTION of their start).
+    _wait("metrics.k8s.io is not available",
+          lambda: api_available(api.try_get(
+              f"/apis/apiregistration.k8s.io/v1/apiservices/{kube_render.METRICS_API}")),
+          90, lambda: f"metrics-server: {unit_log(control, 'metrics-server.service')}")
     state = layout.read_state()
     state["kubernetes"] = {"nodes": names, "server": server, "version": kube_build.KUBE_VERSION,
                            "kubeconfig": str(kubeconfig_path()), "kubectl": str(kubectl_path())}
