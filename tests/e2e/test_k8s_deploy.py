@@ -657,7 +657,7 @@ def test_a_real_service_runs_on_the_cluster_as_init_wrote_it(
                 f"app.kubernetes.io/name={app}", "--wait=false")
 
 
-BUSY_APP, BUSY_PORT = "busy-gin", 30482
+BUSY_APP, BUSY_PORT = "busy-gin", 30485
 BUSY_TOML = f"""
 [app]
 name = "{BUSY_APP}"
