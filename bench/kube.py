@@ -46,6 +46,7 @@ path = "/health"
 deadline = 10.0
 [kubernetes]
 min_replicas = 2
+max_replicas = 2  # as kubectl's column: the lab's metrics-server would scale it under wrk
 [deploy]
 strategy = "rolling"
 [env.k8s]
