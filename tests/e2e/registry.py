@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -25,8 +26,20 @@ http:
 """
 
 
-def serve(lab: Lab, gobin: Path, index: int = 3) -> str:
-    """Starts it on host h<index>; returns its address (host:port) once it answers."""
+# With a login: distribution's htpasswd backend (bcrypt hashes), HTTP Basic on every call.
+AUTH = """auth:
+  htpasswd:
+    realm: goship-lab
+    path: /etc/goship-registry.htpasswd
+"""
+
+
+def serve(lab: Lab, gobin: Path, index: int = 3,
+          login: tuple[str, str] | None = None) -> str:
+    """Starts it on host h<index> (with `login`, (user, password), it refuses anyone
+    else); returns its address (host:port) once it answers."""
+    import bcrypt
+
     from goship.lab.layout import HostLayout
 
     subprocess.run([need("go"), "install", MODULE], check=True, timeout=900,
@@ -35,7 +48,13 @@ def serve(lab: Lab, gobin: Path, index: int = 3) -> str:
     binary = h.root / "usr" / "local" / "bin" / "goship-registry"
     binary.write_bytes((gobin / "registry").read_bytes())
     binary.chmod(0o755)
-    (h.root / "etc" / "goship-registry.yml").write_text(CONFIG)
+    config = CONFIG
+    if login is not None:
+        user, password = login
+        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
+        (h.root / "etc" / "goship-registry.htpasswd").write_text(f"{user}:{hashed}\n")
+        config += AUTH
+    (h.root / "etc" / "goship-registry.yml").write_text(config)
     start(lab, index)
     address = f"{h.addr}:5000"
     deadline = time.monotonic() + 30
@@ -44,6 +63,10 @@ def serve(lab: Lab, gobin: Path, index: int = 3) -> str:
             with urllib.request.urlopen(f"http://{address}/v2/", timeout=2) as r:
                 if r.status == 200:
                     return address
+        except urllib.error.HTTPError as e:
+            if e.code == 401 and login is not None:  # up, and asking for the login
+                return address
+            raise
         except OSError:
             if time.monotonic() > deadline:
                 raise

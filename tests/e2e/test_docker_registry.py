@@ -104,3 +104,45 @@ def test_an_unreachable_registry_is_one_line_and_changes_nothing(
         assert version(H1) == version(H2) == "v1.1.0"
     finally:
         lab_registry.start(docker_lab, check=False)
+
+
+def test_hosts_pull_from_a_registry_with_a_login_and_keep_no_credentials(
+        run_cli: Run, project: Project, docker_lab: Lab,
+        tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same registry refusing anonymous calls (htpasswd): goship pushes with the login
+    read from its own environment, each host pulls logged in for that pull only, and no
+    host keeps the credentials (no Docker config written, the password in no argv)."""
+    user, password = "deployer", "hosts-pw-$(id)-'x'"
+    lab_registry.stop(docker_lab)
+    lab_registry.serve(docker_lab, tmp_path_factory.mktemp("registry-login"),
+                       login=(user, password))
+    try:
+        project.toml = project.toml.replace(
+            "registry_insecure = true\n",
+            f'registry_insecure = true\nregistry_username = "{user}"\n'
+            'registry_password_var = "REGISTRY_PASSWORD"\n')
+        project.release("v1.3.0")
+        monkeypatch.delenv("REGISTRY_PASSWORD", raising=False)
+        r = run_cli("deploy", "lab", "--skip-checks", cwd=project.root)
+        assert r.code == 2, r.out + r.err
+        assert "REGISTRY_PASSWORD is not set in goship's environment" in r.err
+        assert version(H1) == version(H2) == "v1.1.0"  # nothing built, nothing sent
+        monkeypatch.setenv("REGISTRY_PASSWORD", password)
+        with Load(f"http://{H1}/api/items") as load:
+            r = run_cli("-v", "deploy", "lab", "--skip-checks", cwd=project.root)
+        assert r.code == 0, r.out + r.err
+        assert password not in r.out + r.err
+        assert version(H1) == version(H2) == "v1.3.0"
+        assert load.result.failed == 0, load.result.text
+        for h in ("h1", "h2"):
+            # pulled from the registry (by digest), and no login left behind anywhere
+            state = json.loads(docker_lab.ssh(h, f"cat /srv/{APP}/state.json").stdout)
+            ref = f"goship-{APP}:{state['live']['release']}"
+            digests = docker_lab.ssh(
+                h, f"docker image inspect --format '{{{{json .RepoDigests}}}}' {ref}").stdout
+            assert f"{REGISTRY}/team/{APP}@sha256:" in digests
+            left = docker_lab.ssh(h, "grep -rlsD skip deployer /root/.docker /tmp; true"
+                                  ).stdout.strip()
+            assert left == "", left
+    finally:
+        lab_registry.stop(docker_lab, forget=True)

@@ -56,6 +56,7 @@ path = "/health"
 deadline = 10.0
 [kubernetes]
 min_replicas = 2
+max_replicas = 2  # the lab's metrics-server is real: under wrk the HPA would add pods
 [deploy]
 strategy = "rolling"
 keep_releases = 2  # the Deployment keeps 2 old ReplicaSets: the tests see one leave
@@ -187,7 +188,7 @@ def test_v1_is_ready_on_two_nodes_and_answers_through_its_service(
     assert data["url"] == f"http://{ip}/"
     assert sum(data["nodes"].values()) == 2
     hpa = data["hpa"]  # [kubernetes]'s bounds and target (CPU: once metrics-server has it)
-    assert (hpa["min"], hpa["max"], hpa["cpu_target_percent"]) == (2, 10, 70), hpa
+    assert (hpa["min"], hpa["max"], hpa["cpu_target_percent"]) == (2, 2, 70), hpa
 
 
 def hit(path: str) -> None:
@@ -449,6 +450,86 @@ def test_through_a_registry_the_nodes_pull_the_release_by_digest(
         assert f"deleted configmap/{v3_config}: no kept ReplicaSet reads it" in r.err, r.err
         assert v3_config not in kubectl("get", "configmaps", "-o", "name")
         no_environment_left_unread()
+    finally:
+        lab_registry.stop(cluster, forget=True)
+
+
+REGISTRY_USER, REGISTRY_PASSWORD = "ci-bot", "reg-pw-$(id)-'x'"
+
+
+def test_a_registry_with_a_login_pushed_to_and_pulled_through_the_pull_secret(
+        project: Project, v1: None, cluster: Lab, run_cli: Run,
+        tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A registry that refuses anonymous pulls (distribution with htpasswd): goship pushes
+    with the user's login, the nodes pull through the kubernetes.io/dockerconfigjson Secret
+    the pods name; the password is read from goship's environment and printed nowhere."""
+    address = lab_registry.serve(cluster, tmp_path_factory.mktemp("registry-login"),
+                                 login=(REGISTRY_USER, REGISTRY_PASSWORD))
+    try:
+        with pytest.raises(urllib.error.HTTPError) as anonymous:  # the nodes need the login
+            urllib.request.urlopen(f"http://{address}/v2/", timeout=5)
+        assert anonymous.value.code == 401
+        project.toml += (f'[env.k8s-login]\nkubernetes = "lab"\n'
+                         f'[env.k8s-login.docker]\nregistry = "{address}/team/{APP}"\n'
+                         f'registry_insecure = true\nregistry_username = "{REGISTRY_USER}"\n'
+                         f'registry_password_var = "REGISTRY_PASSWORD"\n'
+                         # nodes of either platform: one index names both images
+                         '[env.k8s-login.build]\ntargets = ["linux/amd64", "linux/arm64"]\n')
+        project.release("v4.1.0")
+        live = kget("deployment", APP)["spec"]["template"]["spec"]["containers"][0]["image"]
+        # no password in goship's environment: one line, before anything is built or sent
+        monkeypatch.delenv("REGISTRY_PASSWORD", raising=False)
+        r = run_cli("deploy", "k8s-login", "--skip-checks", cwd=project.root)
+        assert r.code == 2, r.out + r.err
+        assert ("docker.registry_password_var = 'REGISTRY_PASSWORD': REGISTRY_PASSWORD is "
+                "not set in goship's environment") in r.err
+        assert "building" not in r.err
+        # a wrong one: refused by the registry, named by its user, nothing applied
+        monkeypatch.setenv("REGISTRY_PASSWORD", "not-the-password")
+        r = run_cli("deploy", "k8s-login", "--skip-checks", cwd=project.root)
+        assert r.code != 0
+        assert f"refused the credentials of {REGISTRY_USER}" in r.err, r.err
+        assert "not-the-password" not in r.out + r.err
+        assert kget("deployment", APP)["spec"]["template"]["spec"]["containers"][0][
+            "image"] == live
+        monkeypatch.setenv("REGISTRY_PASSWORD", REGISTRY_PASSWORD)
+        with Load(f"http://10.78.0.11:{NODE_PORT}/", connections=4) as load:
+            r = run_cli("deploy", "k8s-login", "--skip-checks", cwd=project.root)
+        assert r.code == 0, r.out + r.err
+        assert REGISTRY_PASSWORD not in r.out + r.err
+        spec = kget("deployment", APP)["spec"]["template"]["spec"]
+        assert spec["imagePullSecrets"] == [{"name": f"{APP}-registry"}]
+        # pinned to the index, which names an image per platform (amd64 runs here)
+        digest = spec["containers"][0]["image"].split("@", 1)[1]
+        login = base64.b64encode(f"{REGISTRY_USER}:{REGISTRY_PASSWORD}".encode()).decode()
+        req = urllib.request.Request(
+            f"http://{address}/v2/team/{APP}/manifests/{digest}",
+            headers={"Authorization": f"Basic {login}",
+                     "Accept": "application/vnd.oci.image.index.v1+json"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            index = json.loads(resp.read())
+        assert sorted(m["platform"]["architecture"] for m in index["manifests"]) == [
+            "amd64", "arm64"]
+        secret = kget("secret", f"{APP}-registry")
+        assert secret["type"] == "kubernetes.io/dockerconfigjson"
+        auths = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))["auths"]
+        assert auths[address]["username"] == REGISTRY_USER
+        for pod in kget("pods", "-l", f"app.kubernetes.io/name={APP}")["items"]:
+            if "deletionTimestamp" in pod["metadata"]:
+                continue
+            [st] = pod["status"]["containerStatuses"]  # pulled from it, with the login
+            assert st["ready"], st
+            assert st["imageID"].startswith(f"{address}/team/{APP}@sha256:"), st
+        served_everywhere("v4.1.0")
+        assert load.result.failed == 0, load.result.text
+        # the password is in the pull Secret only: no ConfigMap, no other Secret holds it
+        for kind in ("configmaps", "secrets"):
+            for obj in kget(kind)["items"]:
+                if obj["metadata"]["name"] == f"{APP}-registry":
+                    continue
+                text = json.dumps(obj.get("data") or {})
+                assert REGISTRY_PASSWORD not in text
+                assert base64.b64encode(REGISTRY_PASSWORD.encode()).decode() not in text
     finally:
         lab_registry.stop(cluster, forget=True)
 

@@ -468,6 +468,18 @@ REGISTRY = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?"
                       r"/[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 
 
+# What registries' user names hold: GCR's _json_key, e-mail addresses, Harbor's robot
+# accounts (robot$project+name); every use passes it quoted (argv, stdin, JSON).
+REGISTRY_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._@+$-]{0,254}$")
+
+
+def _registry_user(value: str) -> str:
+    if not REGISTRY_USER.match(value):
+        raise ValueError("expected a registry user name (letters, digits and . _ @ + $ -), "
+                         f"found {value!r}")
+    return value
+
+
 def _registry(value: str) -> str:
     if not REGISTRY.match(value):
         raise ValueError(f"expected host[:port]/repository like registry.example.com:5000/"
@@ -493,11 +505,24 @@ class Docker(Section):
     # host[:port]/repository: goship pushes the image there (by digest), hosts pull it.
     registry: Annotated[str, AfterValidator(_registry)] | None = None
     registry_insecure: bool = False
+    # A registry that needs a login: the user, and the name of the environment variable
+    # holding its password (or token) in goship's own environment, never in goship.toml.
+    registry_username: Annotated[str, AfterValidator(_registry_user)] | None = None
+    registry_password_var: EnvVar | None = None
 
     @model_validator(mode="after")
     def _restart(self) -> Docker:
         if self.restart_max is not None and self.restart != "on-failure":
             raise ValueError("restart_max counts restarts of restart = \"on-failure\" only")
+        return self
+
+    @model_validator(mode="after")
+    def _login(self) -> Docker:
+        if (self.registry_username is None) != (self.registry_password_var is None):
+            raise ValueError("registry_username and registry_password_var go together: the "
+                             "user, and the environment variable holding its password")
+        if self.registry_username is not None and not self.registry:
+            raise ValueError("registry_username is for [docker] registry, which is not set")
         return self
 
 

@@ -367,12 +367,23 @@ class DockerServices(Services):
 
     def _pull(self, rid: str, img: ReleaseImage) -> str:
         """[docker] registry: pushed once (by digest, no daemon), pulled by digest here."""
-        from goship.deploy.registry import Registry, push
+        from goship.deploy.registry import Registry, credentials, push
 
         d = self.config.docker
-        reg = Registry.parse(str(d.registry), d.registry_insecure)
+        login = credentials(d)
+        reg = Registry.parse(str(d.registry), d.registry_insecure, login)
         ref = reg.ref(push(reg, img.data, rid))
-        res = self.t.run(Cmd.of("docker", "pull", "--quiet", ref), timeout=600)
+        if login is None:
+            res = self.t.run(Cmd.of("docker", "pull", "--quiet", ref), timeout=600)
+        else:
+            # Logged in for this pull only: a throwaway DOCKER_CONFIG, the password on
+            # stdin (never in argv), nothing left on the host.
+            res = self.t.run(Cmd.of(
+                "sh", "-c", 'd=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; '
+                'DOCKER_CONFIG="$d" docker login --username "$1" --password-stdin "$2" '
+                '>/dev/null && DOCKER_CONFIG="$d" docker pull --quiet "$3"',
+                "goship-pull", login.username, reg.host, ref, secrets=[login.password],
+            ).with_stdin(login.password.encode()), timeout=600)
         if not res.ok:
             raise ApplyError(f"{self.t.name}: docker pull {ref} failed: "
                              f"{first_line(res.stderr or res.stdout)}",

@@ -896,6 +896,10 @@ def deploy(project: Project, env: Environment, *, allow_dirty: bool = False,
            dry_run: bool = False) -> Outcome | FleetPlan:
     refuse_unbuilt(env)
     values = env_values(project, env)
+    if env.config.run.manager == "docker":
+        from goship.deploy.registry import credentials
+
+        credentials(env.config.docker)  # a login without its password: before any host
     with fleet(env) as hosts:
         refuse_during_canary(hosts)
         refuse_processes(env, hosts)  # before the build: nothing to wait for

@@ -16,8 +16,8 @@ from goship.render.kubernetes import COLOR_LABEL
 # What `goship deploy` applies of `goship render kubernetes`, in this order (the
 # Deployment reads the ConfigMap and Secret; the PDB and HPA refer to the Deployment).
 # Not yet: the Ingress (the lab has no ingress controller) and the canary track.
-APPLIED = ("configmap.yaml", "files.yaml", "secret.yaml", "deployment.yaml", "service.yaml",
-           "pdb.yaml", "hpa.yaml")
+APPLIED = ("configmap.yaml", "files.yaml", "secret.yaml", "registry.yaml", "deployment.yaml",
+           "service.yaml", "pdb.yaml", "hpa.yaml")
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 HASH_LABEL = "pod-template-hash"
 REVISION = "deployment.kubernetes.io/revision"
@@ -326,11 +326,14 @@ def secret_name(app: str, live: dict[str, dict[str, str]], values: dict[str, str
 
 def env_references(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:
     """(kind, name) of every ConfigMap and Secret the pod templates of these Deployments
-    and ReplicaSets read (envFrom, env valueFrom, volumes, projected volumes), in any
-    container."""
+    and ReplicaSets read (envFrom, env valueFrom, volumes, projected volumes, in any
+    container; imagePullSecrets)."""
     refs: set[tuple[str, str]] = set()
     for obj in objects:
         spec = (((obj.get("spec") or {}).get("template") or {}).get("spec") or {})
+        for pull in spec.get("imagePullSecrets") or []:
+            if pull.get("name"):
+                refs.add(("Secret", pull["name"]))
         for c in [*(spec.get("containers") or []), *(spec.get("initContainers") or []),
                   *(spec.get("ephemeralContainers") or [])]:
             for src in c.get("envFrom") or []:

@@ -5,6 +5,7 @@ previous ReplicaSet's pod template when the release is unhealthy."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from goship.deploy.layout import COLORS
-from goship.errors import ApplyError, NotYetError
+from goship.errors import ApplyError, NotYetError, UsageError
 from goship.kube import plan
 from goship.kube.cluster import Cluster
 from goship.render.kubernetes import COLOR_LABEL, startup_seconds
@@ -54,6 +55,8 @@ class KubeTarget(DeployTarget):
                               "bluegreen work)", ISSUE)
         assert cluster_cfg is not None  # noqa: S101 (the kind says so)
         source = plan.image_source(self._cfg, cluster_cfg.lab)
+        if source == "registry":
+            self._registry()  # a login without its password: one line, before the build
         start = time.monotonic()
         cluster = self._cluster()
         built, version = self._build(opts)
@@ -209,24 +212,48 @@ class KubeTarget(DeployTarget):
                              allow_dirty=bool(opts.get("allow_dirty")),
                              checks=not opts.get("skip_checks"))
         img = result.image
-        if img is None or "linux/amd64" not in img.digests:
-            raise ApplyError("the build made no linux/amd64 image for the lab's nodes")
+        if img is None:
+            raise ApplyError("the build made no image")
         return img, result.build.plan.stamp.safe_version
+
+    def _pinned(self, img: Any) -> str:
+        """The digest the pods pin. Through a registry: the one platform's manifest, or,
+        for several build.targets, the index naming them all (each node's runtime picks
+        its own). The lab cluster's nodes run this machine's platform."""
+        from goship.deploy.registry import platforms
+        from goship.lab.kube_build import goarch
+
+        if self._cfg.docker.registry:
+            if len(img.digests) == 1:
+                return str(next(iter(img.digests.values())))
+            index, _ = platforms(img.path.read_bytes())
+            return "sha256:" + hashlib.sha256(index).hexdigest()
+        native = f"linux/{goarch()}"
+        if native not in img.digests:
+            raise UsageError(f"the lab cluster's nodes are {native}, and build.targets "
+                             f"builds {', '.join(sorted(img.digests))}",
+                             hint=f'add "{native}" to build.targets')
+        return str(img.digests[native])
 
     def _push(self, img: Any) -> str:
         """To [docker] registry, by digest (no daemon); the reference the pods pull."""
-        from goship.deploy.registry import push
+        from goship.deploy.registry import push, push_index
 
         reg = self._registry()
-        digest = push(reg, img.path.read_bytes(), digest=img.digests["linux/amd64"])
-        ui.info(f"image pushed to {reg.host}/{reg.repo}")
+        data = img.path.read_bytes()
+        if len(img.digests) == 1:
+            digest = push(reg, data, digest=next(iter(img.digests.values())))
+        else:
+            digest = push_index(reg, data)
+        ui.info(f"image pushed to {reg.host}/{reg.repo} "
+                f"({', '.join(sorted(img.digests))})")
         return reg.ref(digest)
 
     def _registry(self) -> Registry:
-        from goship.deploy.registry import Registry
+        from goship.deploy.registry import Registry, credentials
 
         d = self._cfg.docker
-        return Registry.parse(str(d.registry), d.registry_insecure)
+        return Registry.parse(str(d.registry), d.registry_insecure, credentials(d))
 
     def _import(self, img: Any) -> str:
         """Into every lab node's containerd; the digest reference the pods run."""
@@ -236,14 +263,14 @@ class KubeTarget(DeployTarget):
         nodes = [HostLayout(i) for i in range(1, _lab_nodes() + 1)]
         repo = lab_kube.import_image(nodes, img.path, digests=True)
         ui.info(f"image imported into containerd on {len(nodes)} node(s)")
-        return plan.digest_ref(repo, img.digests["linux/amd64"])
+        return plan.digest_ref(repo, self._pinned(img))
 
     def _preview(self, cluster: Cluster, img: Any, version: str) -> plan.KubePlan:
         """deploy --dry-run: the image built, nothing imported; the API server's dry run
         of each apply against what is live."""
         from goship.lab import kubernetes as lab_kube
 
-        digest = img.digests["linux/amd64"]
+        digest = self._pinned(img)
         if self._cfg.docker.registry:
             image = self._registry().ref(digest)
         else:
@@ -271,7 +298,15 @@ class KubeTarget(DeployTarget):
         # show_secrets: the Secret gets its real values; it goes to the API server only.
         return RenderInput(config=cfg, root=self.project.root, env=self.env.name,
                            version=version, secrets=self._secrets() if secrets else {},
-                           show_secrets=True, secret_name=secret_name)
+                           show_secrets=True, secret_name=secret_name,
+                           registry_auth=self._registry_auth() if secrets else None)
+
+    def _registry_auth(self) -> str | None:
+        """The pull Secret's dockerconfigjson, for a registry that needs a login."""
+        from goship.deploy.registry import dockerconfigjson
+
+        reg = self._registry() if self._cfg.docker.registry else None
+        return dockerconfigjson(reg.host, reg.login) if reg and reg.login else None
 
     def _rendered(self, image: str, version: str, secret_name: str,
                   color: str | None = None) -> list[tuple[str, str]]:

@@ -26,6 +26,9 @@ class RenderInput:
     secrets: dict[str, str] = field(default_factory=dict)
     show_secrets: bool = False
     secret_name: str | None = None  # the Kubernetes Secret's, when deploy chose one
+    # The registry login as a dockerconfigjson, when deploy applies the pull Secret (a
+    # plain render references that Secret and never holds the password).
+    registry_auth: str | None = None
 
     @property
     def paths(self) -> Paths:

@@ -18,7 +18,8 @@ from goship.render.inputs import RenderInput
 if TYPE_CHECKING:
     from goship.config import Config
 
-FILES = ("configmap", "files", "secret", "deployment", "service", "ingress", "hpa", "pdb")
+FILES = ("configmap", "files", "secret", "registry", "deployment", "service", "ingress", "hpa",
+         "pdb")
 CANARY_FILES = ("deployment", "service", "ingress")
 
 
@@ -42,6 +43,12 @@ def config_name(app: str, env: dict[str, str]) -> str:
 
 
 COLOR_LABEL = "goship.dev/color"
+
+
+def pull_secret(c: Config) -> str | None:
+    """The kubernetes.io/dockerconfigjson Secret the pods pull with, for a registry that
+    needs a login (goship deploy applies it; its pods name it in imagePullSecrets)."""
+    return f"{c.app.name}-registry" if c.docker.registry_username else None
 
 
 def strategy(c: Config) -> str:
@@ -114,11 +121,14 @@ def render_kubernetes(r: RenderInput, color: str | None = None) -> dict[str, str
         weight=int(c.canary.steps[0]), header="X-Goship-Track",
         color=color, color_label=COLOR_LABEL,
         stable_name=f"{r.app}-{color}" if color else r.app,
+        pull_secret=pull_secret(c), registry_host=str(c.docker.registry or "").split("/")[0],
+        registry_user=c.docker.registry_username, registry_auth=r.registry_auth,
     )
     out = {}
     stable = shaped(r, "stable", color)
     for name in FILES:
-        if (name == "secret" and not secrets) or (name == "files" and not stable.files):
+        if ((name == "secret" and not secrets) or (name == "files" and not stable.files)
+                or (name == "registry" and not r.registry_auth)):
             continue
         out[f"{name}.yaml"] = render(f"k8s.{name}.yaml.j2", r.root, track="stable",
                                      shape=stable, data_claim=k.data_claim,
