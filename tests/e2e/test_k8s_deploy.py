@@ -739,6 +739,8 @@ def test_a_real_service_runs_on_the_cluster_as_init_wrote_it(
 
 
 BUSY_APP, BUSY_PORT = "busy-gin", 30485
+# Article 001's `kubectl autoscale --cpu-percent=50 --min=1 --max=3`, in the environment's
+# own [kubernetes] keys; the port and health path are goship's defaults (8080, /health).
 BUSY_TOML = f"""
 [app]
 name = "{BUSY_APP}"
@@ -747,20 +749,11 @@ targets = ["linux/amd64"]
 assets = ["templates", "static"]
 [run]
 port_env = "PORT"
-base_port = 8080
-[run.health]
-path = "/health"
-[kubernetes]
-min_replicas = 1
-max_replicas = 3
-cpu_request = "20m"
-cpu_target = 50
-scale_down_window = 10
-node_port = {BUSY_PORT}
-[deploy]
-strategy = "rolling"
 [env.k8s]
-kubernetes = "lab"
+kubernetes = {{ lab = true, node_port = {BUSY_PORT}, min_replicas = 1, max_replicas = 3, \
+cpu_request = "20m", cpu_target = 50, scale_down_window = 10 }}
+[env.k8s.deploy]
+strategy = "rolling"
 """
 
 
