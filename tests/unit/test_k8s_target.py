@@ -252,6 +252,12 @@ def rollout(**kw: Any) -> plan.Rollout:
     (rollout(available=1, pods=[plan.Pod("p1", "new", waiting="CreateContainerConfigError",
                                          age=31)]), "undo",
      "pod p1: CreateContainerConfigError"),
+    # a pull refused in a pod's first seconds is pulled again (a pull Secret the node's
+    # kubelet cannot read yet); one still refused after RETRY_GRACE is undone
+    (rollout(available=1, pods=[plan.Pod("p1", "new", waiting="ErrImagePull", age=3)]),
+     "wait", ""),
+    (rollout(available=1, pods=[plan.Pod("p1", "new", waiting="ImagePullBackOff",
+                                         age=31)]), "undo", "pod p1: ImagePullBackOff"),
     # killed by its startup probe after run.health.deadline unready: the gate failed, at
     # once rather than at the rollout's timeout
     (rollout(available=1, startup_deadline=10,

@@ -30,8 +30,12 @@ FATAL_WAITING = frozenset({
 })
 # ... except in a pod's first seconds, for these: a kubelet that has just started (or is
 # busy) fails with "failed to sync configmap cache: timed out waiting for the condition"
-# and retries by itself (seen on a fresh lab node: the release was fine).
-RETRIED_WAITING = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+# and retries by itself (seen on a fresh lab node: the release was fine). And a pull: a
+# pull Secret applied just before the pods can still be unreadable to a node's kubelet
+# (the Node authorizer learns the pod's edge to it a moment later, seen as
+# FailedToRetrieveImagePullSecret then 401), and the kubelet pulls again 10 s later.
+RETRIED_WAITING = frozenset({"CreateContainerConfigError", "CreateContainerError",
+                             "ErrImagePull", "ImagePullBackOff"})
 RETRY_GRACE = 30.0
 
 
