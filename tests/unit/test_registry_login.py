@@ -248,3 +248,11 @@ def test_several_platforms_are_pushed_with_the_index_that_names_them(
             f"/v2/team/shop/manifests/{digest}")
     assert "/v2/team/shop/manifests/v1" in put
     assert digest == "sha256:" + hashlib.sha256(index).hexdigest()
+
+
+def test_blue_green_applies_the_pull_secret_with_the_new_color_before_the_switch() -> None:
+    before = list(plan.BEFORE_SWITCH)
+    assert before.index("registry.yaml") < before.index("deployment.yaml")
+    assert "registry.yaml" not in plan.SWITCHED
+    # together, every rendered file goship applies, each once
+    assert sorted(before + list(plan.SWITCHED)) == sorted(plan.APPLIED)

@@ -18,6 +18,10 @@ from goship.render.kubernetes import COLOR_LABEL
 # Not yet: the Ingress (the lab has no ingress controller) and the canary track.
 APPLIED = ("configmap.yaml", "files.yaml", "secret.yaml", "registry.yaml", "deployment.yaml",
            "service.yaml", "pdb.yaml", "hpa.yaml")
+# Blue-green: what selects the live color, applied at the switch; the rest (the new color's
+# Deployment and what its pods read and pull with) before it.
+SWITCHED = ("service.yaml", "pdb.yaml", "hpa.yaml")
+BEFORE_SWITCH = tuple(name for name in APPLIED if name not in SWITCHED)
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 HASH_LABEL = "pod-template-hash"
 REVISION = "deployment.kubernetes.io/revision"

@@ -119,8 +119,7 @@ class KubeTarget(DeployTarget):
         name = f"{app}-{sw.new}"
         files = dict(self._rendered(image, version, self._secret_name(cluster),
                                     color=sw.new))
-        applied = self._apply_files(cluster, files, ("configmap.yaml", "files.yaml",
-                                                     "secret.yaml", "deployment.yaml"))
+        applied = self._apply_files(cluster, files, plan.BEFORE_SWITCH)
         cluster.annotate(name, {plan.FAILED: None})
         cluster.scale(name, sw.replicas)
         ui.info(f"{sw.new}: {sw.replicas} pod(s) of {version} beside "
@@ -149,7 +148,7 @@ class KubeTarget(DeployTarget):
         """The Service's selector (and the autoscaler) to `color`; the color it leaves
         becomes the standby (see plan: warm until the next deploy)."""
         app = self._cfg.app.name
-        applied = self._apply_files(cluster, files, ("service.yaml", "pdb.yaml", "hpa.yaml"))
+        applied = self._apply_files(cluster, files, plan.SWITCHED)
         ui.info(f"switched service/{app} to {color}")
         if live is not None and live != color:
             if self._cfg.deploy.rollback_window <= 0:
