@@ -232,8 +232,23 @@ def _ports_check(where: str, f: HostFacts, env: Environment) -> Check:
                  "; ".join(held), fix)
 
 
+def registry_check(env: Environment) -> Check:
+    """[docker] registry from this machine (where goship pushes): reachable, and the login
+    accepted when it needs one."""
+    from goship.deploy.registry import Registry, check_login, credentials
+
+    d = env.config.docker
+    try:
+        reg = Registry.parse(str(d.registry), d.registry_insecure, credentials(d))
+        return Check("local", "registry", "ok", check_login(reg))
+    except GoshipError as e:
+        return Check("local", "registry", "fail", e.message, e.hint or "")
+
+
 def run_doctor(project: Project | None, env: Environment | None) -> list[Check]:
     checks = local_checks(project)
+    if env is not None and env.config.docker.registry:
+        checks.append(registry_check(env))
     if env is not None:
         from goship.deploy import consul
         from goship.targets import transports

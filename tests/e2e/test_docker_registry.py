@@ -73,6 +73,8 @@ def version(addr: str) -> str:
 
 def test_hosts_pull_goships_image_by_digest(run_cli: Run, project: Project,
                                             docker_lab: Lab) -> None:
+    doctor = run_cli("doctor", "lab", cwd=project.root)
+    assert f"ok   local: registry: {REGISTRY}: answers, no login asked" in doctor.out, doctor.out
     r = run_cli("deploy", "lab", "--skip-checks", cwd=project.root)
     assert r.code == 0, r.out + r.err
     project.release("v1.1.0")
@@ -128,6 +130,9 @@ def test_hosts_pull_from_a_registry_with_a_login_and_keep_no_credentials(
         assert "REGISTRY_PASSWORD is not set in goship's environment" in r.err
         assert version(H1) == version(H2) == "v1.1.0"  # nothing built, nothing sent
         monkeypatch.setenv("REGISTRY_PASSWORD", password)
+        doctor = run_cli("doctor", "lab", cwd=project.root)
+        assert f"ok   local: registry: {REGISTRY}: login as {user} accepted" in doctor.out, \
+            doctor.out
         with Load(f"http://{H1}/api/items") as load:
             r = run_cli("-v", "deploy", "lab", "--skip-checks", cwd=project.root)
         assert r.code == 0, r.out + r.err

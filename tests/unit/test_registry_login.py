@@ -256,3 +256,36 @@ def test_blue_green_applies_the_pull_secret_with_the_new_color_before_the_switch
     assert "registry.yaml" not in plan.SWITCHED
     # together, every rendered file goship applies, each once
     assert sorted(before + list(plan.SWITCHED)) == sorted(plan.APPLIED)
+
+
+@pytest.mark.parametrize("server", ["basic", "bearer"], indirect=True)
+def test_doctor_says_whether_the_registry_takes_the_login(
+        server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    from goship.config.load import load as load_project
+    from goship.doctor import registry_check
+
+    def check(login: bool) -> Any:
+        keys = ('registry_username = "ci-bot"\nregistry_password_var = "REGISTRY_PASSWORD"\n'
+                if login else "")
+        (tmp_path / "goship.toml").write_text(
+            '[app]\nname = "shop"\n[docker]\n'
+            f'registry = "127.0.0.1:{server.port}/team/shop"\nregistry_insecure = true\n'
+            f'{keys}[env.k]\nkubernetes = "lab"\n')
+        registry._authorized.clear()
+        return registry_check(load_project(tmp_path / "goship.toml").env("k"))
+
+    monkeypatch.setenv("REGISTRY_PASSWORD", PASSWORD)
+    ok = check(login=True)
+    assert (ok.level, ok.detail) == ("ok", f"127.0.0.1:{server.port}: login as ci-bot accepted")
+    monkeypatch.setenv("REGISTRY_PASSWORD", "wrong")
+    refused = check(login=True)
+    assert refused.level == "fail"
+    assert "refused the credentials of ci-bot" in refused.detail
+    assert "wrong" not in refused.line()
+    monkeypatch.delenv("REGISTRY_PASSWORD")
+    unset = check(login=True)
+    assert (unset.level, unset.fix) == ("fail", "export REGISTRY_PASSWORD=... (in CI, from "
+                                        "its secret store) before goship runs")
+    anonymous = check(login=False)
+    assert anonymous.level == "fail"
+    assert anonymous.detail.startswith(f"registry 127.0.0.1:{server.port} needs a login")

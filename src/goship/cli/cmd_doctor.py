@@ -17,7 +17,8 @@ from goship.ui import ui
 @click.pass_context
 def doctor(ctx: click.Context, env: str | None, as_json: bool) -> None:
     """Check the local toolchain and, for ENV, every host: reachable over SSH, OS/arch,
-    systemd or not, nginx, free disk, the service user, root or sudo.
+    systemd or not, nginx, free disk, the service user, root or sudo; and [docker]
+    registry: it answers, and takes the login when it asks for one.
 
     One line per check; each problem says how to fix it. Exit 1 when anything fails.
 

@@ -258,3 +258,15 @@ def push_index(reg: Registry, image_tar: bytes, tag: str | None = None) -> str:
             if status != 201:
                 raise ApplyError(f"registry {reg.host}: index {ref} answered HTTP {status}")
     return digest
+
+
+def check_login(reg: Registry) -> str:
+    """`goship doctor`: the registry's API root from this machine, with the login when it
+    asks for one; what it said (raises ApplyError when it cannot be used)."""
+    scheme = "http" if reg.insecure else "https"
+    status, _ = _call(reg, "GET", f"{scheme}://{reg.host}/v2/")
+    if not 200 <= status < 300:
+        raise ApplyError(f"registry {reg.host}: /v2/ answered HTTP {status}")
+    if reg.base in _authorized and reg.login is not None:
+        return f"{reg.host}: login as {reg.login.username} accepted"
+    return f"{reg.host}: answers, no login asked"
