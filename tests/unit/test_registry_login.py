@@ -230,7 +230,7 @@ def test_several_platforms_are_pushed_with_the_index_that_names_them(
     from goship.build.archive import Entry
     from goship.build.gitinfo import Stamp
     from goship.build.oci import ImageInput, build_image
-    from goship.deploy.registry import platforms, push_index
+    from goship.deploy.registry import push_index, read_index
 
     inputs = [ImageInput(app="shop", arch=arch, binary=Entry("shop", b"ELF-" + arch.encode(),
                                                               0o755),
@@ -239,15 +239,16 @@ def test_several_platforms_are_pushed_with_the_index_that_names_them(
     img = build_image(inputs, Stamp("v1", "abc", 0, False), tmp_path / "image.tar")
     data = img.path.read_bytes()
     digest = push_index(reg(server, Credentials(USER, PASSWORD)), data, tag="v1")
-    index, manifests = platforms(data)
+    index = read_index(data)
+    manifests = index.manifests
     assert sorted(manifests) == sorted(img.digests.values())
-    assert json.loads(index)["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert json.loads(index.data)["mediaType"] == "application/vnd.oci.image.index.v1+json"
     put = [p for m, p, a in server.seen if m == "PUT" and server.authorized(a)]
     for d in manifests:  # each platform's manifest before the index that names it
         assert put.index(f"/v2/team/shop/manifests/{d}") < put.index(
             f"/v2/team/shop/manifests/{digest}")
     assert "/v2/team/shop/manifests/v1" in put
-    assert digest == "sha256:" + hashlib.sha256(index).hexdigest()
+    assert digest == index.digest == "sha256:" + hashlib.sha256(index.data).hexdigest()
 
 
 def test_blue_green_applies_the_pull_secret_with_the_new_color_before_the_switch() -> None:

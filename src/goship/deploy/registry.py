@@ -67,17 +67,43 @@ class Layout:
     blobs: dict[str, bytes]  # digest -> bytes (config and layers)
 
 
-def read_layout(image_tar: bytes, digest: str | None = None) -> Layout:
-    """The OCI layout inside goship's image tar: its manifest (the one of `digest` in a
-    tar of several platforms, else the first) and the blobs it names."""
+@dataclass(frozen=True)
+class Index:
+    """The image tar's index.json, as it is (what a multi-platform push sends)."""
+    data: bytes
+
+    @property
+    def manifests(self) -> list[str]:
+        return [str(m["digest"]) for m in json.loads(self.data).get("manifests", [])]
+
+    @property
+    def digest(self) -> str:
+        """What the pods pin for several platforms: each node's runtime picks its own."""
+        return "sha256:" + hashlib.sha256(self.data).hexdigest()
+
+
+def _files(image_tar: bytes) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     with tarfile.open(fileobj=io.BytesIO(image_tar), mode="r:") as tar:
         for m in tar.getmembers():
             f = tar.extractfile(m) if m.isfile() else None
             if f is not None:
                 files[m.name] = f.read()
-    index = json.loads(files["index.json"])
-    listed = [str(m["digest"]) for m in index["manifests"]]
+    return files
+
+
+def read_index(image_tar: bytes) -> Index:
+    return Index(_files(image_tar)["index.json"])
+
+
+def read_layout(image_tar: bytes, digest: str | None = None) -> Layout:
+    """The OCI layout inside goship's image tar: its manifest (the one of `digest` in a
+    tar of several platforms, else the first) and the blobs it names."""
+    return _layout(_files(image_tar), digest)
+
+
+def _layout(files: dict[str, bytes], digest: str | None) -> Layout:
+    listed = Index(files["index.json"]).manifests
     if digest is None:
         digest = listed[0]
     elif digest not in listed:
@@ -206,7 +232,10 @@ def push(reg: Registry, image_tar: bytes, tag: str | None = None,
          digest: str | None = None) -> str:
     """Push the image (its manifest `digest` when the tar holds several platforms);
     returns its manifest digest (what hosts and nodes pull)."""
-    lay = read_layout(image_tar, digest)
+    return _push_layout(reg, read_layout(image_tar, digest), tag)
+
+
+def _push_layout(reg: Registry, lay: Layout, tag: str | None) -> str:
     with _lock:
         if (reg.base, lay.manifest_digest) in _pushed:
             return lay.manifest_digest
@@ -234,30 +263,21 @@ def push(reg: Registry, image_tar: bytes, tag: str | None = None,
     return lay.manifest_digest
 
 
-def platforms(image_tar: bytes) -> tuple[bytes, list[str]]:
-    """The image tar's index.json as it is (what a multi-platform push sends) and the
-    manifest digests it lists."""
-    with tarfile.open(fileobj=io.BytesIO(image_tar), mode="r:") as tar:
-        f = tar.extractfile("index.json")
-        index = f.read() if f is not None else b"{}"
-    return index, [str(m["digest"]) for m in json.loads(index).get("manifests", [])]
-
-
 def push_index(reg: Registry, image_tar: bytes, tag: str | None = None) -> str:
     """Every platform's image (blobs and manifest, by digest), then the index naming them
     all; returns the index's digest, which a node of any of those platforms pulls (its
-    runtime picks its own manifest from the index)."""
-    index, manifests = platforms(image_tar)
-    for digest in manifests:
-        push(reg, image_tar, digest=digest)
-    digest = "sha256:" + hashlib.sha256(index).hexdigest()
+    runtime picks its own manifest from the index). The tar is read once."""
+    files = _files(image_tar)
+    index = Index(files["index.json"])
+    for digest in index.manifests:
+        _push_layout(reg, _layout(files, digest), None)
     with _lock:
-        for ref in [digest, *([tag] if tag else [])]:
-            status, _ = _call(reg, "PUT", f"{reg.base}/manifests/{ref}", index,
+        for ref in [index.digest, *([tag] if tag else [])]:
+            status, _ = _call(reg, "PUT", f"{reg.base}/manifests/{ref}", index.data,
                               {"Content-Type": MT_INDEX})
             if status != 201:
                 raise ApplyError(f"registry {reg.host}: index {ref} answered HTTP {status}")
-    return digest
+    return index.digest
 
 
 def check_login(reg: Registry) -> str:

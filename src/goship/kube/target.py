@@ -5,7 +5,6 @@ previous ReplicaSet's pod template when the release is unhealthy."""
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -219,14 +218,13 @@ class KubeTarget(DeployTarget):
         """The digest the pods pin. Through a registry: the one platform's manifest, or,
         for several build.targets, the index naming them all (each node's runtime picks
         its own). The lab cluster's nodes run this machine's platform."""
-        from goship.deploy.registry import platforms
+        from goship.deploy.registry import read_index
         from goship.lab.kube_build import goarch
 
         if self._cfg.docker.registry:
             if len(img.digests) == 1:
                 return str(next(iter(img.digests.values())))
-            index, _ = platforms(img.path.read_bytes())
-            return "sha256:" + hashlib.sha256(index).hexdigest()
+            return read_index(img.path.read_bytes()).digest
         native = f"linux/{goarch()}"
         if native not in img.digests:
             raise UsageError(f"the lab cluster's nodes are {native}, and build.targets "
