@@ -826,3 +826,134 @@ def test_cluster_config_missing_is_one_line_and_changes_nothing(
     assert r.code == 2
     assert r.err.strip() == ("goship: no kubeconfig at /nonexistent/kubeconfig; set "
                              "kubernetes.kubeconfig to an existing file")
+
+
+# A canary (deploy.strategy = "canary"): the new release as deployment/APP-canary beside
+# the stable one, each behind its NodePort Service, and goship's edge (nginx + Lua on h1,
+# proxy.lb.hosts) routing between them; users, and wrk, come in through the edge.
+CANARY_APP, CANARY_PORT = "canary-gin", 30486
+EDGE = "10.78.0.11:8090"
+CANARY_TOML = f"""
+[app]
+name = "{CANARY_APP}"
+[app.stamp]
+"main.version" = "{{version}}"
+[build]
+targets = ["linux/amd64"]
+assets = ["templates", "static"]
+[run]
+port_env = "PORT"
+[run.health]
+deadline = 10.0
+[proxy.lb]
+listen = 8090
+hosts = ["h1"]
+[canary]
+steps = [10, 50, 100]
+step_min_requests = 300
+step_min_seconds = 2.0
+step_timeout = 60.0
+guard_interval = 1.0
+[env.k8s]
+kubernetes = {{ lab = true, node_port = {CANARY_PORT}, min_replicas = 2, max_replicas = 2 }}
+[env.k8s.deploy]
+strategy = "canary"
+"""
+
+
+def through_edge(headers: dict[str, str] | None = None) -> tuple[str, str]:
+    """(version, X-Goship-Track) of one request through the edge."""
+    req = urllib.request.Request(f"http://{EDGE}/version", headers=headers or {})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return str(json.loads(r.read())["version"]), r.headers["X-Goship-Track"]
+
+
+def no_canary_left() -> None:
+    for kind in ("deployment", "service"):
+        out = kubectl("get", kind, "-l", f"app.kubernetes.io/name={CANARY_APP}", "-o",
+                      "name")
+        assert f"{CANARY_APP}-canary" not in out, out
+
+
+@pytest.fixture(scope="module")
+def canary_project(tmp_path_factory: pytest.TempPathFactory,
+                   cluster: Lab) -> Iterator[Project]:
+    p = Project(tmp_path_factory.mktemp("k8s-canary") / CANARY_APP, CANARY_TOML)
+    yield p
+    kubectl("delete", "deployments,services,hpa,pdb,configmaps,secrets", "-l",
+            f"app.kubernetes.io/name={CANARY_APP}", "--wait=false")
+
+
+def test_canary_first_release_is_the_stable_track_behind_the_edge(
+        canary_project: Project, run_cli: Run, cluster: Lab) -> None:
+    canary_project.release("v1.0.0")
+    r = run_cli("deploy", "k8s", "--skip-checks", cwd=canary_project.root)
+    assert r.code == 0, r.out + r.err
+    assert "becomes the stable track" in r.out + r.err
+    assert through_edge() == ("v1.0.0", "stable")
+    # the edge's control socket is root's only
+    assert cluster.ssh("h1", f"stat -c %a /run/goship/{CANARY_APP}-edge").stdout.strip() \
+        == "700"
+
+
+def test_an_erroring_canary_is_aborted_with_at_most_one_percent_failed(
+        canary_project: Project, run_cli: Run) -> None:
+    canary_project.release("v2.0.0-bad", HELLO_TEST_ERROR_PERCENT="20")
+    with Load(f"http://{EDGE}/api/items") as load:
+        r = run_cli("deploy", "k8s", "--skip-checks", cwd=canary_project.root)
+    assert r.code == 1, r.out + r.err
+    assert "canary v2.0.0-bad ABORTED" in r.out, r.out + r.err
+    assert "weight 0 on every edge" in r.out
+    res = load.result
+    assert res.requests > 0
+    assert res.errors == 0, res.text
+    assert res.non2xx <= 0.01 * res.requests, res.text
+    no_canary_left()
+    assert through_edge() == ("v1.0.0", "stable")
+    # no canary rules left on the edge: even a forced request is stable's
+    assert through_edge({"X-Goship-Track": "canary"}) == ("v1.0.0", "stable")
+
+
+def test_a_healthy_canary_walks_the_steps_and_is_promoted_with_no_failed_request(
+        canary_project: Project, run_cli: Run) -> None:
+    canary_project.release("v3.0.0")
+    with Load(f"http://{EDGE}/api/items") as load:
+        r = run_cli("deploy", "k8s", "--skip-checks", cwd=canary_project.root)
+    assert r.code == 0, r.out + r.err
+    assert "every step passed; promoted" in r.out, r.out + r.err
+    assert "weight 50%" in r.out + r.err
+    res = load.result
+    assert res.requests > 0
+    assert res.failed == 0, res.text
+    no_canary_left()
+    assert {through_edge()[0] for _ in range(10)} == {"v3.0.0"}
+    assert kget("deployment", CANARY_APP)["spec"]["template"]["metadata"]["labels"][
+        "app.kubernetes.io/version"] == "v3.0.0"
+    status = run_cli("status", "k8s", "--json", cwd=canary_project.root)
+    assert json.loads(status.out)["last"]["action"] == "canary", status.out
+
+
+def test_a_canary_aborted_by_hand_stops_the_walk_that_runs_it(
+        canary_project: Project, run_cli: Run) -> None:
+    canary_project.release("v4.0.0")
+    # no load: the walk waits for requests at its first step until the abort
+    walker = subprocess.Popen([sys.executable, "-m", "goship", "deploy", "k8s",
+                               "--skip-checks"], cwd=canary_project.root,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while through_edge({"X-Goship-Track": "canary"})[0] != "v4.0.0":
+            assert walker.poll() is None, walker.communicate()[0]
+            assert time.monotonic() < deadline, "the canary never took a forced request"
+            time.sleep(1)
+        r = run_cli("canary", "abort", "k8s", cwd=canary_project.root)
+        assert r.code == 0, r.out + r.err
+        assert "weight 0 on every edge" in r.out
+        out, _ = walker.communicate(timeout=60)
+    finally:
+        if walker.poll() is None:
+            walker.kill()
+    assert walker.returncode == 1, out
+    assert "ABORTED" in out, out
+    no_canary_left()
+    assert through_edge({"X-Goship-Track": "canary"}) == ("v3.0.0", "stable")

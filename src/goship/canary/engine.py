@@ -5,12 +5,13 @@ abort needs no warm-up: weight 0 on every host at once, then the canary stops.""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
-from goship.canary import analysis, metrics, redis_sync
+from goship.canary import metrics, redis_sync
 from goship.canary import redis_state as redis_state_mod
+from goship.canary import walk as walk_mod
 from goship.canary.routing import Rule, Rules
+from goship.canary.walk import Report
 from goship.command import Cmd
 from goship.config import Environment, Project
 from goship.deploy import consul
@@ -29,29 +30,24 @@ from goship.deploy.host import Host, Lock, now
 from goship.deploy.plan import Artifact as PlanArtifact
 from goship.deploy.plan import plan_fleet, plan_host, site_digest
 from goship.errors import ApplyError, GoshipError, NotYetError, UsageError
+from goship.transport.base import Transport
 from goship.ui import ui
 
 
-@dataclass
-class Report:
-    action: str
-    ok: bool
-    release: str
-    reason: str
-    numbers: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-    abort_seconds: float | None = None
-
-
 def control(h: Host, method: str, body: str | None = None) -> str:
-    args = ["curl", "-s", "-f", "--max-time", "5", "--unix-socket", h.nginx.control,
+    return control_at(h.t, h.nginx.control, method, body)
+
+
+def control_at(t: Transport, socket: str, method: str, body: str | None = None) -> str:
+    """The canary routing of the nginx listening on `socket` (PUT rules, DELETE, GET)."""
+    args = ["curl", "-s", "-f", "--max-time", "5", "--unix-socket", socket,
             "-X", method, "http://goship/canary"]
     cmd = Cmd.of(*args, *(["--data-binary", "@-"] if body is not None else []))
     if body is not None:
         cmd = cmd.with_stdin(body.encode())
-    res = h.t.run(cmd)
+    res = t.run(cmd)
     if not res.ok:
-        raise ApplyError(f"{h.name}: nginx's control socket refused the canary change "
+        raise ApplyError(f"{t.name}: nginx's control socket refused the canary change "
                          f"(curl exit {res.code})")
     return res.stdout
 
@@ -369,49 +365,7 @@ class CanaryEngine:
 
     # ---- the automatic walk ------------------------------------------------------------
     def walk(self, hosts: list[Host], steps: list[float]) -> Report:
-        started = time.monotonic()
-        offsets = {h.name: int((current(h) or {}).get("log_offset", 0)) for h in hosts}
-        self.tally(hosts, offsets)  # skip what came before the walk
-        rules = self._rules(hosts)
-        for weight in steps:
-            if weight >= 100:
-                break
-            if weight != rules.weight:
-                rules = self.set_weight(hosts, weight)
-            ui.info(f"canary {rules.release}: weight {weight:g}%")
-            step_started = time.monotonic()
-            step = metrics.Tally()
-            while True:
-                time.sleep(self.th.guard_interval)
-                window = self.tally(hosts, offsets)
-                step.merge(window)
-                crashed = self._crashed(hosts, rules)
-                burst = analysis.guard(window.canary, window.stable)
-                if crashed or burst:
-                    reason = f"fast guard: {crashed or burst}"
-                    t0 = time.monotonic()
-                    self.abort(hosts, reason)
-                    return Report("canary", False, rules.release, reason,
-                                  {"canary": step.canary.summary(),
-                                   "stable": step.stable.summary()},
-                                  time.monotonic() - started, time.monotonic() - t0)
-                elapsed = time.monotonic() - step_started
-                verdict = analysis.analyse(step.canary, step.stable, elapsed, self.th)
-                ui.info(f"  {verdict.outcome}: {verdict.reason}")
-                if verdict.outcome == "pass":
-                    break
-                if verdict.outcome == "fail" or elapsed > self.th.step_timeout:
-                    reason = verdict.reason if verdict.outcome == "fail" else (
-                        f"step {weight:g}% timed out after {self.th.step_timeout:g}s with "
-                        f"{verdict.reason}: raise the weight, route a header to the canary, "
-                        "or add load")
-                    t0 = time.monotonic()
-                    self.abort(hosts, reason)
-                    return Report("canary", False, rules.release, reason, verdict.numbers,
-                                  time.monotonic() - started, time.monotonic() - t0)
-        self.promote(hosts)
-        return Report("canary", True, rules.release, "every step passed; promoted", {},
-                      time.monotonic() - started)
+        return walk_mod.walk(_HostTracks(self, hosts), self._rules(hosts), steps, self.th)
 
     def _crashed(self, hosts: list[Host], rules: Rules) -> str | None:
         for h in hosts:
@@ -420,3 +374,28 @@ class CanaryEngine:
                 return f"{h.name}: canary instance on port {dead[0]} is not running"
         return None
 
+
+
+class _HostTracks:
+    """The walk's calls on hosts: each host's nginx log, the canary color's processes."""
+
+    def __init__(self, engine: CanaryEngine, hosts: list[Host]) -> None:
+        self.engine, self.hosts = engine, hosts
+        self.offsets = {h.name: int((current(h) or {}).get("log_offset", 0)) for h in hosts}
+        self.rules = engine._rules(hosts)
+
+    def set_weight(self, weight: float) -> Rules:
+        self.rules = self.engine.set_weight(self.hosts, weight)
+        return self.rules
+
+    def tally(self) -> metrics.Tally:
+        return self.engine.tally(self.hosts, self.offsets)
+
+    def crashed(self) -> str | None:
+        return self.engine._crashed(self.hosts, self.rules)
+
+    def abort(self, reason: str) -> float:
+        return self.engine.abort(self.hosts, reason)
+
+    def promote(self) -> None:
+        self.engine.promote(self.hosts)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from goship.canary.analysis import Arm
 from goship.command import Cmd
 from goship.deploy.host import Host
+from goship.transport.base import Transport
 
 
 @dataclass
@@ -39,16 +40,24 @@ class Tally:
 
 
 def log_size(h: Host) -> int:
-    res = h.t.run(Cmd.of("sh", "-c", 'wc -c < "$1" 2>/dev/null || echo 0', "goship-log-size",
-                         h.nginx.access_log))
+    return log_size_at(h.t, h.nginx.access_log)
+
+
+def log_size_at(t: Transport, path: str) -> int:
+    res = t.run(Cmd.of("sh", "-c", 'wc -c < "$1" 2>/dev/null || echo 0', "goship-log-size",
+                       path))
     text = res.stdout.strip()
     return int(text) if text.isdigit() else 0
 
 
 def read_since(h: Host, offset: int) -> tuple[Tally, int]:
     """Lines appended since `offset`; returns the tally and the new offset."""
-    res = h.t.run(Cmd.of("sh", "-c", 'tail -c +"$2" "$1" 2>/dev/null', "goship-log-read",
-                         h.nginx.access_log, str(offset + 1)), timeout=60)
+    return read_log(h.t, h.nginx.access_log, offset)
+
+
+def read_log(t: Transport, path: str, offset: int) -> tuple[Tally, int]:
+    res = t.run(Cmd.of("sh", "-c", 'tail -c +"$2" "$1" 2>/dev/null', "goship-log-read",
+                       path, str(offset + 1)), timeout=60)
     data = res.stdout
     end = data.rfind("\n")
     complete = data[:end + 1] if end >= 0 else ""

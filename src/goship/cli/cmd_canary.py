@@ -12,6 +12,15 @@ from goship.errors import EXIT_FAILED, UsageError
 from goship.ui import ui
 
 
+def _hosts_only(environment: Any, command: str) -> None:
+    """On a cluster a canary lives inside `goship deploy ENV --canary` (its walk)."""
+    if environment.target.kubernetes is not None:
+        raise UsageError(f"goship canary {command}: on Kubernetes a canary runs inside "
+                         f"`goship deploy {environment.name} --canary` (start, walk, "
+                         f"promote or abort); `goship canary abort {environment.name}` "
+                         "stops one")
+
+
 def _weight(value: float) -> float:
     if not 0 <= value <= 100:
         raise UsageError(f"weight {value:g}: expected 0 to 100 (percent of clients)")
@@ -73,6 +82,7 @@ def start(ctx: click.Context, env: str, weight: float, headers: tuple[str, ...],
     from goship.deploy.engine import close, connect
 
     project, environment = load_env(ctx, env)
+    _hosts_only(environment, 'start')
     ids, cidrs = parse_allow(allow)
     rules_args = {"rules": parse_rules(headers, header_regex, cookies), "allow_ids": ids,
                   "allow_cidrs": cidrs}
@@ -102,6 +112,7 @@ def set_weight(ctx: click.Context, env: str, weight: float) -> None:
     from goship.deploy.engine import close, connect
 
     project, environment = load_env(ctx, env)
+    _hosts_only(environment, 'set-weight')
     hosts = connect(environment)
     try:
         rules = CanaryEngine(project, environment).set_weight(hosts, _weight(weight))
@@ -125,6 +136,7 @@ def status(ctx: click.Context, env: str, as_json: bool) -> None:
     from goship.deploy.engine import close, connect
 
     project, environment = load_env(ctx, env)
+    _hosts_only(environment, 'status')
     hosts = connect(environment)
     try:
         data = CanaryEngine(project, environment).status(hosts)
@@ -161,6 +173,7 @@ def promote(ctx: click.Context, env: str) -> None:
     from goship.deploy.engine import close, connect
 
     project, environment = load_env(ctx, env)
+    _hosts_only(environment, 'promote')
     hosts = connect(environment)
     try:
         CanaryEngine(project, environment).promote(hosts)
@@ -183,6 +196,13 @@ def abort(ctx: click.Context, env: str) -> None:
     from goship.deploy.engine import close, connect
 
     project, environment = load_env(ctx, env)
+    if environment.target.kubernetes is not None:
+        from goship.kube import canary as kube_canary
+        from goship.kube.target import KubeTarget
+
+        seconds = kube_canary.abort(KubeTarget(project, environment))
+        ui.out(f"aborted: weight 0 on every edge in {seconds:.2f}s; canary deleted")
+        return
     hosts = connect(environment)
     try:
         seconds = CanaryEngine(project, environment).abort(hosts, "aborted by hand")
@@ -212,6 +232,7 @@ def explain(ctx: click.Context, env: str, headers: tuple[str, ...], cookies: tup
     from goship.deploy.engine import close, connect
 
     project, environment = load_env(ctx, env)
+    _hosts_only(environment, 'explain')
     hosts = connect(environment)
     try:
         rules = CanaryEngine(project, environment)._rules(hosts[:1])
@@ -254,6 +275,14 @@ def run_canary_deploy(ctx: click.Context, env: str, steps: str | None,
         except ValidationError as e:
             raise UsageError(f"canary options: {e.errors()[0]['msg']}") from None
         object.__setattr__(environment.config, "canary", th)
+    if environment.target.kubernetes is not None:
+        from goship.kube import canary as kube_canary
+        from goship.kube.target import KubeTarget
+
+        report = kube_canary.run(KubeTarget(project, environment), th.steps, {
+            "allow_dirty": allow_dirty, "skip_checks": skip_checks, "force": force})
+        _say(ctx, report, as_json, "edge")
+        return
     hosts = connect(environment)
     try:
         engine = CanaryEngine(project, environment, force=force)
@@ -262,14 +291,23 @@ def run_canary_deploy(ctx: click.Context, env: str, steps: str | None,
         report = engine.walk(hosts, th.steps)
     finally:
         close(hosts)
+    _say(ctx, report, as_json, "host")
+
+
+def _say(ctx: click.Context, report: Any, as_json: bool, where: str) -> None:
     if as_json:
         ui.out(json.dumps(report.__dict__, indent=2, default=str))
+    elif report.action == "deploy":  # a cluster's first release: nothing to compare with
+        ui.out(f"{report.release}: {report.reason}" if report.ok
+               else f"deploy {report.release} FAILED: {report.reason}")
     elif report.ok:
         ui.out(f"canary {report.release}: {report.reason} in {report.seconds:.0f}s")
     else:
         ui.out(f"canary {report.release} ABORTED: {report.reason}")
-        ui.out(f"  numbers: {json.dumps(report.numbers)}")
+        if report.numbers:
+            ui.out(f"  numbers: {json.dumps(report.numbers)}")
         if report.abort_seconds is not None:
-            ui.out(f"  weight 0 on every host {report.abort_seconds:.2f}s after the decision")
+            ui.out(f"  weight 0 on every {where} {report.abort_seconds:.2f}s after the "
+                   "decision")
     if not report.ok:
         ctx.exit(EXIT_FAILED)

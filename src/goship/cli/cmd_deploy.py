@@ -76,7 +76,7 @@ def deploy(ctx: click.Context, env: str, dry_run: bool, canary: bool, steps: str
     """
     from goship.targets import deploy_target
 
-    if canary:
+    if canary or (not dry_run and _cluster_canary(ctx, env)):
         from goship.cli.cmd_canary import run_canary_deploy
 
         if dry_run:
@@ -92,6 +92,16 @@ def deploy(ctx: click.Context, env: str, dry_run: bool, canary: bool, steps: str
     _report(ctx, target.deploy(allow_dirty=allow_dirty, skip_checks=skip_checks, force=force,
                                wait=wait, dry_run=dry_run), as_json)
     _balancers(project, environment, dry_run)
+
+
+def _cluster_canary(ctx: click.Context, env: str) -> bool:
+    """deploy.strategy = "canary" on a Kubernetes environment: every deploy is a canary
+    (hosts take it from `--canary`)."""
+    from goship.render.kubernetes import strategy
+
+    _, environment = load_env(ctx, env)
+    return environment.target.kubernetes is not None and strategy(
+        environment.config) == "canary"
 
 
 def _balancers(project: Project, environment: Environment, dry_run: bool) -> None:

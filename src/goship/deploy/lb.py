@@ -14,6 +14,7 @@ from goship.command import Cmd
 from goship.config.load import Environment, Project
 from goship.deploy.scripts import INSTALL_FILE
 from goship.errors import ApplyError, ConfigError
+from goship.render import edge as render_edge
 from goship.render import lb as render_lb
 from goship.transport.base import Transport
 
@@ -37,6 +38,7 @@ class LbHost:
     files: tuple[LbFile, ...]
     # Debian's default site also claims default_server on the balancer's port: moved aside.
     move_default_site: bool
+    dirs: tuple[str, ...] = ()  # made 0700 before nginx -t (the edge's control socket)
 
 
 def _where(env: Environment) -> str:
@@ -48,6 +50,18 @@ def check_hosts(env: Environment) -> None:
     that collide with its app hosts."""
     lb, t = env.config.proxy.lb, env.target
     if not lb.hosts:
+        return
+    if t.kubernetes is not None:
+        # The edge in front of the cluster's Services (render/edge.py): no app hosts to
+        # collide with; the lab cluster's edge goes on its hosts, h1..h20.
+        from goship.render.edge import ports
+
+        ports(env.config)
+        bad = [h for h in lb.hosts if not LAB_HOST.match(h)] if t.kubernetes.lab else []
+        if bad:
+            raise ConfigError("goship.toml", _where(env),
+                              f"{bad[0]!r} is not a lab host; the lab cluster's edge goes on "
+                              f"h1..h20", hint='e.g. hosts = ["h1"]')
         return
     if t.lab is not None:
         bad = [h for h in lb.hosts if not LAB_HOST.match(h)]
@@ -88,11 +102,20 @@ def plan(project: Project, env: Environment, app_addresses: list[str],
     if not lb.hosts:
         return []
     check_hosts(env)
-    site = render_lb.site(config, app_addresses, env.name, project.root)
-    files = [LbFile(render_lb.site_path(app), site)]
+    dirs: tuple[str, ...] = ()
+    if env.target.kubernetes is not None:
+        # app_addresses: the cluster's nodes
+        site = render_edge.site(config, app_addresses, env.name, project.root)
+        files = [LbFile(render_edge.tmpfiles_path(app), render_edge.tmpfiles(app)),
+                 LbFile(render_lb.site_path(app), site)]
+        dirs = (render_edge.control_dir(app),)
+    else:
+        site = render_lb.site(config, app_addresses, env.name, project.root)
+        files = [LbFile(render_lb.site_path(app), site)]
     if lb.discovery == "consul" and config.consul.token_env is not None:
         files.append(LbFile(render_lb.token_path(app), token(env, values) + "\n", "600"))
-    return [LbHost(h, tuple(files), move_default_site=not lb.server_names) for h in lb.hosts]
+    return [LbHost(h, tuple(files), move_default_site=not lb.server_names, dirs=dirs)
+            for h in lb.hosts]
 
 
 def token(env: Environment, values: dict[str, str]) -> str:
@@ -107,7 +130,8 @@ def token(env: Environment, values: dict[str, str]) -> str:
 def transports(env: Environment) -> list[Transport]:
     """SSH to each balancer host, as to the environment's own hosts."""
     specs = env.config.proxy.lb.hosts
-    if env.target.lab is not None:
+    if env.target.lab is not None or (env.target.kubernetes is not None
+                                      and env.target.kubernetes.lab):
         from goship.lab.hosts import transport
 
         # check_hosts refused anything but h<N>
@@ -133,6 +157,8 @@ def apply_host(t: Transport, host: LbHost) -> str:
     if host.move_default_site and t.run(Cmd.of("grep", "-q", "default_server",
                                                DEFAULT_SITE)).ok:
         t.check(Cmd.of("mv", DEFAULT_SITE, DEFAULT_SITE_OFF))
+    for d in host.dirs:
+        t.check(Cmd.of("install", "-d", "-m", "0700", d))
     changed: list[tuple[LbFile, str | None]] = []
     for f in host.files:
         did, old = _install(t, f)
@@ -172,14 +198,24 @@ def check(project: Project, env: Environment, values: dict[str, str] | None = No
         token(env, values if values is not None else env_values(project, env))
 
 
+def _addresses(env: Environment) -> list[str]:
+    """Where the balancer sends requests: the environment's hosts, or, in front of a
+    Kubernetes cluster, its Ready nodes (the NodePorts answer on each)."""
+    if env.target.kubernetes is not None:
+        from goship.kube.cluster import Cluster
+
+        return Cluster(env.target.kubernetes, env.config.kubernetes.namespace).node_addresses()
+    from goship.targets import addresses
+
+    return addresses(env)
+
+
 def install(project: Project, env: Environment, values: dict[str, str], *,
-            dry_run: bool = False) -> list[str]:
+            dry_run: bool = False, nodes: list[str] | None = None) -> list[str]:
     """`goship setup` / `deploy`: every balancer host made current. Lines for the user."""
     if not env.config.proxy.lb.hosts:
         return []
-    from goship.targets import addresses
-
-    hosts = plan(project, env, addresses(env), values)
+    hosts = plan(project, env, nodes if nodes is not None else _addresses(env), values)
     if dry_run:
         return [f"{h.spec}: would install {', '.join(f.path for f in h.files)} "
                 f"(nginx -t, then reload)" for h in hosts]

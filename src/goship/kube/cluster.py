@@ -118,6 +118,16 @@ class Cluster:
             if e.status.code != 404:
                 raise ApplyError(f"delete deployment/{name}: {e.status.message}") from None
 
+    def delete_service(self, name: str) -> None:
+        from lightkube import ApiError
+        from lightkube.resources.core_v1 import Service
+
+        try:
+            self.client.delete(Service, name)
+        except ApiError as e:
+            if e.status.code != 404:
+                raise ApplyError(f"delete service/{name}: {e.status.message}") from None
+
     def pod_get(self, pod: str, port: int, path: str, timeout: float) -> tuple[int, str]:
         """service_get for one pod (`/api/v1/namespaces/NS/pods/NAME:PORT/proxy/PATH`):
         a blue-green color is gated pod by pod before any Service selects it."""
@@ -329,13 +339,19 @@ class Cluster:
         """The InternalIP of the first Ready node (by name): where a NodePort answers.
         None when there is none, or when the credentials may not list nodes (a namespaced
         account often may not)."""
+        found = self.node_addresses()
+        return found[0] if found else None
+
+    def node_addresses(self) -> list[str]:
+        """Every Ready node's InternalIP, by node name."""
         from lightkube import ApiError
         from lightkube.resources.core_v1 import Node
 
         try:
             nodes = [n.to_dict() for n in self.client.list(Node)]
         except ApiError:
-            return None
+            return []
+        out = []
         for node in sorted(nodes, key=lambda n: n["metadata"]["name"]):
             st = node.get("status") or {}
             ready = any(c.get("type") == "Ready" and c.get("status") == "True"
@@ -343,8 +359,8 @@ class Cluster:
             ip = next((a["address"] for a in st.get("addresses") or []
                        if a.get("type") == "InternalIP"), None)
             if ready and ip:
-                return str(ip)
-        return None
+                out.append(str(ip))
+        return out
 
     def service(self, name: str) -> dict[str, Any] | None:
         from lightkube import ApiError

@@ -14,7 +14,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from goship.deploy.layout import COLORS
-from goship.errors import ApplyError, NotYetError, UsageError
+from goship.errors import ApplyError, UsageError
 from goship.kube import plan
 from goship.kube.cluster import Cluster
 from goship.render.kubernetes import COLOR_LABEL, startup_seconds
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from goship.deploy.registry import Registry
     from goship.targets import Plan
 
-ISSUE = 16
 POLL = 1.0
 JOURNAL_KEEP = 200  # entries kept in the cluster's journal (a ConfigMap: < 1 MiB)
 
@@ -49,9 +48,6 @@ class KubeTarget(DeployTarget):
         from goship.deploy.engine import Outcome
 
         cluster_cfg = self.env.target.kubernetes
-        if self._strategy == "canary":
-            raise NotYetError("deploy.strategy = 'canary' on Kubernetes (rolling and "
-                              "bluegreen work)", ISSUE)
         assert cluster_cfg is not None  # noqa: S101 (the kind says so)
         source = plan.image_source(self._cfg, cluster_cfg.lab)
         if source == "registry":
@@ -357,13 +353,13 @@ class KubeTarget(DeployTarget):
                     "the next deploy tries again")
 
     def _facts(self, cluster: Cluster, elapsed: float, name: str,
-               color: str | None) -> plan.Rollout | None:
+               color: str | None, track: str = "stable") -> plan.Rollout | None:
         d = cluster.deployment(name)
         if d is None:
             return None
         rev = d["metadata"].get("annotations", {}).get(plan.REVISION, "")
         new_hash = ""
-        for rs in self._sets(cluster, name, color):
+        for rs in self._sets(cluster, name, color, track):
             if rs["metadata"].get("annotations", {}).get(plan.REVISION) == rev:
                 new_hash = rs["metadata"].get("labels", {}).get(plan.HASH_LABEL, "")
         st = d.get("status", {})
@@ -374,19 +370,19 @@ class KubeTarget(DeployTarget):
             desired=d["spec"].get("replicas", 1), updated=st.get("updatedReplicas", 0),
             available=st.get("availableReplicas", 0), total=st.get("replicas", 0),
             new_hash=new_hash,
-            pods=[_pod(p) for p in cluster.pods(self._selector(color=color))],
+            pods=[_pod(p) for p in cluster.pods(self._selector(track, color))],
             deadline_exceeded=any(c.get("reason") == "ProgressDeadlineExceeded"
                                   for c in conds),
             elapsed=elapsed, timeout=self._timeout(),
             max_restarts=self._cfg.metrics.restarts,
             startup_deadline=float(startup_seconds(self._cfg)))
 
-    def _sets(self, cluster: Cluster, name: str,
-              color: str | None = None) -> list[dict[str, Any]]:
+    def _sets(self, cluster: Cluster, name: str, color: str | None = None,
+              track: str = "stable") -> list[dict[str, Any]]:
         """The ReplicaSets of deployment/NAME: not another one's of the same app (a
         blue-green color's, while the app changes strategy), whose revisions and
         templates are not this one's history."""
-        return [rs for rs in cluster.replicasets(self._selector(color=color))
+        return [rs for rs in cluster.replicasets(self._selector(track, color))
                 if any(o.get("kind") == "Deployment" and o.get("name") == name
                        for o in rs["metadata"].get("ownerReferences") or [])]
 
@@ -394,15 +390,15 @@ class KubeTarget(DeployTarget):
         h = self._cfg.run.health
         return float(max(60.0, 2 * h.deadline + 30 + self._cfg.kubernetes.pre_stop_seconds))
 
-    def _watch(self, cluster: Cluster, name: str = "",
-               color: str | None = None) -> tuple[bool, str]:
+    def _watch(self, cluster: Cluster, name: str = "", color: str | None = None,
+               track: str = "stable") -> tuple[bool, str]:
         """Poll the rollout of deployment/NAME (the app's, or a blue-green color's),
         printing each pod's transitions, until done or undo."""
         start = time.monotonic()
         seen: dict[str, plan.Pod] = {}
         while True:
             facts = self._facts(cluster, time.monotonic() - start,
-                                name or self._cfg.app.name, color)
+                                name or self._cfg.app.name, color, track)
             if facts is None:
                 return False, "the Deployment is gone"
             for line in plan.changes(seen, facts.pods):
@@ -429,10 +425,11 @@ class KubeTarget(DeployTarget):
         for line in cluster.log_tail(pod):
             ui.out(f"  log {pod}: {line}")
 
-    def _health(self, cluster: Cluster) -> tuple[bool, str]:
-        """goship's gate through the Service: health.successes consecutive 2xx from its
-        pods, through the API server's service proxy (any cluster, from this machine)."""
-        app = self._cfg.app.name
+    def _health(self, cluster: Cluster, service: str = "") -> tuple[bool, str]:
+        """goship's gate through the Service (the app's, or a canary's): health.successes
+        consecutive 2xx from its pods, through the API server's service proxy (any
+        cluster, from this machine)."""
+        app = service or self._cfg.app.name
         if cluster.service(app) is None:
             return False, f"service/{app} is gone"
         h = self._cfg.run.health
