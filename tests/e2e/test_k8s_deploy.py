@@ -908,6 +908,7 @@ def test_an_erroring_canary_is_aborted_with_at_most_one_percent_failed(
     assert res.requests > 0
     assert res.errors == 0, res.text
     assert res.non2xx <= 0.01 * res.requests, res.text
+    print(r.out, f"{res.non2xx} of {res.requests} failed")
     no_canary_left()
     assert through_edge() == ("v1.0.0", "stable")
     # no canary rules left on the edge: even a forced request is stable's
@@ -957,3 +958,42 @@ def test_a_canary_aborted_by_hand_stops_the_walk_that_runs_it(
     assert "ABORTED" in out, out
     no_canary_left()
     assert through_edge({"X-Goship-Track": "canary"}) == ("v3.0.0", "stable")
+
+
+def test_a_canary_by_hand_routes_by_header_then_weight_and_is_promoted(
+        canary_project: Project, run_cli: Run) -> None:
+    """`goship canary start | status | set-weight | explain | promote` on the cluster, as
+    on hosts: a header rule sends testers to the canary, then a weight everyone."""
+    canary_project.release("v5.0.0")
+    r = run_cli("canary", "start", "k8s", "--header", "X-Beta=1", "--skip-checks",
+                cwd=canary_project.root)
+    assert r.code == 0, r.out + r.err
+    assert through_edge({"X-Beta": "1"}) == ("v5.0.0", "canary")
+    assert through_edge() == ("v3.0.0", "stable")
+    status = run_cli("status", "k8s", cwd=canary_project.root)
+    assert "canary v5.0.0: 1/1 ready, weight 0%, 1 rule(s)" in status.out, status.out
+    assert f"url http://{EDGE}/" in status.out
+    # the tester's request above, from the edge's log (nginx writes it within 250 ms)
+    deadline = time.monotonic() + 5
+    while True:
+        numbers = json.loads(run_cli("canary", "status", "k8s", "--json",
+                                     cwd=canary_project.root).out)
+        if numbers["canary"]["requests"] >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert numbers["canary"]["requests"] == 1, numbers
+    assert numbers["rules"]["rules"][0]["name"] == "X-Beta"
+    assert numbers["stable"] == "v3.0.0"
+    explain = run_cli("canary", "explain", "k8s", "--header", "X-Beta=1",
+                      cwd=canary_project.root)
+    assert explain.out.strip() == "canary: header rule X-Beta = 1", explain.out
+    r = run_cli("canary", "set-weight", "k8s", "100", cwd=canary_project.root)
+    assert r.code == 0, r.out + r.err
+    assert {through_edge()[0] for _ in range(5)} == {"v5.0.0"}
+    with Load(f"http://{EDGE}/api/items") as load:
+        r = run_cli("canary", "promote", "k8s", cwd=canary_project.root)
+    assert r.code == 0, r.out + r.err
+    assert load.result.requests > 0
+    assert load.result.failed == 0, load.result.text
+    no_canary_left()
+    assert through_edge({"X-Beta": "1"}) == ("v5.0.0", "stable")

@@ -150,21 +150,14 @@ def test_the_canary_service_is_a_node_port_at_the_next_port() -> None:
     assert "goship.dev/track: canary" in out["canary/service.yaml"]
 
 
-def test_canary_commands_other_than_abort_say_where_a_cluster_canary_runs(
-        run_cli: Run, tmp_path: Path) -> None:
-    (tmp_path / "goship.toml").write_text(
-        '[app]\nname = "shop"\n[kubernetes]\nnode_port = 30480\n[proxy.lb]\nhosts = ["h1"]\n'
-        '[env.k]\nkubernetes = "lab"\n')
-    r = run_cli("canary", "status", "k", cwd=tmp_path)
-    assert r.code == 2, r.out + r.err
-    assert "goship deploy k --canary" in r.err
-
-
+@pytest.mark.parametrize("argv", [("deploy", "k", "--canary"), ("canary", "start", "k"),
+                                  ("deploy", "k")])
 def test_a_cluster_canary_without_an_edge_is_refused_before_the_build(
-        run_cli: Run, tmp_path: Path) -> None:
+        run_cli: Run, tmp_path: Path, argv: tuple[str, ...]) -> None:
     (tmp_path / "goship.toml").write_text(
-        '[app]\nname = "shop"\n[env.k]\nkubernetes = "lab"\n')
-    r = run_cli("deploy", "k", "--canary", cwd=tmp_path)
+        '[app]\nname = "shop"\n[deploy]\nstrategy = "canary"\n'
+        '[env.k]\nkubernetes = "lab"\n')
+    r = run_cli(*argv, cwd=tmp_path)
     assert r.code == 2, r.out + r.err
     assert "set proxy.lb.hosts" in r.err
     assert "building" not in r.out + r.err
@@ -352,3 +345,62 @@ def test_the_edge_refuses_a_rule_for_a_track_it_does_not_have(
     with pytest.raises(ApplyError):
         control_at(LocalTransport("edge"), sock, "PUT",
                    Rules(release="v2", color="green").control_body())
+
+
+# ---- the canary's state, kept on its Deployment ------------------------------------------------
+class FakeCluster:
+    def __init__(self, deployments: dict[str, dict[str, Any]]) -> None:
+        self.deployments = deployments
+
+    def deployment(self, name: str) -> dict[str, Any] | None:
+        return self.deployments.get(name)
+
+    def annotate(self, name: str, annotations: dict[str, str]) -> None:
+        meta = self.deployments[name].setdefault("metadata", {})
+        meta.setdefault("annotations", {}).update(annotations)
+
+
+def canary_deployment(image: str = "r/shop@sha256:" + "a" * 64) -> dict[str, Any]:
+    return {**deployment("v2"), "metadata": {}, "spec": {"template": {
+        "metadata": {"labels": {"app.kubernetes.io/version": "v2"}},
+        "spec": {"containers": [{"image": image}]}}}}
+
+
+def target() -> Any:
+    from goship.kube.target import KubeTarget
+
+    e = env()
+    return KubeTarget(parse({"app": {"name": "shop"}},
+                            path=Path("/nonexistent/goship.toml")), e)
+
+
+def test_no_canary_or_one_still_starting_is_said_so() -> None:
+    with pytest.raises(UsageError) as e:
+        kc._running(target(), FakeCluster({}), [])  # type: ignore[arg-type]
+    assert e.value.message == "no canary runs: deployment/shop-canary is not there"
+    with pytest.raises(UsageError) as e:
+        kc._running(target(), FakeCluster({"shop-canary": canary_deployment()}),  # type: ignore[arg-type]
+                    [])
+    assert "has no routing yet" in e.value.message
+
+
+def test_the_rules_offsets_and_image_come_back_from_the_deployment() -> None:
+    cluster = FakeCluster({"shop-canary": canary_deployment()})
+    rules = Rules(release="v2", color="canary", weight=5,
+                  rules=(Rule("cookie", "beta", "exact", "yes"),), allow_cidrs=("10.0.0.0/8",))
+    t = target()
+    tracks = kc.EdgeTracks(t, cluster, [], rules)  # type: ignore[arg-type]
+    tracks.save(offsets={"h1": 1234}, stable="v1")
+    back = kc._running(t, cluster, [])  # type: ignore[arg-type]
+    assert back.rules == rules
+    assert back.image == "r/shop@sha256:" + "a" * 64
+    assert back.state is not None
+    assert back.state["offsets"] == {"h1": 1234}
+    assert back.state["stable"] == "v1"
+    # a weight change keeps the rest of the state
+    back.set_weight(50)
+    again = kc._running(t, cluster, [])  # type: ignore[arg-type]
+    assert again.rules.weight == 50
+    assert again.rules.rules == rules.rules
+    assert again.state is not None
+    assert again.state["offsets"] == {"h1": 1234}

@@ -12,13 +12,14 @@ from goship.errors import EXIT_FAILED, UsageError
 from goship.ui import ui
 
 
-def _hosts_only(environment: Any, command: str) -> None:
-    """On a cluster a canary lives inside `goship deploy ENV --canary` (its walk)."""
-    if environment.target.kubernetes is not None:
-        raise UsageError(f"goship canary {command}: on Kubernetes a canary runs inside "
-                         f"`goship deploy {environment.name} --canary` (start, walk, "
-                         f"promote or abort); `goship canary abort {environment.name}` "
-                         "stops one")
+def _cluster(project: Any, environment: Any) -> Any:
+    """The Kubernetes target when ENV is a cluster (its canary runs behind goship's edge:
+    goship.kube.canary), else None."""
+    if environment.target.kubernetes is None:
+        return None
+    from goship.kube.target import KubeTarget
+
+    return KubeTarget(project, environment)
 
 
 def _weight(value: float) -> float:
@@ -82,10 +83,18 @@ def start(ctx: click.Context, env: str, weight: float, headers: tuple[str, ...],
     from goship.deploy.engine import close, connect
 
     project, environment = load_env(ctx, env)
-    _hosts_only(environment, 'start')
     ids, cidrs = parse_allow(allow)
     rules_args = {"rules": parse_rules(headers, header_regex, cookies), "allow_ids": ids,
                   "allow_cidrs": cidrs}
+    cluster = _cluster(project, environment)
+    if cluster is not None:
+        from goship.kube import canary as kube_canary
+
+        rules = kube_canary.start(cluster, rules_args, _weight(weight), {
+            "allow_dirty": allow_dirty, "skip_checks": skip_checks, "force": force})
+        ui.out(f"canary {rules.release} beside stable on the cluster, weight "
+               f"{rules.weight:g}%, {len(rules.rules)} rule(s)")
+        return
     hosts = connect(environment)
     try:
         rules = CanaryEngine(project, environment, force=force).start(
@@ -112,7 +121,13 @@ def set_weight(ctx: click.Context, env: str, weight: float) -> None:
     from goship.deploy.engine import close, connect
 
     project, environment = load_env(ctx, env)
-    _hosts_only(environment, 'set-weight')
+    cluster = _cluster(project, environment)
+    if cluster is not None:
+        from goship.kube import canary as kube_canary
+
+        rules = kube_canary.set_weight(cluster, _weight(weight))
+        ui.out(f"canary {rules.release}: weight {rules.weight:g}% on every edge")
+        return
     hosts = connect(environment)
     try:
         rules = CanaryEngine(project, environment).set_weight(hosts, _weight(weight))
@@ -136,12 +151,17 @@ def status(ctx: click.Context, env: str, as_json: bool) -> None:
     from goship.deploy.engine import close, connect
 
     project, environment = load_env(ctx, env)
-    _hosts_only(environment, 'status')
-    hosts = connect(environment)
-    try:
-        data = CanaryEngine(project, environment).status(hosts)
-    finally:
-        close(hosts)
+    cluster = _cluster(project, environment)
+    if cluster is not None:
+        from goship.kube import canary as kube_canary
+
+        data = kube_canary.status(cluster)
+    else:
+        hosts = connect(environment)
+        try:
+            data = CanaryEngine(project, environment).status(hosts)
+        finally:
+            close(hosts)
     if as_json:
         ui.out(json.dumps(data, indent=2))
         return
@@ -173,7 +193,14 @@ def promote(ctx: click.Context, env: str) -> None:
     from goship.deploy.engine import close, connect
 
     project, environment = load_env(ctx, env)
-    _hosts_only(environment, 'promote')
+    cluster = _cluster(project, environment)
+    if cluster is not None:
+        from goship.kube import canary as kube_canary
+
+        release = kube_canary.promote(cluster, {})
+        ui.out(f"promoted {release}: deployment/{environment.config.app.name} runs it; "
+               "the canary is deleted")
+        return
     hosts = connect(environment)
     try:
         CanaryEngine(project, environment).promote(hosts)
@@ -196,11 +223,11 @@ def abort(ctx: click.Context, env: str) -> None:
     from goship.deploy.engine import close, connect
 
     project, environment = load_env(ctx, env)
-    if environment.target.kubernetes is not None:
+    cluster = _cluster(project, environment)
+    if cluster is not None:
         from goship.kube import canary as kube_canary
-        from goship.kube.target import KubeTarget
 
-        seconds = kube_canary.abort(KubeTarget(project, environment))
+        seconds = kube_canary.abort(cluster)
         ui.out(f"aborted: weight 0 on every edge in {seconds:.2f}s; canary deleted")
         return
     hosts = connect(environment)
@@ -232,12 +259,17 @@ def explain(ctx: click.Context, env: str, headers: tuple[str, ...], cookies: tup
     from goship.deploy.engine import close, connect
 
     project, environment = load_env(ctx, env)
-    _hosts_only(environment, 'explain')
-    hosts = connect(environment)
-    try:
-        rules = CanaryEngine(project, environment)._rules(hosts[:1])
-    finally:
-        close(hosts)
+    cluster = _cluster(project, environment)
+    if cluster is not None:
+        from goship.kube import canary as kube_canary
+
+        rules = kube_canary.rules(cluster)
+    else:
+        hosts = connect(environment)
+        try:
+            rules = CanaryEngine(project, environment)._rules(hosts[:1])
+        finally:
+            close(hosts)
     req = Request(headers=dict(h.split("=", 1) for h in headers if "=" in h),
                   cookies=dict(c.split("=", 1) for c in cookies if "=" in c), ip=ip)
     track, why = decide(rules, req)
@@ -275,11 +307,11 @@ def run_canary_deploy(ctx: click.Context, env: str, steps: str | None,
         except ValidationError as e:
             raise UsageError(f"canary options: {e.errors()[0]['msg']}") from None
         object.__setattr__(environment.config, "canary", th)
-    if environment.target.kubernetes is not None:
+    cluster = _cluster(project, environment)
+    if cluster is not None:
         from goship.kube import canary as kube_canary
-        from goship.kube.target import KubeTarget
 
-        report = kube_canary.run(KubeTarget(project, environment), th.steps, {
+        report = kube_canary.run(cluster, th.steps, {
             "allow_dirty": allow_dirty, "skip_checks": skip_checks, "force": force})
         _say(ctx, report, as_json, "edge")
         return

@@ -215,6 +215,12 @@ def status(ctx: click.Context, env: str, as_json: bool) -> None:
             ui.out(f"blue-green: the Service selects {data['color']}")
         if data.get("standby"):
             ui.out(data["standby"])
+        c = data.get("canary")
+        if c:
+            ui.out(f"canary {c['release']}: {c['ready']}/{c['desired']} ready, weight "
+                   + (f"{c['weight']:g}%" if c["weight"] is not None else "- (starting)")
+                   + (f", {c['rules']} rule(s)" if c["rules"] else "")
+                   + " (goship canary status for its numbers)")
         ui.out(hpa_line(data.get("hpa")))
         last = data.get("last")
         if last:

@@ -14,7 +14,10 @@ hosts, which goship already runs and measures."""
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 # What the canary's pods read and pull with, then the canary itself (render_kubernetes's).
 ENV_FILES = ("configmap.yaml", "files.yaml", "secret.yaml", "registry.yaml")
 CANARY_FILES = ("canary/deployment.yaml", "canary/service.yaml")
+STATE = "goship.dev/canary"  # the canary's rules and where its numbers start, on its Deployment
 # A pod of the canary in one of these is not serving: the fast guard aborts.
 BROKEN = ("CrashLoopBackOff", "Error", "CreateContainerConfigError", "ErrImagePull",
           "ImagePullBackOff", "RunContainerError")
@@ -94,6 +98,7 @@ class EdgeTracks:
         self.image = image  # the digest reference promote rolls stable to
         app = target._cfg.app.name
         self.app, self.log, self.socket = app, render_lb.access_log(app), edge.control_socket(app)
+        self.state: dict[str, Any] | None = None
         self.offsets = {e.name: metrics.log_size_at(e, self.log) for e in edges}
         self.done = False  # promoted, or taken down by promote's failure
 
@@ -112,7 +117,15 @@ class EdgeTracks:
 
     def set_weight(self, weight: float) -> Rules:
         self.route(Rules(**{**self.rules.__dict__, "weight": weight}))
+        self.save()
         return self.rules
+
+    def save(self, **extra: Any) -> None:
+        """The canary's state on its Deployment (what `goship canary status | set-weight |
+        promote | explain` read), as a host keeps it in its state file."""
+        state = {**(self.state or {}), "rules": self.rules.as_dict(), **extra}
+        self.state = state
+        self.cluster.annotate(f"{self.app}-canary", {STATE: json.dumps(state)})
 
     def tally(self) -> metrics.Tally:
         total = metrics.Tally()
@@ -149,6 +162,26 @@ class EdgeTracks:
         self.remove()
         return seconds
 
+    def _old_gone(self) -> None:
+        """Until the stable pods of the old release have left (preStop and drain): the
+        canary's clients, sent back to stable next, never meet the old release again.
+        Bounded by the pods' grace period; past it, the promotion goes on."""
+        cfg = self.target._cfg
+        grace = max(1, round(cfg.run.drain_timeout)) + cfg.kubernetes.pre_stop_seconds + 5
+        deadline = time.monotonic() + grace + 10
+        while True:
+            old = [p["metadata"]["name"] for p in self.cluster.pods(
+                self.target._selector("stable"))
+                if (p["metadata"].get("labels") or {}).get(plan.VERSION_LABEL)
+                != self.rules.release]
+            if not old:
+                return
+            if time.monotonic() > deadline:
+                ui.warn(f"{len(old)} pod(s) of the old release still terminating; "
+                        "the canary's clients go back to stable now")
+                return
+            time.sleep(1)
+
     def promote(self) -> None:
         """The stable Deployment rolled to the canary's release (watched, gated), then the
         canary's share back to stable and the canary deleted. A stable rollout that fails
@@ -165,101 +198,153 @@ class EdgeTracks:
             self.remove()
             self.done = True
             raise ApplyError(f"the promotion's rollout failed, stable is back: {reason}")
+        self._old_gone()
         self.clear()
         self.remove()
         self.done = True
 
 
-def run(target: KubeTarget, steps: list[float], opts: dict[str, Any]) -> Report:
-    """`goship deploy ENV --canary` on a cluster."""
+def _check(target: KubeTarget) -> str:
+    """An edge to route with, before anything is built; where the image goes."""
     from goship.deploy import lb
-    from goship.deploy.engine import Outcome, env_values
 
     cfg, env = target._cfg, target.env
-    app = cfg.app.name
     if not cfg.proxy.lb.hosts:
         raise UsageError("a canary on Kubernetes is routed by goship's edge, and "
                          f"env.{env.name} has none",
                          hint='set proxy.lb.hosts (the lab cluster: ["h1"]) and '
                               'kubernetes.node_port; docs/kubernetes.md#canary')
     lb.check_hosts(env)
-    cluster_cfg = target.env.target.kubernetes
+    cluster_cfg = env.target.kubernetes
     assert cluster_cfg is not None  # noqa: S101 (the kind says so)
     source = plan.image_source(cfg, cluster_cfg.lab)
     if source == "registry":
         target._registry()
+    return source
+
+
+@contextmanager
+def _edges(target: KubeTarget) -> Iterator[list[Transport]]:
+    from goship.deploy import lb
+
+    edges = lb.transports(target.env) if target._cfg.proxy.lb.hosts else []
+    try:
+        yield edges
+    finally:
+        for e in edges:
+            e.close()
+
+
+def run(target: KubeTarget, steps: list[float], opts: dict[str, Any]) -> Report:
+    """`goship deploy ENV --canary` on a cluster: start at the first step, walk, promote
+    or abort. The first release, with nothing to compare with, is deployed rolling."""
+    from goship.deploy import lb
+    from goship.deploy.engine import Outcome, env_values
+
+    source = _check(target)
+    app, env = target._cfg.app.name, target.env
     start = time.monotonic()
     cluster = target._cluster()
     first = decide(app, cluster.deployment(app), target._colors(cluster),
                    cluster.deployment(f"{app}-canary"), None)
-    values = env_values(target.project, env)
     if first.action == "first":
         ui.info(first.reason)
         outcome = target.deploy(**opts)
         assert isinstance(outcome, Outcome)  # noqa: S101 (not a dry run)
         if outcome.ok:
-            for line in lb.install(target.project, env, values,
+            for line in lb.install(target.project, env, env_values(target.project, env),
                                    nodes=cluster.node_addresses()):
                 ui.info(line)
         return Report("deploy", outcome.ok, outcome.release,
                       first.reason if outcome.ok else str(outcome.failure), {},
                       time.monotonic() - start)
+    rules = _rules(target, "", steps[0], {})
     built, version = target._build(opts)
-    with target._locked(cluster, "canary", opts):
-        decide(app, cluster.deployment(app), {}, cluster.deployment(f"{app}-canary"),
-               version)
+    with target._locked(cluster, "canary", opts), _edges(target) as edges:
         before = target._live_release(cluster)
-        image = target._push(built) if source == "registry" else target._import(built)
-        ui.info(f"image {image}")
-        # The edge routes everything to stable before a canary exists (a reload only if
-        # its site changed, e.g. a node joined).
-        for line in lb.install(target.project, env, values, nodes=cluster.node_addresses()):
-            ui.info(line)
-        report = _canary(target, cluster, image, version, steps)
+        tracks = _start(target, cluster, source, edges, rules, built, version)
+        if isinstance(tracks, Report):
+            report = tracks
+        else:
+            try:
+                report = walk(tracks, tracks.rules, steps, target._cfg.canary)
+            except BaseException as stopped:  # an edge failing, Ctrl-C: no canary left routed
+                if not tracks.done:
+                    _best_effort(tracks, f"the walk stopped: {stopped!r}")
+                raise
         report.seconds = time.monotonic() - start
-        target._record(cluster, Outcome("canary", env.name, version, {}, report.ok,
-                                        report.seconds,
-                                        failure=None if report.ok else report.reason), before)
-        if report.ok:
-            target._prune(cluster)
+        _recorded(target, cluster, report, before)
         return report
 
 
-def _canary(target: KubeTarget, cluster: Cluster, image: str, version: str,
-            steps: list[float]) -> Report:
+def _rules(target: KubeTarget, release: str, weight: float,
+           rules_args: dict[str, Any]) -> Rules:
+    c = target._cfg.canary
+    return Rules(release=release, color="canary", weight=weight,
+                 rules=rules_args.get("rules", ()), allow_ids=rules_args.get("allow_ids", ()),
+                 allow_cidrs=rules_args.get("allow_cidrs", ()),
+                 id_cookie=c.id_cookie or "", id_header=c.id_header or "")
+
+
+def _recorded(target: KubeTarget, cluster: Cluster, report: Report,
+              before: str | None) -> None:
+    from goship.deploy.engine import Outcome
+
+    target._record(cluster, Outcome(report.action, target.env.name, report.release, {},
+                                    report.ok, report.seconds,
+                                    failure=None if report.ok else report.reason), before)
+    if report.ok and report.action == "canary":
+        target._prune(cluster)
+
+
+def _start(target: KubeTarget, cluster: Cluster, source: str, edges: list[Transport],
+           rules: Rules, built: Any, version: str) -> EdgeTracks | Report:
+    """Build, ship, apply the canary beside stable, watch and gate it, then route to it by
+    `rules` (its release filled in). Under the lock. A canary that never becomes healthy
+    is deleted (a Report says why); nothing was routed to it."""
     from goship.deploy import lb
+    from goship.deploy.engine import env_values
     from goship.render.kubernetes import render_kubernetes
 
-    cfg = target._cfg
+    cfg, env = target._cfg, target.env
     app = cfg.app.name
+    decide(app, cluster.deployment(app), {}, cluster.deployment(f"{app}-canary"), version)
+    image = target._push(built) if source == "registry" else target._import(built)
+    ui.info(f"image {image}")
+    # The edge routes everything to stable before a canary exists (a reload only if its
+    # site changed, e.g. a node joined).
+    for line in lb.install(target.project, env, env_values(target.project, env),
+                           nodes=cluster.node_addresses()):
+        ui.info(line)
     files = render_kubernetes(target._input(image, version, target._secret_name(cluster)))
     target._apply_files(cluster, files, ENV_FILES + CANARY_FILES)
     ui.info(f"canary: 1 pod of {version} beside deployment/{app}")
     ok, reason = target._watch(cluster, f"{app}-canary", track="canary")
     if ok:
         ok, reason = target._health(cluster, f"{app}-canary")
-    edges = lb.transports(target.env)
+    rules = Rules(**{**rules.__dict__, "release": version})
+    tracks = EdgeTracks(target, cluster, edges, rules, image)
+    if not ok:
+        ui.warn(f"canary {version} is unhealthy: {reason}")
+        tracks.remove()
+        return Report("canary", False, version, reason)
     try:
-        rules = Rules(release=version, color="canary", weight=steps[0],
-                      id_cookie=cfg.canary.id_cookie or "",
-                      id_header=cfg.canary.id_header or "")
-        tracks = EdgeTracks(target, cluster, edges, rules, image)
-        if not ok:
-            ui.warn(f"canary {version} is unhealthy: {reason}")
-            tracks.remove()
-            return Report("canary", False, version, reason)
-        try:
-            tracks.route(rules)
-            ui.info(f"edge: {steps[0]:g}% of clients to the canary on "
-                    f"{', '.join(e.name for e in edges)}")
-            return walk(tracks, rules, steps, cfg.canary)
-        except BaseException as stopped:  # an edge that fails, Ctrl-C: no canary left routed
-            if not tracks.done:
-                _best_effort(tracks, f"the walk stopped: {stopped!r}")
-            raise
-    finally:
-        for edge_t in edges:
-            edge_t.close()
+        tracks.save(offsets=tracks.offsets, stable=plan.release_of(
+            cluster.deployment(app) or {}), started=_now())
+        tracks.route(rules)
+    except BaseException:
+        _best_effort(tracks, "routing to it failed")
+        raise
+    ui.info(f"edge: {rules.weight:g}% of clients to the canary on "
+            f"{', '.join(e.name for e in edges)}"
+            + (f", {len(rules.rules)} rule(s)" if rules.rules else ""))
+    return tracks
+
+
+def _now() -> str:
+    from goship.deploy.host import now
+
+    return now()
 
 
 def _best_effort(tracks: EdgeTracks, reason: str) -> None:
@@ -272,29 +357,110 @@ def _best_effort(tracks: EdgeTracks, reason: str) -> None:
                 "`goship canary abort ENV` does it")
 
 
+# ---- by hand: goship canary start | set-weight | status | promote | abort | explain ----------
+def start(target: KubeTarget, rules_args: dict[str, Any], weight: float,
+          opts: dict[str, Any]) -> Rules:
+    """`goship canary start ENV`: the canary beside stable, routed by the rules and
+    weight; it stays until changed, promoted or aborted."""
+    source = _check(target)
+    app = target._cfg.app.name
+    cluster = target._cluster()
+    if decide(app, cluster.deployment(app), target._colors(cluster),
+              cluster.deployment(f"{app}-canary"), None).action == "first":
+        raise UsageError("a canary needs a stable release to compare with",
+                         hint="run `goship deploy` first")
+    built, version = target._build(opts)
+    with target._locked(cluster, "canary start", opts), _edges(target) as edges:
+        before = target._live_release(cluster)
+        tracks = _start(target, cluster, source, edges, _rules(target, "", weight, rules_args),
+                        built, version)
+        if isinstance(tracks, Report):
+            _recorded(target, cluster, tracks, before)
+            raise ApplyError(f"canary {tracks.release} is unhealthy: {tracks.reason}; "
+                             "it was deleted, stable serves")
+        return tracks.rules
+
+
+def _running(target: KubeTarget, cluster: Cluster, edges: list[Transport]) -> EdgeTracks:
+    """The canary that runs, as its Deployment's state says."""
+    app = target._cfg.app.name
+    d = cluster.deployment(f"{app}-canary")
+    raw = ((d or {}).get("metadata", {}).get("annotations") or {}).get(STATE)
+    if d is None or not raw:
+        raise UsageError(f"no canary runs: deployment/{app}-canary is not there"
+                         if d is None else f"deployment/{app}-canary has no routing yet "
+                                           "(its start is under way or failed)",
+                         hint="start one with `goship deploy ENV --canary` or "
+                              "`goship canary start ENV`")
+    state = json.loads(raw)
+    containers = d["spec"]["template"]["spec"]["containers"]
+    tracks = EdgeTracks(target, cluster, edges, Rules.from_dict(state["rules"]),
+                        containers[0]["image"])
+    tracks.state = state
+    tracks.offsets = {e.name: int(state.get("offsets", {}).get(e.name, 0)) for e in edges}
+    return tracks
+
+
+def set_weight(target: KubeTarget, weight: float) -> Rules:
+    cluster = target._cluster()
+    with _edges(target) as edges:
+        return _running(target, cluster, edges).set_weight(weight)
+
+
+def rules(target: KubeTarget) -> Rules:
+    cluster = target._cluster()
+    with _edges(target) as edges:
+        return _running(target, cluster, edges).rules
+
+
+def status(target: KubeTarget) -> dict[str, Any]:
+    """Rules, weight and each track's numbers on the edges since the canary started."""
+    cluster = target._cluster()
+    with _edges(target) as edges:
+        tracks = _running(target, cluster, edges)
+        t = tracks.tally()
+        return {"rules": tracks.rules.as_dict(), "stable": (tracks.state or {}).get("stable"),
+                "canary": t.canary.summary(), "stable_numbers": t.stable.summary(),
+                "hosts": [e.name for e in edges], "started": (tracks.state or {}).get("started")}
+
+
+def promote(target: KubeTarget, opts: dict[str, Any]) -> str:
+    """`goship canary promote ENV`: stable rolled to the canary's release, then the
+    canary goes. The release promoted."""
+    cluster = target._cluster()
+    start_t = time.monotonic()
+    with target._locked(cluster, "canary promote", opts), _edges(target) as edges:
+        tracks = _running(target, cluster, edges)
+        before = target._live_release(cluster)
+        try:
+            tracks.promote()
+            report = Report("canary promote", True, tracks.rules.release, "promoted")
+        except ApplyError as e:
+            report = Report("canary promote", False, tracks.rules.release, e.message)
+        report.seconds = time.monotonic() - start_t
+        _recorded(target, cluster, report, before)
+        if not report.ok:
+            raise ApplyError(report.reason)
+        target._prune(cluster)
+        return tracks.rules.release
+
+
 def abort(target: KubeTarget) -> float:
     """`goship canary abort ENV` on a cluster: weight 0 on every edge, the canary
     deleted. Seconds to weight 0."""
-    from goship.deploy import lb
-    from goship.deploy.engine import Outcome
-
     cfg = target._cfg
     app = cfg.app.name
     cluster = target._cluster()
     if cluster.deployment(f"{app}-canary") is None and cluster.service(f"{app}-canary") is None:
         raise UsageError(f"no canary runs: deployment/{app}-canary is not there")
-    edges = lb.transports(target.env) if cfg.proxy.lb.hosts else []
     # No lock, as on hosts: an abort is the way out of a walk that holds it (whose next
     # guard then finds no canary pod and stops).
-    try:
+    with _edges(target) as edges:
         tracks = EdgeTracks(target, cluster, edges, Rules(
             release=plan.release_of(cluster.deployment(f"{app}-canary") or {}) or "-",
             color="canary"))
         before = target._live_release(cluster)
         seconds = tracks.abort("aborted by hand")
-        target._record(cluster, Outcome("canary abort", target.env.name,
-                                        tracks.rules.release, {}, True, seconds), before)
+        _recorded(target, cluster, Report("canary abort", True, tracks.rules.release,
+                                          "aborted by hand", seconds=seconds), before)
         return seconds
-    finally:
-        for edge_t in edges:
-            edge_t.close()

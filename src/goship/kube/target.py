@@ -590,6 +590,7 @@ class KubeTarget(DeployTarget):
         node = cluster.node_address() if node_port else None
         url = (f"http://{node}:{node_port}/" if node else
                f"http://{ip}/" if ip else None)
+        edges = self._edge_urls()
         return {
             "target": "kubernetes", "namespace": cluster.namespace, "deployment": name,
             "strategy": self._strategy, "color": color, "standby": standby,
@@ -598,10 +599,38 @@ class KubeTarget(DeployTarget):
             "desired": plan.replicas_of(d),
             "ready": plan.ready_of(d),
             "nodes": dict(sorted(nodes.items())),
-            "url": url, "cluster_ip": ip,
+            # goship's edge, when there is one, is where users come in
+            "url": edges[0] if edges else url, "cluster_ip": ip, "edges": edges,
+            "canary": self._canary_state(cluster),
             "hpa": plan.hpa_state(cluster.hpa(app)),
             "last": self._last(cluster),
         }
+
+    def _edge_urls(self) -> list[str]:
+        """proxy.lb.hosts as users reach them (goship's edge in front of the Services)."""
+        from goship.config.validators import split_host
+        from goship.lab.layout import HostLayout
+
+        lb = self._cfg.proxy.lb
+        cluster_cfg = self.env.target.kubernetes
+        lab = cluster_cfg is not None and cluster_cfg.lab
+        return [f"http://{HostLayout(int(h[1:])).addr if lab else split_host(h)[1]}"
+                f":{lb.listen}/" for h in lb.hosts]
+
+    def _canary_state(self, cluster: Cluster) -> dict[str, Any] | None:
+        """A canary beside stable (goship.kube.canary): its release, pods, weight."""
+        import json
+
+        from goship.kube.canary import STATE
+
+        d = cluster.deployment(f"{self._cfg.app.name}-canary")
+        if d is None:
+            return None
+        raw = (d.get("metadata", {}).get("annotations") or {}).get(STATE)
+        rules = json.loads(raw).get("rules", {}) if raw else {}
+        return {"release": plan.release_of(d), "ready": plan.ready_of(d),
+                "desired": plan.replicas_of(d), "weight": rules.get("weight"),
+                "rules": len(rules.get("rules") or [])}
 
     def _last(self, cluster: Cluster) -> dict[str, Any] | None:
         """The journal's last entry; None when there is none or it cannot be read (status
