@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -11,15 +12,33 @@ from goship.cli.common import json_option, load_env
 from goship.errors import EXIT_FAILED, UsageError
 from goship.ui import ui
 
+T = TypeVar("T")
 
-def _cluster(project: Any, environment: Any) -> Any:
-    """The Kubernetes target when ENV is a cluster (its canary runs behind goship's edge:
-    goship.kube.canary), else None."""
-    if environment.target.kubernetes is None:
-        return None
-    from goship.kube.target import KubeTarget
 
-    return KubeTarget(project, environment)
+def _on(ctx: click.Context, env: str, on_cluster: Callable[[Any], T],
+        on_hosts: Callable[[Any, list[Any]], T], *, force: bool = False) -> T:
+    """A canary command on ENV's cluster (`on_cluster(KubeTarget)`: goship.kube.canary,
+    behind goship's edge) or on its hosts (`on_hosts(CanaryEngine, hosts)`, connected and
+    closed here)."""
+    from goship.canary.engine import CanaryEngine
+    from goship.deploy.engine import close, connect
+
+    project, environment = load_env(ctx, env)
+    if environment.target.kubernetes is not None:
+        from goship.kube.target import KubeTarget
+
+        return on_cluster(KubeTarget(project, environment))
+    hosts = connect(environment)
+    try:
+        return on_hosts(CanaryEngine(project, environment, force=force), hosts)
+    finally:
+        close(hosts)
+
+
+def _kube() -> Any:
+    from goship.kube import canary as kube_canary
+
+    return kube_canary
 
 
 def _weight(value: float) -> float:
@@ -79,31 +98,22 @@ def start(ctx: click.Context, env: str, weight: float, headers: tuple[str, ...],
     Example:
       goship canary start production --weight 10 --header-regex User-Agent=Mobile
     """
-    from goship.canary.engine import CanaryEngine, parse_allow, parse_rules
-    from goship.deploy.engine import close, connect
+    from goship.canary.engine import parse_allow, parse_rules
 
-    project, environment = load_env(ctx, env)
     ids, cidrs = parse_allow(allow)
     rules_args = {"rules": parse_rules(headers, header_regex, cookies), "allow_ids": ids,
                   "allow_cidrs": cidrs}
-    cluster = _cluster(project, environment)
-    if cluster is not None:
-        from goship.kube import canary as kube_canary
+    w = _weight(weight)
 
-        rules = kube_canary.start(cluster, rules_args, _weight(weight), {
-            "allow_dirty": allow_dirty, "skip_checks": skip_checks, "force": force})
-        ui.out(f"canary {rules.release} beside stable on the cluster, weight "
-               f"{rules.weight:g}%, {len(rules.rules)} rule(s)")
-        return
-    hosts = connect(environment)
-    try:
-        rules = CanaryEngine(project, environment, force=force).start(
-            hosts, rules_args, _weight(weight), allow_dirty=allow_dirty,
-            skip_checks=skip_checks)
-    finally:
-        close(hosts)
-    ui.out(f"canary {rules.release} on {rules.color} of {len(hosts)} host(s), weight "
-           f"{rules.weight:g}%, {len(rules.rules)} rule(s)")
+    def on_hosts(engine: Any, hosts: list[Any]) -> tuple[Any, str]:
+        rules = engine.start(hosts, rules_args, w, allow_dirty=allow_dirty,
+                             skip_checks=skip_checks)
+        return rules, f"on {rules.color} of {len(hosts)} host(s)"
+
+    rules, where = _on(ctx, env, lambda k: (_kube().start(k, rules_args, w, {
+        "allow_dirty": allow_dirty, "skip_checks": skip_checks, "force": force}),
+        "beside stable on the cluster"), on_hosts, force=force)
+    ui.out(f"canary {rules.release} {where}, weight {rules.weight:g}%, {len(rules.rules)} rule(s)")
 
 
 @canary.command("set-weight")
@@ -117,23 +127,11 @@ def set_weight(ctx: click.Context, env: str, weight: float) -> None:
     Example:
       goship canary set-weight production 25
     """
-    from goship.canary.engine import CanaryEngine
-    from goship.deploy.engine import close, connect
-
-    project, environment = load_env(ctx, env)
-    cluster = _cluster(project, environment)
-    if cluster is not None:
-        from goship.kube import canary as kube_canary
-
-        rules = kube_canary.set_weight(cluster, _weight(weight))
-        ui.out(f"canary {rules.release}: weight {rules.weight:g}% on every edge")
-        return
-    hosts = connect(environment)
-    try:
-        rules = CanaryEngine(project, environment).set_weight(hosts, _weight(weight))
-    finally:
-        close(hosts)
-    ui.out(f"canary {rules.release}: weight {rules.weight:g}% on {len(hosts)} host(s)")
+    w = _weight(weight)
+    rules, where = _on(ctx, env, lambda k: (_kube().set_weight(k, w), "every edge"),
+                       lambda engine, hosts: (engine.set_weight(hosts, w),
+                                              f"{len(hosts)} host(s)"))
+    ui.out(f"canary {rules.release}: weight {rules.weight:g}% on {where}")
 
 
 @canary.command()
@@ -147,21 +145,8 @@ def status(ctx: click.Context, env: str, as_json: bool) -> None:
     Example:
       goship canary status production --json
     """
-    from goship.canary.engine import CanaryEngine
-    from goship.deploy.engine import close, connect
-
-    project, environment = load_env(ctx, env)
-    cluster = _cluster(project, environment)
-    if cluster is not None:
-        from goship.kube import canary as kube_canary
-
-        data = kube_canary.status(cluster)
-    else:
-        hosts = connect(environment)
-        try:
-            data = CanaryEngine(project, environment).status(hosts)
-        finally:
-            close(hosts)
+    data = _on(ctx, env, lambda k: _kube().status(k),
+               lambda engine, hosts: engine.status(hosts))
     if as_json:
         ui.out(json.dumps(data, indent=2))
         return
@@ -189,24 +174,12 @@ def promote(ctx: click.Context, env: str) -> None:
     Example:
       goship canary promote production
     """
-    from goship.canary.engine import CanaryEngine
-    from goship.deploy.engine import close, connect
-
-    project, environment = load_env(ctx, env)
-    cluster = _cluster(project, environment)
-    if cluster is not None:
-        from goship.kube import canary as kube_canary
-
-        release = kube_canary.promote(cluster, {})
-        ui.out(f"promoted {release}: deployment/{environment.config.app.name} runs it; "
-               "the canary is deleted")
-        return
-    hosts = connect(environment)
-    try:
-        CanaryEngine(project, environment).promote(hosts)
-    finally:
-        close(hosts)
-    ui.out(f"promoted on {len(hosts)} host(s)")
+    app = load_env(ctx, env)[1].config.app.name
+    ui.out(_on(ctx, env,
+               lambda k: f"promoted {_kube().promote(k, {})}: deployment/{app} runs it; "
+                         "the canary is deleted",
+               lambda engine, hosts: (engine.promote(hosts),
+                                      f"promoted on {len(hosts)} host(s)")[1]))
 
 
 @canary.command()
@@ -219,23 +192,11 @@ def abort(ctx: click.Context, env: str) -> None:
     Example:
       goship canary abort production
     """
-    from goship.canary.engine import CanaryEngine
-    from goship.deploy.engine import close, connect
-
-    project, environment = load_env(ctx, env)
-    cluster = _cluster(project, environment)
-    if cluster is not None:
-        from goship.kube import canary as kube_canary
-
-        seconds = kube_canary.abort(cluster)
-        ui.out(f"aborted: weight 0 on every edge in {seconds:.2f}s; canary deleted")
-        return
-    hosts = connect(environment)
-    try:
-        seconds = CanaryEngine(project, environment).abort(hosts, "aborted by hand")
-    finally:
-        close(hosts)
-    ui.out(f"aborted: weight 0 on {len(hosts)} host(s) in {seconds:.2f}s; canary stopped")
+    seconds, where, gone = _on(
+        ctx, env, lambda k: (_kube().abort(k), "every edge", "canary deleted"),
+        lambda engine, hosts: (engine.abort(hosts, "aborted by hand"),
+                               f"{len(hosts)} host(s)", "canary stopped"))
+    ui.out(f"aborted: weight 0 on {where} in {seconds:.2f}s; {gone}")
 
 
 @canary.command()
@@ -254,22 +215,10 @@ def explain(ctx: click.Context, env: str, headers: tuple[str, ...], cookies: tup
       goship canary explain production --header X-App-Version=beta
       goship canary explain production --cookie goship_id=3f2a... --ip 10.1.2.3
     """
-    from goship.canary.engine import CanaryEngine
     from goship.canary.routing import Request, decide
-    from goship.deploy.engine import close, connect
 
-    project, environment = load_env(ctx, env)
-    cluster = _cluster(project, environment)
-    if cluster is not None:
-        from goship.kube import canary as kube_canary
-
-        rules = kube_canary.rules(cluster)
-    else:
-        hosts = connect(environment)
-        try:
-            rules = CanaryEngine(project, environment)._rules(hosts[:1])
-        finally:
-            close(hosts)
+    rules = _on(ctx, env, lambda k: _kube().rules(k),
+                lambda engine, hosts: engine._rules(hosts[:1]))
     req = Request(headers=dict(h.split("=", 1) for h in headers if "=" in h),
                   cookies=dict(c.split("=", 1) for c in cookies if "=" in c), ip=ip)
     track, why = decide(rules, req)
@@ -307,11 +256,10 @@ def run_canary_deploy(ctx: click.Context, env: str, steps: str | None,
         except ValidationError as e:
             raise UsageError(f"canary options: {e.errors()[0]['msg']}") from None
         object.__setattr__(environment.config, "canary", th)
-    cluster = _cluster(project, environment)
-    if cluster is not None:
-        from goship.kube import canary as kube_canary
+    if environment.target.kubernetes is not None:
+        from goship.kube.target import KubeTarget
 
-        report = kube_canary.run(cluster, th.steps, {
+        report = _kube().run(KubeTarget(project, environment), th.steps, {
             "allow_dirty": allow_dirty, "skip_checks": skip_checks, "force": force})
         _say(ctx, report, as_json, "edge")
         return

@@ -109,24 +109,25 @@ class Cluster:
             raise ApplyError(f"annotate deployment/{deployment}: {e.status.message}") from None
 
     def delete_deployment(self, name: str) -> None:
-        from lightkube import ApiError
         from lightkube.resources.apps_v1 import Deployment
 
-        try:
-            self.client.delete(Deployment, name)
-        except ApiError as e:
-            if e.status.code != 404:
-                raise ApplyError(f"delete deployment/{name}: {e.status.message}") from None
+        self._delete(Deployment, name)
 
     def delete_service(self, name: str) -> None:
-        from lightkube import ApiError
         from lightkube.resources.core_v1 import Service
 
+        self._delete(Service, name)
+
+    def _delete(self, resource: Any, name: str) -> None:
+        """Deletes one object; one already gone is not an error."""
+        from lightkube import ApiError
+
         try:
-            self.client.delete(Service, name)
+            self.client.delete(resource, name)
         except ApiError as e:
             if e.status.code != 404:
-                raise ApplyError(f"delete service/{name}: {e.status.message}") from None
+                raise ApplyError(f"delete {resource.__name__.lower()}/{name}: "
+                                 f"{e.status.message}") from None
 
     def pod_get(self, pod: str, port: int, path: str, timeout: float) -> tuple[int, str]:
         """service_get for one pod (`/api/v1/namespaces/NS/pods/NAME:PORT/proxy/PATH`):
@@ -183,14 +184,9 @@ class Cluster:
                        for s in self.client.list(Secret, labels=_managed(app))]
 
     def delete_env(self, kind: str, name: str) -> None:
-        from lightkube import ApiError
         from lightkube.resources.core_v1 import ConfigMap, Secret
 
-        try:
-            self.client.delete(ConfigMap if kind == "ConfigMap" else Secret, name)
-        except ApiError as e:
-            if e.status.code != 404:
-                raise ApplyError(f"delete {kind.lower()}/{name}: {e.status.message}") from None
+        self._delete(ConfigMap if kind == "ConfigMap" else Secret, name)
 
     def service_get(self, service: str, port: str, path: str,
                     timeout: float) -> tuple[int, str]:
