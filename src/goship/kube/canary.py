@@ -147,13 +147,10 @@ class EdgeTracks:
 
     def remove(self) -> None:
         time.sleep(0.5)  # requests routed just before the weight went to 0 finish
-        for kind, name in (("deployment", f"{self.app}-canary"),
-                           ("service", f"{self.app}-canary")):
-            if kind == "deployment":
-                self.cluster.delete_deployment(name)
-            else:
-                self.cluster.delete_service(name)
-            ui.info(f"deleted {kind}/{name}")
+        name = f"{self.app}-canary"
+        self.cluster.delete_deployment(name)
+        self.cluster.delete_service(name)
+        ui.info(f"deleted deployment/{name} and service/{name}")
 
     def abort(self, reason: str) -> float:
         ui.warn(f"canary {self.rules.release}: aborting: {reason}")
