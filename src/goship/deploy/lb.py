@@ -260,6 +260,9 @@ def uninstall(env: Environment) -> list[str]:
             res = t.run(Cmd.of("sh", "-c", UNINSTALL, "goship-lb-remove",
                                render_lb.site_path(app), render_lb.token_path(app),
                                DEFAULT_SITE_OFF, DEFAULT_SITE))
+            if res.ok and env.target.kubernetes is not None:  # the edge's control socket
+                res = t.run(Cmd.of("rm", "-rf", "--", render_edge.tmpfiles_path(app),
+                                   render_edge.control_dir(app)))
             if res.ok:
                 lines.append(f"{spec}: balancer site removed")
             else:

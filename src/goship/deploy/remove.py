@@ -533,10 +533,27 @@ rmdir "$1/shared" 2>/dev/null; rmdir "$1" 2>/dev/null; exit 0
 """
 
 
+def confirm(app: str, env: str, where: str, ask: Callable[[str], str] | None,
+            tty: bool | None) -> None:
+    """The app's name typed back, on a terminal; else refused with nothing changed."""
+    interactive = sys.stdin.isatty() if tty is None else tty
+    if not interactive:
+        raise UsageError(f"remove {app} from {env}: no terminal to confirm on, nothing was "
+                         "changed", hint="pass --yes to remove without asking")
+    answer = (ask or input)(f"Remove {app} from {where}? Type the app name to confirm: ")
+    if answer.strip() != app:
+        raise ApplyError(f"not confirmed (expected {app!r}): nothing was changed")
+
+
 def remove(project: Project, env: Environment, *, yes: bool = False, dry_run: bool = False,
            purge_data: bool = False, force: bool = False,
            ask: Callable[[str], str] | None = None, tty: bool | None = None) -> int:
     """Plan, print, confirm, then remove. Returns the exit code."""
+    if env.target.kubernetes is not None:
+        from goship.kube.remove import remove as remove_from_cluster
+
+        return remove_from_cluster(project, env, yes=yes, dry_run=dry_run, force=force,
+                                   ask=ask, tty=tty)
     from goship.deploy.engine import parallel
     from goship.targets import addresses, transports
 
@@ -578,15 +595,8 @@ def remove(project: Project, env: Environment, *, yes: bool = False, dry_run: bo
             ui.out(f"nothing of {app} to remove on {env.name}")
             return 0
         if not yes:
-            interactive = sys.stdin.isatty() if tty is None else tty
-            if not interactive:
-                raise UsageError(f"remove {app} from {env.name}: no terminal to confirm on, "
-                                 "nothing was changed", hint="pass --yes to remove without "
-                                 "asking")
-            answer = (ask or input)(f"Remove {app} from every host of {env.name} "
-                                    f"({len(plans)} host(s))? Type the app name to confirm: ")
-            if answer.strip() != app:
-                raise ApplyError(f"not confirmed (expected {app!r}): nothing was changed")
+            confirm(app, env.name, f"every host of {env.name} ({len(plans)} host(s))", ask,
+                    tty)
         code = _apply(project, env, paths, reached, fleet_plan, force)
         if code == 0:
             for line in lb.uninstall(env):

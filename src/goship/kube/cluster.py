@@ -183,6 +183,47 @@ class Cluster:
         return maps + [("Secret", s.to_dict()["metadata"]["name"])
                        for s in self.client.list(Secret, labels=_managed(app))]
 
+    def app_objects(self, app: str) -> list[tuple[str, str]]:
+        """(kind, name) of everything goship made for the app in the namespace, in the
+        order a removal deletes them: what serves first, its environment and journal last."""
+        from lightkube import ApiError
+        from lightkube.resources.apps_v1 import Deployment
+        from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
+        from lightkube.resources.core_v1 import ConfigMap, Service
+        from lightkube.resources.policy_v1 import PodDisruptionBudget
+
+        found = []
+        kinds: tuple[Any, ...] = (HorizontalPodAutoscaler, PodDisruptionBudget, Service,
+                                  Deployment)
+        for kind in kinds:
+            found += [(kind.__name__, str(o.metadata.name))
+                      for o in self.client.list(kind, labels=_managed(app))]
+        found += self.env_objects(app)
+        try:
+            self.client.get(ConfigMap, journal_name(app))
+            found.append(("ConfigMap", journal_name(app)))
+        except ApiError as e:
+            if e.status.code != 404:
+                raise ApplyError(f"get configmap/{journal_name(app)}: {e.status.message}"
+                                 ) from None
+        return found
+
+    def delete(self, kind: str, name: str) -> None:
+        """One object of app_objects' kinds; one already gone is not an error."""
+        from lightkube.resources.apps_v1 import Deployment
+        from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
+        from lightkube.resources.core_v1 import ConfigMap, Secret, Service
+        from lightkube.resources.policy_v1 import PodDisruptionBudget
+
+        kinds = {k.__name__: k for k in (Deployment, HorizontalPodAutoscaler, ConfigMap,
+                                         Secret, Service, PodDisruptionBudget)}
+        self._delete(kinds[kind], name)
+
+    def delete_lease(self, name: str) -> None:
+        r = self._raw("DELETE", self._leases(name))
+        if r.status_code not in (200, 202, 404):
+            raise ApplyError(f"delete lease/{name}: HTTP {r.status_code}: {_reason(r)}")
+
     def delete_env(self, kind: str, name: str) -> None:
         from lightkube.resources.core_v1 import ConfigMap, Secret
 
