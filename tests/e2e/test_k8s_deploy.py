@@ -986,6 +986,11 @@ def test_a_canary_by_hand_routes_by_header_then_weight_and_is_promoted(
     assert numbers["canary"]["requests"] == 1, numbers
     assert numbers["rules"]["rules"][0]["name"] == "X-Beta"
     assert numbers["stable"] == "v3.0.0"
+    # stable does not change under a running canary, as on hosts
+    for argv in (("rollback", "k8s"), ("deploy", "k8s", "--skip-checks")):
+        refused = run_cli(*argv, cwd=canary_project.root)
+        assert refused.code == 2, refused.out + refused.err
+        assert "a canary" in refused.err, refused.err
     explain = run_cli("canary", "explain", "k8s", "--header", "X-Beta=1",
                       cwd=canary_project.root)
     assert explain.out.strip() == "canary: header rule X-Beta = 1", explain.out

@@ -404,3 +404,10 @@ def test_the_rules_offsets_and_image_come_back_from_the_deployment() -> None:
     assert again.rules.rules == rules.rules
     assert again.state is not None
     assert again.state["offsets"] == {"h1": 1234}
+
+
+def test_stable_does_not_change_under_a_running_canary() -> None:
+    with pytest.raises(UsageError) as e:
+        target()._refuse_during_canary(FakeCluster({"shop-canary": canary_deployment()}))
+    assert e.value.message == "a canary runs: deployment/shop-canary"
+    target()._refuse_during_canary(FakeCluster({}))  # none: nothing refused

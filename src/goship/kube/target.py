@@ -54,6 +54,7 @@ class KubeTarget(DeployTarget):
             self._registry()  # a login without its password: one line, before the build
         start = time.monotonic()
         cluster = self._cluster()
+        self._refuse_during_canary(cluster)
         built, version = self._build(opts)
         if opts.get("dry_run"):
             return self._preview(cluster, built, version)
@@ -82,6 +83,14 @@ class KubeTarget(DeployTarget):
             return self._record(cluster, Outcome(
                 "deploy", self.env.name, version, self._hosts(self._status(cluster), version),
                 True, time.monotonic() - start), before)
+
+    def _refuse_during_canary(self, cluster: Cluster) -> None:
+        """As on hosts: stable does not change under a running canary (goship.kube.canary
+        promotes it, or aborts it)."""
+        name = f"{self._cfg.app.name}-canary"
+        if cluster.deployment(name) is not None:
+            raise UsageError(f"a canary runs: deployment/{name}",
+                             hint="`goship canary promote` or `goship canary abort` it first")
 
     @property
     def _strategy(self) -> str:
@@ -483,6 +492,7 @@ class KubeTarget(DeployTarget):
 
         start = time.monotonic()
         cluster = self._cluster()
+        self._refuse_during_canary(cluster)
         if opts.get("dry_run"):
             return (self._back(cluster, to) if self._strategy == "bluegreen"
                     else self._rollback_plan(cluster, to))
