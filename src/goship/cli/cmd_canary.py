@@ -174,12 +174,15 @@ def promote(ctx: click.Context, env: str) -> None:
     Example:
       goship canary promote production
     """
-    app = load_env(ctx, env)[1].config.app.name
-    ui.out(_on(ctx, env,
-               lambda k: f"promoted {_kube().promote(k, {})}: deployment/{app} runs it; "
-                         "the canary is deleted",
-               lambda engine, hosts: (engine.promote(hosts),
-                                      f"promoted on {len(hosts)} host(s)")[1]))
+    def on_cluster(k: Any) -> str:
+        return (f"promoted {_kube().promote(k, {})}: deployment/{k._cfg.app.name} runs it; "
+                "the canary is deleted")
+
+    def on_hosts(engine: Any, hosts: list[Any]) -> str:
+        engine.promote(hosts)
+        return f"promoted on {len(hosts)} host(s)"
+
+    ui.out(_on(ctx, env, on_cluster, on_hosts))
 
 
 @canary.command()

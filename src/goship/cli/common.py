@@ -12,11 +12,17 @@ if TYPE_CHECKING:
 
 
 def load_project(ctx: click.Context) -> Project:
+    """goship.toml, loaded and validated once per command (a command that asks twice,
+    as deploy does to choose its path, gets the same Project)."""
     from goship.config import find_config, load
 
     root = ctx.find_root()
-    path: Path | None = root.obj
-    return load(path if path is not None else find_config())
+    cached: Project | None = root.meta.get("goship.project")
+    if cached is None:
+        path: Path | None = root.obj
+        cached = load(path if path is not None else find_config())
+        root.meta["goship.project"] = cached
+    return cached
 
 
 def load_env(ctx: click.Context, name: str) -> tuple[Project, Environment]:

@@ -76,6 +76,13 @@ def decide(app: str, stable: dict[str, Any] | None, colors: dict[str, Any],
     return Start("canary", f"against stable {live or 'unknown'}")
 
 
+def state_of(canary: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The state saved on the canary's Deployment (EdgeTracks.save), None before its
+    routing is set."""
+    raw = ((canary or {}).get("metadata", {}).get("annotations") or {}).get(STATE)
+    return dict(json.loads(raw)) if raw else None
+
+
 def broken(pods: list[plan.Pod]) -> str | None:
     """Pure: why the canary's pods are not serving (the fast guard), or None."""
     live = [p for p in pods if not p.terminating]
@@ -93,13 +100,15 @@ class EdgeTracks:
     """canary.walk's calls on a cluster behind goship's edge."""
 
     def __init__(self, target: KubeTarget, cluster: Cluster, edges: list[Transport],
-                 rules: Rules, image: str = "") -> None:
+                 rules: Rules, image: str = "", state: dict[str, Any] | None = None) -> None:
         self.target, self.cluster, self.edges, self.rules = target, cluster, edges, rules
         self.image = image  # the digest reference promote rolls stable to
         app = target._cfg.app.name
         self.app, self.log, self.socket = app, render_lb.access_log(app), edge.control_socket(app)
-        self.state: dict[str, Any] | None = None
-        self.offsets = {e.name: metrics.log_size_at(e, self.log) for e in edges}
+        self.state = state  # as saved on the canary's Deployment
+        # Where each edge's numbers for this canary start (tally reads from there on).
+        self.offsets = {e.name: int((state or {}).get("offsets", {}).get(e.name, 0))
+                        for e in edges}
         self.done = False  # promoted, or taken down by promote's failure
 
     def _each(self, method: str, body: str | None = None) -> None:
@@ -163,9 +172,9 @@ class EdgeTracks:
         """Until the stable pods of the old release have left (preStop and drain): the
         canary's clients, sent back to stable next, never meet the old release again.
         Bounded by the pods' grace period; past it, the promotion goes on."""
-        cfg = self.target._cfg
-        grace = max(1, round(cfg.run.drain_timeout)) + cfg.kubernetes.pre_stop_seconds + 5
-        deadline = time.monotonic() + grace + 10
+        from goship.render.kubernetes import grace_seconds
+
+        deadline = time.monotonic() + grace_seconds(self.target._cfg) + 10
         while True:
             old = [p["metadata"]["name"] for p in self.cluster.pods(
                 self.target._selector("stable"))
@@ -240,7 +249,7 @@ def run(target: KubeTarget, steps: list[float], opts: dict[str, Any]) -> Report:
 
     source = _check(target)
     app, env = target._cfg.app.name, target.env
-    start = time.monotonic()
+    began = time.monotonic()
     cluster = target._cluster()
     first = decide(app, cluster.deployment(app), target._colors(cluster),
                    cluster.deployment(f"{app}-canary"), None)
@@ -254,7 +263,7 @@ def run(target: KubeTarget, steps: list[float], opts: dict[str, Any]) -> Report:
                 ui.info(line)
         return Report("deploy", outcome.ok, outcome.release,
                       first.reason if outcome.ok else str(outcome.failure), {},
-                      time.monotonic() - start)
+                      time.monotonic() - began)
     rules = _rules(target, "", steps[0], {})
     built, version = target._build(opts)
     with target._locked(cluster, "canary", opts), _edges(target) as edges:
@@ -269,7 +278,7 @@ def run(target: KubeTarget, steps: list[float], opts: dict[str, Any]) -> Report:
                 if not tracks.done:
                     _best_effort(tracks, f"the walk stopped: {stopped!r}")
                 raise
-        report.seconds = time.monotonic() - start
+        report.seconds = time.monotonic() - began
         _recorded(target, cluster, report, before)
         return report
 
@@ -290,7 +299,7 @@ def _recorded(target: KubeTarget, cluster: Cluster, report: Report,
     target._record(cluster, Outcome(report.action, target.env.name, report.release, {},
                                     report.ok, report.seconds,
                                     failure=None if report.ok else report.reason), before)
-    if report.ok and report.action == "canary":
+    if report.ok and report.action in ("canary", "canary promote"):  # a release promoted
         target._prune(cluster)
 
 
@@ -301,6 +310,7 @@ def _start(target: KubeTarget, cluster: Cluster, source: str, edges: list[Transp
     is deleted (a Report says why); nothing was routed to it."""
     from goship.deploy import lb
     from goship.deploy.engine import env_values
+    from goship.deploy.host import now
     from goship.render.kubernetes import render_kubernetes
 
     cfg, env = target._cfg, target.env
@@ -326,8 +336,10 @@ def _start(target: KubeTarget, cluster: Cluster, source: str, edges: list[Transp
         tracks.remove()
         return Report("canary", False, version, reason)
     try:
+        # its numbers start here: what each edge's log holds now came before it
+        tracks.offsets = {e.name: metrics.log_size_at(e, tracks.log) for e in edges}
         tracks.save(offsets=tracks.offsets, stable=plan.release_of(
-            cluster.deployment(app) or {}), started=_now())
+            cluster.deployment(app) or {}), started=now())
         tracks.route(rules)
     except BaseException:
         _best_effort(tracks, "routing to it failed")
@@ -336,12 +348,6 @@ def _start(target: KubeTarget, cluster: Cluster, source: str, edges: list[Transp
             f"{', '.join(e.name for e in edges)}"
             + (f", {len(rules.rules)} rule(s)" if rules.rules else ""))
     return tracks
-
-
-def _now() -> str:
-    from goship.deploy.host import now
-
-    return now()
 
 
 def _best_effort(tracks: EdgeTracks, reason: str) -> None:
@@ -382,20 +388,16 @@ def _running(target: KubeTarget, cluster: Cluster, edges: list[Transport]) -> Ed
     """The canary that runs, as its Deployment's state says."""
     app = target._cfg.app.name
     d = cluster.deployment(f"{app}-canary")
-    raw = ((d or {}).get("metadata", {}).get("annotations") or {}).get(STATE)
-    if d is None or not raw:
+    state = state_of(d)
+    if d is None or state is None:
         raise UsageError(f"no canary runs: deployment/{app}-canary is not there"
                          if d is None else f"deployment/{app}-canary has no routing yet "
                                            "(its start is under way or failed)",
                          hint="start one with `goship deploy ENV --canary` or "
                               "`goship canary start ENV`")
-    state = json.loads(raw)
     containers = d["spec"]["template"]["spec"]["containers"]
-    tracks = EdgeTracks(target, cluster, edges, Rules.from_dict(state["rules"]),
-                        containers[0]["image"])
-    tracks.state = state
-    tracks.offsets = {e.name: int(state.get("offsets", {}).get(e.name, 0)) for e in edges}
-    return tracks
+    return EdgeTracks(target, cluster, edges, Rules.from_dict(state["rules"]),
+                      containers[0]["image"], state)
 
 
 def set_weight(target: KubeTarget, weight: float) -> Rules:
@@ -425,7 +427,7 @@ def promote(target: KubeTarget, opts: dict[str, Any]) -> str:
     """`goship canary promote ENV`: stable rolled to the canary's release, then the
     canary goes. The release promoted."""
     cluster = target._cluster()
-    start_t = time.monotonic()
+    began = time.monotonic()
     with target._locked(cluster, "canary promote", opts), _edges(target) as edges:
         tracks = _running(target, cluster, edges)
         before = target._live_release(cluster)
@@ -434,11 +436,10 @@ def promote(target: KubeTarget, opts: dict[str, Any]) -> str:
             report = Report("canary promote", True, tracks.rules.release, "promoted")
         except ApplyError as e:
             report = Report("canary promote", False, tracks.rules.release, e.message)
-        report.seconds = time.monotonic() - start_t
+        report.seconds = time.monotonic() - began
         _recorded(target, cluster, report, before)
         if not report.ok:
             raise ApplyError(report.reason)
-        target._prune(cluster)
         return tracks.rules.release
 
 
@@ -448,14 +449,14 @@ def abort(target: KubeTarget) -> float:
     cfg = target._cfg
     app = cfg.app.name
     cluster = target._cluster()
-    if cluster.deployment(f"{app}-canary") is None and cluster.service(f"{app}-canary") is None:
+    d = cluster.deployment(f"{app}-canary")
+    if d is None and cluster.service(f"{app}-canary") is None:
         raise UsageError(f"no canary runs: deployment/{app}-canary is not there")
     # No lock, as on hosts: an abort is the way out of a walk that holds it (whose next
     # guard then finds no canary pod and stops).
     with _edges(target) as edges:
         tracks = EdgeTracks(target, cluster, edges, Rules(
-            release=plan.release_of(cluster.deployment(f"{app}-canary") or {}) or "-",
-            color="canary"))
+            release=plan.release_of(d or {}) or "-", color="canary"))
         before = target._live_release(cluster)
         seconds = tracks.abort("aborted by hand")
         _recorded(target, cluster, Report("canary abort", True, tracks.rules.release,

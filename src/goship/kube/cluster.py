@@ -224,10 +224,6 @@ class Cluster:
         if r.status_code not in (200, 202, 404):
             raise ApplyError(f"delete lease/{name}: HTTP {r.status_code}: {_reason(r)}")
 
-    def delete_env(self, kind: str, name: str) -> None:
-        from lightkube.resources.core_v1 import ConfigMap, Secret
-
-        self._delete(ConfigMap if kind == "ConfigMap" else Secret, name)
 
     def service_get(self, service: str, port: str, path: str,
                     timeout: float) -> tuple[int, str]:

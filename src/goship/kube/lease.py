@@ -55,12 +55,17 @@ def decide(lease: dict[str, Any] | None, now: float, *, force: bool,
                     else f"heartbeat {age:.0f}s ago")
 
 
+def lease_name(app: str) -> str:
+    """The app's deploy lock in its namespace."""
+    return f"goship-{app}"
+
+
 class LeaseLock:
     def __init__(self, cluster: Cluster, app: str, command: str, ttl: float,
                  force: bool) -> None:
         from goship.deploy.host import now, who
 
-        self.cluster, self.name, self.ttl, self.force = cluster, f"goship-{app}", ttl, force
+        self.cluster, self.name, self.ttl, self.force = cluster, lease_name(app), ttl, force
         self.token = secrets.token_hex(8)
         self.owner = {"token": self.token, "who": who(), "host": socket.gethostname(),
                       "pid": os.getpid(), "started": now(), "command": command}

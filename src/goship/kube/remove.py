@@ -18,6 +18,7 @@ def remove(project: Project, env: Environment, *, yes: bool, dry_run: bool, forc
            ask: Callable[[str], str] | None = None, tty: bool | None = None) -> int:
     from goship.deploy import lb
     from goship.deploy.remove import confirm
+    from goship.kube.lease import lease_name
     from goship.kube.target import KubeTarget
 
     target = KubeTarget(project, env)
@@ -28,7 +29,7 @@ def remove(project: Project, env: Environment, *, yes: bool, dry_run: bool, forc
     for kind, name in found:
         ui.out(f"  delete {kind.lower()}/{name}")
     if found:
-        ui.out(f"  delete lease/goship-{app} (the deploy lock)")
+        ui.out(f"  delete lease/{lease_name(app)} (the deploy lock)")
     balancer = lb.removal_lines(env)
     for line in balancer:
         ui.out(line)
@@ -54,7 +55,7 @@ def remove(project: Project, env: Environment, *, yes: bool, dry_run: bool, forc
         ui.out(f"remove {app} from {env.name}: {len(failed)} object(s) not deleted; run it "
                "again")
         return 1
-    cluster.delete_lease(f"goship-{app}")
+    cluster.delete_lease(lease_name(app))
     for line in lb.uninstall(env):
         ui.out(line)
     ui.out(f"removed {app} from {env.name}: {len(found)} object(s)")

@@ -201,7 +201,7 @@ class KubeTarget(DeployTarget):
                          self._cfg.deploy.lock_ttl, bool(opts.get("force")))
         lock.acquire(wait=bool(opts.get("wait")))
         for note in lock.notes:
-            ui.warn(f"lease/goship-{self._cfg.app.name}: {note}")
+            ui.warn(f"lease/{lock.name}: {note}")
         try:
             yield
         finally:
@@ -355,7 +355,7 @@ class KubeTarget(DeployTarget):
         try:  # housekeeping after the release is live: a failure is a warning
             readers = [*cluster.replicasets(every), *filter(None, [cluster.deployment(app)])]
             for kind, name in plan.unused_env(cluster.env_objects(app), readers, keep):
-                cluster.delete_env(kind, name)
+                cluster.delete(kind, name)
                 ui.info(f"deleted {kind.lower()}/{name}: no kept ReplicaSet reads it")
         except (ApiError, ApplyError) as e:
             ui.warn(f"could not delete the environments no ReplicaSet reads any more: {e}; "
@@ -629,15 +629,12 @@ class KubeTarget(DeployTarget):
 
     def _canary_state(self, cluster: Cluster) -> dict[str, Any] | None:
         """A canary beside stable (goship.kube.canary): its release, pods, weight."""
-        import json
-
-        from goship.kube.canary import STATE
+        from goship.kube.canary import state_of
 
         d = cluster.deployment(f"{self._cfg.app.name}-canary")
         if d is None:
             return None
-        raw = (d.get("metadata", {}).get("annotations") or {}).get(STATE)
-        rules = json.loads(raw).get("rules", {}) if raw else {}
+        rules = (state_of(d) or {}).get("rules", {})
         return {"release": plan.release_of(d), "ready": plan.ready_of(d),
                 "desired": plan.replicas_of(d), "weight": rules.get("weight"),
                 "rules": len(rules.get("rules") or [])}

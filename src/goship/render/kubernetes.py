@@ -34,6 +34,11 @@ def startup_seconds(c: Config) -> int:
     return max(1, round(c.run.health.deadline))
 
 
+def grace_seconds(c: Config) -> int:
+    """The pods' terminationGracePeriodSeconds: the drain, the preStop pause, a margin."""
+    return max(1, round(c.run.drain_timeout)) + c.kubernetes.pre_stop_seconds + 5
+
+
 def config_name(app: str, env: dict[str, str]) -> str:
     """The ConfigMap's name: the app and a hash of its data. A new environment is a new
     ConfigMap, so the pod template changes (the pods roll) and each ReplicaSet keeps
@@ -115,7 +120,7 @@ def render_kubernetes(r: RenderInput, color: str | None = None) -> dict[str, str
         masked=bool(secrets) and not r.show_secrets, health=h.path,
         probe_timeout=max(1, round(h.timeout)),
         startup_failures=startup_seconds(c),
-        grace=drain + k.pre_stop_seconds + 5, drain=drain,
+        grace=grace_seconds(c), drain=drain,
         hosts=list(c.proxy.server_names), tls=c.proxy.tls.mode != "off",
         body_size=c.proxy.client_max_body_size, history=c.deploy.keep_releases,
         weight=int(c.canary.steps[0]), header="X-Goship-Track",
