@@ -397,7 +397,9 @@ def test_the_rules_offsets_and_image_come_back_from_the_deployment() -> None:
     assert back.state is not None
     assert back.state["offsets"] == {"h1": 1234}
     assert back.state["stable"] == "v1"
-    # a weight change keeps the rest of the state
+    # a weight change keeps the rest of the state: where the canary's numbers start
+    # stays put even after the walk's tally has read further
+    back.offsets["h1"] = 99999
     back.set_weight(50)
     again = kc._running(t, cluster, [])  # type: ignore[arg-type]
     assert again.rules.weight == 50
@@ -411,3 +413,14 @@ def test_stable_does_not_change_under_a_running_canary() -> None:
         target()._refuse_during_canary(FakeCluster({"shop-canary": canary_deployment()}))
     assert e.value.message == "a canary runs: deployment/shop-canary"
     target()._refuse_during_canary(FakeCluster({}))  # none: nothing refused
+
+
+def test_the_saved_start_of_the_numbers_does_not_follow_the_walks_reads() -> None:
+    cluster = FakeCluster({"shop-canary": canary_deployment()})
+    tracks = kc.EdgeTracks(target(), cluster, [],  # type: ignore[arg-type]
+                           Rules(release="v2", color="canary", weight=5))
+    tracks.offsets = {"h1": 100}
+    tracks.save(offsets=tracks.offsets)
+    tracks.offsets["h1"] = 5000  # what tally does as it reads the edge's log
+    tracks.set_weight(50)
+    assert kc.state_of(cluster.deployment("shop-canary"))["offsets"] == {"h1": 100}  # type: ignore[index]

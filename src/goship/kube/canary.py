@@ -132,9 +132,10 @@ class EdgeTracks:
     def save(self, **extra: Any) -> None:
         """The canary's state on its Deployment (what `goship canary status | set-weight |
         promote | explain` read), as a host keeps it in its state file."""
-        state = {**(self.state or {}), "rules": self.rules.as_dict(), **extra}
-        self.state = state
-        self.cluster.annotate(f"{self.app}-canary", {STATE: json.dumps(state)})
+        text = json.dumps({**(self.state or {}), "rules": self.rules.as_dict(), **extra})
+        self.cluster.annotate(f"{self.app}-canary", {STATE: text})
+        # a copy of what was written, sharing nothing (tally moves self.offsets on)
+        self.state = json.loads(text)
 
     def tally(self) -> metrics.Tally:
         total = metrics.Tally()
