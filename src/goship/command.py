@@ -53,6 +53,37 @@ class Cmd:
         return self.display()
 
 
+def _own_script(argv: tuple[str, ...]) -> bool:
+    """goship's own fixed scripts: `sh -c SCRIPT goship-NAME ARGS...` (values only ever
+    arrive as arguments). A user's text (a hook) is never one."""
+    return len(argv) >= 4 and argv[:2] == ("sh", "-c") and argv[3].startswith("goship-")
+
+
+def subshell_text(argv: tuple[str, ...]) -> str:
+    """`argv` as the text of a command the shell runs in a subshell of its own (a session's
+    framed command). goship's own scripts run in that subshell after `set -- ARGS`, not in
+    a new sh: a process fewer on the host for each (a rollback runs ~13 per host). Any other
+    text (a user's hook) stays an argument of its own sh, where it cannot break the frame."""
+    if _own_script(argv):
+        return f"set -- {shlex.join(argv[4:])}\n{argv[2]}"
+    return shlex.join(argv)
+
+
+# Commands that leave nothing running behind them that could write to their stdout later.
+_SETTLED = ("cat", "curl", "systemctl")
+
+
+def output_direct(argv: tuple[str, ...]) -> bool:
+    """Whether a session may pass the command's stdout straight through instead of through a
+    file (one `cat` fewer on the host): only for commands that start nothing that outlives
+    them (a daemon a user's command started could write into a later command's answer).
+    The release command runs the user's command: never."""
+    if argv[:3] == ("sudo", "-n", "--"):
+        argv = argv[3:]
+    return (bool(argv) and argv[0] in _SETTLED) or \
+        (_own_script(argv) and argv[3] != "goship-release-command")
+
+
 def q(value: str) -> str:
     """Quote one value for a POSIX shell."""
     return shlex.quote(value)

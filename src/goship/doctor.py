@@ -119,7 +119,7 @@ def host_checks(t: Transport, env: Environment, consul_token: str | None = None
     cfg = env.config
     where = t.name
     try:
-        facts = gather(t, cfg.deploy.base_path, cfg.service_user)
+        facts = gather(t, cfg.deploy.base_path, cfg.service_user, full=True)
     except GoshipError as e:
         return [Check(where, "reachable", "fail", e.message,
                       "check the address, the ssh key (ssh-add -l) and known_hosts")]

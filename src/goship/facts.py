@@ -9,19 +9,30 @@ from dataclasses import dataclass, field
 from goship.command import Cmd
 from goship.transport.base import Transport
 
-# $1 = deploy base path, $2 = service user. One round trip gathers everything.
+# $1 = deploy base path, $2 = service user, $3 = 1 for systemd's state. One round trip
+# gathers everything.
 PROBE = r"""
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+# Shell builtins wherever they do: each process started here is paid on every host by every
+# deploy, rollback and status.
+set -f  # the listeners below are split into words, never globbed
 echo @os; uname -sm
-echo @pid1; cat /proc/1/comm 2>/dev/null
-echo @systemd; systemctl is-system-running 2>/dev/null
-echo @nginx; nginx -v 2>&1 | head -1
-echo @lua; ls /usr/lib/nginx/modules 2>/dev/null | grep -c lua
+echo @pid1; { IFS= read -r comm < /proc/1/comm && printf '%s\n' "$comm"; } 2>/dev/null
+# systemd's own state only for `goship doctor` ($3 = 1): a systemctl call costs the host
+# milliseconds of CPU, on every host of every release.
+echo @systemd; [ "$3" != 1 ] || systemctl is-system-running 2>/dev/null
+# nginx's version only for doctor too (nginx -v is a heavy start); where it is, otherwise.
+echo @nginx; if [ "$3" = 1 ]; then nginx -v 2>&1; else command -v nginx; fi
+echo @lua; set +f; n=0
+for f in /usr/lib/nginx/modules/*lua*; do [ -e "$f" ] && n=$((n + 1)); done
+set -f; echo "$n"
 echo @disk; p="$1"
-while [ ! -e "$p" ] && [ "$p" != / ]; do p=$(dirname "$p"); done
-df -Pk "$p" | tail -1
+while [ ! -e "$p" ] && [ "$p" != / ]; do p=${p%/*}; p=${p:-/}; done
+df=$(df -Pk "$p"); printf '%s\n' "${df##*
+}"
 echo @user; id "$2" 2>&1
-uid=$(id -u); echo @uid; echo "$uid"
+uid=; while read -r k v _; do [ "$k" = Uid: ] && uid=$v && break; done < /proc/self/status
+echo @uid; echo "$uid"
 echo @sudo
 if [ "$uid" = 0 ]; then echo root
 elif sudo -n true 2>/dev/null; then echo yes
@@ -32,12 +43,19 @@ echo @listen
 if listen=$(ss -ltnpH 2>/dev/null); then printf '%s\n' "$listen"; else echo "no-ss"; fi
 echo @units
 # The unit (or other cgroup) of each listening process: "held by prometheus-node-exporter".
-# Read with shell builtins: every command forked here is paid by every deploy and rollback.
-for pid in $(printf '%s\n' "$listen" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do
-  last=
-  while IFS= read -r line; do last=$line; done 2>/dev/null < /proc/"$pid"/cgroup
-  printf '%s %s\n' "$pid" "${last##*/}"
+seen=" "
+for w in $listen; do
+  while :; do
+    case $w in *pid=[0-9]*) ;; *) break ;; esac
+    w=${w#*pid=}; pid=${w%%[!0-9]*}
+    case $seen in *" $pid "*) continue ;; esac
+    seen="$seen$pid "
+    last=
+    while IFS= read -r line; do last=$line; done 2>/dev/null < /proc/"$pid"/cgroup
+    printf '%s %s\n' "$pid" "${last##*/}"
+  done
 done
+set +f
 echo @apps
 # What every goship app's nginx site claims (several apps on one host): its claim line, or
 # for a site written before claim lines, its header, listen and server_name.
@@ -180,7 +198,7 @@ class HostFacts:
     arch: str | None
     pid1: str | None
     systemd_state: str | None
-    nginx_version: str | None
+    nginx_version: str | None  # None: not installed, or not asked (then see nginx_path)
     nginx_lua: bool
     free_kib: int | None
     free_path: str | None
@@ -193,14 +211,20 @@ class HostFacts:
     listeners: dict[int, Listener] | None = None
     # what the goship apps' nginx sites on the host claim (this app's included)
     apps: list[AppClaim] = field(default_factory=list)
+    nginx_path: str | None = None  # where nginx is, when its version was not asked
+
+    @property
+    def nginx_installed(self) -> bool:
+        return self.nginx_version is not None or self.nginx_path is not None
 
     @property
     def systemd_pid1(self) -> bool:
         return self.pid1 == "systemd"
 
 
-def probe_cmd(base_path: str, user: str) -> Cmd:
-    return Cmd.of("sh", "-c", PROBE, "goship-probe", base_path, user)
+def probe_cmd(base_path: str, user: str, *, full: bool = False) -> Cmd:
+    return Cmd.of("sh", "-c", PROBE, "goship-probe", base_path, user,
+                  "1" if full else "0")
 
 
 def sections(text: str) -> dict[str, str]:
@@ -252,6 +276,7 @@ def parse_facts(text: str) -> HostFacts:
         pid1=s.get("pid1") or None,
         systemd_state=s.get("systemd") or None,
         nginx_version=parse_nginx_version(s.get("nginx", "")),
+        nginx_path=s.get("nginx", "").strip() if s.get("nginx", "").startswith("/") else None,
         nginx_lua=s.get("lua", "0").strip() not in ("", "0"),
         free_kib=free, free_path=mount,
         user_exists=s.get("user", "").startswith("uid="),
@@ -264,6 +289,9 @@ def parse_facts(text: str) -> HostFacts:
     )
 
 
-def gather(t: Transport, base_path: str, user: str) -> HostFacts:
-    res = t.check(probe_cmd(base_path, user), timeout=30)
+def gather(t: Transport, base_path: str, user: str, *,
+           full: bool = False) -> HostFacts:
+    """`full`: also systemd's own state (`systemctl is-system-running`) and nginx's
+    version, which only doctor shows."""
+    res = t.check(probe_cmd(base_path, user, full=full), timeout=30)
     return parse_facts(res.stdout)

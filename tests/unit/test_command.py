@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 from goship.command import MASK, Cmd, mask
 
@@ -25,3 +26,66 @@ def test_secrets_are_masked_when_shown_but_not_when_run() -> None:
 
 def test_mask_handles_overlapping_secrets() -> None:
     assert mask("token=abcdef", ["abc", "abcdef"]) == f"token={MASK}"
+
+
+def test_own_scripts_run_in_the_sessions_subshell_other_text_in_its_own_sh() -> None:
+    from goship.command import output_direct, subshell_text
+
+    own = ("sh", "-c", 'echo "$1|$2"; exit 3', "goship-x", "a b", "c'd")
+    assert subshell_text(own) == "set -- 'a b' 'c'\"'\"'d'\necho \"$1|$2\"; exit 3"
+    hook = ("sh", "-c", "echo done )")  # a user's text: never spliced into the frame
+    assert subshell_text(hook) == "sh -c 'echo done )'"
+    assert output_direct(own)
+    assert output_direct(("systemctl", "show", "x"))
+    assert output_direct(("sudo", "-n", "--", "cat", "/etc/x"))
+    assert not output_direct(hook)  # it may leave a daemon writing to its stdout
+    assert not output_direct(("sh", "-c", "x", "goship-release-command", "/srv"))
+    assert not output_direct(("nohup", "x"))
+
+
+def test_inlined_scripts_keep_their_arguments_exit_codes_and_the_shell_alive() -> None:
+    """Through a real session: an inlined script sees its arguments and its exit ends only
+    its subshell; a user's text with a stray parenthesis fails alone."""
+    from goship.command import subshell_text
+    from goship.transport.session import Session
+
+    s = Session(["sh"], "here")
+    try:
+        s.wait_ready(10)
+        res = s.run(subshell_text(("sh", "-c", 'echo "$#:$1|$2"; exit 3', "goship-x", "a b",
+                                   "$(id)")), None, 10, direct=True)
+        assert (res.code, res.stdout) == (3, "2:a b|$(id)\n")
+        res = s.run(subshell_text(("sh", "-c", "echo done )")), None, 10)
+        assert res.code != 0
+        assert "done" not in res.stdout
+        assert s.run("echo alive", None, 10).stdout == "alive\n"
+    finally:
+        s.close()
+
+
+def test_a_file_write_never_follows_a_planted_temp_name(tmp_path: Path) -> None:
+    """The temp file beside the target has a predictable name (the shell's pid): one left
+    there (a killed run, or a symlink someone planted) is replaced, never written through."""
+    from goship.command import subshell_text
+    from goship.deploy.scripts import INSTALL_FILE
+    from goship.transport.session import Session
+
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    s = Session(["sh"], "here")
+    try:
+        s.wait_ready(10)
+        target = tmp_path / "conf" / "site.conf"
+        target.parent.mkdir()
+        (target.parent / f".site.conf.goship.{s.proc.pid}").symlink_to(victim)
+        argv = ("sh", "-c", INSTALL_FILE, "goship-install", str(target), "640")
+        res = s.run(subshell_text(argv), b"server {}\n", 10, direct=True)
+        assert (res.code, res.stdout) == (0, "changed\n"), res.stderr
+        assert target.read_text() == "server {}\n"
+        assert oct(target.stat().st_mode & 0o777) == "0o640"
+        assert victim.read_text() == "untouched\n"
+        assert sorted(p.name for p in target.parent.iterdir()) == ["site.conf"]
+        res = s.run(subshell_text(argv), b"server {}\n", 10, direct=True)
+        assert res.stdout == "same\n"
+    finally:
+        s.close()

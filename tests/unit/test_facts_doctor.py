@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -62,6 +63,43 @@ def test_parse_probe() -> None:
     assert f.privilege == "root"
     assert not f.supervisord
     assert f.docker
+
+
+def test_a_release_probe_finds_nginx_without_asking_its_version() -> None:
+    """Deploys and rollbacks ask where nginx is (no process started); doctor asks its
+    version. Either way a missing nginx is missing."""
+    quick = PROBE_OUTPUT.replace("nginx version: nginx/1.22.1", "/usr/sbin/nginx")
+    assert "/usr/sbin/nginx" in quick
+    f = parse_facts(quick)
+    assert (f.nginx_version, f.nginx_path, f.nginx_installed) == (None, "/usr/sbin/nginx", True)
+    assert parse_facts(PROBE_OUTPUT).nginx_installed
+    gone = parse_facts(quick.replace("/usr/sbin/nginx\n", ""))
+    assert not gone.nginx_installed
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_the_probe_runs_in_sh_and_says_what_this_machine_is(full: bool) -> None:
+    """The probe script itself (shell builtins where it can), run by this machine's sh."""
+    import os
+    import subprocess
+
+    from goship.facts import probe_cmd
+
+    argv = probe_cmd("/srv/goship-test/not/there", "root", full=full).argv
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    f = parse_facts(out)
+    assert f.os == "linux"
+    assert f.uid == os.geteuid()
+    assert f.user_exists
+    assert f.free_path is not None
+    assert f.free_kib
+    assert f.pid1 == Path("/proc/1/comm").read_text().strip()
+    assert f.nginx_installed  # this machine has nginx (the test command installs it)
+    assert (f.nginx_version is not None) == full
+    assert f.listeners is not None
+    for port, who in f.listeners.items():  # every owner ss names keeps its pid
+        assert port > 0
+        assert (who.pid is None or who.pid > 0)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -142,7 +180,8 @@ def test_host_checks_over_a_fake_transport() -> None:
     assert levels(checks)["reachable"] == "ok"
     assert len(t.calls) == 1  # one round trip
     probe: Cmd = t.calls[0]
-    assert probe.argv[-2:] == ("/srv", "shop")  # arguments, never spliced into the script
+    # arguments, never spliced into the script; doctor asks systemd's state and nginx's version
+    assert probe.argv[-3:] == ("/srv", "shop", "1")
 
 
 def test_unreachable_host_is_one_failure() -> None:

@@ -87,13 +87,15 @@ def test_a_kept_shell_that_ends_is_dropped(keeping: Path) -> None:
 def test_kept_shells_end_after_their_idle_time_and_then_the_broker(tmp_path: Path) -> None:
     d = tmp_path / "ctl"
     d.mkdir(mode=0o700)
-    broker = threading.Thread(target=park.serve, args=(d, 0.5, 0.3))
+    # Its linger (3 s) outlasts the keeper's start on a busy machine: a broker gone before
+    # the keeper connects would make the keeper start a broker of its own.
+    broker = threading.Thread(target=park.serve, args=(d, 0.5, 3.0))
     broker.start()
     deadline = time.monotonic() + 5
     while not (d / park.SOCKET).exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     _, tmp = keep_in_another_process(d)
-    broker.join(timeout=10)
+    broker.join(timeout=20)
     assert not broker.is_alive()  # nothing left to keep: the broker ended
     assert not (d / park.SOCKET).exists()
     deadline = time.monotonic() + 5
@@ -132,16 +134,19 @@ class Trusting(Stub):
 def test_the_next_command_runs_on_the_shell_the_last_one_kept(
         keeping: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("goship.transport.ssh.control_dir", lambda: keeping)
+    # The remote shell's pid, as the parent of a process it starts (a script of goship's
+    # own, `sh -c`, would run in the shell's subshell, whose $PPID is the shell's parent).
+    which = Cmd.of("env", "sh", "-c", "echo $PPID")
     first = Trusting(tmp_path)
-    shell = first.check(Cmd.of("sh", "-c", "echo $PPID")).stdout
+    shell = first.check(which).stdout
     first.close()
     second = Trusting(tmp_path)
-    assert second.check(Cmd.of("sh", "-c", "echo $PPID")).stdout == shell
+    assert second.check(which).stdout == shell
     assert second.opened == []  # no new shell
     second.close()
     third = Trusting(tmp_path)
     third.trusted = False  # e.g. the host's keys changed while it was kept
-    assert third.check(Cmd.of("sh", "-c", "echo $PPID")).stdout != shell
+    assert third.check(which).stdout != shell
     assert len(third.opened) == 1
     third.close(wait=True)
 

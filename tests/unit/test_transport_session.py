@@ -13,17 +13,20 @@ from goship.transport import SshTransport
 from goship.transport.session import Session, SessionLost
 
 
-def test_a_session_answers_ready_then_runs_commands_with_stdin() -> None:
+# direct: stdout straight through the session (goship's own commands), else through a file
+@pytest.mark.parametrize("direct", [False, True])
+def test_a_session_answers_ready_then_runs_commands_with_stdin(direct: bool) -> None:
     s = Session(["sh"], "here")
     try:
         s.wait_ready(10)
-        res = s.run("cat; echo err >&2; exit 3", b"in\x00put", 10)
+        res = s.run("cat; echo err >&2; exit 3", b"in\x00put", 10, direct=direct)
         assert (res.code, res.stdout, res.stderr) == (3, "in\x00put", "err\n")
     finally:
         s.close()
 
 
-def test_answers_keep_every_byte_whatever_their_ends() -> None:
+@pytest.mark.parametrize("direct", [False, True, None])
+def test_answers_keep_every_byte_whatever_their_ends(direct: bool | None) -> None:
     s = Session(["sh"], "here")
     try:
         s.wait_ready(10)
@@ -32,11 +35,31 @@ def test_answers_keep_every_byte_whatever_their_ends() -> None:
                  "printf '\\n\\n'; printf 'e' >&2": ("\n\n", "e"),
                  f"echo {s.marker}x; echo ' {s.marker}'": (f"{s.marker}x\n {s.marker}\n", ""),
                  "seq 0 199999 | sed 's/^/line /'": (big, "")}
-        for shell in cases:  # all sent before any answer is read
-            s.send(shell, None)
+        for i, shell in enumerate(cases):  # all sent before any answer is read
+            # None: the two ways alternate in one stream
+            s.send(shell, None, direct=bool(i % 2) if direct is None else direct)
         for shell, (out, err) in cases.items():
             res = s.receive(30)
             assert (res.code, res.stdout, res.stderr) == (0, out, err), shell
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_every_stdin_arrives_byte_for_byte(direct: bool) -> None:
+    """Text comes in a heredoc (no decoding process on the host), anything else through
+    base64; either way the command reads exactly the bytes sent."""
+    s = Session(["sh"], "here")
+    try:
+        s.wait_ready(10)
+        inputs = [b"plain text\n", b"$HOME `id` \\n $(reboot) '\"\n", b"GOSHIP_EOF_\nEOF\n",
+                  b"\xff\xfe latin \xe9\n", b"no newline at the end", b"nul\x00inside\n",
+                  b"\n", b"", "".join(f"{i}\n" for i in range(40_000)).encode(),
+                  "unicode \u00e9\u4e2d\n".encode()]
+        for data in inputs:
+            res = s.run("od -An -tx1 -v", data, 30, direct=direct)
+            assert res.ok, data[:40]
+            assert bytes.fromhex("".join(res.stdout.split())) == data, data[:40]
     finally:
         s.close()
 

@@ -1,10 +1,12 @@
 """POSIX sh scripts run on hosts. Values always arrive as positional arguments ("$1"),
 never spliced into the script text."""
 
+from goship.transport.base import WRITE_TEMP
+
 HEALTH_GATE = r"""
 # $1 deadline (s)  $2 consecutive successes  $3 interval (s)  $4 timeout (s)  $5.. URLs
 deadline=${1%.*}; need=$2; interval=$3; tmo=$4; shift 4
-end=$(( $(date +%s) + deadline ))
+end=  # the clock is read once a first try failed: a warm standby answers at once
 for url in "$@"; do
   ok=0; last="no answer yet"
   while :; do
@@ -19,6 +21,7 @@ for url in "$@"; do
       *) ok=0; last="HTTP $code" ;;
     esac
     if [ "$ok" -ge "$need" ]; then echo "ok $url $last"; break; fi
+    [ -n "$end" ] || end=$(( $(date +%s) + deadline ))
     if [ "$(date +%s)" -ge "$end" ]; then echo "fail $url $last"; exit 1; fi
     sleep "$interval"
   done
@@ -27,15 +30,23 @@ done
 
 LOCK = r"""
 # $1 app root  $2 owner JSON  $3 ttl (s)  $4 force (1|0)  $5 token of a holder known to be
-# dead ("" if none). Judging the lock and breaking it happen under one flock, so of two
-# deployers that both find it expired exactly one takes it. Exit 3: held by someone else.
-root=$1; owner=$2; ttl=${3%.*}; force=$4; dead=$5
-mkdir -p "$root" || exit 5
+# dead ("" if none)  $6 the app's state file. Judging the lock and breaking it happen under
+# one flock, so of two deployers that both find it expired exactly one takes it. Exit 3:
+# held by someone else. Taken, it also says when the state was last written ("state" and
+# the file's "updated" line): the plan was made from what was read before the lock.
+root=$1; owner=$2; ttl=${3%.*}; force=$4; dead=$5; state=$6
+[ -d "$root" ] || mkdir -p "$root" || exit 5
 command -v flock >/dev/null 2>&1 || { echo "flock (util-linux) is not installed" >&2; exit 5; }
 exec 9>>"$root/.lock.guard" || exit 5
 flock -w 30 9 || { echo "$root/.lock.guard: still busy after 30s" >&2; exit 5; }
 take() { mkdir "$root/.lock" 2>/dev/null && printf '%s\n' "$owner" > "$root/.lock/owner"; }
-if take; then echo acquired; exit 0; fi
+stamp() {
+  [ -n "$state" ] && [ -f "$state" ] || return 0
+  while IFS= read -r l || [ -n "$l" ]; do
+    case $l in *'"updated":'*) printf 'state %s\n' "$l"; return 0 ;; esac
+  done < "$state"
+}
+if take; then echo acquired; stamp; exit 0; fi
 now=$(date +%s)
 beat=$(stat -c %Y "$root/.lock/owner" 2>/dev/null || stat -c %Y "$root/.lock" 2>/dev/null || echo 0)
 age=$((now - beat))
@@ -46,7 +57,7 @@ elif [ "$age" -gt "$ttl" ]; then why="expired $age"
 fi
 if [ -n "$why" ]; then
   rm -rf "$root/.lock"
-  if take; then echo "$why"; exit 0; fi
+  if take; then echo "$why"; stamp; exit 0; fi
 fi
 echo "held $age"
 cat "$root/.lock/owner" 2>/dev/null
@@ -57,7 +68,8 @@ UNLOCK = r"""
 # $1 app root  $2 token: only our own lock is removed (under the lock script's flock)
 [ -d "$1" ] || exit 0
 exec 9>>"$1/.lock.guard" && flock -w 30 9 || exit 5
-if grep -qF -- "$2" "$1/.lock/owner" 2>/dev/null; then rm -rf "$1/.lock"; fi
+owner=; { read -r owner < "$1/.lock/owner"; } 2>/dev/null
+case $owner in *"$2"*) rm -rf "$1/.lock" ;; esac
 """
 
 HEARTBEAT = r"""
@@ -112,11 +124,18 @@ exit 0
 INSTALL_FILE = r"""
 # $1 path  $2 mode: write stdin there if different; print "changed" or "same"
 set -e
-dir=$(dirname "$1"); mkdir -p "$dir"
-tmp=$(mktemp "$dir/.goship.XXXXXX")
-cat > "$tmp"; chmod "$2" "$tmp"
-if [ -f "$1" ] && cmp -s "$tmp" "$1"; then rm -f "$tmp"; echo same
+""" + WRITE_TEMP + r"""if [ -f "$1" ] && cmp -s "$tmp" "$1"; then rm -f "$tmp"; echo same
 else mv -f "$tmp" "$1"; echo changed; fi
+"""
+
+ENSURE_FILE = r"""
+# $1 path  $2 content  $3 mode: the file is written only when missing (its name holds a hash
+# of its content: one there is the same). Shell builtins but for a first write.
+[ -f "$1" ] && exit 0
+set -e
+dir=${1%/*}; dir=${dir:-/}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp=$(mktemp "$dir/.goship.XXXXXX")
+printf '%s' "$2" > "$tmp"; chmod "$3" "$tmp"; mv -f "$tmp" "$1"
 """
 
 STANDBY_SLEEPER = r"""
@@ -146,7 +165,8 @@ cd "$1" 2>/dev/null || exit 0
 for d in releases/*/; do
   [ -d "$d" ] || continue
   r=${d#releases/}; r=${r%/}
-  printf 'R %s %s\n' "$r" "$(cat "$d.archive-sha256" 2>/dev/null)"
+  sha=; { read -r sha < "$d.archive-sha256"; } 2>/dev/null
+  printf 'R %s %s\n' "$r" "$sha"
 done
 for f in shared/envs/*; do [ -f "$f" ] && printf 'E %s\n' "${f#shared/envs/}"; done
 # Leftovers of an aborted run: half-unpacked releases, uploads never unpacked.
@@ -157,20 +177,28 @@ exit 0
 SYSTEMD_SCHEDULE = r"""
 # $1 unit name  $2 delay (e.g. 600s; 0: now)  $3 description  $4.. the command the unit runs
 # (a standby's stop, a drain's wait then stop): an earlier one of that name is forgotten.
+# The units are made with --collect (gone once inactive or failed), so one of that name
+# exists only while it waits or runs: systemd-run is tried first, and only when it finds
+# one is that one stopped (one systemctl call per release instead of three).
 name=$1; delay=$2; desc=$3; shift 3
+run() {
+  if [ "$delay" = 0 ]; then
+    systemd-run --quiet --collect --no-block --unit="$name" --description="$desc" "$@"
+  else
+    systemd-run --quiet --collect --unit="$name" --on-active="$delay" \
+      --timer-property=AccuracySec=1s --description="$desc" "$@"
+  fi
+}
+run "$@" 2>/dev/null && exit 0
 systemctl stop "$name.timer" "$name.service" 2>/dev/null
 systemctl reset-failed "$name.timer" "$name.service" 2>/dev/null
-if [ "$delay" = 0 ]; then
-  exec systemd-run --quiet --collect --no-block --unit="$name" --description="$desc" "$@"
-fi
-exec systemd-run --quiet --collect --unit="$name" --on-active="$delay" \
-  --timer-property=AccuracySec=1s --description="$desc" "$@"
+run "$@"
 """
 
 SYSTEMD_CANCEL = r"""
-# $1 unit name: forget a scheduled stop (and a drain waiting for clients to leave)
+# $1 unit name: forget a scheduled stop (and a drain waiting for clients to leave). Stopped,
+# a unit made with --collect is gone: no reset-failed.
 systemctl stop "$1.timer" "$1.service" 2>/dev/null
-systemctl reset-failed "$1.timer" "$1.service" 2>/dev/null
 exit 0
 """
 

@@ -4,6 +4,7 @@ supervisord. Both start and stop one color's instances and tell their PIDs."""
 from __future__ import annotations
 
 import abc
+import hashlib
 import re
 import shlex
 import shutil
@@ -25,6 +26,7 @@ from goship.deploy.layout import (
 )
 from goship.deploy.scripts import (
     DRAIN_WAIT,
+    ENSURE_FILE,
     INSTALL_FILE,
     STANDBY_CANCEL,
     STANDBY_SLEEPER,
@@ -36,6 +38,8 @@ from goship.envquote import systemd as _env_quote
 from goship.errors import ApplyError, GoshipError, PrerequisiteError
 from goship.render import kinds
 from goship.transport.base import Transport
+
+DRAIN_WAIT_SHA = hashlib.sha256(DRAIN_WAIT.encode()).hexdigest()[:12]
 
 
 def install_file(t: Transport, path: str, text: str, mode: str = "644", *,
@@ -97,9 +101,11 @@ class Services(abc.ABC):
     def drain_command(self, ports: list[int], drain: float, stop: list[str]) -> list[str]:
         """The host's wait for clients to leave `ports`, then `stop`; its script is
         (re)written on the host first."""
-        path = self.paths.join("run", "drain.sh")
-        # In order before the command that runs it; its answer is read with the next one's.
-        install_file(self.t, path, DRAIN_WAIT, "644", later=True)
+        # Named for its content: a host that has it is not sent it again (every release
+        # schedules a drain). In order before the command that runs it; its answer is read
+        # with the next one's.
+        path = self.paths.join("run", f"drain-{DRAIN_WAIT_SHA}.sh")
+        self.t.later(Cmd.of("sh", "-c", ENSURE_FILE, "goship-ensure", path, DRAIN_WAIT, "644"))
         return ["/bin/sh", path, str(max(1, int(drain + 0.999))), *map(str, ports), "--",
                 *stop]
 

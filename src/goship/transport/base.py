@@ -92,7 +92,16 @@ class Transport(abc.ABC):
         wait for the remote side to finish closing)."""
 
 
-PUT_SCRIPT = (
-    'set -e; d=$(dirname "$1"); t=$(mktemp "$d/.goship-put.XXXXXX"); '
-    'cat > "$t"; chmod "$2" "$t"; mv -f "$t" "$1"'
-)
+# Stdin into a new file beside "$1" with mode "$2" ($tmp): created with its mode (umask) and
+# O_EXCL (`set -C`: a planted symlink is never followed, as mktemp guarantees), so a write
+# costs the host one `cat`, not mktemp, cat and chmod. One left by a killed run is replaced.
+WRITE_TEMP = r"""dir=${1%/*}; dir=${dir:-/}; [ -d "$dir" ] || mkdir -p "$dir"
+m=$((0$2)); tmp="$dir/.${1##*/}.goship.$$"
+umask "$(printf '%o' $(((0666 ^ m) & 0666)))"
+{ [ ! -e "$tmp" ] && [ ! -L "$tmp" ]; } || rm -f "$tmp"
+set -C; cat > "$tmp"; set +C
+[ $((m & 07111)) = 0 ] || chmod "$2" "$tmp"
+"""
+
+# $1 path  $2 mode (octal): stdin becomes the file, atomically
+PUT_SCRIPT = 'set -e\n' + WRITE_TEMP + 'mv -f "$tmp" "$1"\n'

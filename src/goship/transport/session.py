@@ -194,15 +194,24 @@ class Session:
                 raise self._dead()
             self.buf += chunk
 
-    def run(self, shell: str, stdin: bytes | None, timeout: float) -> Result:
-        self.send(shell, stdin)
+    def run(self, shell: str, stdin: bytes | None, timeout: float, *,
+            direct: bool = False) -> Result:
+        self.send(shell, stdin, direct=direct)
         return self.receive(timeout)
 
-    def send(self, shell: str, stdin: bytes | None) -> None:
+    def send(self, shell: str, stdin: bytes | None, *, direct: bool = False) -> None:
         """Write one command; its answer comes back, in order, from `receive`. Several may
-        be sent before the first is received (the shell runs them one after another)."""
+        be sent before the first is received (the shell runs them one after another).
+        `direct`: its stdout comes straight through (a command that leaves nothing running
+        that could write to it later), its exit code after it."""
         script = []
-        if stdin is not None:
+        here = b""  # a heredoc's body (bytes as they are), after the line redirecting from it
+        if stdin is not None and stdin.endswith(b"\n") and b"\0" not in stdin:
+            # Text goes as it is, in a heredoc (quoted: nothing in it is expanded).
+            end = "GOSHIP_EOF_" + secrets.token_hex(8)
+            redirect = f"<<'{end}'"
+            here = stdin + end.encode() + b"\n"
+        elif stdin is not None:
             end = "GOSHIP_EOF_" + secrets.token_hex(8)
             encoded = base64.encodebytes(stdin).decode()
             script.append(f"base64 -d > \"$T/i\" <<'{end}'\n{encoded}{end}\n")
@@ -211,13 +220,21 @@ class Session:
             redirect = "< /dev/null"
         # The answer: a header line, then stdout and stderr, each ended by a line of the
         # marker (random per session). Shell builtins but for a `cat` of an output that is
-        # not empty: a command costs the host one process more than its own.
+        # not empty: a command costs the host one process more than its own, none more when
+        # its stdout comes straight through (then the header says "-" and the exit code
+        # follows stdout on the marker's line).
         m = self.marker
-        script.append(
-            f'( {shell}\n) {redirect} > "$T/o" 2> "$T/e"; r=$?\n'
-            f'printf "%s %s\\n" {m} "$r"; [ -s "$T/o" ] && cat "$T/o"; '
-            f'printf "\\n%s\\n" {m}; [ -s "$T/e" ] && cat "$T/e"; printf "\\n%s\\n" {m}\n')
-        data = "".join(script).encode()
+        err = f'[ -s "$T/e" ] && cat "$T/e"; printf "\\n%s\\n" {m}\n'
+        if direct:
+            script.append(
+                f'printf "%s -\\n" {m}; ( {shell}\n) {redirect} 2> "$T/e"; r=$?\n')
+            tail = f'printf "\\n%s %s\\n" {m} "$r"; {err}'
+        else:
+            script.append(
+                f'( {shell}\n) {redirect} > "$T/o" 2> "$T/e"; r=$?\n')
+            tail = (f'printf "%s %s\\n" {m} "$r"; [ -s "$T/o" ] && cat "$T/o"; '
+                    f'printf "\\n%s\\n" {m}; {err}')
+        data = "".join(script).encode() + here + tail.encode()
         if self.proc.poll() is not None:  # gone before anything was written: not sent
             raise self._dead()
         self.sent = True
@@ -228,9 +245,13 @@ class Session:
         header = self._read_until(b"\n", deadline).decode(errors="replace").split()
         while header[:1] != [self.marker]:  # anything else on stdout is not ours
             header = self._read_until(b"\n", deadline).decode(errors="replace").split()
-        code = int(header[1])
         end = b"\n" + self.marker.encode() + b"\n"
-        out = self._read_until(end, deadline)
+        if header[1:2] == ["-"]:
+            out = self._read_until(b"\n" + self.marker.encode() + b" ", deadline)
+            code = int(self._read_until(b"\n", deadline))
+        else:
+            code = int(header[1])
+            out = self._read_until(end, deadline)
         err = self._read_until(end, deadline)
         self.sent = False
         return Result(code, out.decode(errors="replace"), err.decode(errors="replace"))

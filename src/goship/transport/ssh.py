@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from goship.command import Cmd
+from goship.command import Cmd, output_direct, subshell_text
 from goship.config.validators import split_host
 from goship.errors import CommandTimedOut, PrerequisiteError, TransportError, Unreachable
 from goship.transport import park
@@ -82,7 +82,10 @@ def connection_key(o: SshOptions, known_hosts_files: list[str]) -> str:
     return h.hexdigest()[:10]
 
 
-HOST_KEYS = "cat /etc/ssh/ssh_host_*_key.pub 2>/dev/null; true"
+# Read with the shell's own `read`: no process started on the host for it.
+HOST_KEYS = ('for f in /etc/ssh/ssh_host_*_key.pub; do [ -f "$f" ] || continue; '
+             'while IFS= read -r l || [ -n "$l" ]; do printf "%s\\n" "$l"; done < "$f"; done; '
+             'true')
 
 
 def key_blobs(text: str, *, pub: bool = False) -> set[str]:
@@ -220,7 +223,7 @@ class SshTransport(Transport):
     def _still_trusted(self, s: Session, wait: float | None = None) -> str | None:
         """Why a working shared master must not be used, or None. The connection was
         authenticated when it was made; the host's key may have changed since."""
-        res = s.run(HOST_KEYS, None, wait or float(self.options.connect_timeout))
+        res = s.run(HOST_KEYS, None, wait or float(self.options.connect_timeout), direct=True)
         if not key_blobs(res.stdout, pub=True) & self.trusted_keys():
             return "the host's keys are no longer one known_hosts trusts"
         return None
@@ -283,7 +286,7 @@ class SshTransport(Transport):
 
     # ---- the transport ------------------------------------------------------------------
     def _argv(self, cmd: Cmd) -> str:
-        return shlex.join(cmd.argv if self.options.sudo else cmd.full_argv())
+        return subshell_text(cmd.argv if self.options.sudo else cmd.full_argv())
 
     def _live_session(self) -> Session:
         if self.down is not None and time.monotonic() - self.down[0] < DOWN_SECONDS:
@@ -339,7 +342,8 @@ class SshTransport(Transport):
             for attempt in (1, 2):
                 session = self._live_session()
                 try:
-                    return session.run(self._argv(cmd), cmd.stdin, timeout)
+                    return session.run(self._argv(cmd), cmd.stdin, timeout,
+                                       direct=output_direct(cmd.argv))
                 except TimeoutError as e:
                     self._lost(session, e, cmd.display(), timeout)
                 except SessionLost as e:
@@ -369,7 +373,7 @@ class SshTransport(Transport):
             out = []
             try:
                 for c in cmds:
-                    session.send(self._argv(c), c.stdin)
+                    session.send(self._argv(c), c.stdin, direct=output_direct(c.argv))
                 # The answers owed by `later` commands come first on the stream: the host
                 # ran those first, in order; these were sent without waiting for them.
                 self._drain(timeout)
@@ -389,7 +393,7 @@ class SshTransport(Transport):
                 self._drain(timeout)
             session = self._live_session()
             try:
-                session.send(self._argv(cmd), cmd.stdin)
+                session.send(self._argv(cmd), cmd.stdin, direct=output_direct(cmd.argv))
             except SessionLost as e:
                 self._lost(session, e, cmd.display(), timeout)
             self.pending.append(cmd)
