@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from goship.deploy import scripts
-from goship.deploy.lock import Lock, LockHeld, dead_here
+from goship.deploy.lock import HostChanged, Lock, LockHeld, dead_here
 from goship.errors import ExitCode
 from goship.transport import LocalTransport
 
@@ -129,10 +129,15 @@ class FakeHost:
     name: str = "local"
     t: LocalTransport = field(default_factory=LocalTransport)
     ttl: float = 60.0
+    state: dict[str, Any] = field(default_factory=dict)  # as its facts read it
+    confirmed: bool = False
 
     @property
     def paths(self) -> SimpleNamespace:
-        return SimpleNamespace(root=str(self.root))
+        return SimpleNamespace(root=str(self.root), state=str(self.root / "state.json"))
+
+    def facts_confirmed(self) -> None:
+        self.confirmed = True
 
     @property
     def config(self) -> SimpleNamespace:
@@ -185,6 +190,52 @@ def test_refused_on_a_later_host_releases_the_earlier_ones(tmp_path: Path) -> No
     with pytest.raises(LockHeld, match=r"^b: another goship"):
         lk.acquire()
     assert not (tmp_path / "a" / ".lock").exists()
+
+
+def write_state(root: Path, updated: str) -> dict[str, Any]:
+    """A state file as goship writes it (indented JSON, sorted keys)."""
+    state = {"app": "x", "live": {"color": "blue"}, "updated": updated}
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+    return state
+
+
+def test_the_lock_confirms_the_state_is_the_one_the_plan_was_made_from(tmp_path: Path) -> None:
+    read = write_state(tmp_path / "a", "2026-11-24T10:00:00Z")
+    fresh = FakeHost(tmp_path / "a", "a", state=read)
+    none = FakeHost(tmp_path / "n", "n")  # no state yet, none written since
+    lk = Lock([fresh, none], "goship deploy x", force=False)  # type: ignore[list-item]
+    lk.acquire()
+    assert fresh.confirmed
+    assert none.confirmed
+    lk.release()
+
+
+@pytest.mark.parametrize("case", ["rewritten", "first written", "removed"])
+def test_a_state_written_since_the_facts_refuses_and_frees_every_host(
+        tmp_path: Path, case: str) -> None:
+    """Another release ran between goship's reading the hosts and its taking the lock (a
+    `--wait` behind it, or a race): its plan is out of date, so nothing is done."""
+    ok = FakeHost(tmp_path / "a", "a", state=write_state(tmp_path / "a", "t1"))
+    if case == "rewritten":
+        seen = write_state(tmp_path / "b", "t1")
+        write_state(tmp_path / "b", "t2")
+    elif case == "first written":
+        seen = {}
+        write_state(tmp_path / "b", "t2")
+    else:
+        seen = write_state(tmp_path / "b", "t1")
+        (tmp_path / "b" / "state.json").unlink()
+    changed = FakeHost(tmp_path / "b", "b", state=seen)
+    lk = Lock([ok, changed], "goship deploy x", force=False)  # type: ignore[list-item]
+    with pytest.raises(HostChanged) as info:
+        lk.acquire()
+    assert info.value.line().startswith("b: another release wrote the host's state after "
+                                        "goship read it")
+    assert "run the command again" in info.value.line()
+    assert not changed.confirmed
+    assert not (tmp_path / "a" / ".lock").exists()
+    assert not (tmp_path / "b" / ".lock").exists()
 
 
 def test_dead_here_reads_old_owner_records_without_host() -> None:

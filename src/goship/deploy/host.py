@@ -83,6 +83,13 @@ class Host:
         self.use_ports(recorded_ports(self.state, self.config))
         self.nginx.site_ports = {c: list(p) for c, p in self.port_map.items()}
         self.live_color, self.live_release = self.nginx.live_from(*site)
+        self.nginx.saw(site[0], site[1])
+
+    def facts_confirmed(self) -> None:
+        """The lock is ours and no release wrote the state since these facts were read:
+        what nginx was seen serving then is what it serves now (its first switch need not
+        ask again)."""
+        self.nginx.trust_seen()
 
     def view(self) -> HostView:
         """The facts a plan reads: releases on disk with their sha256, environments kept,
@@ -341,7 +348,7 @@ def open_host(t: Transport, env: Environment, *, root_hint: bool = True) -> Host
     if manager == "systemd" and not facts.systemd_pid1:
         raise ApplyError(f"{t.name}: run.manager is systemd but PID 1 is "
                          f"{facts.pid1 or 'unknown'}", hint='set run.manager = "auto"')
-    if facts.nginx_version is None:
+    if not facts.nginx_installed:
         raise ApplyError(f"{t.name}: nginx is not installed", hint="apt-get install nginx")
     switch = config.proxy.switch
     if switch == "lua" and not facts.nginx_lua:

@@ -28,6 +28,24 @@ class LockHeld(ApplyError):
     exit_code = ExitCode.LOCK_HELD
 
 
+class HostChanged(ApplyError):
+    """Another release wrote the host's state between goship's reading it and taking the
+    lock: the plan was made from what is no longer there."""
+
+
+def stamp_of(lines: list[str]) -> str | None:
+    """The `state` line the lock script printed: when the host's state was last written
+    (None: no state there)."""
+    for line in lines:
+        if line.startswith("state "):
+            try:
+                got = json.loads("{" + line.removeprefix("state ").strip().rstrip(",") + "}")
+            except ValueError:
+                return line
+            return str(got.get("updated"))
+    return None
+
+
 class Lock:
     """A lock per app and environment on every host: owner, pid, start time, heartbeat
     (the owner file's mtime). Expired after deploy.lock_ttl without a heartbeat."""
@@ -47,7 +65,7 @@ class Lock:
     def _take(self, h: Host, dead: str = "") -> tuple[int, list[str]]:
         ttl = h.config.deploy.lock_ttl
         res = h.t.run(Cmd.of("sh", "-c", scripts.LOCK, "goship-lock", h.paths.root, self.owner,
-                             f"{ttl:g}", "1" if self.force else "0", dead))
+                             f"{ttl:g}", "1" if self.force else "0", dead, h.paths.state))
         if res.code not in (0, HELD):
             detail = (res.stderr or res.stdout).strip() or f"exit {res.code}"
             raise ApplyError(f"{h.name}: cannot take the deploy lock: {detail}")
@@ -92,6 +110,15 @@ class Lock:
                                       f"(no heartbeat for {first.split()[1]}s)")
                 elif first == "broken":
                     self.notes.append(f"{h.name}: broke the lock (--force)")
+                read = h.state.get("updated")
+                now = stamp_of(lines)
+                if now != (None if read is None else str(read)):
+                    raise HostChanged(
+                        f"{h.name}: another release wrote the host's state after goship read "
+                        f"it (at {read or 'no state'}, now {now or 'no state'}); nothing was "
+                        "changed", hint="run the command again: it plans from what the hosts "
+                                        "hold now")
+                h.facts_confirmed()
         except BaseException:
             self.release()
             raise

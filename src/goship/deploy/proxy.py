@@ -59,6 +59,10 @@ class Nginx(abc.ABC):
         # switch that moves ports is still a Lua flip when the rest of the site is equal.
         self.site_ports: PortMap = default_port_map(config)
         self.control = control_socket(paths, self.system)
+        # What the host's facts read (site, control answer), for the first switch once the
+        # lock confirmed nothing changed since.
+        self._seen: tuple[Result, Result] | None = None
+        self._seen_trusted = False
 
     @abc.abstractmethod
     def base(self) -> list[str]:
@@ -91,6 +95,24 @@ class Nginx(abc.ABC):
         tls = tls_site(self.config)
         if tls is not None and self.config.proxy.tls.mode == "letsencrypt":
             self.t.check(Cmd.of("mkdir", "-p", tls.webroot))
+
+    def saw(self, site: Result, control: Result) -> None:
+        """The site and the control's answer as the host's facts read them."""
+        self._seen, self._seen_trusted = (site, control), False
+
+    def trust_seen(self) -> None:
+        """The lock holder confirmed nothing changed since: the first switch uses them."""
+        self._seen_trusted = self._seen is not None
+
+    def _live_now(self) -> tuple[Result, Result]:
+        """The site and the control's answer: as seen, once, when the lock confirmed them;
+        else asked (two processes on the host)."""
+        seen = self._seen if self._seen_trusted else None
+        self._seen, self._seen_trusted = None, False
+        if seen is not None:
+            return seen
+        site, control = self.t.run_all(self.live_cmds())
+        return site, control
 
     def read_site(self) -> str | None:
         res = self.t.run(Cmd.of("cat", self.site_path))
@@ -182,7 +204,7 @@ class Nginx(abc.ABC):
         """Route to `color`. Returns the old workers, which finish in-flight requests (none
         when Lua switched without a reload)."""
         text, extras = self.render_parts(color, release, root)
-        site, control = self.t.run_all(self.live_cmds())
+        site, control = self._live_now()
         old_text = site.stdout if site.ok else None
         old_extras = self._read_files(sorted(extras))
         if self.lua and old_text is not None:
@@ -193,9 +215,12 @@ class Nginx(abc.ABC):
                 # Same config but for the color and the ports: no reload. The file gets the
                 # new default so a restarted nginx comes back on the right color and ports
                 # (written just before the switch, on the host, in that order).
+                # Written only where they differ from what was read (no compare on the host).
                 for path, body in extras.items():
-                    install_file(self.t, path, body, later=True)
-                install_file(self.t, self.site_path, text, later=True)
+                    if old_extras.get(path) != body:
+                        self.t.put_later(path, body.encode(), mode=0o644)
+                if text != old_text:
+                    self.t.put_later(self.site_path, text.encode(), mode=0o644)
                 if self._control(put=(color, release), ports=self.port_map) \
                         != (color, release):
                     raise ApplyError(f"{self.t.name}: nginx's control socket did not take "
