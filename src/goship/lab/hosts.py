@@ -280,8 +280,11 @@ def _wait_ssh(h: HostLayout, timeout: float = 60) -> str | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if _port_open(h.addr):
-            res = subprocess.run([*ssh_argv(h), "true"], capture_output=True, timeout=15,
-                                 check=False)
+            try:
+                res = subprocess.run([*ssh_argv(h), "true"], capture_output=True, timeout=15,
+                                     check=False)
+            except subprocess.TimeoutExpired:
+                continue  # a handshake slower than that on a loaded machine: again
             if res.returncode == 0:
                 # sshd answers before the rest of the boot is done (nginx among others):
                 # a host is up once systemd says its start-up finished, so a deploy made at
