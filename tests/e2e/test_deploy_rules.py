@@ -164,13 +164,21 @@ def test_wait_takes_the_lock_once_it_is_free(run_cli: Run, project: Project) -> 
     held = connect(env)
     lock = Lock(held, "goship deploy rl (the other one)", force=False)
     lock.acquire()
-    timer = threading.Timer(4.0, lock.release)
+
+    def other_release_ends() -> None:
+        for h in held:  # it wrote the hosts' state, as a release does
+            h.write_state()
+        lock.release()
+
+    timer = threading.Timer(4.0, other_release_ends)
     timer.start()
     try:
         r = run_cli("rollback", "rl", "--wait", cwd=project.root)
         assert r.code == 0, r.out + r.err
         assert "waiting: " in r.err
         assert "goship deploy rl (the other one)" in r.err
+        # what it read before waiting is out of date: read again, planned again
+        assert "another release ran while goship waited; reading the hosts again" in r.err
     finally:
         timer.join()
         close(held)

@@ -131,6 +131,7 @@ class FakeHost:
     ttl: float = 60.0
     state: dict[str, Any] = field(default_factory=dict)  # as its facts read it
     confirmed: bool = False
+    state_read: bool = True
 
     @property
     def paths(self) -> SimpleNamespace:
@@ -208,6 +209,17 @@ def test_the_lock_confirms_the_state_is_the_one_the_plan_was_made_from(tmp_path:
     lk.acquire()
     assert fresh.confirmed
     assert none.confirmed
+    lk.release()
+
+
+def test_a_command_that_read_no_state_takes_the_lock_without_the_check(tmp_path: Path) -> None:
+    """`goship remove` plans from the hosts' sites and units, not their state."""
+    write_state(tmp_path, "t2")
+    remover = FakeHost(tmp_path, state_read=False)
+    lk = Lock([remover], "goship remove x", force=False)  # type: ignore[list-item]
+    lk.acquire()
+    assert holder(tmp_path) == lk.token
+    assert not remover.confirmed
     lk.release()
 
 

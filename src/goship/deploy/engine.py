@@ -16,7 +16,7 @@ from typing import Any
 from goship.config import Environment, Project
 from goship.deploy import consul, processes, release_command
 from goship.deploy.host import Host, open_host
-from goship.deploy.lock import Lock
+from goship.deploy.lock import HostChanged, Lock
 from goship.deploy.plan import Artifact as PlanArtifact
 from goship.deploy.plan import (
     FleetPlan,
@@ -931,26 +931,46 @@ def refuse_processes(env: Environment, hosts: list[Host]) -> None:
                               'set run.manager = "systemd" or "supervisord"')
 
 
+REPLANS = 3  # with --wait: how many times the hosts are read again after another release
+
+
+def replan_or_raise(d: Deployer, hosts: list[Host], e: HostChanged, attempt: int) -> None:
+    """With --wait, the lock came free after another release ran: the hosts are read again
+    and the plan made again (a few times at most). Without it, the error stands."""
+    if not d.wait or attempt >= REPLANS:
+        raise e
+    ui.info(f"{e.message.split(':', 1)[0]}: another release ran while goship waited; "
+            "reading the hosts again and planning again")
+    for h in hosts:
+        h.reread()
+
+
 def release_built(d: Deployer, hosts: list[Host], artifacts: dict[str, Artifact],
                   values: dict[str, str], *, dry_run: bool = False) -> Outcome | FleetPlan:
     """Plan and release artifacts already built (by architecture) to connected hosts."""
     env = d.env
     refuse_processes(env, hosts)
     by_host = {h.name: artifacts[h.facts.arch or "amd64"] for h in hosts}
-    plan = plan_fleet(env.config, env.name, views(hosts, d.limit), "deploy",
-                      {n: a.release_id for n, a in by_host.items()},
-                      {n: PlanArtifact(a.release_id, a.sha256) for n, a in by_host.items()},
-                      **release_host(env))
-    if dry_run:
-        return plan
-    say_notes(plan)
-    moves = [Move(h, hp, by_host[h.name]) for h, hp in zip(hosts, plan.hosts, strict=True)]
-    outcome = d.release(hosts, moves, env_values=values, action="deploy",
-                        step=plan.release_command)
-    outcome.plan = plan.as_dict()
-    if outcome.ok:
-        d.hooks_local(env.config.deploy.hooks.post_deploy, outcome.release)
-    return outcome
+    for attempt in range(REPLANS + 1):
+        plan = plan_fleet(env.config, env.name, views(hosts, d.limit), "deploy",
+                          {n: a.release_id for n, a in by_host.items()},
+                          {n: PlanArtifact(a.release_id, a.sha256) for n, a in by_host.items()},
+                          **release_host(env))
+        if dry_run:
+            return plan
+        say_notes(plan)
+        moves = [Move(h, hp, by_host[h.name]) for h, hp in zip(hosts, plan.hosts, strict=True)]
+        try:
+            outcome = d.release(hosts, moves, env_values=values, action="deploy",
+                                step=plan.release_command)
+        except HostChanged as e:
+            replan_or_raise(d, hosts, e, attempt)
+            continue
+        outcome.plan = plan.as_dict()
+        if outcome.ok:
+            d.hooks_local(env.config.deploy.hooks.post_deploy, outcome.release)
+        return outcome
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def rollback(project: Project, env: Environment, *, to: str | None = None,
@@ -959,29 +979,35 @@ def rollback(project: Project, env: Environment, *, to: str | None = None,
     refuse_unbuilt(env)
     values = env_values(project, env)
     with fleet(env) as hosts:
-        refuse_during_canary(hosts)
-        refuse_processes(env, hosts)
-        targets = {}
-        for h in hosts:
-            target = to or (h.state.get("previous") or {}).get("release")
-            if not target:
-                raise UsageError(f"{h.name}: no previous release to roll back to",
-                                 hint="name one with --to RELEASE (`goship status` lists "
-                                      "them)")
-            if target == h.live_release:
-                raise UsageError(f"{h.name}: {target} is already live")
-            targets[h.name] = target
         d = Deployer(project, env, force=force, wait=wait, command="rollback")
-        hv = views(hosts, d.limit)
-        for v in hv:
-            if targets[v.name] not in v.releases:
-                raise UsageError(f"{v.name}: release {targets[v.name]} is not on the host",
-                                 hint="`goship status` lists the releases on each host")
-        plan = plan_fleet(env.config, env.name, hv, "rollback", targets, {})
-        if dry_run:
-            return plan
-        say_notes(plan)
-        moves = [Move(h, hp, None) for h, hp in zip(hosts, plan.hosts, strict=True)]
-        outcome = d.release(hosts, moves, env_values=values, action="rollback")
-        outcome.plan = plan.as_dict()
-        return outcome
+        for attempt in range(REPLANS + 1):
+            refuse_during_canary(hosts)
+            refuse_processes(env, hosts)
+            targets = {}
+            for h in hosts:
+                target = to or (h.state.get("previous") or {}).get("release")
+                if not target:
+                    raise UsageError(f"{h.name}: no previous release to roll back to",
+                                     hint="name one with --to RELEASE (`goship status` lists "
+                                          "them)")
+                if target == h.live_release:
+                    raise UsageError(f"{h.name}: {target} is already live")
+                targets[h.name] = target
+            hv = views(hosts, d.limit)
+            for v in hv:
+                if targets[v.name] not in v.releases:
+                    raise UsageError(f"{v.name}: release {targets[v.name]} is not on the host",
+                                     hint="`goship status` lists the releases on each host")
+            plan = plan_fleet(env.config, env.name, hv, "rollback", targets, {})
+            if dry_run:
+                return plan
+            say_notes(plan)
+            moves = [Move(h, hp, None) for h, hp in zip(hosts, plan.hosts, strict=True)]
+            try:
+                outcome = d.release(hosts, moves, env_values=values, action="rollback")
+            except HostChanged as e:
+                replan_or_raise(d, hosts, e, attempt)
+                continue
+            outcome.plan = plan.as_dict()
+            return outcome
+        raise AssertionError("unreachable: the last attempt returns or raises")

@@ -52,6 +52,7 @@ class Host:
     state: dict[str, Any] = field(default_factory=dict)
     live_color: str | None = None
     live_release: str | None = None
+    state_read: bool = False  # `state` is what the host held (refresh), not a blank
 
     @property
     def name(self) -> str:
@@ -84,6 +85,12 @@ class Host:
         self.nginx.site_ports = {c: list(p) for c, p in self.port_map.items()}
         self.live_color, self.live_release = self.nginx.live_from(*site)
         self.nginx.saw(site[0], site[1])
+        self.state_read = True
+
+    def reread(self) -> None:
+        """Everything a plan reads, read again (another release ran since)."""
+        self.facts = gather(self.t, self.paths.base, self.config.service_user)
+        self.refresh()
 
     def facts_confirmed(self) -> None:
         """The lock is ours and no release wrote the state since these facts were read:

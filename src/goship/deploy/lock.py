@@ -110,6 +110,8 @@ class Lock:
                                       f"(no heartbeat for {first.split()[1]}s)")
                 elif first == "broken":
                     self.notes.append(f"{h.name}: broke the lock (--force)")
+                if not h.state_read:  # a plan that read no state (remove): nothing to confirm
+                    continue
                 read = h.state.get("updated")
                 now = stamp_of(lines)
                 if now != (None if read is None else str(read)):
