@@ -89,3 +89,22 @@ def test_a_file_write_never_follows_a_planted_temp_name(tmp_path: Path) -> None:
         assert res.stdout == "same\n"
     finally:
         s.close()
+
+
+def test_a_file_named_for_its_content_is_written_once(tmp_path: Path) -> None:
+    """ENSURE_FILE (the drain script): written with its mode when missing; one already
+    there is left as it is (the same name is the same content)."""
+    import subprocess
+
+    from goship.deploy.scripts import ENSURE_FILE
+
+    target = tmp_path / "run" / "drain-abc.sh"
+    argv = ["sh", "-c", ENSURE_FILE, "goship-ensure", str(target), "644"]
+    first = subprocess.run(argv, input=b"wait\n", capture_output=True, check=False)
+    assert first.returncode == 0, first.stderr
+    assert target.read_text() == "wait\n"
+    assert oct(target.stat().st_mode & 0o777) == "0o644"
+    again = subprocess.run(argv, input=b"other\n", capture_output=True, check=False)
+    assert again.returncode == 0, again.stderr
+    assert target.read_text() == "wait\n"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["drain-abc.sh"]

@@ -1,7 +1,7 @@
 """POSIX sh scripts run on hosts. Values always arrive as positional arguments ("$1"),
 never spliced into the script text."""
 
-from goship.transport.base import WRITE_TEMP
+from goship.transport.base import PUT_SCRIPT, WRITE_TEMP
 
 HEALTH_GATE = r"""
 # $1 deadline (s)  $2 consecutive successes  $3 interval (s)  $4 timeout (s)  $5.. URLs
@@ -128,15 +128,9 @@ set -e
 else mv -f "$tmp" "$1"; echo changed; fi
 """
 
-ENSURE_FILE = r"""
-# $1 path  $2 content  $3 mode: the file is written only when missing (its name holds a hash
-# of its content: one there is the same). Shell builtins but for a first write.
-[ -f "$1" ] && exit 0
-set -e
-dir=${1%/*}; dir=${dir:-/}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp=$(mktemp "$dir/.goship.XXXXXX")
-printf '%s' "$2" > "$tmp"; chmod "$3" "$tmp"; mv -f "$tmp" "$1"
-"""
+# $1 path  $2 mode: stdin becomes the file only when none is there (its name holds a hash of
+# its content: one there is the same). Shell builtins but for a first write (PUT_SCRIPT's).
+ENSURE_FILE = '[ -f "$1" ] && exit 0\n' + PUT_SCRIPT
 
 STANDBY_SLEEPER = r"""
 # $1 pid file  $2 seconds  $3 the stop command (already quoted): a detached sleeper in its

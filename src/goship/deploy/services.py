@@ -105,7 +105,8 @@ class Services(abc.ABC):
         # schedules a drain). In order before the command that runs it; its answer is read
         # with the next one's.
         path = self.paths.join("run", f"drain-{DRAIN_WAIT_SHA}.sh")
-        self.t.later(Cmd.of("sh", "-c", ENSURE_FILE, "goship-ensure", path, DRAIN_WAIT, "644"))
+        self.t.later(Cmd.of("sh", "-c", ENSURE_FILE, "goship-ensure", path, "644")
+                     .with_stdin(DRAIN_WAIT.encode()))
         return ["/bin/sh", path, str(max(1, int(drain + 0.999))), *map(str, ports), "--",
                 *stop]
 

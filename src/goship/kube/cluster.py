@@ -224,7 +224,6 @@ class Cluster:
         if r.status_code not in (200, 202, 404):
             raise ApplyError(f"delete lease/{name}: HTTP {r.status_code}: {_reason(r)}")
 
-
     def service_get(self, service: str, port: str, path: str,
                     timeout: float) -> tuple[int, str]:
         """(status, what happened) of a GET through the API server's service proxy

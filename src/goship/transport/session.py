@@ -206,13 +206,13 @@ class Session:
         that could write to it later), its exit code after it."""
         script = []
         here = b""  # a heredoc's body (bytes as they are), after the line redirecting from it
+        # a heredoc's last line
+        end = "GOSHIP_EOF_" + secrets.token_hex(8) if stdin is not None else ""
         if stdin is not None and stdin.endswith(b"\n") and b"\0" not in stdin:
             # Text goes as it is, in a heredoc (quoted: nothing in it is expanded).
-            end = "GOSHIP_EOF_" + secrets.token_hex(8)
             redirect = f"<<'{end}'"
             here = stdin + end.encode() + b"\n"
         elif stdin is not None:
-            end = "GOSHIP_EOF_" + secrets.token_hex(8)
             encoded = base64.encodebytes(stdin).decode()
             script.append(f"base64 -d > \"$T/i\" <<'{end}'\n{encoded}{end}\n")
             redirect = '< "$T/i"'
