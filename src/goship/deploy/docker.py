@@ -543,7 +543,8 @@ class DockerServices(Services):
                  f"{c.restarts} time(s))")
         return f"{state}; {base}" if base else state
 
-    def enable(self, live: str, also: list[int] | None = None) -> None:
+    def enable(self, live: str, also: list[int] | None = None,
+               root: Path | None = None) -> None:
         # The restart policy brings containers back with the engine; nothing to record.
         return None
 

@@ -8,7 +8,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +26,7 @@ from goship.deploy.plan import (
     plan_host,
     site_digest,
 )
+from goship.deploy.pool import borrow
 from goship.deploy.release_command import ReleaseStep
 from goship.deploy.runfiles import apply_files, plan_files
 from goship.errors import ApplyError, GoshipError, Unreachable, UsageError
@@ -108,10 +108,6 @@ class Outcome:
     plan: dict[str, Any] | None = None  # the plan this run executed
 
 
-def _pool(n: int, limit: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=max(1, min(n, limit)))
-
-
 def parallel(items: Iterable[Any], fn: Callable[[Any], Any], limit: int) -> list[
         tuple[Any, BaseException | None]]:
     """Run fn on every item; return (item, error) pairs, never raising for one item."""
@@ -124,7 +120,7 @@ def parallel(items: Iterable[Any], fn: Callable[[Any], Any], limit: int) -> list
         except BaseException as e:
             return e
 
-    with _pool(len(items), limit) as pool:
+    with borrow(len(items), limit) as pool:
         return list(zip(items, pool.map(safe, items), strict=True))
 
 
@@ -170,7 +166,7 @@ def connect(env: Environment) -> list[Host]:
         except BaseException as e:
             results[i] = e
 
-    with _pool(len(ts), env.config.deploy.concurrency) as pool:
+    with borrow(len(ts), env.config.deploy.concurrency) as pool:
         list(pool.map(one, enumerate(ts)))
     hosts: list[Host] = []
     problems = []
@@ -211,8 +207,10 @@ def fleet(env: Environment) -> Iterator[list[Host]]:
     ends. The one place that owns connect and close."""
     from goship.render.engine import warm
 
-    # The nginx site is rendered at every switch: compile it while the hosts answer.
-    threading.Thread(target=warm, args=("nginx.site.conf.j2",), daemon=True).start()
+    # The nginx site is rendered at every switch, the unit at every boot link: compile
+    # them while the hosts answer.
+    threading.Thread(target=warm, args=("nginx.site.conf.j2", "systemd.service.j2"),
+                     daemon=True).start()
     hosts = connect(env)
     try:
         yield hosts
@@ -246,7 +244,7 @@ class Deployer:
             h.use_ports(p.ports)
             h.services.cancel_stop(m.new_color)
             m.notes.append(f"warm standby on {m.new_color}: no start")
-            self._gate(m, started)
+            self._gate(m, started, known=h.standby_pids(m.new_color))
             self.workers_up(m)
             self.consul_register(m)
             h.t.settle()
@@ -359,12 +357,13 @@ class Deployer:
         failed, _ = self._phase(moves, lambda m: self.prepare(m, env_values))
         return failed
 
-    def _gate(self, m: Move, started: float) -> None:
+    def _gate(self, m: Move, started: float, known: dict[int, int] | None = None) -> None:
         h, p = m.host, m.plan
         m.step = "health gate"
         t0 = time.monotonic()
         quick = p.gate == 1
-        gate = h.gate(m.new_color, interval=0.05 if quick else None, successes=p.gate)
+        gate = h.gate(m.new_color, interval=0.05 if quick else None, successes=p.gate,
+                      known=known)
         m.timings["gate"] = time.monotonic() - t0
         if not gate.ok:
             why = h.services.why(m.new_color)  # the log's last lines, a port's holder
@@ -468,7 +467,7 @@ class Deployer:
                                                       ports=p.drift), "deregistration")
             m.notes.append(f"stopped this app's instances left on {_ports(p.drift)}")
         m.step = "record"
-        h.services.enable(m.new_color, p.drift)
+        h.services.enable(m.new_color, p.drift, root=self.project.root)
         h.link(h.paths.current, f"releases/{m.release}", later=True)
         history = [r for r in h.state.get("history", []) if r != m.release] + [m.release]
         previous = ({"release": m.old_release, "color": m.old_color}

@@ -237,29 +237,51 @@ class Host:
 
     # ---- health ------------------------------------------------------------------------
     def gate(self, color: str, *, interval: float | None = None,
-             successes: int | None = None) -> Gate:
+             successes: int | None = None, known: dict[int, int] | None = None) -> Gate:
+        """The color's instances answer their health check, and none stopped or restarted
+        meanwhile. `known`: their PIDs as already read (a warm standby's, from the facts)."""
         h = self.config.run.health
         urls = [f"http://127.0.0.1:{p}{h.path}" for p in self.services.ports(color)]
-        gate = Cmd.of("sh", "-c", scripts.HEALTH_GATE, "goship-gate", f"{h.deadline:g}",
-                      str(successes or h.successes), f"{interval or h.interval:g}",
-                      f"{h.timeout:g}", *urls)
+
+        def gate_cmd(pids: dict[int, int]) -> Cmd:
+            return Cmd.of("sh", "-c", scripts.HEALTH_GATE, "goship-gate", f"{h.deadline:g}",
+                          str(successes or h.successes), f"{interval or h.interval:g}",
+                          f"{h.timeout:g}", " ".join(f"{p}:{pid}" for p, pid in pids.items()),
+                          *urls)
+
+        ports = set(self.services.ports(color))
+        if self.services.pid_alone_tells:
+            before = (known if known is not None and set(known) == ports
+                      else self.services.pids(color))
+            if all(before.values()):
+                # The host checks the PIDs once the URLs answered: no second read.
+                res = self.t.run(gate_cmd({p: pid for p, pid in before.items() if pid}),
+                                 timeout=h.deadline + 30)
+                last = (res.stdout.strip().splitlines() or ["fail ? no output"])[-1]
+                if last.startswith("gone "):
+                    _, port, pid = [*last.split(), "?", "?"][:3]
+                    return Gate(False, f"instance on port {port} (pid {pid}) stopped or "
+                                       "restarted during the gate")
+                if not res.ok:
+                    return _failed_gate(last)
+                return Gate(True, f"{len(urls)} instance(s) healthy")
+            # An instance not running yet: read again after the gate, below.
         query = self.services.pids_query(color)
         if query is not None:
             # PIDs before, the gate, PIDs after: in order on the host, one round trip.
             cmd, parse = query
-            b, res, a = self.t.run_all([cmd, gate, cmd], timeout=h.deadline + 30)
+            b, res, a = self.t.run_all([cmd, gate_cmd({}), cmd], timeout=h.deadline + 30)
             for r in (b, a):
                 if not r.ok:
                     raise CommandFailed(self.name, cmd.display(), r.code, r.stderr.strip())
             before, after = parse(b.stdout), parse(a.stdout)
         else:
             before = self.services.pids(color)
-            res = self.t.run(gate, timeout=h.deadline + 30)
+            res = self.t.run(gate_cmd({}), timeout=h.deadline + 30)
             after = self.services.pids(color) if res.ok else {}
         last = (res.stdout.strip().splitlines() or ["fail ? no output"])[-1]
         if not res.ok:
-            _, url, detail = ([*last.split(" ", 2), "", ""])[:3]
-            return Gate(False, f"{url}: {detail}")
+            return _failed_gate(last)
         dead = [p for p, pid in after.items() if pid is None]
         if dead:
             return Gate(False, f"instance on port {dead[0]} is not running after the gate")
@@ -268,6 +290,20 @@ class Host:
             return Gate(False, f"instance on port {restarted[0]} restarted during the gate "
                         f"(pid {before[restarted[0]]} -> {after[restarted[0]]})")
         return Gate(True, f"{len(urls)} instance(s) healthy")
+
+    def standby_pids(self, color: str) -> dict[int, int] | None:
+        """The color's instances' PIDs as the facts saw them listening, each in its own
+        unit; None unless every instance was seen."""
+        seen = self.facts.listeners or {}
+        out: dict[int, int] = {}
+        for port in self.services.ports(color):
+            listener = seen.get(port)
+            unit = self.services.unit_of(color, port)
+            if listener is None or listener.pid is None or unit is None \
+                    or listener.unit != unit:
+                return None
+            out[port] = listener.pid
+        return out
 
     # ---- records -----------------------------------------------------------------------
     def write_state(self, *, later: bool = False, **changes: Any) -> None:
@@ -320,6 +356,12 @@ class Host:
             self.t.run(Cmd.of("rm", "-rf", "--", self.paths.release(rid), env, f"{env}.sh"))
         self.services.forget(doomed)
         return doomed
+
+
+def _failed_gate(last: str) -> Gate:
+    """The gate script's last line, `fail URL DETAIL`, as the gate's failure."""
+    _, url, detail = ([*last.split(" ", 2), "", ""])[:3]
+    return Gate(False, f"{url}: {detail}")
 
 
 def now() -> str:

@@ -72,11 +72,11 @@ class Lock:
         return res.code, res.stdout.strip().splitlines()
 
     def acquire(self) -> None:
-        from concurrent.futures import ThreadPoolExecutor
+        from goship.deploy.pool import borrow
 
         # Every host's first attempt at once (one round trip for the fleet, not one per
         # host); breaking a dead holder's lock and refusing go host by host after.
-        with ThreadPoolExecutor(max_workers=min(32, len(self.hosts) or 1)) as pool:
+        with borrow(len(self.hosts), 32) as pool:
             futures = [pool.submit(self._take, h) for h in self.hosts]
         tries: list[tuple[int, list[str]] | BaseException] = [
             f.exception() or f.result() for f in futures]

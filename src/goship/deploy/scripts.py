@@ -4,8 +4,10 @@ never spliced into the script text."""
 from goship.transport.base import PUT_SCRIPT, WRITE_TEMP
 
 HEALTH_GATE = r"""
-# $1 deadline (s)  $2 consecutive successes  $3 interval (s)  $4 timeout (s)  $5.. URLs
-deadline=${1%.*}; need=$2; interval=$3; tmo=$4; shift 4
+# $1 deadline (s)  $2 consecutive successes  $3 interval (s)  $4 timeout (s)  $5 PORT:PID
+# pairs ("" none): each PID must still run once every URL answered ("gone PORT PID" and
+# exit 1 if not: the instance stopped or restarted during the gate)  $6.. URLs
+deadline=${1%.*}; need=$2; interval=$3; tmo=$4; pids=$5; shift 5
 end=  # the clock is read once a first try failed: a warm standby answers at once
 for url in "$@"; do
   ok=0; last="no answer yet"
@@ -25,6 +27,11 @@ for url in "$@"; do
     if [ "$(date +%s)" -ge "$end" ]; then echo "fail $url $last"; exit 1; fi
     sleep "$interval"
   done
+done
+for pp in $pids; do
+  st=; { read -r st < "/proc/${pp#*:}/stat"; } 2>/dev/null
+  st=${st##*) }; st=${st%% *}  # the state after "pid (comm) "; a zombie has ended too
+  case $st in ""|Z|X) echo "gone ${pp%:*} ${pp#*:}"; exit 1 ;; esac
 done
 """
 
@@ -204,6 +211,31 @@ while [ $i -lt "$n" ]; do keep="$keep $1"; shift; i=$((i + 1)); done
 [ $# -gt 0 ] && systemctl disable --quiet --no-reload "$@" 2>/dev/null
 # shellcheck disable=SC2086 (unit names are goship's own: app-color@port.service)
 exec systemctl enable --quiet --no-reload $keep
+"""
+
+SYSTEMD_LINKS = r"""
+# What `systemctl enable`/`disable --no-reload` do for goship's own units, without a
+# systemctl each (and systemd's work for each): $1 the unit directory; $2.. up to "--":
+# LINK TARGET pairs, the boot links of the units to start at boot (from their [Install]
+# WantedBy=/RequiredBy=); then units boot starts no more: every .wants/.requires link of
+# theirs goes, whatever [Install] said when it was made. A good link already there stays.
+units_dir=$1; shift
+while [ $# -gt 0 ] && [ "$1" != -- ]; do
+  link=$1; target=$2; shift 2
+  { [ -L "$link" ] && [ -e "$link" ]; } && continue
+  dir=${link%/*}; [ -d "$dir" ] || mkdir -p "$dir" || exit 1
+  ln -sfn "$target" "$link" || exit 1
+done
+[ $# -gt 0 ] && shift
+units="$*"  # goship's unit names: no blanks, no pattern characters
+set --
+for u in $units; do
+  for l in "$units_dir"/*.wants/"$u" "$units_dir"/*.requires/"$u"; do
+    [ -L "$l" ] && set -- "$@" "$l"
+  done
+done
+[ $# -gt 0 ] && exec rm -f -- "$@"
+exit 0
 """
 
 # Established TCP connections whose local port is one of `want` (4-digit upper-case hex),

@@ -32,6 +32,7 @@ from goship.deploy.scripts import (
     STANDBY_SLEEPER,
     SYSTEMD_CANCEL,
     SYSTEMD_ENABLE,
+    SYSTEMD_LINKS,
     SYSTEMD_SCHEDULE,
 )
 from goship.envquote import systemd as _env_quote
@@ -129,12 +130,23 @@ class Services(abc.ABC):
         it with the gate in one round trip; None: call `pids`."""
         return None
 
+    # True when an instance that stops or restarts always leaves its PID (the manager
+    # waits for the old process before a new one): then the gate's host checks /proc for
+    # the PIDs it was given instead of asking the manager again.
+    pid_alone_tells = False
+
+    def unit_of(self, color: str, port: int) -> str | None:
+        """The systemd unit an instance runs in (what the facts' listeners name), if any."""
+        return None
+
     @abc.abstractmethod
     def log_tail(self, color: str, lines: int = 15) -> str: ...
 
     @abc.abstractmethod
-    def enable(self, live: str, also: list[int] | None = None) -> None:
-        """Start the live color at boot, not the other one."""
+    def enable(self, live: str, also: list[int] | None = None,
+               root: Path | None = None) -> None:
+        """Start the live color at boot, not the other one. `root`: the project's root
+        (its own templates say what enabling a unit links)."""
 
     def why(self, color: str, lines: int = 4) -> str:
         """Why a color did not start or pass its gate, for the error: the last lines of its
@@ -249,6 +261,11 @@ class Systemd(Services):
         name = standby_unit(self.config.app.name, color)
         self.t.later(Cmd.of("sh", "-c", SYSTEMD_CANCEL, "goship-standby-cancel", name))
 
+    pid_alone_tells = True
+
+    def unit_of(self, color: str, port: int) -> str | None:
+        return self.units(color, [port])[0]
+
     def pids(self, color: str) -> dict[int, int | None]:
         cmd, parse = self.pids_query(color)
         return parse(self.t.check(cmd).stdout)
@@ -270,7 +287,8 @@ class Systemd(Services):
     def log_tail(self, color: str, lines: int = 15) -> str:
         return self.t.run(journal_tail(self.units(color), lines)).stdout.strip()
 
-    def enable(self, live: str, also: list[int] | None = None) -> None:
+    def enable(self, live: str, also: list[int] | None = None,
+               root: Path | None = None) -> None:
         """Boot starts the live color's instances and no other instance of this app (the
         other color's, and `also`: ports left behind by drift)."""
         from goship.deploy.processes import units as process_units
@@ -279,9 +297,21 @@ class Systemd(Services):
         stale = [u for c in COLORS for u in self.units(c, [*self.ports(c), *(also or [])])
                  if u not in keep]
         stale += [u for c in COLORS if c != live for u in process_units(self.config, c)]
+        stale = list(dict.fromkeys(stale))
+        dirs = {name: install_dirs(text) for name, text in
+                kinds.systemd_units(self.config, self.paths, root).items()
+                if not name.startswith("sysusers.d/")}
+        if all(d is not None for d in dirs.values()):
+            # The links themselves, as systemctl would make them: no systemctl at all.
+            make = [x for u in keep for d in dirs.get(template_of(u)) or []
+                    for x in (f"{UNIT_DIR}/{d}/{u}", f"{UNIT_DIR}/{template_of(u)}")]
+            self.t.later(Cmd.of("sh", "-c", SYSTEMD_LINKS, "goship-enable", UNIT_DIR, *make,
+                                "--", *stale))
+            return
+        # An [Install] that says more (Alias=, Also=...): systemctl does it.
         # --no-reload: boot only needs the symlinks; a daemon-reload costs ~0.25 s each.
         self.t.later(Cmd.of("sh", "-c", SYSTEMD_ENABLE, "goship-enable", str(len(keep)),
-                            *keep, *dict.fromkeys(stale)))
+                            *keep, *stale))
 
     def logs_cmd(self, follow: bool, since: str | None, lines: int) -> Cmd:
         args = ["journalctl", "--no-pager", "-o", "short-iso", "-n", str(lines),
@@ -412,7 +442,8 @@ class Supervisor(Services):
                  for p in self.ports(color)]
         return self.t.run(Cmd.of("tail", "-q", "-n", str(lines), *files)).stdout.strip()
 
-    def enable(self, live: str, also: list[int] | None = None) -> None:
+    def enable(self, live: str, also: list[int] | None = None,
+               root: Path | None = None) -> None:
         # autostart is rendered from the live color at install time; nothing else to do.
         return None
 
@@ -446,3 +477,42 @@ def parse_units(app: str, text: str) -> dict[str, list[int]]:
         if m and m.group("app") == app:
             out[m.group("color")].append(int(m.group("port")))
     return {c: sorted(v) for c, v in out.items()}
+
+
+UNIT_DIR = "/etc/systemd/system"
+_TARGET = re.compile(r"[A-Za-z0-9:_.@-]+")
+
+
+def template_of(unit: str) -> str:
+    """The unit file an instance comes from: shop-blue@9000.service -> shop-blue@.service."""
+    prefix, at, rest = unit.partition("@")
+    return f"{prefix}@.{rest.rsplit('.', 1)[-1]}" if at else unit
+
+
+def install_dirs(unit_text: str) -> list[str] | None:
+    """The .wants/.requires directories a unit file's [Install] links it into when enabled;
+    None when [Install] says more than WantedBy= and RequiredBy= (Alias=, Also=, a
+    specifier, a continued line): then only systemctl knows what enabling it does."""
+    dirs: list[str] = []
+    section = ""
+    for raw in unit_text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            section = line
+            continue
+        if section != "[Install]":
+            continue
+        key, sep, value = line.partition("=")
+        suffix = {"WantedBy": ".wants", "RequiredBy": ".requires"}.get(key.strip())
+        if suffix is None or not sep or line.endswith("\\") or "%" in value:
+            return None
+        words = value.split()
+        if not words:  # an empty assignment resets the list
+            dirs = [d for d in dirs if not d.endswith(suffix)]
+        for w in words:
+            if not _TARGET.fullmatch(w):
+                return None
+            dirs.append(w + suffix)
+    return list(dict.fromkeys(dirs))
