@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import shlex
 from pathlib import Path
 
@@ -78,7 +79,8 @@ def test_a_file_write_never_follows_a_planted_temp_name(tmp_path: Path) -> None:
         target = tmp_path / "conf" / "site.conf"
         target.parent.mkdir()
         (target.parent / f".site.conf.goship.{s.proc.pid}").symlink_to(victim)
-        argv = ("sh", "-c", INSTALL_FILE, "goship-install", str(target), "640")
+        argv = ("sh", "-c", INSTALL_FILE, "goship-install", str(target), "640",
+                hashlib.sha256(b"server {}\n").hexdigest())
         res = s.run(subshell_text(argv), b"server {}\n", 10, direct=True)
         assert (res.code, res.stdout) == (0, "changed\n"), res.stderr
         assert target.read_text() == "server {}\n"
@@ -87,6 +89,13 @@ def test_a_file_write_never_follows_a_planted_temp_name(tmp_path: Path) -> None:
         assert sorted(p.name for p in target.parent.iterdir()) == ["site.conf"]
         res = s.run(subshell_text(argv), b"server {}\n", 10, direct=True)
         assert res.stdout == "same\n"
+        # other content (its digest differs from the file's): written
+        other = b"server { listen 81; }\n"
+        argv = (*argv[:-1], hashlib.sha256(other).hexdigest())
+        res = s.run(subshell_text(argv), other, 10, direct=True)
+        assert (res.code, res.stdout) == (0, "changed\n"), res.stderr
+        assert target.read_bytes() == other
+        assert sorted(p.name for p in target.parent.iterdir()) == ["site.conf"]
     finally:
         s.close()
 

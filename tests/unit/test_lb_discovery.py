@@ -247,7 +247,7 @@ def test_apply_installs_tests_then_reloads_and_the_token_stays_off_argv() -> Non
                     "/etc/nginx/goship-shop-lb.token")
     steps = [c.shell() for c in t.calls]
     installs = [c for c in t.calls if "goship-install" in c.shell()]
-    assert [c.argv[-2:] for c in installs] == [
+    assert [c.argv[-3:-1] for c in installs] == [
         ("/etc/nginx/conf.d/goship-shop-lb.conf", "644"), ("/etc/nginx/goship-shop-lb.token",
                                                            "600")]
     assert installs[1].stdin == (TOKEN + "\n").encode()  # on stdin only
@@ -270,7 +270,7 @@ def test_a_site_nginx_refuses_is_taken_back_and_nothing_reloads() -> None:
                                'place: unknown directive "balancer_by_lua_block" in '
                                '/etc/nginx/conf.d/goship-shop-lb.conf:60')
     installs = [c for c in t.calls if "goship-install" in c.shell()]
-    assert installs[-1].argv[-2] == "/etc/nginx/conf.d/goship-shop-lb.conf"
+    assert installs[-1].argv[-3] == "/etc/nginx/conf.d/goship-shop-lb.conf"
     assert installs[-1].stdin == b"old site\n"
     assert not any("reload" in c.shell() for c in t.calls)
     assert TOKEN not in shown(t.calls) + str(e.value)

@@ -15,13 +15,13 @@ from typing import Any
 from goship.command import Cmd
 from goship.config import Config, Environment
 from goship.deploy import scripts
-from goship.deploy.layout import Paths, PortMap, default_port_map
+from goship.deploy.layout import Paths, PortMap, default_port_map, layout_dirs, layout_fixes
 from goship.deploy.lock import Lock as Lock
 from goship.deploy.lock import LockHeld as LockHeld
 from goship.deploy.plan import HostView
 from goship.deploy.ports import recorded_ports
 from goship.deploy.proxy import Nginx, OwnNginx, SystemNginx
-from goship.deploy.services import Services, Supervisor, Systemd
+from goship.deploy.services import Services, Supervisor, Systemd, install_cmd
 from goship.errors import ApplyError, CommandFailed, TransportError
 from goship.facts import HostFacts, gather
 from goship.render import kinds
@@ -143,7 +143,9 @@ class Host:
         p = self.paths
         user = self.config.service_user
         changes = []
-        if not self.t.run(Cmd.of("test", "-d", p.releases)).ok:
+        owner = None if self.local else user
+        seen = self.t.run(Cmd.of("stat", "-c", "%a %U:%G %n", *layout_dirs(p, owner))).stdout
+        if not any(line.endswith(f" {p.releases}") for line in seen.splitlines()):
             changes.append(f"{p.root}/")
         if not self.local and not self.facts.user_exists:
             changes.append(f"user {user}")
@@ -151,13 +153,8 @@ class Host:
                                 p.join("shared", "data"), "--shell", "/usr/sbin/nologin",
                                 user))
             self.facts = gather(self.t, self.config.deploy.base_path, user)
-        self.t.check(Cmd.of("mkdir", "-p", p.releases, p.incoming, p.logs, p.run_dir,
-                            p.join("shared", "data"), p.join("shared", "envs")))
-        self.t.check(Cmd.of("chmod", "755", p.root, p.releases))
-        self.t.check(Cmd.of("chmod", "700", p.incoming, p.run_dir, p.join("shared", "envs")))
-        if not self.local:
-            self.t.check(Cmd.of("chown", f"{user}:{user}", p.shared, p.join("shared", "data")))
-            self.t.check(Cmd.of("chmod", "750", p.shared))
+        for argv in layout_fixes(p, owner, seen):
+            self.t.check(Cmd.of(*argv))
         # Hosts deployed before environments were kept per color had one shared/env: the
         # running color keeps reading it (as env.COLOR) when it restarts.
         self.t.run(Cmd.of("sh", "-c", 'test -f "$1" || exit 0; for f in "$2" "$3"; do '
@@ -182,9 +179,7 @@ class Host:
         texts = [self.services.env_text(env), kinds.env_script(env)]
         forms = self._env_forms(color, rid)
         for (saved, _, mode), text in zip(forms, texts, strict=False):
-            cmd = Cmd.of("sh", "-c", scripts.INSTALL_FILE, "goship-install", saved, mode,
-                         secrets=env.values())
-            self.t.check(cmd.with_stdin(text.encode()))
+            self.t.check(install_cmd(saved, text, mode, secrets=env.values()))
         if use:
             self._use_env(forms)
 

@@ -132,3 +132,43 @@ class Paths:
     def standby_pid(self, color: str) -> str:
         """Without systemd: the pid of the sleeper that stops a warm standby color."""
         return self.join("run", f"standby.{color}.pid")
+
+
+def layout_dirs(paths: Paths, user: str | None) -> dict[str, tuple[str | None, str | None]]:
+    """The app's directories: path -> (mode, owner user); None: whatever it is. `user`
+    None (local mode, a non-root deployer): nothing is chowned."""
+    shared_user = user or None
+    return {paths.root: ("755", None), paths.releases: ("755", None),
+            paths.incoming: ("700", None), paths.logs: (None, None),
+            paths.run_dir: ("700", None), paths.shared: ("750", shared_user),
+            paths.join("shared", "data"): (None, shared_user),
+            paths.join("shared", "envs"): ("700", None)}
+
+
+def layout_fixes(paths: Paths, user: str | None, seen_text: str) -> list[list[str]]:
+    """The commands (argv) that bring the app's directories to their modes and owners,
+    given `stat -c '%a %U:%G %n'` of them (a missing one is absent): none when all are
+    right, so a deploy to a host set up before costs that one stat."""
+    want = layout_dirs(paths, user)
+    seen: dict[str, tuple[str, str]] = {}
+    for line in seen_text.splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) == 3:
+            seen[parts[2]] = (parts[0], parts[1])
+    out: list[list[str]] = []
+    missing = [d for d in want if d not in seen]
+    if missing:
+        out.append(["mkdir", "-p", *missing])
+    by_mode: dict[str, list[str]] = {}
+    owned: list[str] = []
+    for d, (mode, owner) in want.items():
+        mode_now, owner_now = seen.get(d, ("", ""))
+        # the last three digits: chmod with three leaves a directory's setgid bit alone
+        if mode is not None and mode_now[-3:] != mode:
+            by_mode.setdefault(mode, []).append(d)
+        if owner is not None and owner_now != f"{owner}:{owner}":
+            owned.append(d)
+    if owned:
+        out.append(["chown", f"{user}:{user}", *owned])
+    out += [["chmod", mode, *ds] for mode, ds in by_mode.items()]
+    return out

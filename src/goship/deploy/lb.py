@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from goship.command import Cmd
 from goship.config.load import Environment, Project
-from goship.deploy.scripts import INSTALL_FILE
+from goship.deploy.services import install_cmd
 from goship.errors import ApplyError, ConfigError
 from goship.render import edge as render_edge
 from goship.render import lb as render_lb
@@ -146,9 +146,8 @@ def _install(t: Transport, f: LbFile) -> tuple[bool, str | None]:
     the site it replaced or None). A token file is never read back."""
     secret = f.mode == "600"
     old = None if secret else t.run(Cmd.of("cat", f.path))
-    cmd = Cmd.of("sh", "-c", INSTALL_FILE, "goship-install", f.path, f.mode,
-                 secrets=[f.text.strip()] if secret else [])
-    res = t.check(cmd.with_stdin(f.text.encode()))
+    res = t.check(install_cmd(f.path, f.text, f.mode,
+                              secrets=[f.text.strip()] if secret else []))
     return res.stdout.strip() == "changed", (old.stdout if old is not None and old.ok else None)
 
 

@@ -85,16 +85,44 @@ exec 9>>"$1/.lock.guard" && flock -w 30 9 || exit 5
 grep -qF -- "$2" "$1/.lock/owner" 2>/dev/null && touch "$1/.lock/owner"
 """
 
-UNPACK = r"""
+# The sha256 of a file, and whether every file SHA256SUMS lists (in the current directory)
+# has its sha256. openssl's uses the CPU's SHA instructions: ~4x faster than sha256sum's
+# on a 20 MB release (~15 ms against ~65 ms of a host's CPU at every deploy's check);
+# sha256sum when openssl is missing or a name is escaped (a backslash, a newline).
+SUMS = r"""
+sha_of() {
+  if command -v openssl >/dev/null 2>&1; then s=$(openssl dgst -sha256 -r "$1") || return 1
+  else s=$(sha256sum < "$1") || return 1; fi
+  printf '%s\n' "${s%% *}"
+}
+sums_ok() {
+  command -v openssl >/dev/null 2>&1 || { sha256sum --quiet -c SHA256SUMS >&2; return; }
+  want=; set --
+  while IFS= read -r line || [ -n "$line" ]; do
+    case $line in \\*|'') sha256sum --quiet -c SHA256SUMS >&2; return ;; esac
+    name=${line#* }; name=${name#[ *]}
+    want="$want ${line%% *}"; set -- "$@" "./$name"
+  done < SHA256SUMS
+  [ $# -gt 0 ] || { echo "SHA256SUMS lists no file" >&2; return 1; }
+  out=$(openssl dgst -sha256 -r "$@") || return 1
+  got=
+  while read -r h _; do got="$got $h"; done <<EOF
+$out
+EOF
+  [ "$got" = "$want" ] || { echo "sha256 mismatch" >&2; return 1; }
+}
+"""
+
+UNPACK = SUMS + r"""
 # $1 archive  $2 expected sha256  $3 releases dir  $4 release id
 set -e
-got=$(sha256sum "$1" | cut -d' ' -f1)
+got=$(sha_of "$1")
 if [ "$got" != "$2" ]; then echo "archive sha256 mismatch: expected $2, got $got" >&2; exit 4; fi
 tmp="$3/.$4.tmp"
 rm -rf "$tmp"; mkdir -p "$tmp"
 tar -xzf "$1" -C "$tmp" --no-same-owner
 cd "$tmp"
-if ! sha256sum --quiet -c SHA256SUMS >&2; then
+if ! sums_ok; then
   cd /; rm -rf "$tmp"; echo "a file of the release does not match its sha256" >&2; exit 4
 fi
 printf '%s\n' "$2" > .archive-sha256
@@ -102,10 +130,10 @@ cd /
 rm -rf "$3/$4"; mv "$tmp" "$3/$4"; rm -f "$1"
 """
 
-HAS_RELEASE = r"""
+HAS_RELEASE = SUMS + r"""
 # $1 release dir  $2 archive sha256
-[ -f "$1/.archive-sha256" ] && [ "$(cat "$1/.archive-sha256")" = "$2" ] && \
-  (cd "$1" && sha256sum --quiet -c SHA256SUMS >/dev/null 2>&1) && echo yes || echo no
+marker=; { read -r marker < "$1/.archive-sha256"; } 2>/dev/null
+[ "$marker" = "$2" ] && (cd "$1" && sums_ok 2>/dev/null) && echo yes || echo no
 """
 
 LINK = r"""
@@ -129,10 +157,15 @@ exit 0
 """
 
 INSTALL_FILE = r"""
-# $1 path  $2 mode: write stdin there if different; print "changed" or "same"
+# $1 path  $2 mode  $3 sha256 of stdin: write stdin there unless the file already has that
+# content; print "changed" or "same". The common case (the same unit files, the same
+# environment at every deploy) costs one sha256sum, no temp file, cmp or rm.
 set -e
-""" + WRITE_TEMP + r"""if [ -f "$1" ] && cmp -s "$tmp" "$1"; then rm -f "$tmp"; echo same
-else mv -f "$tmp" "$1"; echo changed; fi
+if [ -f "$1" ]; then
+  sum=$(sha256sum < "$1" 2>/dev/null) || sum=
+  [ "${sum%% *}" = "$3" ] && { echo same; exit 0; }
+fi
+""" + WRITE_TEMP + r"""mv -f "$tmp" "$1"; echo changed
 """
 
 # $1 path  $2 mode: stdin becomes the file only when none is there (its name holds a hash of

@@ -9,7 +9,7 @@ import re
 import shlex
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from goship.command import Cmd
@@ -43,14 +43,25 @@ from goship.transport.base import Transport
 DRAIN_WAIT_SHA = hashlib.sha256(DRAIN_WAIT.encode()).hexdigest()[:12]
 
 
+def install_cmd(path: str, text: str, mode: str = "644", *,
+                secrets: Iterable[str] = ()) -> Cmd:
+    """INSTALL_FILE for `text` at `path`. The content's digest is masked like the secrets
+    (a weak secret could be guessed from the digest of a file otherwise known)."""
+    data = text.encode()
+    digest = hashlib.sha256(data).hexdigest()
+    secrets = list(secrets)
+    return Cmd.of("sh", "-c", INSTALL_FILE, "goship-install", path, mode, digest,
+                  secrets=[*secrets, digest] if secrets else []).with_stdin(data)
+
+
 def install_file(t: Transport, path: str, text: str, mode: str = "644", *,
                  later: bool = False) -> bool:
     """Whether the file changed (`later`: not known, the answer is read later)."""
-    cmd = Cmd.of("sh", "-c", INSTALL_FILE, "goship-install", path, mode)
+    cmd = install_cmd(path, text, mode)
     if later:
-        t.later(cmd.with_stdin(text.encode()))
+        t.later(cmd)
         return True
-    res = t.check(cmd.with_stdin(text.encode()))
+    res = t.check(cmd)
     return res.stdout.strip() == "changed"
 
 
