@@ -148,6 +148,12 @@ def test_rollback_loses_nothing(run_cli: Run, project: Project, lab: Lab) -> Non
     assert load.result.requests >= MIN_REQUESTS // 2, load.result.text
     data = json.loads(r.out)
     assert data["ok"]
+    # boot starts the color rolled back to, and no longer the other (links made by goship)
+    state = json.loads(lab.ssh("h1", "cat /srv/hello-gin/state.json").stdout)
+    live, old = state["live"]["color"], state["previous"]["color"]
+    enabled = lab.ssh("h1", f"systemctl is-enabled hello-gin-{live}@{state['ports'][live][0]} "
+                            f"hello-gin-{old}@{state['ports'][old][0]}", check=False)
+    assert enabled.stdout.split() == ["enabled", "disabled"], enabled.stdout
     print(f"rollback of 2 hosts took {elapsed:.2f}s")  # measured in bench/, shown here
 
 

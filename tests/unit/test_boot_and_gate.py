@@ -104,8 +104,10 @@ def test_a_dangling_boot_link_is_made_again(tmp_path: Path) -> None:
     assert link.readlink() == units / "shop-green@.service"
 
 
-def systemd(tmp_path: Path, override: str | None = None) -> tuple[Systemd, FakeTransport]:
-    config = parse({"app": {"name": "shop"}, "run": {"base_port": 9000}}).base
+def systemd(tmp_path: Path, override: str | None = None,
+            processes: dict[str, Any] | None = None) -> tuple[Systemd, FakeTransport]:
+    config = parse({"app": {"name": "shop"}, "run": {"base_port": 9000},
+                    **({"processes": processes} if processes else {})}).base
     if override is not None:
         tdir = tmp_path / "goship" / "templates"
         tdir.mkdir(parents=True)
@@ -132,6 +134,29 @@ def test_enable_sends_the_links_of_the_live_color_and_drops_the_others(tmp_path:
                            f"{UNIT_DIR}/shop-green@.service"]
     assert argv[sep + 1:] == ["shop-blue@9000.service", "shop-blue@9005.service",
                               "shop-green@9005.service"]
+
+
+def test_workers_and_job_timers_of_the_live_color_start_at_boot(tmp_path: Path) -> None:
+    s, t = systemd(tmp_path, processes={
+        "worker": {"main": "cmd/worker", "instances": 2},
+        "nightly": {"main": "cmd/nightly", "schedule": "*-*-* 03:00:00"}})
+    s.enable("blue", root=tmp_path)
+    (cmd,) = sent(t)
+    argv = list(cmd.argv)
+    sep = argv.index("--")
+    pairs = dict(zip(argv[5:sep:2], argv[6:sep:2], strict=True))
+    assert pairs == {
+        f"{UNIT_DIR}/multi-user.target.wants/shop-blue@9000.service":
+            f"{UNIT_DIR}/shop-blue@.service",
+        f"{UNIT_DIR}/timers.target.wants/shop.nightly-blue.timer":
+            f"{UNIT_DIR}/shop.nightly-blue.timer",
+        f"{UNIT_DIR}/multi-user.target.wants/shop.worker-blue@1.service":
+            f"{UNIT_DIR}/shop.worker-blue@.service",
+        f"{UNIT_DIR}/multi-user.target.wants/shop.worker-blue@2.service":
+            f"{UNIT_DIR}/shop.worker-blue@.service",
+    }
+    assert set(argv[sep + 1:]) == {"shop-green@9100.service", "shop.nightly-green.timer",
+                                   "shop.worker-green@1.service", "shop.worker-green@2.service"}
 
 
 def test_an_install_section_links_cannot_do_goes_to_systemctl(tmp_path: Path) -> None:

@@ -140,7 +140,8 @@ def layout_dirs(paths: Paths, user: str | None) -> dict[str, tuple[str | None, s
     shared_user = user or None
     return {paths.root: ("755", None), paths.releases: ("755", None),
             paths.incoming: ("700", None), paths.logs: (None, None),
-            paths.run_dir: ("700", None), paths.shared: ("750", shared_user),
+            paths.run_dir: ("700", None),
+            paths.shared: ("750" if shared_user else None, shared_user),
             paths.join("shared", "data"): (None, shared_user),
             paths.join("shared", "envs"): ("700", None)}
 

@@ -203,6 +203,7 @@ class Services(abc.ABC):
 
 class Systemd(Services):
     name = "systemd"
+    pid_alone_tells = True  # systemd waits for the old main process before a restart
 
     def units(self, color: str, ports: list[int] | None = None) -> list[str]:
         return [f"{self.config.app.name}-{color}@{p}.service"
@@ -271,8 +272,6 @@ class Systemd(Services):
     def cancel_stop(self, color: str) -> None:
         name = standby_unit(self.config.app.name, color)
         self.t.later(Cmd.of("sh", "-c", SYSTEMD_CANCEL, "goship-standby-cancel", name))
-
-    pid_alone_tells = True
 
     def unit_of(self, color: str, port: int) -> str | None:
         return self.units(color, [port])[0]
