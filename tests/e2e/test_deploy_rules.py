@@ -184,6 +184,44 @@ def test_wait_takes_the_lock_once_it_is_free(run_cli: Run, project: Project) -> 
         close(held)
 
 
+def test_a_canary_waits_too(run_cli: Run, project: Project, lab: Lab) -> None:
+    """`deploy --canary --wait` behind another release's lock: it waits, plans again from
+    what that release left, and goes on (a step of 100: started, then promoted)."""
+    from goship.config import load
+    from goship.deploy.engine import close, connect
+    from goship.deploy.host import Lock
+
+    project.release("v3.9.0")
+    # The rolling deploy that max_failures stopped left the hosts on different colors: each
+    # runs the canary on its own other color, and the promotion switches each to it.
+    colors = {h: json.loads(lab.ssh(h, "cat /srv/rules/state.json").stdout)["live"]["color"]
+              for h in HOSTS}
+    env = load(project.root / "goship.toml").env("rl")
+    held = connect(env)
+    lock = Lock(held, "goship deploy rl (another one)", force=False)
+    lock.acquire()
+
+    def other_release_ends() -> None:
+        for h in held:
+            h.write_state()
+        lock.release()
+
+    timer = threading.Timer(4.0, other_release_ends)
+    timer.start()
+    try:
+        r = run_cli("deploy", "rl", "--canary", "--wait", "--steps", "100", "--skip-checks",
+                    cwd=project.root)
+        assert r.code == 0, r.out + r.err
+        assert "waiting: " in r.err
+        assert "another release ran while goship waited; reading the hosts again" in r.err
+    finally:
+        timer.join()
+        close(held)
+    assert [version(h) for h in HOSTS] == ["v3.9.0"] * 3, colors  # promoted everywhere
+    state = json.loads(lab.ssh("h1", "cat /srv/rules/state.json").stdout)
+    assert state["live"]["release"].startswith("v3.9.0")
+
+
 def environ(lab: Lab, host: str) -> dict[str, str]:
     """The environment of the live color's running instance."""
     state = json.loads(lab.ssh(host, "cat /srv/rules/state.json").stdout)

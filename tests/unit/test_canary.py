@@ -121,3 +121,21 @@ def test_guard() -> None:
     assert analysis.guard(arm(40, 10), arm(400, 0)) is not None
     assert analysis.guard(arm(40, 1), arm(400, 0)) is None
     assert analysis.guard(arm(40, 0), arm(400, 0)) is None
+
+
+def test_each_host_runs_the_canary_on_its_own_other_color() -> None:
+    """Hosts need not share colors (a rolling deploy stopped by max_failures, a host
+    skipped): abort stops, promote switches to and the crash check reads each host's own
+    canary color, never the stable one of a host whose colors are the other way round."""
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from goship.canary.engine import canary_color
+
+    rules = Rules(release="v2", color="green", weight=10)
+    h1 = SimpleNamespace(state={"canary": {"stable_color": "blue"}})
+    h2 = SimpleNamespace(state={"canary": {"stable_color": "green"}})
+    old = SimpleNamespace(state={"canary": {}})  # a canary started before colors were kept
+    assert canary_color(cast(Any, h1), rules) == "green"
+    assert canary_color(cast(Any, h2), rules) == "blue"
+    assert canary_color(cast(Any, old), rules) == "green"

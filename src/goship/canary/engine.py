@@ -16,6 +16,7 @@ from goship.command import Cmd
 from goship.config import Environment, Project
 from goship.deploy import consul
 from goship.deploy.engine import (
+    REPLANS,
     Deployer,
     Move,
     address,
@@ -23,10 +24,13 @@ from goship.deploy.engine import (
     env_values,
     parallel,
     release_host,
+    replan_or_raise,
     say_notes,
     views,
 )
 from goship.deploy.host import Host, Lock, now
+from goship.deploy.layout import COLORS, other
+from goship.deploy.lock import HostChanged
 from goship.deploy.plan import Artifact as PlanArtifact
 from goship.deploy.plan import plan_fleet, plan_host, site_digest
 from goship.errors import ApplyError, GoshipError, NotYetError, UsageError
@@ -55,6 +59,14 @@ def control_at(t: Transport, socket: str, method: str, body: str | None = None) 
 def current(h: Host) -> dict[str, Any] | None:
     c = h.state.get("canary")
     return c if isinstance(c, dict) else None
+
+
+def canary_color(h: Host, rules: Rules) -> str:
+    """The color the canary runs on on this host: the one its stable release did not run
+    on when it started. Hosts need not share colors (a rolling deploy that stopped, a host
+    skipped or rolled back alone): the rules' color is only the first host's."""
+    stable = (current(h) or {}).get("stable_color")
+    return other(stable) if stable in COLORS else rules.color
 
 
 def require_lua(hosts: list[Host]) -> None:
@@ -119,8 +131,9 @@ def redis_state(project: Project, env: Environment) -> redis_sync.RedisState | N
 
 
 class CanaryEngine:
-    def __init__(self, project: Project, env: Environment, *, force: bool = False) -> None:
-        self.project, self.env, self.force = project, env, force
+    def __init__(self, project: Project, env: Environment, *, force: bool = False,
+                 wait: bool = False) -> None:
+        self.project, self.env, self.force, self.wait = project, env, force, wait
         self.th = env.config.canary
         self.limit = env.config.deploy.concurrency
         self.redis = redis_state(project, env)
@@ -136,30 +149,35 @@ class CanaryEngine:
             # before anything is built or changed rather than half done.
             raise NotYetError("a canary of an app with [processes.*] (use `goship deploy`)",
                               18)
-        running = [h.name for h in hosts if current(h)]
-        if running:
-            raise UsageError(f"a canary already runs on {', '.join(running)}",
-                             hint="`goship canary promote` or `goship canary abort` first")
-        if any(h.live_color is None for h in hosts):
-            raise UsageError("a canary needs a stable release to compare with",
-                             hint="run `goship deploy` first")
+        self._startable(hosts)
         arts = build_artifacts(self.project, self.env, {h.facts.arch or "amd64" for h in hosts},
                                allow_dirty=allow_dirty, skip_checks=skip_checks)
         by_host = {h.name: arts[h.facts.arch or "amd64"] for h in hosts}
-        fleet = plan_fleet(self.env.config, self.env.name, views(hosts, self.limit), "canary",
-                           {n: a.release_id for n, a in by_host.items()},
-                           {n: PlanArtifact(a.release_id, a.sha256)
-                            for n, a in by_host.items()}, **release_host(self.env))
-        say_notes(fleet)
-        moves = [Move(h, hp, by_host[h.name])
-                 for h, hp in zip(hosts, fleet.hosts, strict=True)]
-        if any(m.release == m.old_release for m in moves):
-            raise UsageError(f"{moves[0].release} is already the stable release",
-                             hint="commit a change to canary a new version")
-        deployer = Deployer(self.project, self.env, force=self.force, command="canary start")
+        deployer = Deployer(self.project, self.env, force=self.force, wait=self.wait,
+                            command="canary start")
+        for attempt in range(REPLANS + 1):
+            if attempt:
+                self._startable(hosts)
+            fleet = plan_fleet(self.env.config, self.env.name, views(hosts, self.limit),
+                               "canary", {n: a.release_id for n, a in by_host.items()},
+                               {n: PlanArtifact(a.release_id, a.sha256)
+                                for n, a in by_host.items()}, **release_host(self.env))
+            say_notes(fleet)
+            moves = [Move(h, hp, by_host[h.name])
+                     for h, hp in zip(hosts, fleet.hosts, strict=True)]
+            if any(m.release == m.old_release for m in moves):
+                raise UsageError(f"{moves[0].release} is already the stable release",
+                                 hint="commit a change to canary a new version")
+            try:
+                lock = self._lock(hosts, "goship canary start")
+                break
+            except HostChanged as e:
+                # --wait: another release ran while this one waited: read the hosts again
+                replan_or_raise(deployer, hosts, e, attempt)
+        else:
+            raise AssertionError("unreachable: the last attempt breaks or raises")
         values = env_values(self.project, self.env)
         deployer.use_consul_token(values)
-        lock = self._lock(hosts, "goship canary start")
         try:
             # deploy.release_command runs here too: the canary's code meets its schema.
             with deployer.beating(lock):
@@ -207,9 +225,22 @@ class CanaryEngine:
             h.nginx.switch(h.live_color, h.live_release, self.project.root)
             h.write_state(site=site_digest(self.env.config, h.port_map, h.nginx.lua))
 
+    @staticmethod
+    def _startable(hosts: list[Host]) -> None:
+        """Refused (nothing changed) when a canary already runs or nothing is live."""
+        running = [h.name for h in hosts if current(h)]
+        if running:
+            raise UsageError(f"a canary already runs on {', '.join(running)}",
+                             hint="`goship canary promote` or `goship canary abort` first")
+        if any(h.live_color is None for h in hosts):
+            raise UsageError("a canary needs a stable release to compare with",
+                             hint="run `goship deploy` first")
+
     def _lock(self, hosts: list[Host], command: str) -> Lock:
+        from goship.deploy.lock import acquire_waiting
+
         lock = Lock(hosts, command, self.force)
-        lock.acquire()
+        acquire_waiting(lock.acquire, self.wait)  # --wait: again while another holds it
         return lock
 
     def _push(self, hosts: list[Host], rules: Rules | None) -> None:
@@ -303,9 +334,10 @@ class CanaryEngine:
             ui.warn(f"consul token: {e.message}")
 
         def finish(h: Host) -> None:
-            ports = list(h.port_map.get(rules.color, []))
-            h.services.stop(rules.color)
-            deployer.consul(h, consul.plan_deregister(self.env.config, color=rules.color,
+            color = canary_color(h, rules)
+            ports = list(h.port_map.get(color, []))
+            h.services.stop(color)
+            deployer.consul(h, consul.plan_deregister(self.env.config, color=color,
                                                       ports=ports), "deregistration")
             c = current(h) or {}
             h.write_state(canary=None)
@@ -323,13 +355,14 @@ class CanaryEngine:
         deployer.use_consul_token()
 
         def switch(h: Host) -> None:
-            h.nginx.switch(rules.color, rules.release, self.project.root)
+            color = canary_color(h, rules)
+            h.nginx.switch(color, rules.release, self.project.root)
             control(h, "DELETE")
             # The canary's instances are the stable track now (the old color goes into
             # maintenance or leaves in `finish`, as after a deploy's switch).
             deployer.consul(h, consul.plan_register(
-                self.env.config, release=rules.release, color=rules.color,
-                ports=list(h.port_map.get(rules.color, [])), address=address(h),
+                self.env.config, release=rules.release, color=color,
+                ports=list(h.port_map.get(color, [])), address=address(h),
                 env=self.env.name), "registration")
 
         if self.redis is not None:
@@ -369,7 +402,8 @@ class CanaryEngine:
 
     def _crashed(self, hosts: list[Host], rules: Rules) -> str | None:
         for h in hosts:
-            dead = [p for p, pid in h.services.pids(rules.color).items() if pid is None]
+            dead = [p for p, pid in h.services.pids(canary_color(h, rules)).items()
+                    if pid is None]
             if dead:
                 return f"{h.name}: canary instance on port {dead[0]} is not running"
         return None

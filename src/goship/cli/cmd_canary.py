@@ -108,7 +108,10 @@ def start(ctx: click.Context, env: str, weight: float, headers: tuple[str, ...],
     def on_hosts(engine: Any, hosts: list[Any]) -> tuple[Any, str]:
         rules = engine.start(hosts, rules_args, w, allow_dirty=allow_dirty,
                              skip_checks=skip_checks)
-        return rules, f"on {rules.color} of {len(hosts)} host(s)"
+        from goship.canary.engine import canary_color
+
+        colors = sorted({canary_color(h, rules) for h in hosts})
+        return rules, f"on {' and '.join(colors)} of {len(hosts)} host(s)"
 
     rules, where = _on(ctx, env, lambda k: (_kube().start(k, rules_args, w, {
         "allow_dirty": allow_dirty, "skip_checks": skip_checks, "force": force}),
@@ -233,8 +236,10 @@ def explain(ctx: click.Context, env: str, headers: tuple[str, ...], cookies: tup
 
 def run_canary_deploy(ctx: click.Context, env: str, steps: str | None,
                       min_requests: int | None, min_seconds: float | None, allow_dirty: bool,
-                      skip_checks: bool, force: bool, as_json: bool) -> None:
-    """`goship deploy ENV --canary`: start at the first step, walk, promote or abort."""
+                      skip_checks: bool, force: bool, as_json: bool, *,
+                      wait: bool = False) -> None:
+    """`goship deploy ENV --canary`: start at the first step, walk, promote or abort.
+    `wait`: behind another release's lock, wait for it (then plan from the hosts again)."""
     from goship.canary.engine import CanaryEngine
     from goship.config.model import Canary
     from goship.deploy.engine import close, connect
@@ -263,12 +268,13 @@ def run_canary_deploy(ctx: click.Context, env: str, steps: str | None,
         from goship.kube.target import KubeTarget
 
         report = _kube().run(KubeTarget(project, environment), th.steps, {
-            "allow_dirty": allow_dirty, "skip_checks": skip_checks, "force": force})
+            "allow_dirty": allow_dirty, "skip_checks": skip_checks, "force": force,
+            "wait": wait})
         _say(ctx, report, as_json, "edge")
         return
     hosts = connect(environment)
     try:
-        engine = CanaryEngine(project, environment, force=force)
+        engine = CanaryEngine(project, environment, force=force, wait=wait)
         engine.start(hosts, {"rules": (), "allow_ids": (), "allow_cidrs": ()}, th.steps[0],
                      allow_dirty=allow_dirty, skip_checks=skip_checks)
         report = engine.walk(hosts, th.steps)

@@ -82,7 +82,7 @@ def deploy(ctx: click.Context, env: str, dry_run: bool, canary: bool, steps: str
         if dry_run:
             raise NotYetError("goship deploy --dry-run --canary", 7)  # unbuilt: exit 3
         run_canary_deploy(ctx, env, steps, step_min_requests, step_min_seconds, allow_dirty,
-                          skip_checks, force, as_json)
+                          skip_checks, force, as_json, wait=wait)
         return
     from goship.deploy import lb
 
