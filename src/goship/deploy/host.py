@@ -244,37 +244,37 @@ class Host:
                           f"{h.timeout:g}", " ".join(f"{p}:{pid}" for p, pid in pids.items()),
                           *urls)
 
-        ports = set(self.services.ports(color))
+        timeout = h.deadline + 30
+        before: dict[int, int | None] = {}
         if self.services.pid_alone_tells:
-            before = (known if known is not None and set(known) == ports
+            before = (dict(known) if known is not None
+                      and set(known) == set(self.services.ports(color))
                       else self.services.pids(color))
-            if all(before.values()):
-                # The host checks the PIDs once the URLs answered: no second read.
-                res = self.t.run(gate_cmd({p: pid for p, pid in before.items() if pid}),
-                                 timeout=h.deadline + 30)
-                last = (res.stdout.strip().splitlines() or ["fail ? no output"])[-1]
-                if last.startswith("gone "):
-                    _, port, pid = [*last.split(), "?", "?"][:3]
-                    return Gate(False, f"instance on port {port} (pid {pid}) stopped or "
-                                       "restarted during the gate")
-                if not res.ok:
-                    return _failed_gate(last)
-                return Gate(True, f"{len(urls)} instance(s) healthy")
-            # An instance not running yet: read again after the gate, below.
-        query = self.services.pids_query(color)
-        if query is not None:
-            # PIDs before, the gate, PIDs after: in order on the host, one round trip.
-            cmd, parse = query
-            b, res, a = self.t.run_all([cmd, gate_cmd({}), cmd], timeout=h.deadline + 30)
-            for r in (b, a):
-                if not r.ok:
-                    raise CommandFailed(self.name, cmd.display(), r.code, r.stderr.strip())
-            before, after = parse(b.stdout), parse(a.stdout)
-        else:
-            before = self.services.pids(color)
-            res = self.t.run(gate_cmd({}), timeout=h.deadline + 30)
-            after = self.services.pids(color) if res.ok else {}
+        running = {p: pid for p, pid in before.items() if pid}
+        if before and len(running) == len(before):
+            # The host checks these PIDs still run once the URLs answered: no second read.
+            res = self.t.run(gate_cmd(running), timeout=timeout)
+            after = before
+        else:  # not told by PIDs alone, or an instance not running yet: read again after
+            query = self.services.pids_query(color)
+            if query is not None:
+                # PIDs before, the gate, PIDs after: in order on the host, one round trip.
+                cmd, parse = query
+                b, res, a = self.t.run_all([cmd, gate_cmd({}), cmd], timeout=timeout)
+                for r in (b, a):
+                    if not r.ok:
+                        raise CommandFailed(self.name, cmd.display(), r.code,
+                                            r.stderr.strip())
+                before, after = parse(b.stdout), parse(a.stdout)
+            else:
+                before = self.services.pids(color)
+                res = self.t.run(gate_cmd({}), timeout=timeout)
+                after = self.services.pids(color) if res.ok else {}
         last = (res.stdout.strip().splitlines() or ["fail ? no output"])[-1]
+        if last.startswith("gone "):
+            _, port, pid = [*last.split(), "?", "?"][:3]
+            return Gate(False, f"instance on port {port} (pid {pid}) stopped or restarted "
+                               "during the gate")
         if not res.ok:
             return _failed_gate(last)
         dead = [p for p, pid in after.items() if pid is None]

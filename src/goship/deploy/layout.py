@@ -137,12 +137,11 @@ class Paths:
 def layout_dirs(paths: Paths, user: str | None) -> dict[str, tuple[str | None, str | None]]:
     """The app's directories: path -> (mode, owner user); None: whatever it is. `user`
     None (local mode, a non-root deployer): nothing is chowned."""
-    shared_user = user or None
     return {paths.root: ("755", None), paths.releases: ("755", None),
             paths.incoming: ("700", None), paths.logs: (None, None),
             paths.run_dir: ("700", None),
-            paths.shared: ("750" if shared_user else None, shared_user),
-            paths.join("shared", "data"): (None, shared_user),
+            paths.shared: ("750" if user else None, user),
+            paths.join("shared", "data"): (None, user),
             paths.join("shared", "envs"): ("700", None)}
 
 

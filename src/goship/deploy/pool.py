@@ -15,8 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any
 
-_KEPT: dict[int, ThreadPoolExecutor] = {}
-_LOCK = threading.Lock()
+_KEPT: dict[int, ThreadPoolExecutor] = {}  # only the main thread reads or adds to it
 
 
 class Borrowed:
@@ -47,11 +46,10 @@ def borrow(n: int, limit: int) -> Iterator[Borrowed]:
             b = Borrowed(own)
             yield b
         return
-    with _LOCK:
-        pool = _KEPT.get(workers)
-        if pool is None:
-            pool = _KEPT[workers] = ThreadPoolExecutor(max_workers=workers,
-                                                       thread_name_prefix="goship-hosts")
+    pool = _KEPT.get(workers)
+    if pool is None:
+        pool = _KEPT[workers] = ThreadPoolExecutor(max_workers=workers,
+                                                   thread_name_prefix="goship-hosts")
     b = Borrowed(pool)
     try:
         yield b
